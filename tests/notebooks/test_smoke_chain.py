@@ -1,0 +1,44 @@
+"""The whole notebook chain through papermill with the smoke profile (what CI runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from trsr_utils import pipeline
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke-run")
+    manifest = pipeline.run("smoke", out=out, log=lambda *_: None)
+    return out, manifest
+
+
+def results(out, name):
+    return pipeline.read_results(out / "notebooks" / f"{name}.ipynb")
+
+
+def test_every_notebook_ran(smoke_run):
+    out, manifest = smoke_run
+    names = [p.name for p in pipeline.discover()]
+    assert [r["notebook"] for r in manifest["notebooks"]] == names
+    assert all(r["status"] == "ok" and r["seconds"] > 0 for r in manifest["notebooks"])
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["profile"] == "smoke" and on_disk["config"]["data"]["n_train"] == 12
+
+
+def test_01_data_filtering(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "01_data_filtering")
+    assert res == json.loads((out / "results" / "01_data_filtering.json").read_text())
+    assert res["dataset"] == "movielens-100k" and res["users_loaded"] == 943
+    assert res["samples"] == {"train": 12, "valid": 4, "test": 6}
+    assert 9 <= res["avg_history_length"] <= 24
+    assert 10 < res["avg_tokens_per_item"] < 40
+    samples = pd.read_parquet(out / "01_data" / "samples.parquet")
+    assert len(samples) == 22

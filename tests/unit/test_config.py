@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from trsr_utils.config import ConfigError, available_profiles, resolve_config
+
+
+def test_all_shipped_profiles_resolve():
+    names = available_profiles()
+    assert {"smoke", "demo", "paper-mind", "paper-amazon"} <= set(names)
+    for name in names:
+        cfg = resolve_config(name, run_dir="/tmp/x")
+        assert cfg.profile == name
+        assert Path(cfg.run_dir).is_absolute()
+
+
+def test_extends_merges_nested_sections():
+    smoke = resolve_config("smoke")
+    demo = resolve_config("demo")
+    assert smoke.data.dataset == demo.data.dataset == "movielens-100k"
+    assert smoke.data.long_history == "keep_recent"  # inherited from demo
+    assert smoke.data.n_train < demo.data.n_train
+    assert smoke.model.summarizer == "tiny-random"
+    amazon = resolve_config("paper-amazon")
+    assert amazon.data.dataset == "amazon-m2" and amazon.data.n_train == 10_000  # from paper-mind
+
+
+def test_default_run_dir_is_runs_profile():
+    assert resolve_config("smoke").run_dir.endswith("runs/smoke")
+
+
+def test_dotted_and_nested_overrides():
+    cfg = resolve_config("demo", overrides={"data.n_train": 7, "chunking": {"items_per_block": 3}, "seed": 5})
+    assert (cfg.data.n_train, cfg.chunking.items_per_block, cfg.seed) == (7, 3, 5)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"data.n_trian": 5}, "unknown configuration key 'data.n_trian'; did you mean 'data.n_train'"),
+        ({"dataa": {}}, "unknown configuration key 'dataa'; did you mean 'data'"),
+        ({"data.n_train": "many"}, "data.n_train must be an integer"),
+        ({"data.dataset": "netflix"}, "data.dataset must be one of"),
+        ({"data.long_history": "cut"}, "data.long_history must be one of"),
+        ({"data.min_interactions": 30}, "must be >= 1 and <="),
+        ({"data.negative_source": "impressions"}, "only for dataset 'mind'"),
+        ({"text.include_abstract": "yes"}, "must be true or false"),
+    ],
+)
+def test_bad_values_are_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_config("demo", overrides=overrides)
+
+
+def test_unknown_profile_lists_available():
+    with pytest.raises(ConfigError, match="unknown profile 'nope'; available: .*demo"):
+        resolve_config("nope")
+
+
+def test_profile_file_path_and_unknown_key_in_yaml(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: smoke\ndata:\n  n_test: 3\n")
+    assert resolve_config(str(path)).data.n_test == 3
+    path.write_text("data:\n  min_history: 3\n")
+    with pytest.raises(ConfigError, match="unknown configuration key 'data.min_history'"):
+        resolve_config(str(path))

@@ -1,0 +1,163 @@
+"""Loaders on fixture files in the exact real formats, including broken rows."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import FIXTURES, insert_line
+from trsr_utils.data import DataFormatError, load_amazon_m2, load_mind, load_movielens, parse_prev_items
+
+
+# ---------------------------------------------------------------- MovieLens-100K
+def test_embedded_movielens_is_the_real_dataset():
+    ds = load_movielens()
+    assert len(ds.catalog) == 1682 and len(ds.sequences) == 943
+    assert sum(len(s.items) for s in ds.sequences) == 100_000
+    assert ds.catalog.items["1"] == {"title": "Toy Story", "year": "1995", "genres": "Animation, Children's, Comedy"}
+    for seq in ds.sequences[:50]:
+        assert seq.timestamps == sorted(seq.timestamps)  # time-ordered
+    assert min(len(s.items) for s in ds.sequences) == 20
+
+
+def test_movielens_fixture_and_deterministic_order():
+    a = load_movielens(FIXTURES / "ml-100k")
+    b = load_movielens(FIXTURES / "ml-100k")
+    assert [s.items for s in a.sequences] == [s.items for s in b.sequences]
+    assert [s.user_id for s in a.sequences] == [str(i) for i in range(1, 11)]
+
+
+def test_movielens_broken_rows(fixture_copy):
+    folder = fixture_copy("ml-100k")
+    line = insert_line(folder / "ml-100k.inter", 3, b"1\t50\t3")
+    with pytest.raises(DataFormatError, match=rf"ml-100k.inter, line {line}: expected 4 tab-separated fields, found 3"):
+        load_movielens(folder)
+    ds = load_movielens(folder, on_error="skip")
+    assert ds.report.counts == {"ml-100k.inter: wrong field count": 1}
+
+
+def test_movielens_unknown_item_and_bad_utf8(fixture_copy):
+    folder = fixture_copy("ml-100k")
+    line = insert_line(folder / "ml-100k.inter", 1, b"1\t99999\t3\t881250949")
+    with pytest.raises(DataFormatError, match=rf"line {line}, field 'item_id': item '99999' is not in the catalogue"):
+        load_movielens(folder)
+    (folder / "ml-100k.inter").write_bytes(
+        b"\n".join(l for l in (folder / "ml-100k.inter").read_bytes().split(b"\n") if b"99999" not in l))
+    line = insert_line(folder / "ml-100k.item", 2, b"5000\tCaf\xe9 broken\t1995\tDrama")
+    with pytest.raises(DataFormatError, match=rf"ml-100k.item, line {line}, field 'movie_title': invalid UTF-8"):
+        load_movielens(folder)
+
+
+# ---------------------------------------------------------------- MIND
+def test_mind_fixture_sequences_and_impressions():
+    ds = load_mind(FIXTURES / "mind")
+    assert len(ds.catalog) == 80 and len(ds.sequences) == 8
+    assert ds.catalog.attributes == ["category", "subcategory", "title", "abstract"]
+    assert "abstract" not in ds.catalog.items["N7"]  # empty abstract is skipped
+    u1 = next(s for s in ds.sequences if s.user_id == "U1")
+    assert u1.items[:4] == ["N17", "N63", "N30", "N79"]  # history first
+    assert u1.items[4:] == ["N6", "N80"]  # then clicks, in time order
+    assert u1.timestamps[:4] == [None] * 4 and u1.timestamps[4] < u1.timestamps[5]
+    # non-clicked news of the impression holding the last click
+    assert sorted(u1.impression_negatives) == sorted(["N50", "N20", "N29", "N65", "N42"])
+
+
+@pytest.mark.parametrize(
+    "raw, after, pattern",
+    [
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN1 N2", 2, r"behaviors.tsv, line {line}: expected 5 tab-separated fields, found 4"),
+        (b"99\tU1\t2019-11-11 09:00\tN1\tN2-1", 2, r"line {line}, field 'time': expected MM/DD/YYYY"),
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN1\tN2-1 N3", 2, r"line {line}, field 'impressions': .*'N3'.*test split"),
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN1 N999\tN2-1", 2, r"line {line}, field 'history': news 'N999' is not in news.tsv"),
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN1\tN2-1 N998-0", 0, r"line {line}, field 'impressions': news 'N998'"),
+    ],
+)
+def test_mind_broken_behaviors(fixture_copy, raw, after, pattern):
+    folder = fixture_copy("mind")
+    line = insert_line(folder / "behaviors.tsv", after, raw)
+    with pytest.raises(DataFormatError, match=pattern.format(line=line)):
+        load_mind(folder)
+    ds = load_mind(folder, on_error="skip")
+    assert ds.report.total == 1 and len(ds.sequences) == 8
+
+
+def test_mind_broken_news(fixture_copy):
+    folder = fixture_copy("mind")
+    line = insert_line(folder / "news.tsv", 5, b"N500\tnews\tnewsus\t\tabstract\turl\t[]\t[]")
+    with pytest.raises(DataFormatError, match=rf"news.tsv, line {line}, field 'title': empty title"):
+        load_mind(folder)
+    line2 = insert_line(folder / "news.tsv", 1, b"N501\tnews\tnewsus\tOk title\tbad \xff\xfe bytes\turl\t[]\t[]")
+    ds = load_mind(folder, on_error="skip")
+    assert ds.report.counts == {"news.tsv: empty title": 1, "news.tsv: invalid UTF-8": 1}
+    assert any(f"line {line2}, field 'abstract': invalid UTF-8" in e for e in ds.report.examples)
+    with pytest.warns(UserWarning, match="skipped 2 bad input rows"):
+        ds.report.warn()
+
+
+def test_missing_files_say_how_to_get_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="trsr_utils.data.download mind"):
+        load_mind(tmp_path)
+    with pytest.raises(FileNotFoundError, match="data/README.md"):
+        load_amazon_m2(tmp_path)
+
+
+# ---------------------------------------------------------------- Amazon-M2
+def test_parse_prev_items_numpy_style():
+    assert parse_prev_items("['B09W9FND7K' 'B09JSPLN1M']") == ["B09W9FND7K", "B09JSPLN1M"]
+    assert parse_prev_items("['A' 'B' 'C'\n 'D' 'E']") == ["A", "B", "C", "D", "E"]
+    assert parse_prev_items("[]") == []
+    for bad in ["['A', 'B']", "A B", "['A' 'B'", "[A B]", "['A' '']"]:
+        with pytest.raises(ValueError):
+            parse_prev_items(bad)
+
+
+def test_amazon_fixture_locale_filter_and_wrapped_arrays():
+    ds = load_amazon_m2(FIXTURES / "amazon_m2", locale="UK")
+    assert len(ds.catalog) == 60 and all(i.startswith("B0") for i in ds.catalog.items)
+    assert len(ds.sequences) == 12
+    assert len(ds.sequences[1].items) == 10  # a prev_items array wrapped over two lines + next_item
+    assert ds.catalog.items["B000000005"]["title"] == "Widget 5, deluxe edition"  # quoted comma
+    assert ds.catalog.items["B000000001"]["description"] == "Line one line two"  # newline normalised
+    assert "brand" not in ds.catalog.items["B000000002"]  # empty value skipped
+    de = load_amazon_m2(FIXTURES / "amazon_m2", locale="DE")
+    assert len(de.catalog) == 10 and len(de.sequences) == 1
+    with pytest.raises(DataFormatError, match="no product has locale 'FR'"):
+        load_amazon_m2(FIXTURES / "amazon_m2", locale="FR")
+
+
+@pytest.mark.parametrize(
+    "raw, pattern",
+    [
+        (b"\"['B000000001' 'B000000002']\",B000000003", r"sessions_train.csv, line {line}: expected 3 comma-separated fields, found 2"),
+        (b"\"['B000000001', 'B000000002']\",B000000003,UK", r"line {line}, field 'prev_items': expected a numpy-style list"),
+        (b"\"['B000000001' 'B777777777']\",B000000003,UK", r"line {line}, field 'prev_items': product 'B777777777' is not in products_train.csv \(UK\)"),
+        (b"\"['B000000001']\",,UK", r"line {line}, field 'next_item': empty item id"),
+        (b"\"['B000000001' 'B00000\xff002']\",B000000003,UK", r"line {line}, field 'prev_items': invalid UTF-8"),
+    ],
+)
+def test_amazon_broken_sessions(fixture_copy, raw, pattern):
+    folder = fixture_copy("amazon_m2")
+    # after line 3: the header, one single-line record, and the first line of a wrapped one would be wrong,
+    # so insert after the wrapped record ends (line 4) to check line numbers past a multi-line field
+    line = insert_line(folder / "sessions_train.csv", 4, raw)
+    with pytest.raises(DataFormatError, match=pattern.format(line=line)):
+        load_amazon_m2(folder)
+    ds = load_amazon_m2(folder, on_error="skip")
+    assert ds.report.total == 1 and len(ds.sequences) == 12
+
+
+def test_amazon_empty_title_and_line_numbers_after_multiline_fields(fixture_copy):
+    folder = fixture_copy("amazon_m2")
+    text = (folder / "products_train.csv").read_bytes()
+    # records with a multi-line description make physical lines differ from record numbers
+    n_lines = text.count(b"\n")
+    line = insert_line(folder / "products_train.csv", n_lines, b"B000000099,UK,,1.00,,,,,,,")
+    with pytest.raises(DataFormatError, match=rf"products_train.csv, line {line}, field 'title': empty title"):
+        load_amazon_m2(folder)
+
+
+def test_error_message_shape():
+    err = DataFormatError("/d/news.tsv", 12, "title", "empty title")
+    assert str(err) == "/d/news.tsv, line 12, field 'title': empty title"
+    assert re.match(r".*line 12", str(DataFormatError("f", 12, None, "x")))

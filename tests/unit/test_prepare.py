@@ -1,0 +1,73 @@
+"""The data stage end to end through the configuration, and its output format."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import FIXTURES
+from trsr_utils.config import resolve_config
+from trsr_utils.data import prepare
+
+
+def test_movielens_stage_roundtrip(tmp_path):
+    cfg = resolve_config("smoke", run_dir=tmp_path)
+    prepared = prepare.prepare(cfg)
+    paths = prepare.write(cfg, prepared)
+    assert {p.name for p in paths.values()} == {"samples.parquet", "items.parquet", "meta.json"}
+    back = prepare.read(cfg)
+    assert back.samples.equals(prepared.samples)
+    assert back.meta["format_version"] == prepare.FORMAT_VERSION
+    assert list(back.items.columns) == ["item_id", "title", "year", "genres"]
+    used = {i for r in back.samples.itertuples() for i in (*r.history, r.positive, *r.negatives)}
+    assert used == set(back.items.item_id)
+    assert all(10 <= len(h) + 1 <= 25 for h in back.samples.history)
+    stats = prepare.statistics(back)
+    assert stats.loc["train samples", "value"] == cfg.data.n_train
+    assert stats.loc["attributes (incl. id)", "value"] == 4
+
+
+def test_read_refuses_other_format_versions(tmp_path):
+    cfg = resolve_config("smoke", run_dir=tmp_path)
+    prepare.write(cfg, prepare.prepare(cfg))
+    meta_path = tmp_path / "01_data" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format_version 99 .* re-run notebook 01"):
+        prepare.read(cfg)
+
+
+def test_read_before_write_says_which_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebook that writes it first"):
+        prepare.read(resolve_config("smoke", run_dir=tmp_path))
+
+
+def test_mind_with_impression_negatives(tmp_path):
+    overrides = {"data": {"dataset": "mind", "source_dir": str(FIXTURES / "mind"), "n_train": 2, "n_valid": 1,
+                          "n_test": 2, "eval_negatives": 8, "negative_source": "impressions",
+                          "long_history": "drop"}}
+    cfg = resolve_config("smoke", run_dir=tmp_path, overrides=overrides)
+    prepared = prepare.prepare(cfg)
+    # fixture users have 6, 10, 14, 17, 22, 32, 11, 13 interactions: 6 fit 10-25, 5 requested
+    assert prepared.meta["filter"]["kept"] == 6 and len(prepared.samples) == 5
+    raw = prepare.load_raw(cfg)
+    by_user = {s.user_id: s for s in raw.sequences}
+    for row in prepared.samples.itertuples():
+        shown = set(by_user[row.user_id].impression_negatives)
+        k = 1 if row.split == "train" else 8
+        # 5 non-clicked news were shown: they come first, the rest is topped up uniformly
+        assert set(row.negatives[: min(k, 5)]) <= shown
+    assert prepared.meta["sampling"]["negatives_topped_up"] == 3 * 3
+
+
+def test_amazon_through_config(tmp_path):
+    overrides = {"data": {"dataset": "amazon-m2", "source_dir": str(FIXTURES / "amazon_m2"), "n_train": 3,
+                          "n_valid": 1, "n_test": 2}}
+    cfg = resolve_config("smoke", run_dir=tmp_path, overrides=overrides)
+    prepared = prepare.prepare(cfg)
+    assert prepared.meta["dataset"] == "amazon-m2"
+    assert "description" in prepared.items.columns
+    assert isinstance(prepared.samples, pd.DataFrame) and len(prepared.samples) == 6

@@ -1,0 +1,280 @@
+"""Run profiles (YAML) resolved into one typed configuration.
+
+Defaults live here and only here. A profile file overrides them, a profile may
+``extends:`` another one, and a notebook or the command line may override single
+values with dotted keys (``{"data.n_train": 20}``). Any key that is not a field
+of the configuration is an error that names the key and suggests the nearest
+valid one: a typo must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROFILES_DIR = REPO_ROOT / "profiles"
+
+
+class ConfigError(ValueError):
+    """A profile or override that cannot be turned into a valid configuration."""
+
+
+@dataclass
+class DataConfig:
+    """Which raw data to read and how to turn it into samples (notebook 01)."""
+
+    dataset: str = "movielens-100k"  # movielens-100k | mind | amazon-m2
+    # Folder with the raw files. For movielens-100k, None means the copy shipped
+    # inside the recbole package (no download needed).
+    source_dir: str | None = None
+    locale: str = "UK"  # amazon-m2 only
+    # Paper: users with 10-25 interactions; one sample per user (history -> last item).
+    min_interactions: int = 10
+    max_interactions: int = 25
+    # What to do with users above max_interactions: "drop" them (the paper) or
+    # "keep_recent" (keep only their most recent max_interactions items).
+    long_history: str = "drop"
+    n_train: int = 10_000
+    n_valid: int = 1_000
+    n_test: int = 1_000
+    train_negatives: int = 1
+    eval_negatives: int = 20
+    # "uniform" over the catalogue, or "impressions" (MIND: the non-clicked news
+    # shown beside the positive, topped up uniformly when there are too few).
+    negative_source: str = "uniform"
+    on_error: str = "raise"  # raise | skip (skipped rows are counted and reported)
+
+
+@dataclass
+class TextConfig:
+    """How an item becomes one line of text (notebook 02)."""
+
+    # None: the dataset's default attribute order (see trsr_utils.text).
+    attributes: list[str] | None = None
+    include_abstract: bool = False  # MIND: the paper leaves the abstract out
+    max_field_tokens: int = 64  # long fields (Amazon descriptions) are capped
+
+
+@dataclass
+class ChunkingConfig:
+    """How a history is split into blocks for the summarizer (notebook 02)."""
+
+    items_per_block: int = 5
+    block_token_budget: int = 512
+    max_blocks: int = 5
+
+
+@dataclass
+class ModelConfig:
+    """Which LLMs to use. Names resolve through trsr_utils.llm's registry."""
+
+    summarizer: str = "smollm2-135m-instruct"
+    recommender: str = "smollm2-135m-instruct"
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    quantization: str | None = None  # None | 8bit | 4bit (bitsandbytes, GPU only)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class PromptConfig:
+    """Recommendation prompt settings (notebook 02 onwards)."""
+
+    domain: str | None = None  # news | products | movies; None: from the dataset
+    recent_items: int = 5  # the last k items shown beside the summary
+    max_length: int = 2048  # token limit of one recommendation prompt
+    summary_max_tokens: int = 256  # the summary is cut to this before anything else
+
+
+@dataclass
+class Config:
+    """Everything one run needs; built by :func:`resolve_config`."""
+
+    profile: str = "demo"
+    description: str = ""
+    run_dir: str = ""
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir)
+
+    def stage_dir(self, name: str) -> Path:
+        """The run-directory folder of one stage (created on demand)."""
+        path = self.run_path / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "data.dataset": ("movielens-100k", "mind", "amazon-m2"),
+    "data.long_history": ("drop", "keep_recent"),
+    "data.negative_source": ("uniform", "impressions"),
+    "data.on_error": ("raise", "skip"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.quantization": (None, "8bit", "4bit"),
+    "model.device": ("auto", "cpu", "cuda"),
+    "prompt.domain": (None, "news", "products", "movies"),
+}
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def _profile_path(profile: str) -> Path:
+    candidate = Path(profile)
+    if candidate.suffix in {".yaml", ".yml"} and candidate.exists():
+        return candidate
+    path = PROFILES_DIR / f"{profile}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"unknown profile {profile!r}; available: {', '.join(available_profiles())} "
+            f"(or pass the path of a .yaml file)"
+        )
+    return path
+
+
+def load_profile(profile: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The raw dictionary of a profile, with ``extends:`` chains merged."""
+    path = _profile_path(profile)
+    if str(path) in _seen:
+        raise ConfigError(f"profile {path}: 'extends' forms a cycle")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile {path}: invalid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile {path}: expected a mapping at the top level")
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    base = load_profile(base_name, _seen + (str(path),))
+    return _deep_merge(base, raw)
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand_dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """{"data.n_train": 5} -> {"data": {"n_train": 5}}; nested dicts pass through."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with another override")
+        if isinstance(value, Mapping):
+            node[parts[-1]] = _deep_merge(node.get(parts[-1], {}), _expand_dotted(value))
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        key = unknown[0]
+        hint = difflib.get_close_matches(key, list(fields), n=1)
+        where = f"{prefix}{key}"
+        msg = f"unknown configuration key {where!r}"
+        if hint:
+            msg += f"; did you mean '{prefix}{hint[0]}'?"
+        else:
+            msg += f"; valid keys here: {', '.join(sorted(fields))}"
+        raise ConfigError(msg)
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{name} must be a mapping, got {value!r}")
+            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(f"{prefix}{name}", default, value)
+    return cls(**kwargs)
+
+
+def _check_type(key: str, default: Any, value: Any) -> Any:
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{key} must be one of {list(_CHOICES[key])}, got {value!r}")
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _validate(cfg: Config) -> None:
+    d = cfg.data
+    if not 1 <= d.min_interactions <= d.max_interactions:
+        raise ConfigError(
+            f"data.min_interactions ({d.min_interactions}) must be >= 1 and <= "
+            f"data.max_interactions ({d.max_interactions})"
+        )
+    if d.min_interactions < 2:
+        raise ConfigError("data.min_interactions must be at least 2 (a history and a positive)")
+    for name in ("n_train", "n_valid", "n_test", "train_negatives", "eval_negatives"):
+        if getattr(d, name) < 0:
+            raise ConfigError(f"data.{name} must not be negative")
+    if d.negative_source == "impressions" and d.dataset != "mind":
+        raise ConfigError("data.negative_source 'impressions' exists only for dataset 'mind'")
+    c = cfg.chunking
+    if c.items_per_block < 1 or c.max_blocks < 1 or c.block_token_budget < 8:
+        raise ConfigError("chunking: items_per_block and max_blocks must be >= 1, block_token_budget >= 8")
+
+
+def default_run_dir(profile: str) -> Path:
+    root = Path(os.environ.get("TRSR_RUNS_DIR", REPO_ROOT / "runs"))
+    return root / Path(profile).stem
+
+
+def resolve_config(
+    profile: str = "demo",
+    run_dir: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Profile + overrides -> a validated :class:`Config` with an absolute run_dir."""
+    raw = load_profile(profile)
+    raw = _deep_merge(raw, _expand_dotted(overrides or {}))
+    raw["profile"] = Path(profile).stem
+    for key in ("run_dir",):
+        raw.pop(key, None)
+    cfg = _build(Config, raw, "")
+    cfg.run_dir = str(Path(run_dir).resolve() if run_dir else default_run_dir(profile).resolve())
+    _validate(cfg)
+    return cfg

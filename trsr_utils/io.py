@@ -1,0 +1,110 @@
+"""Run-directory I/O: atomic writes and the results each notebook records.
+
+Every stage writes its outputs through these helpers: the data goes to a
+temporary file in the same folder, is flushed to disk, then renamed over the
+target, so a run killed at any moment leaves either the old file or the new
+one, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+RESULTS_MIME = "application/vnd.trsr.results+json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run the notebook that writes it first "
+            "(python -m trsr_utils.pipeline run --profile ... --only NN)"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run the notebook that writes it first "
+            "(python -m trsr_utils.pipeline run --profile ... --only NN)"
+        )
+    return pd.read_parquet(path)
+
+
+def record_results(run_dir: str | os.PathLike[str], notebook: str, results: dict[str, Any]) -> dict[str, Any]:
+    """Save a notebook's key results and show them in its output.
+
+    The results go to ``<run_dir>/results/<notebook>.json`` and into the cell's
+    output under a dedicated MIME type, so tests can read them back either from
+    the run directory or from the executed notebook itself.
+    """
+    clean = json.loads(json.dumps(results, default=_json_default))
+    write_json(Path(run_dir) / "results" / f"{notebook}.json", clean)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(
+                {RESULTS_MIME: clean, "text/plain": json.dumps(clean, indent=2, ensure_ascii=False)},
+                raw=True,
+            )
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        pass
+    return clean

@@ -1,0 +1,312 @@
+"""Run the numbered notebooks in order with papermill.
+
+    python -m trsr_utils.pipeline run --profile demo [--out DIR] [--only 01,03] [--from 03] [--set data.n_train=50]
+    python -m trsr_utils.pipeline list
+    python -m trsr_utils.pipeline strip          # remove outputs before committing
+
+Each notebook gets three parameters, ``profile``, ``run_dir`` and
+``overrides``; the executed copy is written to ``<run_dir>/notebooks/`` and a
+``manifest.json`` in the run directory records the profile, the resolved
+configuration, package versions, the git commit and each notebook's status and
+wall time. The first failing notebook stops the run with its cell number and
+error; its executed copy is kept for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import nbformat
+import yaml
+
+from . import io
+from .config import REPO_ROOT, ConfigError, resolve_config
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+INJECTED = ("profile", "run_dir", "overrides")
+PACKAGES = ["trsr", "torch", "transformers", "tokenizers", "peft", "trl", "accelerate", "datasets", "gguf",
+            "recbole", "numpy", "pandas", "pyarrow", "scikit-learn", "papermill", "ipykernel", "matplotlib",
+            "seaborn", "ipywidgets", "bitsandbytes", "deepspeed"]
+
+
+class PipelineError(RuntimeError):
+    """A notebook that failed, located by notebook and cell."""
+
+
+@dataclass
+class NotebookFailure:
+    notebook: str
+    cell: int | None  # 1-based position in the source notebook
+    exec_count: int | None
+    first_line: str
+    ename: str
+    evalue: str
+    output: str
+
+    def __str__(self) -> str:
+        where = self.notebook
+        if self.cell is not None:
+            where += f", cell {self.cell} (In [{self.exec_count}]: {self.first_line})"
+        return f"{where}: {self.ename}: {self.evalue}\n  executed notebook kept at {self.output}"
+
+
+def _source_cell_number(executed: Path, cell_index: int | None) -> int | None:
+    """Papermill counts its injected-parameters cell; map back to the source notebook (1-based)."""
+    if cell_index is None:
+        return None
+    try:
+        nb = nbformat.read(str(executed), as_version=4)
+    except (OSError, ValueError):
+        return cell_index + 1
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    # The error banner papermill adds on top is written after execution, so cell_index does not count it.
+    tags = [t for t in tags if "papermill-error-cell-tag" not in t]
+    extra = sum(1 for t in tags[: cell_index + 1] if "injected-parameters" in t)
+    return cell_index - extra + 1
+
+
+def discover(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """``NN_name.ipynb`` files, in number order."""
+    found = [p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb")]
+    return sorted(found, key=lambda p: p.name)
+
+
+def select(notebooks: list[Path], only: list[str] | None = None, start: str | None = None) -> list[Path]:
+    """Keep the notebooks named by number (``only``) or from a number on (``start``)."""
+    numbers = {p.name[:2]: p for p in notebooks}
+    for n in list(only or []) + ([start] if start else []):
+        if n.zfill(2) not in numbers:
+            raise PipelineError(f"no notebook numbered {n!r}; available: {', '.join(sorted(numbers))}")
+    chosen = notebooks
+    if only:
+        wanted = {n.zfill(2) for n in only}
+        chosen = [p for p in chosen if p.name[:2] in wanted]
+    if start:
+        chosen = [p for p in chosen if p.name[:2] >= start.zfill(2)]
+    return chosen
+
+
+def parameters_cell(nb: nbformat.NotebookNode) -> tuple[int, dict[str, Any]]:
+    """The index and literal values of the cell tagged ``parameters``."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            values = {}
+            for node in ast.parse(cell.source).body:
+                if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                        and isinstance(node.targets[0], ast.Name)):
+                    raise PipelineError(f"the parameters cell may only assign literals, found: {ast.unparse(node)}")
+                try:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise PipelineError(
+                        f"parameter {node.targets[0].id!r} is not a literal: {ast.unparse(node.value)}"
+                    ) from None
+            return index, values
+    raise PipelineError("no cell is tagged 'parameters'")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    if path.exists():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            pass
+    return {}
+
+
+def run(
+    profile: str,
+    out: str | os.PathLike[str] | None = None,
+    only: list[str] | None = None,
+    start: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    notebooks_dir: str | os.PathLike[str] = NOTEBOOKS_DIR,
+    kernel_name: str = "python3",
+    log=print,
+) -> dict[str, Any]:
+    """Execute the selected notebooks; returns the manifest. Raises :class:`PipelineError` on failure."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    overrides = dict(overrides or {})
+    cfg = resolve_config(profile, run_dir=out, overrides=overrides)  # unknown keys fail here, before any work
+    run_dir = Path(cfg.run_dir)
+    executed_dir = run_dir / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = select(discover(Path(notebooks_dir)), only, start)
+    if not notebooks:
+        raise PipelineError(f"no notebooks to run in {notebooks_dir}")
+
+    manifest_path = run_dir / "manifest.json"
+    manifest = _load_manifest(manifest_path)
+    manifest.update({
+        "profile": cfg.profile,
+        "run_dir": str(run_dir),
+        "overrides": overrides,
+        "config": cfg.to_dict(),
+        "packages": package_versions(),
+        "git": git_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    records = {r["notebook"]: r for r in manifest.get("notebooks", [])}
+    params = {"profile": cfg.profile, "run_dir": str(run_dir), "overrides": overrides}
+    # The kernel inherits this: package progress bars go plain and quiet (no widget state in outputs).
+    os.environ["TRSR_HEADLESS"] = "1"
+
+    def save() -> None:
+        manifest["notebooks"] = [records[k] for k in sorted(records)]
+        io.write_json(manifest_path, manifest)
+
+    for path in notebooks:
+        _, declared = parameters_cell(nbformat.read(path, as_version=4))
+        missing = [p for p in INJECTED if p not in declared]
+        if missing:
+            raise PipelineError(f"{path.name}: its parameters cell does not declare {missing}")
+        output = executed_dir / path.name
+        log(f"[{cfg.profile}] {path.name} ...")
+        began = time.perf_counter()
+        record = {"notebook": path.name, "status": "running", "output": str(output),
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        records[path.name] = record
+        save()
+        try:
+            pm.execute_notebook(str(path), str(output), parameters=params, kernel_name=kernel_name,
+                                cwd=str(run_dir), progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=True)
+        except PapermillExecutionError as exc:
+            first_line = (exc.source or "").strip().splitlines()[0][:80] if (exc.source or "").strip() else ""
+            failure = NotebookFailure(path.name, _source_cell_number(output, exc.cell_index), exc.exec_count,
+                                      first_line, exc.ename, exc.evalue, str(output))
+            record.update(status="failed", seconds=round(time.perf_counter() - began, 2),
+                          error={"cell": failure.cell, "exec_count": exc.exec_count, "ename": exc.ename,
+                                 "evalue": exc.evalue})
+            save()
+            raise PipelineError(str(failure)) from None
+        record.update(status="ok", seconds=round(time.perf_counter() - began, 2))
+        save()
+        log(f"[{cfg.profile}] {path.name} ok in {record['seconds']:.1f} s -> {output}")
+    return manifest
+
+
+def read_results(executed: str | os.PathLike[str]) -> dict[str, Any]:
+    """The results a notebook recorded (its last ``record_results`` output)."""
+    nb = nbformat.read(str(executed), as_version=4)
+    found: dict[str, Any] | None = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if io.RESULTS_MIME in data:
+                found = data[io.RESULTS_MIME]
+    if found is None:
+        raise PipelineError(f"{executed}: no recorded results (the closing cell calls record_results)")
+    return found
+
+
+def strip(paths: list[Path]) -> list[Path]:
+    """Remove outputs, execution counts and widget state; returns the files changed."""
+    changed = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
+            cell.metadata.pop("execution", None)
+            cell.metadata.pop("papermill", None)
+        for key in ("widgets", "papermill"):
+            nb.metadata.pop(key, None)
+        if nbformat.writes(nb) != before:
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.pipeline", description="Run the notebook chain.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute notebooks with a profile")
+    p_run.add_argument("--profile", default="demo")
+    p_run.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
+    p_run.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
+    p_run.add_argument("--from", dest="start", default=None, help="start at this notebook number")
+    p_run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one configuration value, e.g. --set data.n_train=50")
+    p_run.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    sub.add_parser("list", help="list the notebooks and profiles")
+    p_strip = sub.add_parser("strip", help="strip outputs from notebooks (before committing)")
+    p_strip.add_argument("paths", nargs="*")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        from .config import available_profiles
+
+        print("notebooks:", *[p.name for p in discover()], sep="\n  ")
+        print("profiles:", *available_profiles(), sep="\n  ")
+        return 0
+    if args.command == "strip":
+        paths = [Path(p) for p in args.paths] or discover()
+        for p in strip(paths):
+            print(f"stripped {p}")
+        return 0
+    began = time.perf_counter()
+    try:
+        only = [n.strip() for n in args.only.split(",")] if args.only else None
+        manifest = run(args.profile, args.out, only, args.start, _parse_set(args.sets), args.notebooks)
+    except (PipelineError, ConfigError) as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nall notebooks ran in {time.perf_counter() - began:.1f} s")
+    print(f"executed notebooks: {Path(manifest['run_dir']) / 'notebooks'}")
+    print(f"manifest:           {Path(manifest['run_dir']) / 'manifest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
