@@ -30,3 +30,27 @@ def insert_line(path: Path, after: int, raw: bytes) -> int:
     lines.insert(after, raw + b"\n")
     path.write_bytes(b"".join(lines))
     return after + 1
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    """The real SmolLM2-135M-Instruct tokenizer (converted from the GGUF once, then cached)."""
+    from trsr_utils.llm import load_tokenizer
+
+    return load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    """A real character-level tokenizer with no chat template ("Yes" is 3 tokens)."""
+    import string
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = string.printable + "…"
+    vocab = {c: i for i, c in enumerate(dict.fromkeys(chars))}
+    vocab["<unk>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<unk>")

@@ -42,3 +42,14 @@ def test_01_data_filtering(smoke_run):
     assert 10 < res["avg_tokens_per_item"] < 40
     samples = pd.read_parquet(out / "01_data" / "samples.parquet")
     assert len(samples) == 22
+
+
+def test_02_chunking_and_prompts(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "02_chunking_and_prompts")
+    assert res["prefix_tokenization_exact"] is True
+    assert res["items_per_block_max"] <= 5 and res["block_tokens_max"] <= res["block_token_budget"]
+    assert res["answer_ids"] == [10539, 5230]
+    blocks = pd.read_parquet(out / "02_text" / "blocks.parquet")
+    assert len(blocks) == res["blocks"] and set(blocks["user_id"]) == set(
+        pd.read_parquet(out / "01_data" / "samples.parquet")["user_id"])

@@ -1,0 +1,237 @@
+"""The four prompts of LLM-TRSR, in our own words, for three domains.
+
+* block summary: one block of items -> a short description of the user's tastes
+* hierarchical merge: k chronologically ordered summaries -> one summary
+* recurrent update: previous summary + the next block -> a complete new summary
+* recommendation: instruction + preference summary + the last k items +
+  candidate -> "Yes" or "No"
+
+Small models summarise better when the data comes first and the task after it,
+when they are asked for two or three sentences about tastes (not a list), and
+when the answer is started for them ("This user"): the summary prompts do all
+three.
+
+Prompts go through the model's chat template when it has one, and a plain
+``### User: / ### Assistant:`` layout otherwise. The recommendation prompt is
+split into a *prefix* (everything before the candidate, identical for all of
+one user's candidates, so scoring can reuse its key/value cache) and a
+*suffix* per candidate; training and scoring tokenize the two parts separately
+and concatenate the ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .chunking import block_text
+
+SUMMARY_OPENING = "This user"
+_SENTINEL = "\x00CANDIDATE\x00"
+
+DOMAINS: dict[str, dict[str, str]] = {
+    "movies": {"item": "movie", "items": "movies", "did": "watched and rated", "will": "enjoy",
+               "aspects": "genres, eras and kinds of story"},
+    "news": {"item": "news article", "items": "news articles", "did": "clicked on and read", "will": "click on",
+             "aspects": "topics, regions and kinds of story"},
+    "products": {"item": "product", "items": "products", "did": "viewed or bought", "will": "buy",
+                 "aspects": "product types, brands, price range and styles"},
+}
+SYSTEM = "You are a recommender system. You read what a user did and judge what they will like."
+
+
+def _n_items(n: int, w: dict[str, str]) -> str:
+    return f"this {w['item']}" if n == 1 else f"these {n} {w['items']}"
+
+
+def _words(domain: str) -> dict[str, str]:
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; known: {sorted(DOMAINS)}")
+    return DOMAINS[domain]
+
+
+def block_summary_messages(lines: Sequence[str], domain: str) -> list[dict[str, str]]:
+    w = _words(domain)
+    if len(lines) == 1:
+        data = f"Here is a {w['item']} a user {w['did']}:"
+    else:
+        data = f"Here are {len(lines)} {w['items']} a user {w['did']}, oldest first:"
+    task = (f"In two or three sentences, describe this user's tastes: which {w['aspects']} they like. "
+            f"Write about the user, not a list of the {w['items']}.")
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"{data}\n{block_text(lines)}\n\n{task}"}]
+
+
+def merge_messages(summaries: Sequence[str], domain: str) -> list[dict[str, str]]:
+    w = _words(domain)
+    numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(summaries, start=1))
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": (
+            f"Here are {len(summaries)} descriptions of one user's tastes in {w['items']}, each from a later period "
+            f"than the one before:\n{numbered}\n\n"
+            "In two or three sentences, write one description of this user's overall tastes that keeps what "
+            "lasts across the periods and what is new in the latest ones."
+        )},
+    ]
+
+
+def recurrent_messages(previous: str, lines: Sequence[str], domain: str) -> list[dict[str, str]]:
+    w = _words(domain)
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": (
+            f"What we know about a user's tastes in {w['items']} so far:\n{previous}\n\n"
+            f"Since then the user {w['did']} {_n_items(len(lines), w)}, oldest first:\n{block_text(lines)}\n\n"
+            "In two or three sentences, write an updated description of this user's tastes. Keep what still holds, "
+            f"and say what the new {w['items']} add or change."
+        )},
+    ]
+
+
+def recommendation_messages(summary: str | None, recent: Sequence[str], domain: str) -> list[dict[str, str]]:
+    """The recommendation conversation with a placeholder where the candidate goes."""
+    w = _words(domain)
+    parts = [f"Decide whether a user will {w['will']} a candidate {w['item']}, given "
+             + ("a summary of their preferences and " if summary is not None else "")
+             + f"the {w['items']} they {w['did']} most recently. Answer with Yes or No only."]
+    if summary is not None:
+        parts.append(f"Preference summary: {summary}")
+    if recent:
+        parts.append(f"Most recent {w['items']}, oldest first:\n{block_text(recent)}")
+    else:
+        parts.append(f"Most recent {w['items']}: (none shown)")
+    parts.append(f"Candidate {w['item']}:{_SENTINEL}\n\nWill the user {w['will']} the candidate {w['item']}? "
+                 "Answer Yes or No.")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def render(tokenizer: Any, messages: list[dict[str, str]], answer_start: str = "") -> str:
+    """Chat template with the generation prompt (plain layout without one), then ``answer_start``."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "".join(f"### {m['role'].capitalize()}:\n{m['content']}\n\n" for m in messages) + "### Assistant:\n"
+    return text + answer_start
+
+
+def generation_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """A summarization prompt whose answer is already started with :data:`SUMMARY_OPENING`."""
+    return render(tokenizer, messages, SUMMARY_OPENING)
+
+
+@dataclass
+class AnswerTokens:
+    yes_id: int
+    no_id: int
+    yes: str
+    no: str
+
+
+def answer_tokens(tokenizer: Any, prompt_tail: str | None = None) -> AnswerTokens:
+    """The token ids of "Yes" and "No" as they follow the prompt.
+
+    After a newline (chat templates end the generation prompt with one) the
+    words come without a leading space; after other text, with one. Each must
+    be a single token of this tokenizer: otherwise p(yes) would be
+    ill-defined, so this fails loudly rather than falling back to ``<unk>``.
+    """
+    if prompt_tail is None:
+        prompt_tail = render(tokenizer, [{"role": "user", "content": "x"}])
+    space = "" if (not prompt_tail or prompt_tail[-1].isspace()) else " "
+    ids = {}
+    for word in ("Yes", "No"):
+        token_ids = tokenizer.encode(space + word, add_special_tokens=False)
+        if len(token_ids) != 1:
+            name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+            raise ValueError(f"tokenizer {name!r} splits the answer word {space + word!r} into {len(token_ids)} "
+                             f"tokens {token_ids}: yes/no scoring needs single-token answers")
+        ids[word] = token_ids[0]
+    return AnswerTokens(ids["Yes"], ids["No"], space + "Yes", space + "No")
+
+
+@dataclass
+class UserPrompts:
+    """One user's recommendation prompts: a shared prefix and one suffix per candidate."""
+
+    prefix: str
+    suffixes: list[str]
+    prefix_ids: list[int]
+    suffix_ids: list[list[int]]
+    summary_tokens_cut: int
+    recent_items_dropped: int
+
+    def full_ids(self, index: int) -> list[int]:
+        return self.prefix_ids + self.suffix_ids[index]
+
+    def text(self, index: int) -> str:
+        return self.prefix + self.suffixes[index]
+
+
+class RecommendationPrompter:
+    """Builds length-fitted recommendation prompts for one tokenizer and domain."""
+
+    def __init__(self, tokenizer: Any, domain: str, max_length: int = 2048, summary_max_tokens: int = 256):
+        _words(domain)
+        self.tokenizer, self.domain = tokenizer, domain
+        self.max_length, self.summary_max_tokens = max_length, summary_max_tokens
+
+    @classmethod
+    def from_config(cls, cfg: Any, tokenizer: Any) -> "RecommendationPrompter":
+        from .text import domain_of
+
+        return cls(tokenizer, domain_of(cfg), cfg.prompt.max_length, cfg.prompt.summary_max_tokens)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _parts(self, summary: str | None, recent: Sequence[str]) -> tuple[str, str]:
+        text = render(self.tokenizer, recommendation_messages(summary, recent, self.domain))
+        prefix, sep, tail = text.partition(_SENTINEL)
+        if not sep:
+            raise RuntimeError("the chat template dropped the candidate placeholder")
+        return prefix, tail
+
+    def _cut_summary(self, summary: str, keep: int) -> str:
+        ids = self._encode(summary)
+        if len(ids) <= keep:
+            return summary
+        return self.tokenizer.decode(ids[:keep]).rstrip("\ufffd").rstrip() + "…"
+
+    def build(self, summary: str | None, recent: Sequence[str], candidates: Sequence[str]) -> UserPrompts:
+        """Prefix + one suffix per candidate, all within ``max_length`` tokens (answer included).
+
+        What gets shortened: first the summary (to ``summary_max_tokens``, then
+        further as needed), then the oldest recent items. Never the
+        instruction, never a candidate.
+        """
+        if not candidates:
+            raise ValueError("at least one candidate is needed")
+        suffix_texts = [" " + c for c in candidates]
+        _, tail = self._parts(summary, recent)
+        suffix_ids = [self._encode(s + tail) for s in suffix_texts]
+        budget = self.max_length - max(len(s) for s in suffix_ids) - 1  # 1: the answer token
+        recent = list(recent)
+        original_summary_tokens = len(self._encode(summary)) if summary is not None else 0
+        keep = min(self.summary_max_tokens, original_summary_tokens)
+        dropped = 0
+        while True:
+            shown = self._cut_summary(summary, keep) if summary is not None else None
+            prefix, _ = self._parts(shown, recent)
+            prefix_ids = self._encode(prefix)
+            over = len(prefix_ids) - budget
+            if over <= 0:
+                break
+            if summary is not None and keep > 0:
+                keep = max(0, keep - over)
+            elif recent:
+                recent.pop(0)
+                dropped += 1
+            else:
+                raise ValueError(
+                    f"the instruction and the longest candidate alone need {len(prefix_ids) - budget + self.max_length}"
+                    f" tokens, more than prompt.max_length={self.max_length}: raise it or cap item text "
+                    "(text.max_field_tokens)"
+                )
+        cut = original_summary_tokens - keep if summary is not None else 0
+        return UserPrompts(prefix, [s + tail for s in suffix_texts], prefix_ids, suffix_ids, cut, dropped)
