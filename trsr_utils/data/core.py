@@ -130,6 +130,27 @@ def check_utf8(path: str | Path, line: int, fields: dict[str, str]) -> None:
             raise DataFormatError(path, line, name, "invalid UTF-8", kind="invalid UTF-8")
 
 
+def tsv_rows(path: str | Path, lines: Iterator[tuple[int, str]], columns: list[str], report: ErrorReport
+             ) -> Iterator[tuple[int, dict[str, str]]]:
+    """Split tab-separated ``(line, text)`` pairs into ``{column: value}`` rows, checking count and UTF-8."""
+    for number, text in lines:
+        if not text.strip():
+            continue
+        values = text.split("\t")
+        try:
+            if len(values) != len(columns):
+                raise DataFormatError(
+                    path, number, None, f"expected {len(columns)} tab-separated fields, found {len(values)}",
+                    kind="wrong field count",
+                )
+            row = dict(zip(columns, values))
+            check_utf8(path, number, row)
+        except DataFormatError as err:
+            report.handle(err)
+            continue
+        yield number, row
+
+
 def clean_value(value: str) -> str:
     """Normalise whitespace: tabs and newlines inside a value become single spaces."""
     return " ".join(value.split())

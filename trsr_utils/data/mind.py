@@ -25,9 +25,9 @@ from .core import (
     ErrorReport,
     RawDataset,
     UserSequence,
-    check_utf8,
     clean_value,
     read_lines,
+    tsv_rows,
 )
 
 NEWS_COLUMNS = ["news_id", "category", "subcategory", "title", "abstract", "url", "title_entities",
@@ -38,22 +38,7 @@ TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 
 
 def _rows(path: Path, columns: list[str], report: ErrorReport):
-    for number, text in read_lines(path):
-        if not text.strip():
-            continue
-        values = text.split("\t")
-        try:
-            if len(values) != len(columns):
-                raise DataFormatError(
-                    path, number, None, f"expected {len(columns)} tab-separated fields, found {len(values)}",
-                    kind="wrong field count",
-                )
-            row = dict(zip(columns, values))
-            check_utf8(path, number, row)
-        except DataFormatError as err:
-            report.handle(err)
-            continue
-        yield number, row
+    return tsv_rows(path, read_lines(path), columns, report)
 
 
 def load_news(path: Path, report: ErrorReport) -> dict[str, dict[str, str]]:

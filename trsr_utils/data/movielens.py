@@ -18,9 +18,9 @@ from .core import (
     ErrorReport,
     RawDataset,
     UserSequence,
-    check_utf8,
     clean_value,
     read_lines,
+    tsv_rows,
 )
 
 ATTRIBUTES = ["title", "year", "genres"]
@@ -48,22 +48,7 @@ def read_atomic(path: Path, required: list[str], report: ErrorReport):
     missing = [c for c in required if c not in columns]
     if missing:
         raise DataFormatError(path, 1, missing[0], f"header lacks column(s) {missing}; found {columns}")
-    for number, text in lines:
-        if not text.strip():
-            continue
-        values = text.split("\t")
-        try:
-            if len(values) != len(columns):
-                raise DataFormatError(
-                    path, number, None, f"expected {len(columns)} tab-separated fields, found {len(values)}",
-                    kind="wrong field count",
-                )
-            row = dict(zip(columns, values))
-            check_utf8(path, number, row)
-        except DataFormatError as err:
-            report.handle(err)
-            continue
-        yield number, row
+    yield from tsv_rows(path, lines, columns, report)
 
 
 def load_movielens(source_dir: str | Path | None = None, on_error: str = "raise") -> RawDataset:
