@@ -31,8 +31,9 @@ MIND_FILES = {
     "small": ["MINDsmall_train.zip", "MINDsmall_dev.zip"],
     "large": ["MINDlarge_train.zip", "MINDlarge_dev.zip"],
 }
-# Published digests, where known. None: the digest is computed, printed and
-# recorded beside the file; pass --sha256 to enforce one.
+# Published digests, where known. None: the digest is computed and recorded
+# beside the file (<file>.sha256); fetch_mind(..., sha256={name: digest}) or
+# download(..., sha256=...) enforces one from Python.
 KNOWN_SHA256: dict[str, str | None] = {name: None for files in MIND_FILES.values() for name in files}
 AMAZON_M2_FILES = ["products_train.csv", "sessions_train.csv"]
 AMAZON_M2_HELP = (
