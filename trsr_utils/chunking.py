@@ -58,7 +58,7 @@ class Chunker:
         self.items_per_block = items_per_block
         self.budget = block_token_budget
         self.max_blocks = max_blocks
-        min_budget = self.count([f"{ELLIPSIS_PROBE}"])
+        min_budget = self.count([ELLIPSIS_PROBE])
         if block_token_budget < min_budget:
             raise ValueError(f"block_token_budget {block_token_budget} cannot hold even one truncated item")
 
@@ -89,14 +89,16 @@ class Chunker:
         current = Block([], [], 0, [])
         for item_id, line in zip(item_ids, texts):
             was_cut = False
-            if self.count([line]) > self.budget:
+            alone = self.count([line])
+            if alone > self.budget:
                 line, was_cut = self._fit_alone(line), True
+                alone = self.count([line])
             candidate = current.lines + [line]
             n = self.count(candidate)
             if current.lines and (len(candidate) > self.items_per_block or n > self.budget):
                 blocks.append(current)
                 current = Block([], [], 0, [])
-                candidate, n = [line], self.count([line])
+                candidate, n = [line], alone
             current = Block(current.item_ids + [item_id], candidate, n, current.truncated + [was_cut])
         if current.lines:
             blocks.append(current)

@@ -25,8 +25,8 @@ from .core import (
     ErrorReport,
     RawDataset,
     UserSequence,
-    check_utf8,
     clean_value,
+    make_row,
     read_lines,
 )
 
@@ -79,12 +79,7 @@ def _csv_rows(path: Path, columns: list[str], report: ErrorReport) -> Iterator[t
         if not values:
             continue
         try:
-            if len(values) != len(header):
-                raise DataFormatError(path, start, None,
-                                      f"expected {len(header)} comma-separated fields, found {len(values)}",
-                                      kind="wrong field count")
-            row = dict(zip(header, values))
-            check_utf8(path, start, row)
+            row = make_row(path, start, header, values, "comma-separated")
         except DataFormatError as err:
             report.handle(err)
             continue

@@ -136,19 +136,22 @@ def tsv_rows(path: str | Path, lines: Iterator[tuple[int, str]], columns: list[s
     for number, text in lines:
         if not text.strip():
             continue
-        values = text.split("\t")
         try:
-            if len(values) != len(columns):
-                raise DataFormatError(
-                    path, number, None, f"expected {len(columns)} tab-separated fields, found {len(values)}",
-                    kind="wrong field count",
-                )
-            row = dict(zip(columns, values))
-            check_utf8(path, number, row)
+            row = make_row(path, number, columns, text.split("\t"), "tab-separated")
         except DataFormatError as err:
             report.handle(err)
             continue
         yield number, row
+
+
+def make_row(path: str | Path, line: int, columns: list[str], values: list[str], separator: str) -> dict[str, str]:
+    """``{column: value}`` for one record, or :class:`DataFormatError` (field count, invalid UTF-8)."""
+    if len(values) != len(columns):
+        raise DataFormatError(path, line, None, f"expected {len(columns)} {separator} fields, found {len(values)}",
+                              kind="wrong field count")
+    row = dict(zip(columns, values))
+    check_utf8(path, line, row)
+    return row
 
 
 def clean_value(value: str) -> str:
