@@ -93,6 +93,24 @@ class PromptConfig:
 
 
 @dataclass
+class SummaryConfig:
+    """How the frozen summarizer LLM writes preference summaries (notebooks 03-05)."""
+
+    max_new_tokens: int = 64
+    max_sentences: int = 3  # generation stops after this many complete sentences
+    batch_size: int = 16
+    merge_fan_in: int = 5  # hierarchical: how many summaries one merge call reads
+    do_sample: bool = False  # greedy by default; sampling is seeded with `seed`
+    temperature: float = 0.7
+    top_p: float = 0.9
+    # A degenerate generation (empty, cut off mid-sentence, looping) is retried
+    # once with these settings; what is still unusable is flagged, never hidden.
+    retry_repetition_penalty: float = 1.3
+    retry_no_repeat_ngram_size: int = 3
+    retry_token_factor: float = 1.5
+
+
+@dataclass
 class Config:
     """Everything one run needs; built by :func:`resolve_config`."""
 
@@ -105,6 +123,7 @@ class Config:
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
 
     @property
     def run_path(self) -> Path:
@@ -256,6 +275,11 @@ def _validate(cfg: Config) -> None:
     c = cfg.chunking
     if c.items_per_block < 1 or c.max_blocks < 1 or c.block_token_budget < 8:
         raise ConfigError("chunking: items_per_block and max_blocks must be >= 1, block_token_budget >= 8")
+    s = cfg.summary
+    if s.max_new_tokens < 1 or s.batch_size < 1 or s.max_sentences < 1:
+        raise ConfigError("summary: max_new_tokens, batch_size and max_sentences must be >= 1")
+    if s.merge_fan_in < 2:
+        raise ConfigError("summary.merge_fan_in must be at least 2 (a merge reads several summaries)")
 
 
 def default_run_dir(profile: str) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -201,19 +202,46 @@ def model_id(name: str) -> str:
     return name
 
 
+_SENTENCE_END = re.compile(r"[.!?](?=[\s\"')\]]|$)")
+
+
+def count_sentences(text: str) -> int:
+    """Sentence ends in ``text``: '.', '!' or '?' followed by a space, quote, bracket or the end."""
+    return len(_SENTENCE_END.findall(text))
+
+
+class _SentenceStop:
+    """Stops each row once its new text holds ``n`` complete sentences (rows finish independently)."""
+
+    def __init__(self, tokenizer, width: int, n: int):
+        self.tokenizer, self.width, self.n = tokenizer, width, n
+
+    def __call__(self, input_ids, scores=None, **kwargs):
+        import torch
+
+        done = [count_sentences(self.tokenizer.decode(row[self.width:], skip_special_tokens=True)) >= self.n
+                for row in input_ids.tolist()]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 @dataclass
 class Generation:
     text: str
     prompt_tokens: int
     new_tokens: int
     seconds: float  # the batch's wall time shared evenly among its prompts
-    finish: str  # "eos" | "length"
+    finish: str  # "eos" | "length" | "sentences" (stopped after max_sentences)
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8,
              do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-             repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, on_batch=None) -> list[Generation]:
+             repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, max_sentences: int = 0,
+             on_batch=None) -> list[Generation]:
     """Batched generation with left padding; greedy unless ``do_sample``.
+
+    ``max_sentences`` > 0 stops each row after that many complete sentences
+    (saves tokens: a small model tends to run on). ``on_batch(generations,
+    indices)`` is called after each batch, e.g. to persist finished calls.
 
     Prompts are full texts (chat template already applied) and are tokenized
     without adding special tokens. Prompts are sorted by length so that each
@@ -250,6 +278,11 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
             kwargs["repetition_penalty"] = repetition_penalty
         if no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
+        if max_sentences:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            stop = type("SentenceStop", (_SentenceStop, StoppingCriteria), {})(tokenizer, width, max_sentences)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         began = time.perf_counter()
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + start)
@@ -262,8 +295,11 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
                 if token in eos:
                     new, finish = new[:k], "eos"
                     break
-            out[i] = Generation(tokenizer.decode(new, skip_special_tokens=True), len(encoded[i]), len(new),
-                                seconds, finish)
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            # A row stopped by the sentence limit is padded with pad (= eos for most chat models) afterwards.
+            if max_sentences and count_sentences(text) >= max_sentences:
+                finish = "sentences"
+            out[i] = Generation(text, len(encoded[i]), len(new), seconds, finish)
         if on_batch is not None:
             on_batch([out[i] for i in idx], idx)
     return out  # type: ignore[return-value]

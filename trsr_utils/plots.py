@@ -34,3 +34,39 @@ def token_distributions(series: Mapping[str, Sequence[int]], title: str = "Token
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def summary_cost(summaries: pd.DataFrame, title: str = "LLM tokens spent per user"):
+    """Left: summary length in words; right: LLM tokens (prompt + generated, retries included) per user
+    against the number of history items the summary covers."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    sns.histplot(summaries["summary"].str.split().map(len), ax=axes[0], discrete=True)
+    axes[0].set_xlabel("words in the final summary")
+    axes[0].set_title("Summary length")
+    frame = summaries.assign(flagged=summaries["fallbacks"] > 0)
+    sns.scatterplot(frame, x="n_items", y="llm_tokens", hue="flagged", style="flagged", ax=axes[1], alpha=0.7)
+    axes[1].set_xlabel("history items summarised")
+    axes[1].set_ylabel("LLM tokens (prompt + generated)")
+    axes[1].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
+    """Three panels: words per summary by method, overlap between methods, share naming the top category."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    words = pd.DataFrame({m: table[f"{m}_words"] for m in methods}).melt(var_name="method", value_name="words")
+    sns.boxplot(words, x="method", y="words", ax=axes[0])
+    axes[0].set_title("Summary length")
+    overlaps = [c for c in table.columns if c.startswith("overlap_")]
+    long = table[overlaps].melt(var_name="pair", value_name="overlap")
+    long["pair"] = long["pair"].str.removeprefix("overlap_").str.replace("_", " vs ")
+    sns.histplot(long, x="overlap", hue="pair", bins=20, binrange=(0, 1), element="step", ax=axes[1])
+    axes[1].set_title("Content-word overlap (Jaccard)")
+    rates = pd.Series({m: table[f"{m}_mentions_top"].mean() for m in methods})
+    sns.barplot(x=rates.index, y=rates.values, ax=axes[2])
+    axes[2].set_ylim(0, 1)
+    axes[2].set_ylabel("share of users")
+    axes[2].set_title("Names the user's top category")
+    fig.tight_layout()
+    return fig

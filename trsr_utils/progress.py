@@ -18,18 +18,39 @@ def headless() -> bool:
     return os.environ.get("TRSR_HEADLESS", "") == "1"
 
 
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """Wrap ``iterable`` in the progress bar that fits the environment."""
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> "_Silent":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def bar(total: int | None = None, desc: str = "", unit: str = "it", iterable: Iterable[T] | None = None):
+    """A progress bar (context manager) for the environment; ``.update(n)`` by hand or iterate it."""
     if os.environ.get("TRSR_PROGRESS", "1") == "0":
-        yield from iterable
-        return
+        return _Silent() if iterable is None else _SilentIter(iterable)
     if headless():
         from tqdm import tqdm
 
-        bar = tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, mininterval=30.0, ascii=True)
-    else:
-        from tqdm.auto import tqdm as auto_tqdm
+        return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, mininterval=30.0, ascii=True)
+    from tqdm.auto import tqdm as auto_tqdm
 
-        bar = auto_tqdm(iterable, desc=desc, total=total, unit=unit)
-    with bar:
-        yield from bar
+    return auto_tqdm(iterable, desc=desc, total=total, unit=unit)
+
+
+class _SilentIter(_Silent):
+    def __init__(self, iterable: Iterable[T]):
+        self.iterable = iterable
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.iterable)
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterator[T]:
+    """Wrap ``iterable`` in the progress bar that fits the environment."""
+    with bar(total, desc, unit, iterable) as b:
+        yield from b

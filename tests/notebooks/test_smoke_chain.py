@@ -53,3 +53,36 @@ def test_02_chunking_and_prompts(smoke_run):
     blocks = pd.read_parquet(out / "02_text" / "blocks.parquet")
     assert len(blocks) == res["blocks"] and set(blocks["user_id"]) == set(
         pd.read_parquet(out / "01_data" / "samples.parquet")["user_id"])
+
+
+def test_03_hierarchical_summary(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "03_hierarchical_summary")
+    assert res["users"] == 22
+    # smoke: 24-item histories in blocks of 5, fan-in 2 -> 5 blocks merged over 3 levels
+    assert res["levels"] == 4
+    assert res["cache_misses"] > 0 and res["llm_calls"] >= res["summaries"]
+    # The tiny random model never writes a usable sentence: everything must be flagged, nothing passed on silently.
+    assert res["degenerate_rate"] == 1.0 and res["fallbacks"] == res["summaries"]
+    final = pd.read_parquet(out / "03_hierarchical" / "summaries.parquet")
+    assert len(final) == 22 and final["summary"].str.startswith("This user").all()
+    assert (out / "cache" / "llm_calls.sqlite").exists()
+
+
+def test_04_recurrent_summary(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "04_recurrent_summary")
+    assert res["users"] == 22 and res["max_steps"] == 5
+    assert res["cache_hits"] >= 22  # step 0 = notebook 03's block-0 calls
+    steps = pd.read_parquet(out / "04_recurrent" / "steps.parquet")
+    assert len(steps) == res["steps"] and (steps["flag"] == "fallback").all()
+
+
+def test_05_compare_summaries(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "05_compare_summaries")
+    assert res["users"] == 22 and res["browser_users"] == 22
+    assert set(res["mentions_top_category"]) == {"hierarchical", "recurrent", "template"}
+    assert res["mentions_top_category"]["template"] == 1.0  # names it by construction
+    table = pd.read_parquet(out / "05_compare" / "comparison.parquet")
+    assert len(table) == 22 and "overlap_hierarchical_recurrent" in table

@@ -1,0 +1,267 @@
+"""Summarizers: the generation check, the call cache, both methods end to end, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+from trsr_utils import llm, summarize
+from trsr_utils.config import resolve_config
+from trsr_utils.summarize import CallCache, clean_summary
+
+CATALOG = {str(i): {"title": f"Movie {i}", "year": "1995",
+                    "genres": ["Comedy, Romance", "Drama", "Action, Sci-Fi", "Horror"][i % 4]} for i in range(60)}
+
+
+def make_blocks(n_users: int, n_blocks: int, per_block: int = 3) -> pd.DataFrame:
+    rows = []
+    for u in range(n_users):
+        for b in range(n_blocks - (u % 2)):  # every other user has one block fewer
+            ids = [str((u * 7 + b * per_block + k) % 60) for k in range(per_block)]
+            lines = [f"title: {CATALOG[i]['title']}; genres: {CATALOG[i]['genres']}" for i in ids]
+            rows.append({"user_id": f"u{u}", "split": "train" if u % 3 else "test", "block": b, "item_ids": ids,
+                         "text": "\n".join("- " + line for line in lines), "n_items": len(ids), "n_tokens": 30,
+                         "truncated_items": 0})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------- the generation check
+@pytest.mark.parametrize("generated, finish, expected, problem, edits", [
+    (" likes comedies. They also like romance.", "eos", "This user likes comedies. They also like romance.", "", []),
+    (" likes comedies. They also like rom", "length", "This user likes comedies.", "", ["trimmed"]),
+    (" likes comedies and romance and", "length", "", "cut_off", ["trimmed"]),
+    ("   \n ", "eos", "", "empty", []),
+    (" likes the thrill of speed and the thrill of speed and the thrill of speed.", "eos", "", "loop", []),
+    (" likes drama. It likes war. It likes war!", "eos", "This user likes drama. It likes war.", "",
+     ["deduplicated"]),
+    (" likes A. B is good. C is good too. D is fine.", "eos", "This user likes A. B is good. C is good too.", "",
+     ["shortened"]),
+    ("'s favourite genre is drama.", "eos", "This user's favourite genre is drama.", "", []),
+])
+def test_clean_summary(generated, finish, expected, problem, edits):
+    cleaned = clean_summary(generated, finish, max_sentences=3)
+    assert cleaned.problem == problem
+    assert cleaned.text == expected
+    if not problem:
+        assert cleaned.edits == edits
+
+
+def test_sentence_counting_ignores_decimals_and_counts_the_end():
+    assert llm.count_sentences("Rated 4.5 by critics") == 0
+    assert llm.count_sentences("Likes drama. Likes war!") == 2
+    assert llm.count_sentences('He said "yes." Then left?') == 2
+
+
+# ----------------------------------------------------------------- the call cache
+def test_call_key_depends_on_model_prompt_and_every_parameter():
+    base = summarize.call_key("m", "p", {"max_new_tokens": 8, "do_sample": False})
+    assert base == summarize.call_key("m", "p", {"do_sample": False, "max_new_tokens": 8})  # order-free
+    assert len({base, summarize.call_key("m2", "p", {"max_new_tokens": 8, "do_sample": False}),
+                summarize.call_key("m", "p ", {"max_new_tokens": 8, "do_sample": False}),
+                summarize.call_key("m", "p", {"max_new_tokens": 9, "do_sample": False})}) == 4
+
+
+def test_cache_persists_across_connections(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    call = summarize.Call(" likes x.", "eos", 10, 3, 0.5, False)
+    cache.put_many([("k1", "m", "prompt", {"a": 1}, call)])
+    cache.put_many([("k1", "m", "prompt", {"a": 1}, summarize.Call("other", "eos", 1, 1, 1, False))])  # ignored
+    cache.close()
+    again = CallCache(tmp_path / "c.sqlite")
+    assert len(again) == 1
+    got = again.get_many(["k1", "k2"])
+    assert list(got) == ["k1"] and got["k1"].text == " likes x." and got["k1"].cached
+
+
+# ----------------------------------------------------------------- the template baseline
+def test_template_counts_categories_and_names_what_is_new():
+    t = summarize.TemplateSummarizer(CATALOG, "movies")
+    old, recent = ["1", "5", "9", "0"], ["2", "6"]  # Drama x3, Comedy, Romance; then Action/Sci-Fi twice
+    assert t(old + recent, recent) == ("This user most often chose Drama (3), Action (2) and Sci-Fi (2) movies. "
+                                       "Most recently: Action (2) and Sci-Fi (2), new for them: Action, Sci-Fi.")
+    assert "Most recently" not in t(recent, recent)  # all items are recent: nothing to contrast
+    assert "no category information" in summarize.TemplateSummarizer({}, "news")(["x"])
+
+
+# ----------------------------------------------------------------- both methods with a scripted model
+class Scripted:
+    """Stands in for llm.generate: a fixed, prompt-dependent answer; loops on the first try for marked prompts."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict]] = []
+
+    def __call__(self, model, tok, texts, max_new_tokens=64, on_batch=None, **kw):
+        out = []
+        for t in texts:
+            self.calls.append((t, {**kw, "max_new_tokens": max_new_tokens}))
+            if "Movie 13" in t and not kw.get("repetition_penalty"):
+                text = " a a a a a a a a a a a a a a"  # loops: must be retried
+            elif "Movie 26" in t:
+                text = " keeps going and going without"  # never finishes a sentence: fallback
+            else:
+                text = f" likes prompt {len(t)}. Second sentence."
+            out.append(llm.Generation(text, len(t), 5, 0.01, "eos"))
+        if on_batch:
+            on_batch(out, list(range(len(out))))
+        return out
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    fake = Scripted()
+    monkeypatch.setattr(llm, "generate", fake)
+    return fake
+
+
+def cfg_for(tmp_path, **over):
+    return resolve_config("smoke", tmp_path / "run", {"summary.merge_fan_in": 2, **over})
+
+
+def test_hierarchical_merges_level_by_level_and_flags_problems(tmp_path, scripted, smol_tokenizer):
+    cfg = cfg_for(tmp_path)
+    blocks = make_blocks(4, 5)  # users with 5 and 4 blocks
+    report = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=object(), tokenizer=smol_tokenizer,
+                                 log=lambda *_: None)
+    steps = summarize.read_steps(cfg, "hierarchical")
+    final = summarize.read_summaries(cfg, "hierarchical")
+    assert list(final["user_id"]) == ["u0", "u1", "u2", "u3"]
+    five = steps[steps["user_id"] == "u0"]
+    # 5 blocks, fan-in 2: 5 -> 3 (2 merges, 1 carried) -> 2 (1 merge) -> 1 (1 merge)
+    assert five.groupby("level").size().to_dict() == {0: 5, 1: 2, 2: 1, 3: 1}
+    four = steps[steps["user_id"] == "u1"]
+    assert four.groupby("level").size().to_dict() == {0: 4, 1: 2, 2: 1}
+    assert final.set_index("user_id").loc["u0", "summary"] == five.iloc[-1]["summary"]
+    assert sorted(five.iloc[-1]["item_ids"]) == sorted(i for ids in blocks[blocks.user_id == "u0"].item_ids
+                                                       for i in ids)
+    retried = steps[steps["flag"] == "retried"]
+    assert len(retried) and (retried["problem"] == "loop").all() and (retried["calls"] == 2).all()
+    fallback = steps[steps["flag"] == "fallback"]
+    assert len(fallback) and fallback["summary"].str.startswith("This user most often chose").all()
+    assert (fallback["problem"] == "cut_off").all() and (fallback["retry_problem"] == "cut_off").all()
+    ok = steps[steps["flag"] == ""]
+    assert ok["summary"].str.match(r"This user likes prompt \d+\. Second sentence\.$").all()
+    assert report["degeneracy"]["fixed_by_retry"] == len(retried)
+    assert report["degeneracy"]["fallbacks"] == len(fallback)
+    # Every generated call was a cache miss, and no prompt was generated twice (identical prompts share a call).
+    assert report["cache_misses"] == len(scripted.calls) == len({(t, str(kw)) for t, kw in scripted.calls})
+    assert report["cache_misses"] <= len(steps) + len(retried) + len(fallback)
+    # The retry used the stated fallback setting.
+    retry_kw = [kw for t, kw in scripted.calls if kw.get("repetition_penalty")]
+    assert retry_kw and all(kw["no_repeat_ngram_size"] == 3 and kw["max_new_tokens"] == 18 for kw in retry_kw)
+
+
+def test_rerun_costs_nothing_and_recurrent_reuses_block_zero(tmp_path, scripted, smol_tokenizer):
+    cfg = cfg_for(tmp_path)
+    blocks = make_blocks(3, 3)
+    kw = dict(model=object(), tokenizer=smol_tokenizer, log=lambda *_: None)
+    first = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, **kw)
+    made = len(scripted.calls)
+    again = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, **kw)
+    assert len(scripted.calls) == made and again["cache_misses"] == 0
+    assert again["cache_hits"] == first["cache_misses"]
+    rec = summarize.summarize(cfg, "recurrent", blocks, CATALOG, **kw)
+    steps = summarize.read_steps(cfg, "recurrent")
+    assert steps.groupby("user_id").size().to_dict() == {"u0": 3, "u1": 2, "u2": 3}
+    assert rec["cache_hits"] >= 3  # step 0 of each user = hierarchical block 0
+    step1 = [t for t, _ in scripted.calls[made:]]
+    assert all("What we know about a user's tastes" in t for t in step1)
+    # Step k is given step k-1's summary.
+    u0 = steps[steps.user_id == "u0"].reset_index()
+    last_prompt = [t for t in step1 if u0.loc[1, "summary"] in t]
+    assert last_prompt, "step 2 did not receive step 1's summary"
+
+
+# ----------------------------------------------------------------- the tiny random model end to end
+def test_tiny_random_end_to_end_both_methods(tmp_path):
+    cfg = cfg_for(tmp_path, **{"summary.max_new_tokens": 6})
+    blocks = make_blocks(3, 3)
+    model, tok = llm.load_model(llm.TINY, device="cpu"), llm.load_tokenizer(llm.TINY)
+    for method in ("hierarchical", "recurrent"):
+        report = summarize.summarize(cfg, method, blocks, CATALOG, model=model, tokenizer=tok, log=lambda *_: None)
+        final = summarize.read_summaries(cfg, method)
+        assert len(final) == 3 and final["summary"].str.startswith("This user").all()
+        assert report["degeneracy"]["calls"] == len(summarize.read_steps(cfg, method))
+        steps = summarize.read_steps(cfg, method)
+        # Random weights never write a usable sentence in 6 tokens: every step is flagged, none passes silently.
+        assert (steps["flag"] != "").all()
+        assert (steps["prompt_tokens"] > 0).all() and (steps["new_tokens"] > 0).all()
+
+
+# ----------------------------------------------------------------- kill and resume
+CHILD = textwrap.dedent("""
+    import json, sys, pandas as pd
+    from trsr_utils import llm, summarize
+    from trsr_utils.config import resolve_config
+    CATALOG = json.loads(sys.argv[3])
+    cfg = resolve_config("smoke", sys.argv[1], {"summary.batch_size": 1, "summary.max_new_tokens": 24})
+    blocks = pd.read_parquet(sys.argv[2])
+    blocks["item_ids"] = blocks["item_ids"].map(list)
+    summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=llm.load_model(llm.TINY, device="cpu"),
+                        tokenizer=llm.load_tokenizer(llm.TINY))
+""")
+
+
+def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path):
+    from trsr_utils.config import REPO_ROOT
+
+    blocks = make_blocks(12, 4)
+    blocks_file = tmp_path / "blocks.parquet"
+    blocks.to_parquet(blocks_file)
+    run = tmp_path / "killed"
+    db = run / summarize.CACHE_FILE
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TRSR_PROGRESS": "0"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(run), str(blocks_file), json.dumps(CATALOG)], env=env, cwd=REPO_ROOT)
+    deadline = time.time() + 240
+    rows = 0
+    while time.time() < deadline and child.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                    rows = con.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            except sqlite3.OperationalError:
+                rows = 0
+            if rows >= 5:
+                break
+        time.sleep(0.05)
+    assert child.poll() is None, "the child finished (or failed) before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (run / "03_hierarchical" / "summaries.parquet").exists()
+    survived = len(CallCache(db))
+    assert survived >= 5
+
+    over = {"summary.batch_size": 1, "summary.max_new_tokens": 24}
+    model, tok = llm.load_model(llm.TINY, device="cpu"), llm.load_tokenizer(llm.TINY)
+    resumed = summarize.summarize(resolve_config("smoke", run, over), "hierarchical", blocks, CATALOG,
+                                  model=model, tokenizer=tok, log=lambda *_: None)
+    fresh_cfg = resolve_config("smoke", tmp_path / "fresh", over)
+    fresh = summarize.summarize(fresh_cfg, "hierarchical", blocks, CATALOG, model=model, tokenizer=tok,
+                                log=lambda *_: None)
+    assert resumed["cache_hits"] >= survived  # every finished call came back from the cache ...
+    assert resumed["cache_misses"] + survived == fresh["cache_misses"]  # ... and none was made twice
+    a = summarize.read_steps(resolve_config("smoke", run, over), "hierarchical")
+    b = summarize.read_steps(fresh_cfg, "hierarchical")
+    cols = ["user_id", "level", "index", "raw", "summary", "flag"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+# ----------------------------------------------------------------- the embedded default
+@pytest.mark.slow
+def test_smollm2_writes_a_usable_summary(tmp_path):
+    cfg = resolve_config("demo", tmp_path / "run", {"summary.batch_size": 2})
+    blocks = make_blocks(2, 1, per_block=5)
+    report = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, log=lambda *_: None)
+    final = summarize.read_summaries(cfg, "hierarchical")
+    assert report["model"].startswith("smollm2-135m-instruct@")
+    assert final["summary"].str.startswith("This user").all()
+    assert report["generated_tokens"] > 0 and report["tokens_per_second"] > 0
+    assert (final["summary"].str.len() > 20).all()

@@ -1,0 +1,554 @@
+"""Preference summaries from a frozen LLM: hierarchical and recurrent (notebooks 03-05).
+
+* **hierarchical**: every block of every user is summarised (all in batches),
+  then summaries are merged ``merge_fan_in`` at a time, level by level, until
+  each user has one. Every intermediate summary is kept.
+* **recurrent**: step 0 summarises block 0 (the very prompt the hierarchical
+  method uses, so a shared cache answers it for free); step k gives the LLM
+  the summary so far and block k. Steps run for all users at once
+  (step-synchronous), so each step is one batched pass.
+* **template**: no LLM: the user's most frequent genres/categories with
+  counts and what the most recent block adds. The baseline that tells whether
+  an LLM summary adds anything.
+
+Every LLM call goes through :class:`CallCache`, an SQLite file in the run
+directory keyed by (model id, exact prompt text, generation parameters) and
+committed after each batch, so a notebook re-run costs nothing for finished
+calls and a run killed at any moment resumes where it stopped.
+
+A generation is checked before it becomes a summary (:func:`clean_summary`):
+an unfinished last sentence is dropped, a repeated sentence is removed, and
+an empty answer, an answer with no complete sentence, or one looping on a
+phrase is *degenerate*. Degenerate calls are retried once with a stated
+fallback setting (repetition penalty, no repeated 3-grams, 1.5x the tokens);
+what is still degenerate is replaced by the template summary of the same
+items and flagged ``fallback``. Nothing degenerate is passed on silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from . import io, llm, prompts
+from .progress import bar
+
+STAGES = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
+CACHE_FILE = Path("cache") / "llm_calls.sqlite"
+FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------- the call cache
+def call_key(model_id: str, prompt: str, params: Mapping[str, Any]) -> str:
+    """The cache key of one call: sha256 over model id, exact prompt and generation parameters."""
+    blob = json.dumps([model_id, prompt, dict(sorted(params.items()))], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Call:
+    """One finished LLM call (from the model or from the cache)."""
+
+    text: str  # the generated continuation only
+    finish: str  # eos | length | sentences
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+    cached: bool
+
+
+class CallCache:
+    """Finished LLM calls in SQLite (WAL, synchronous=FULL): a commit is on disk before the next batch starts."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, prompt TEXT, params TEXT, "
+            "text TEXT, finish TEXT, prompt_tokens INTEGER, new_tokens INTEGER, seconds REAL, created REAL)")
+        self.db.commit()
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Call]:
+        found: dict[str, Call] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):  # SQLite limits the number of bound variables
+            chunk = unique[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT key, text, finish, prompt_tokens, new_tokens, seconds FROM calls "
+                f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for key, text, finish, p, n, s in rows:
+                found[key] = Call(text, finish, p, n, s, True)
+        return found
+
+    def put_many(self, rows: Sequence[tuple[str, str, str, Mapping[str, Any], Call]]) -> None:
+        """Store (key, model id, prompt, params, call) rows and commit them."""
+        now = time.time()
+        self.db.executemany(
+            "INSERT OR IGNORE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(k, m, p, json.dumps(dict(params), sort_keys=True), c.text, c.finish, c.prompt_tokens, c.new_tokens,
+              c.seconds, now) for k, m, p, params, c in rows])
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_cache(cfg: Any) -> CallCache:
+    """The run directory's call cache (shared by all summarizers of the run)."""
+    return CallCache(Path(cfg.run_dir) / CACHE_FILE)
+
+
+@dataclass
+class CallStats:
+    hits: int = 0
+    misses: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+
+class LLMCaller:
+    """Cached, batched generation with one model: prompts in, :class:`Call` s out (input order)."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_id: str, cache: CallCache, batch_size: int = 16,
+                 seed: int = 0):
+        self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
+        self.cache, self.batch_size, self.seed = cache, batch_size, seed
+        self.stats = CallStats()
+
+    def __call__(self, texts: Sequence[str], params: Mapping[str, Any], desc: str = "LLM calls") -> list[Call]:
+        params = dict(params)
+        if params.get("do_sample"):
+            params["seed"] = self.seed  # sampled outputs depend on the seed: it is part of the key
+        keys = [call_key(self.model_id, t, params) for t in texts]
+        done = self.cache.get_many(keys)
+        self.stats.hits += sum(k in done for k in keys)
+        todo = list(dict.fromkeys(k for k in keys if k not in done))
+        self.stats.misses += len(todo)
+        if todo:
+            prompt_of = {k: t for k, t in zip(keys, texts)}
+            todo_texts = [prompt_of[k] for k in todo]
+            gen_args = {k: v for k, v in params.items() if k != "seed"}
+            with bar(total=len(todo), desc=desc, unit="call") as progress_bar:
+                def persist(generations: list[llm.Generation], indices: list[int]) -> None:
+                    rows = []
+                    for g, i in zip(generations, indices):
+                        call = Call(g.text, g.finish, g.prompt_tokens, g.new_tokens, g.seconds, False)
+                        done[todo[i]] = call
+                        rows.append((todo[i], self.model_id, todo_texts[i], params, call))
+                        self.stats.generated_tokens += g.new_tokens
+                        self.stats.seconds += g.seconds
+                    self.cache.put_many(rows)
+                    progress_bar.update(len(indices))
+
+                llm.generate(self.model, self.tokenizer, todo_texts, batch_size=self.batch_size,
+                             seed=self.seed, on_batch=persist, **gen_args)
+        # A key seen twice in one request (identical prompts) was generated once; report it as a hit.
+        fresh: set[str] = set()
+        out = []
+        for k in keys:
+            c = done[k]
+            if not c.cached and k in fresh:
+                c = Call(c.text, c.finish, c.prompt_tokens, c.new_tokens, c.seconds, True)
+            fresh.add(k)
+            out.append(c)
+        return out
+
+
+def generation_params(cfg: Any, retry: bool = False) -> dict[str, Any]:
+    """Generation settings from ``cfg.summary``; ``retry`` gives the stated fallback for degenerate calls."""
+    s = cfg.summary
+    params: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "max_sentences": s.max_sentences,
+                              "do_sample": s.do_sample}
+    if s.do_sample:
+        params.update(temperature=s.temperature, top_p=s.top_p)
+    if retry:
+        params.update(max_new_tokens=int(round(s.max_new_tokens * s.retry_token_factor)),
+                      repetition_penalty=s.retry_repetition_penalty,
+                      no_repeat_ngram_size=s.retry_no_repeat_ngram_size)
+    return params
+
+
+# ----------------------------------------------------------------- checking a generation
+_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+@dataclass
+class Cleaned:
+    text: str  # the summary to use ("" when degenerate)
+    problem: str  # "" | empty | cut_off | loop  (degenerate)
+    edits: list[str] = field(default_factory=list)  # trimmed | deduplicated | shortened (not degenerate)
+
+
+def _loops(text: str, n: int = 4, times: int = 3) -> bool:
+    words = [w.lower() for w in _WORD.findall(text)]
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return bool(grams) and max(grams.values()) >= times
+
+
+def clean_summary(generated: str, finish: str, max_sentences: int = 3,
+                  opening: str = prompts.SUMMARY_OPENING) -> Cleaned:
+    """Turn a generated continuation of ``opening`` into a summary of complete sentences, or say why not.
+
+    Degenerate: no words at all (``empty``); a phrase of 4 words repeated 3 or
+    more times (``loop``); no complete sentence left (``cut_off``). Otherwise an
+    unfinished last sentence is dropped (``trimmed``), repeated sentences are
+    removed (``deduplicated``) and at most ``max_sentences`` are kept (``shortened``).
+    """
+    body = " ".join(generated.split())
+    if not _WORD.search(body):
+        return Cleaned("", "empty")
+    if _loops(body):
+        return Cleaned("", "loop")
+    glue = "" if body[:1] in ("", ",", ".", "'") else " "  # "This user" + "'s tastes ..." needs no space
+    text = f"{opening}{glue}{body}"
+    sentences = [s for s in _SPLIT.split(text) if s]
+    edits: list[str] = []
+    if sentences and not re.search(r"[.!?][\"')\]]*$", sentences[-1]):
+        sentences = sentences[:-1]
+        edits.append("trimmed")
+    if not sentences:
+        return Cleaned("", "cut_off")
+    seen, kept = set(), []
+    for s in sentences:
+        norm = " ".join(_WORD.findall(s.lower()))
+        if norm in seen:
+            continue
+        seen.add(norm)
+        kept.append(s)
+    if len(kept) < len(sentences):
+        edits.append("deduplicated")
+    if len(kept) > max_sentences:
+        kept = kept[:max_sentences]
+        edits.append("shortened")
+    return Cleaned(" ".join(kept), "", edits)
+
+
+# ----------------------------------------------------------------- the template summary (no LLM)
+_CATEGORY_FIELDS = ("genres", "category", "subcategory", "brand")
+
+
+def item_categories(attrs: Mapping[str, str]) -> list[str]:
+    """The categories of one item: MovieLens genres, MIND category, Amazon-M2 brand (whichever exist)."""
+    for name in _CATEGORY_FIELDS:
+        value = (attrs.get(name) or "").strip()
+        if value:
+            return [v.strip() for v in value.split(",") if v.strip()] if name == "genres" else [value]
+    return []
+
+
+def _counted(counts: Counter, k: int) -> str:
+    parts = [f"{name} ({n})" for name, n in counts.most_common(k)]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+class TemplateSummarizer:
+    """Rule-based summary: the most frequent categories with counts, and what the latest items add."""
+
+    def __init__(self, catalog: Mapping[str, Mapping[str, str]], domain: str, top: int = 3):
+        self.catalog, self.top = catalog, top
+        self.items = prompts.DOMAINS[domain]["items"]
+
+    def categories(self, item_ids: Sequence[str]) -> Counter:
+        return Counter(c for i in item_ids for c in item_categories(self.catalog.get(i, {})))
+
+    def __call__(self, item_ids: Sequence[str], recent_ids: Sequence[str] = ()) -> str:
+        counts = self.categories(item_ids)
+        if not counts:
+            return f"{prompts.SUMMARY_OPENING} has {len(item_ids)} {self.items} with no category information."
+        text = f"{prompts.SUMMARY_OPENING} most often chose {_counted(counts, self.top)} {self.items}."
+        # "Most recently" only says something when the recent items are not all the items.
+        recent = self.categories(recent_ids) if set(recent_ids) != set(item_ids) else Counter()
+        if recent:
+            earlier = counts - recent
+            new = [c for c in recent if c not in earlier]
+            text += f" Most recently: {_counted(recent, 2)}"
+            text += f", new for them: {', '.join(sorted(new)[:3])}." if new and earlier else "."
+        return text
+
+
+# ----------------------------------------------------------------- one round of calls with checks
+@dataclass
+class Request:
+    """One summarization call to make: its prompt and the items the result covers."""
+
+    user_id: str
+    level: int  # hierarchical: merge level (0 = blocks); recurrent: step
+    index: int  # position within the level
+    prompt: str
+    item_ids: list[str]
+    recent_ids: list[str]  # for the template fallback: the newest block among item_ids
+
+
+def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: TemplateSummarizer,
+         desc: str) -> list[dict[str, Any]]:
+    """Call, check, retry degenerate calls once, fall back to the template; one step row per request."""
+    first = caller([r.prompt for r in requests], generation_params(cfg), desc=desc)
+    cleaned = [clean_summary(c.text, c.finish, cfg.summary.max_sentences) for c in first]
+    bad = [i for i, c in enumerate(cleaned) if c.problem]
+    second: dict[int, tuple[Call, Cleaned]] = {}
+    if bad:
+        calls = caller([requests[i].prompt for i in bad], generation_params(cfg, retry=True),
+                       desc=f"{desc} (retries)")
+        for i, c in zip(bad, calls):
+            second[i] = (c, clean_summary(c.text, c.finish, cfg.summary.max_sentences))
+    rows = []
+    for i, (r, c, cl) in enumerate(zip(requests, first, cleaned)):
+        used_calls = [c] + ([second[i][0]] if i in second else [])
+        final = second[i][1] if i in second else cl
+        if final.problem:
+            summary, flag = template(r.item_ids, r.recent_ids), "fallback"
+        else:
+            summary, flag = final.text, ("retried" if i in second else "")
+        rows.append({
+            "user_id": r.user_id, "level": r.level, "index": r.index, "item_ids": r.item_ids,
+            "recent_ids": r.recent_ids,
+            "raw": prompts.SUMMARY_OPENING + used_calls[-1].text, "summary": summary, "flag": flag,
+            "problem": cl.problem, "retry_problem": second[i][1].problem if i in second else "",
+            "edits": ",".join(final.edits), "finish": used_calls[-1].finish, "calls": len(used_calls),
+            "prompt_tokens": sum(x.prompt_tokens for x in used_calls),
+            "new_tokens": sum(x.new_tokens for x in used_calls),
+            "seconds": sum(x.seconds for x in used_calls), "cached": all(x.cached for x in used_calls),
+        })
+    return rows
+
+
+def _lines(block_text: str) -> list[str]:
+    """Item lines back from a block's text (``- line`` per item, see chunking.block_text)."""
+    return [line[2:] if line.startswith("- ") else line for line in block_text.split("\n")]
+
+
+def _user_blocks(blocks: Any) -> dict[str, list[Any]]:
+    by_user: dict[str, list[Any]] = {}
+    for row in blocks.sort_values(["user_id", "block"]).itertuples(index=False):
+        by_user.setdefault(row.user_id, []).append(row)
+    return by_user
+
+
+def hierarchical(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummarizer,
+                 domain: str) -> Any:
+    """All intermediate summaries of the hierarchical method (steps frame; each user's last level is the summary)."""
+    import pandas as pd
+
+    tok, fan_in = caller.tokenizer, cfg.summary.merge_fan_in
+    by_user = _user_blocks(blocks)
+    requests = [Request(u, 0, b.block, prompts.generation_prompt(tok, prompts.block_summary_messages(
+                        _lines(b.text), domain)), list(b.item_ids), list(b.item_ids))
+                for u, bs in by_user.items() for b in bs]
+    rows = _run(requests, caller, cfg, template, "hierarchical: blocks")
+    current: dict[str, list[dict[str, Any]]] = {u: [] for u in by_user}
+    for r in rows:
+        current[r["user_id"]].append(r)
+    level = 0
+    while any(len(parts) > 1 for parts in current.values()):
+        level += 1
+        # Chronological groups of fan_in summaries; a group of one is carried up unchanged (no call).
+        groups = {u: [parts[i:i + fan_in] for i in range(0, len(parts), fan_in)]
+                  for u, parts in current.items() if len(parts) > 1}
+        merges = [Request(u, level, g, prompts.generation_prompt(tok, prompts.merge_messages(
+                          [r["summary"] for r in group], domain)),
+                          [i for r in group for i in r["item_ids"]], group[-1]["recent_ids"])
+                  for u, user_groups in groups.items() for g, group in enumerate(user_groups) if len(group) > 1]
+        merged = {(r["user_id"], r["index"]): r
+                  for r in _run(merges, caller, cfg, template, f"hierarchical: merge level {level}")}
+        rows += merged.values()
+        for u, user_groups in groups.items():
+            current[u] = [merged.get((u, g), group[0]) for g, group in enumerate(user_groups)]
+    return _finish_steps(pd.DataFrame(rows), blocks, "hierarchical")
+
+
+def recurrent(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummarizer, domain: str) -> Any:
+    """Every step of the recurrent method (steps frame; each user's last step is the summary)."""
+    import pandas as pd
+
+    tok = caller.tokenizer
+    by_user = _user_blocks(blocks)
+    rows: list[dict[str, Any]] = []
+    previous: dict[str, dict[str, Any]] = {}
+    for step in range(max(len(bs) for bs in by_user.values())):
+        requests = []
+        for u, bs in by_user.items():
+            if step >= len(bs):
+                continue
+            b = bs[step]
+            if step == 0:  # the same prompt as hierarchical block 0: a cache hit when 03 ran first
+                messages = prompts.block_summary_messages(_lines(b.text), domain)
+                items = list(b.item_ids)
+            else:
+                messages = prompts.recurrent_messages(previous[u]["summary"], _lines(b.text), domain)
+                items = list(previous[u]["item_ids"]) + list(b.item_ids)
+            requests.append(Request(u, step, 0, prompts.generation_prompt(tok, messages), items, list(b.item_ids)))
+        step_rows = _run(requests, caller, cfg, template, f"recurrent: step {step}")
+        for r in step_rows:
+            previous[r["user_id"]] = r
+        rows += step_rows
+    return _finish_steps(pd.DataFrame(rows), blocks, "recurrent")
+
+
+def _finish_steps(steps: Any, blocks: Any, method: str) -> Any:
+    split_of = dict(zip(blocks["user_id"], blocks["split"]))
+    steps.insert(1, "split", steps["user_id"].map(split_of))
+    steps.insert(2, "method", method)
+    steps = steps.drop(columns=["recent_ids"])
+    return steps.sort_values(["user_id", "level", "index"], kind="stable").reset_index(drop=True)
+
+
+def final_summaries(steps: Any, blocks: Any) -> Any:
+    """One row per user: the last step's summary, the number of blocks, and the cost over all steps."""
+    import pandas as pd
+
+    last = steps.groupby("user_id", sort=False).tail(1).set_index("user_id")
+    agg = steps.groupby("user_id").agg(
+        calls=("calls", "sum"), prompt_tokens=("prompt_tokens", "sum"), new_tokens=("new_tokens", "sum"),
+        seconds=("seconds", "sum"), steps=("level", "size"),
+        retried=("flag", lambda f: int((f == "retried").sum())),
+        fallbacks=("flag", lambda f: int((f == "fallback").sum())))
+    n_blocks = blocks.groupby("user_id").size().rename("n_blocks")
+    n_items = blocks.groupby("user_id")["n_items"].sum().rename("n_items")
+    out = pd.DataFrame({"split": last["split"], "summary": last["summary"], "flag": last["flag"]}).join(
+        agg).join(n_blocks).join(n_items)
+    out["llm_tokens"] = out["prompt_tokens"] + out["new_tokens"]
+    return out.reset_index()
+
+
+def template_summaries(blocks: Any, template: TemplateSummarizer) -> Any:
+    """The no-LLM baseline summary for every user."""
+    import pandas as pd
+
+    rows = []
+    for u, bs in _user_blocks(blocks).items():
+        items = [i for b in bs for i in b.item_ids]
+        rows.append({"user_id": u, "split": bs[0].split, "summary": template(items, list(bs[-1].item_ids))})
+    return pd.DataFrame(rows)
+
+
+def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
+    """A few steps of each kind, for honest show-and-tell: clean, trimmed, retried, fallback."""
+    import pandas as pd
+
+    kinds = {
+        "clean": (steps["flag"] == "") & (steps["edits"] == ""),
+        "trimmed or deduplicated": (steps["flag"] == "") & (steps["edits"] != ""),
+        "retried": steps["flag"] == "retried",
+        "fallback (template)": steps["flag"] == "fallback",
+    }
+    parts = []
+    for kind, mask in kinds.items():
+        chosen = steps[mask]
+        chosen = chosen.sample(min(per_kind, len(chosen)), random_state=seed) if len(chosen) else chosen
+        parts.append(chosen.assign(kind=kind))
+    cols = ["kind", "user_id", "level", "index", "problem", "edits", "raw", "summary"]
+    return pd.concat(parts)[cols].reset_index(drop=True)
+
+
+def update_uptake(steps: Any) -> Any:
+    """Recurrent steps k >= 1: did the update change the summary, and how much (content-word Jaccard with step k-1)?"""
+    from .compare import jaccard
+
+    rows = []
+    for user, mine in steps.sort_values(["user_id", "level"]).groupby("user_id", sort=False):
+        texts = mine["summary"].tolist()
+        for k in range(1, len(texts)):
+            rows.append({"user_id": user, "step": k, "unchanged": texts[k] == texts[k - 1],
+                         "overlap_with_previous": jaccard(texts[k], texts[k - 1])})
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["user_id", "step", "unchanged", "overlap_with_previous"])
+
+
+# ----------------------------------------------------------------- running a method and its outputs
+def degeneracy_report(steps: Any) -> dict[str, Any]:
+    """How often a first attempt was degenerate, and what the retry achieved."""
+    n = len(steps)
+    problems = steps["problem"].value_counts().to_dict()
+    problems.pop("", None)
+    return {
+        "calls": int(n),
+        "degenerate_first": int((steps["problem"] != "").sum()),
+        "degenerate_rate": float((steps["problem"] != "").mean()) if n else 0.0,
+        "by_problem": {k: int(v) for k, v in problems.items()},
+        "fixed_by_retry": int((steps["flag"] == "retried").sum()),
+        "fallbacks": int((steps["flag"] == "fallback").sum()),
+        "trimmed": int(steps["edits"].str.contains("trimmed").sum()),
+    }
+
+
+def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[str, str]],
+              model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run one method for every user in ``blocks`` and write its stage folder; returns the run's report.
+
+    Loads the profile's summarizer unless a model and tokenizer are given. Re-running is cheap: finished calls
+    come from the run directory's cache.
+    """
+    from . import text
+
+    if method not in STAGES:
+        raise ValueError(f"unknown summary method {method!r}; known: {sorted(STAGES)}")
+    name = cfg.model.summarizer
+    if tokenizer is None:
+        tokenizer = llm.load_tokenizer(name)
+    if model is None:
+        model = llm.load_model(name, cfg.model.dtype, cfg.model.quantization, cfg.model.device)
+    domain = text.domain_of(cfg)
+    template = TemplateSummarizer(catalog, domain)
+    cache = open_cache(cfg)
+    caller = LLMCaller(model, tokenizer, llm.model_id(name), cache, cfg.summary.batch_size, cfg.seed)
+    began = time.perf_counter()
+    try:
+        run = hierarchical if method == "hierarchical" else recurrent
+        steps = run(blocks, caller, cfg, template, domain)
+    finally:
+        cache.close()
+    seconds = time.perf_counter() - began
+    summaries = final_summaries(steps, blocks)
+    report = {
+        "method": method, "model": llm.model_id(name), "users": int(len(summaries)),
+        "params": generation_params(cfg), "retry_params": generation_params(cfg, retry=True),
+        "merge_fan_in": cfg.summary.merge_fan_in if method == "hierarchical" else None,
+        "cache_hits": caller.stats.hits, "cache_misses": caller.stats.misses,
+        "generated_tokens": caller.stats.generated_tokens, "generation_seconds": round(caller.stats.seconds, 2),
+        "tokens_per_second": round(caller.stats.generated_tokens / caller.stats.seconds, 2)
+        if caller.stats.seconds else None,
+        "wall_seconds": round(seconds, 2), "degeneracy": degeneracy_report(steps),
+    }
+    write(cfg, method, summaries, steps, report)
+    log(f"{method}: {len(summaries)} users, {len(steps)} summaries, {caller.stats.misses} new calls, "
+        f"{caller.stats.hits} from cache, {seconds:.1f} s")
+    return report
+
+
+def write(cfg: Any, method: str, summaries: Any, steps: Any, report: Mapping[str, Any]) -> None:
+    out = cfg.stage_dir(STAGES[method])
+    io.write_parquet(out / "steps.parquet", steps)
+    io.write_parquet(out / "summaries.parquet", summaries)
+    io.write_json(out / "meta.json", {"format_version": FORMAT_VERSION, **report})
+
+
+def read_steps(cfg: Any, method: str) -> Any:
+    steps = io.read_parquet(Path(cfg.run_dir) / STAGES[method] / "steps.parquet")
+    steps["item_ids"] = steps["item_ids"].map(list)
+    return steps
+
+
+def read_summaries(cfg: Any, method: str) -> Any:
+    """One row per user (user_id, split, summary, flag, cost columns) as written by notebook 03 or 04."""
+    if method not in STAGES:
+        raise ValueError(f"unknown summary method {method!r}; known: {sorted(STAGES)}")
+    return io.read_parquet(Path(cfg.run_dir) / STAGES[method] / "summaries.parquet")
+
+
+def read_report(cfg: Any, method: str) -> dict[str, Any]:
+    return io.read_json(Path(cfg.run_dir) / STAGES[method] / "meta.json")

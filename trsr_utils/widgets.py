@@ -1,0 +1,86 @@
+"""The side-by-side summary browser of notebook 05 (ipywidgets), built and tested here."""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Mapping
+
+from .compare import content_words, highlight
+
+_PANE = "border:1px solid #ccc;border-radius:4px;padding:6px;margin:2px;"
+
+
+def _steps_html(steps: Any, label: str) -> str:
+    """A method's intermediate summaries, oldest first, with their flags."""
+    rows = []
+    for r in steps.itertuples(index=False):
+        flag = f' <b style="color:#b35900">[{r.flag}{": " + r.problem if r.problem else ""}]</b>' if r.flag else ""
+        rows.append(f"<li><small>{label} {r.level}.{r.index} ({len(r.item_ids)} items){flag}</small><br>"
+                    f"{html.escape(r.summary)}</li>")
+    return "<ol style='padding-left:1.2em'>" + "".join(rows) + "</ol>"
+
+
+class SummaryComparison:
+    """User selector, the user's blocks, and two methods' summaries side by side.
+
+    Words the two final summaries share are marked green, words only one of
+    them uses orange. ``show(user_id)`` (or picking a user in the dropdown)
+    fills every pane; the panes are plain ``HTML`` widgets so tests can read them.
+    """
+
+    def __init__(self, blocks: Any, steps: Mapping[str, Any], summaries: Mapping[str, Any]):
+        import ipywidgets as w
+
+        if len(steps) != 2 or set(steps) != set(summaries):
+            raise ValueError("SummaryComparison compares exactly two methods, with steps and summaries for both")
+        self.methods = list(steps)
+        self.blocks, self.steps, self.summaries = blocks, steps, summaries
+        users = sorted(set(summaries[self.methods[0]]["user_id"]) & set(summaries[self.methods[1]]["user_id"]),
+                       key=lambda u: (len(u), u))
+        if not users:
+            raise ValueError("no user has summaries from both methods")
+        self.user = w.Dropdown(options=users, description="user")
+        self.history = w.HTML()
+        self.panes = {m: w.HTML(layout=w.Layout(width="50%")) for m in self.methods}
+        self.stats = w.HTML()
+        self.user.observe(lambda change: self.show(change["new"]), names="value")
+        self.widget = w.VBox([self.user, self.stats, w.HBox([self.panes[m] for m in self.methods]),
+                              w.HTML("<b>History blocks (oldest first)</b>"), self.history])
+        self.show(users[0])
+
+    def _summary(self, method: str, user: str) -> Any:
+        df = self.summaries[method]
+        return df[df["user_id"] == user].iloc[0]
+
+    def show(self, user: str) -> None:
+        a, b = self.methods
+        row = {m: self._summary(m, user) for m in self.methods}
+        for m, other in ((a, b), (b, a)):
+            steps = self.steps[m]
+            flag = f" <b style='color:#b35900'>[{row[m]['flag']}]</b>" if row[m]["flag"] else ""
+            self.panes[m].value = (
+                f"<div style='{_PANE}'><h4>{html.escape(m)}{flag}</h4>"
+                f"<p>{highlight(row[m]['summary'], row[other]['summary'])}</p>"
+                f"<details><summary>intermediate summaries</summary>"
+                f"{_steps_html(steps[steps['user_id'] == user], 'level' if m == 'hierarchical' else 'step')}"
+                f"</details></div>")
+        wa, wb = content_words(row[a]["summary"]), content_words(row[b]["summary"])
+        self.stats.value = (
+            f"<div style='{_PANE}'>user {html.escape(user)}: {a} {len(row[a]['summary'].split())} words, "
+            f"{b} {len(row[b]['summary'].split())} words; content words shared {len(wa & wb)}, "
+            f"only {a} {len(wa - wb)}, only {b} {len(wb - wa)}</div>")
+        mine = self.blocks[self.blocks["user_id"] == user].sort_values("block")
+        self.history.value = "".join(
+            f"<div style='{_PANE}'><small>block {r.block}: {r.n_items} items, {r.n_tokens} tokens</small>"
+            f"<pre style='white-space:pre-wrap;margin:0'>{html.escape(r.text)}</pre></div>"
+            for r in mine.itertuples(index=False))
+        if self.user.value != user:
+            self.user.value = user
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def static_html(self) -> str:
+        """The current view as plain HTML (renders in executed notebooks and exported pages)."""
+        return self.stats.value + "<div style='display:flex'>" + "".join(
+            p.value for p in self.panes.values()) + "</div>" + self.history.value
