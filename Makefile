@@ -17,6 +17,7 @@ help:
 	@echo "make test        unit tests + smoke notebook chain"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make run PROFILE=smoke   run the chain with any profile"
+	@echo "make bench       speed benchmarks (tables + runs/bench/bench.json)"
 	@echo "make strip       strip notebook outputs before committing"
 	@echo "make lock        refresh constraints.txt from the current .venv"
 
@@ -46,6 +47,9 @@ test-unit: setup
 
 test-notebooks: setup
 	$(PY) -m pytest -m notebook $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m trsr_utils.bench
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

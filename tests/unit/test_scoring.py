@@ -1,0 +1,45 @@
+"""Prefix-sharing yes/no scoring equals scoring every full prompt on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trsr_utils import llm, prompts, scoring
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return llm.load_model(llm.TINY, device="cpu"), llm.load_tokenizer(llm.TINY)
+
+
+def user_prompts(tok, n_users=5):
+    prompter = prompts.RecommendationPrompter(tok, "movies", max_length=512)
+    out = []
+    for u in range(n_users):
+        recent = [f"title: Movie {u}-{i}; genres: Drama" for i in range(u % 3 + 1)]
+        cands = [f"title: Candidate {c} " + "long " * ((u + c) % 4) for c in range(2 + (u % 3) * 4)]
+        out.append(prompter.build("This user likes drama." if u % 2 else None, recent, cands))
+    return out
+
+
+def test_prefix_sharing_equals_independent_scoring(tiny):
+    model, tok = tiny
+    answer = prompts.answer_tokens(tok)
+    users = user_prompts(tok)
+    shared = scoring.score_users(model, users, answer, users_per_batch=3, pad_id=tok.pad_token_id or 0)
+    full = scoring.score_full(model, [u.full_ids(i) for u in users for i in range(len(u.suffix_ids))], answer,
+                              batch_size=7)
+    assert [len(s) for s in shared] == [len(u.suffix_ids) for u in users]
+    assert np.abs(np.concatenate(shared) - full).max() < 1e-4
+    # The same with the model's own full-vocabulary logits, one prompt at a time.
+    import torch
+
+    for u in users[:2]:
+        for i in range(len(u.suffix_ids)):
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([u.full_ids(i)])).logits[0, -1]
+            p = torch.softmax(logits[[answer.yes_id, answer.no_id]], -1)[0].item()
+            assert abs(p - shared[users.index(u)][i]) < 1e-4
+    padded = scoring.score_full(model, [u.full_ids(0) for u in users], answer, pad_to=400)
+    assert np.abs(padded - np.array([s[0] for s in shared])).max() < 1e-4

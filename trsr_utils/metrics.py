@@ -1,0 +1,70 @@
+"""Ranking metrics over groups of candidates with exactly one positive each.
+
+The positive's rank is *pessimistic*: 1 + the number of negatives scored
+higher **or equal**. A model that gives every candidate the same score (or a
+float32 tie) therefore never gets credit it did not earn, and a constant
+scorer ranks the positive last.
+
+For one positive among ``n`` candidates:
+
+* Recall@K (= HitRate@K) = 1 if rank <= K else 0
+* MRR@K = 1/rank if rank <= K else 0
+* NDCG@K = 1/log2(rank + 1) if rank <= K else 0 (one relevant item: IDCG = 1)
+
+A random ranker of 21 candidates has expected Recall@K = K/21.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+KS = (3, 5, 10)
+
+
+def positive_rank(scores: Sequence[float], positive: int = 0) -> int:
+    """1-based pessimistic rank of ``scores[positive]`` (ties count against it)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or not 0 <= positive < len(s):
+        raise ValueError(f"need a 1-d score list with the positive inside it, got shape {s.shape}, positive {positive}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    others = np.delete(s, positive)
+    return 1 + int((others >= s[positive]).sum())
+
+
+def metrics_from_ranks(ranks: Iterable[int], ks: Sequence[int] = KS) -> dict[str, float]:
+    """Mean Recall@K, MRR@K and NDCG@K over users, keys like ``recall@5``."""
+    r = np.asarray(list(ranks), dtype=np.float64)
+    if r.size == 0:
+        raise ValueError("no ranks to average")
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = r <= k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / r, 0.0).mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean())
+    return out
+
+
+def evaluate(score_lists: Iterable[Sequence[float]], positive: int = 0, ks: Sequence[int] = KS) -> dict[str, float]:
+    """Metrics for groups whose positive sits at index ``positive`` (our layout: positive first)."""
+    return metrics_from_ranks((positive_rank(s, positive) for s in score_lists), ks)
+
+
+def selection_score(m: dict[str, float]) -> float:
+    """What the paper selected checkpoints by: Recall@3 + Recall@5 + Recall@10 on validation."""
+    return m["recall@3"] + m["recall@5"] + m["recall@10"]
+
+
+def random_expectation(n_candidates: int, ks: Sequence[int] = KS) -> dict[str, float]:
+    """Expected metrics of a uniformly random ranking (no ties) of ``n_candidates``."""
+    out: dict[str, float] = {}
+    for k in ks:
+        top = range(1, min(k, n_candidates) + 1)
+        out[f"recall@{k}"] = len(top) / n_candidates
+        out[f"mrr@{k}"] = sum(1 / r for r in top) / n_candidates
+        out[f"ndcg@{k}"] = sum(1 / math.log2(r + 1) for r in top) / n_candidates
+    return out

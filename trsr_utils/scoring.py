@@ -1,0 +1,121 @@
+"""Yes/no scoring: p(yes) for every candidate, sharing each user's prompt prefix.
+
+p(yes) = softmax over the two logits (yes, no) at the position right after the
+candidate suffix, the position where the model would write its answer.
+
+One user's candidates share everything before the candidate, so the prefix is
+run once (its key/value cache) and all suffixes are run as one batch on top of
+it. Several users' prefixes are batched too: left-padded, with explicit
+position ids, then each cache row is repeated for that user's candidates.
+Only the hidden state at each row's last real token goes through the output
+layer, and only for the two answer tokens, instead of the whole vocabulary
+at every position. The result equals scoring every full prompt on its own
+(tested to 1e-4 in float32, with and without a LoRA adapter).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .prompts import AnswerTokens, UserPrompts
+
+
+def _parts(model: Any) -> tuple[Any, Any]:
+    """(decoder stack, output layer) of a causal LM, looking through a PEFT wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, "model", None)
+    head = base.get_output_embeddings()
+    if decoder is None or head is None:
+        raise TypeError(f"cannot find the decoder and output layer of {type(base).__name__}")
+    return decoder, head
+
+
+def _answer_probs(hidden: Any, head: Any, answer: AnswerTokens) -> Any:
+    """p(yes) from last-position hidden states [rows, hidden] (float32 softmax over the two logits)."""
+    import torch
+
+    w = head.weight[[answer.yes_id, answer.no_id]]
+    logits = hidden.to(w.dtype) @ w.T
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[[answer.yes_id, answer.no_id]]
+    return torch.softmax(logits.float(), dim=-1)[:, 0]
+
+
+def _pad_id(tokenizer_or_id: Any) -> int:
+    return tokenizer_or_id if isinstance(tokenizer_or_id, int) else (tokenizer_or_id.pad_token_id or 0)
+
+
+def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens, users_per_batch: int = 4,
+                pad_id: int = 0, progress: Any = None) -> list[np.ndarray]:
+    """p(yes) per candidate for each user (arrays in the users' candidate order), prefix computed once per user."""
+    import torch
+
+    decoder, head = _parts(model)
+    device = next(model.parameters()).device
+    out: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, len(prompts), users_per_batch):
+            group = prompts[start:start + users_per_batch]
+            width = max(len(p.prefix_ids) for p in group)
+            ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, p in enumerate(group):
+                ids[row, width - len(p.prefix_ids):] = torch.tensor(p.prefix_ids)
+                mask[row, width - len(p.prefix_ids):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            prefix = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device), use_cache=True)
+            cache = prefix.past_key_values
+            owners = [u for u, p in enumerate(group) for _ in p.suffix_ids]
+            suffixes = [s for p in group for s in p.suffix_ids]
+            cache.reorder_cache(torch.tensor(owners, device=device))  # one cache row per candidate
+            s_width = max(len(s) for s in suffixes)
+            s_ids = torch.full((len(suffixes), s_width), pad_id, dtype=torch.long)
+            s_mask = torch.zeros((len(suffixes), s_width), dtype=torch.long)
+            for row, s in enumerate(suffixes):
+                s_ids[row, :len(s)] = torch.tensor(s)
+                s_mask[row, :len(s)] = 1
+            lengths = torch.tensor([len(group[u].prefix_ids) for u in owners])
+            s_pos = lengths[:, None] + torch.arange(s_width)[None, :]
+            full_mask = torch.cat([mask[owners], s_mask], dim=1)
+            hidden = decoder(input_ids=s_ids.to(device), attention_mask=full_mask.to(device),
+                             position_ids=s_pos.to(device), past_key_values=cache, use_cache=True).last_hidden_state
+            last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+            probs = _answer_probs(hidden[torch.arange(len(suffixes), device=device), last], head, answer)
+            probs = probs.cpu().numpy()
+            at = 0
+            for p in group:
+                out.append(probs[at:at + len(p.suffix_ids)].copy())
+                at += len(p.suffix_ids)
+            if progress is not None:
+                progress.update(len(group))
+    return out
+
+
+def score_full(model: Any, sequences: Sequence[Sequence[int]], answer: AnswerTokens, batch_size: int = 21,
+               pad_id: int = 0, pad_to: int | None = None) -> np.ndarray:
+    """p(yes) for whole prompts scored independently (right-padded per batch, or to ``pad_to`` tokens).
+
+    The reference the prefix-sharing scorer is checked against, and the
+    baselines of the scoring benchmark.
+    """
+    import torch
+
+    decoder, head = _parts(model)
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            batch = sequences[start:start + batch_size]
+            width = pad_to or max(len(s) for s in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, s in enumerate(batch):
+                ids[row, :len(s)] = torch.tensor(s)
+                mask[row, :len(s)] = 1
+            hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            last = torch.tensor([len(s) - 1 for s in batch], device=device)
+            out.append(_answer_probs(hidden[torch.arange(len(batch), device=device), last], head, answer).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
