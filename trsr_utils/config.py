@@ -111,6 +111,31 @@ class SummaryConfig:
 
 
 @dataclass
+class SFTSettings:
+    """LoRA supervised fine-tuning of the recommender (notebook 06)."""
+
+    # Which summary goes into the prompt: hierarchical | recurrent | none (TALLRec-style: recent items only).
+    summary: str = "hierarchical"
+    loss: str = "answer"  # answer (prompt tokens masked) | whole (the paper's loss over the whole text)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    learning_rate: float = 1e-4
+    batch_size: int = 1  # per device
+    grad_accum: int = 64  # effective batch = batch_size x grad_accum x devices (the paper: 64)
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0: stop after this many optimizer steps (overrides epochs)
+    save_steps: int = 0  # 0: a checkpoint (and a validation) at the end of every epoch
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    gradient_checkpointing: bool = False  # TRL turns it on by default, even on CPU: we decide explicitly
+    logging_steps: int = 5
+    valid_users: int = 0  # validation users scored per checkpoint (0: all)
+    score_batch_users: int = 4  # users whose candidates are scored in one batch
+
+
+@dataclass
 class Config:
     """Everything one run needs; built by :func:`resolve_config`."""
 
@@ -124,6 +149,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+    sft: SFTSettings = field(default_factory=SFTSettings)
 
     @property
     def run_path(self) -> Path:
@@ -148,6 +174,8 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "model.quantization": (None, "8bit", "4bit"),
     "model.device": ("auto", "cpu", "cuda"),
     "prompt.domain": (None, "news", "products", "movies"),
+    "sft.summary": ("hierarchical", "recurrent", "none"),
+    "sft.loss": ("answer", "whole"),
 }
 
 
@@ -278,6 +306,9 @@ def _validate(cfg: Config) -> None:
     s = cfg.summary
     if s.max_new_tokens < 1 or s.batch_size < 1 or s.max_sentences < 1:
         raise ConfigError("summary: max_new_tokens, batch_size and max_sentences must be >= 1")
+    t = cfg.sft
+    if t.lora_r < 1 or t.batch_size < 1 or t.grad_accum < 1 or t.learning_rate <= 0:
+        raise ConfigError("sft: lora_r, batch_size and grad_accum must be >= 1 and learning_rate > 0")
     if s.merge_fan_in < 2:
         raise ConfigError("summary.merge_fan_in must be at least 2 (a merge reads several summaries)")
 

@@ -258,7 +258,8 @@ def strip(paths: list[Path]) -> list[Path]:
     return changed
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", ...]`` -> ``{"a.b": 1}`` (values parsed as YAML)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     try:
         only = [n.strip() for n in args.only.split(",")] if args.only else None
-        manifest = run(args.profile, args.out, only, args.start, _parse_set(args.sets), args.notebooks)
+        manifest = run(args.profile, args.out, only, args.start, parse_sets(args.sets), args.notebooks)
     except (PipelineError, ConfigError) as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         return 1

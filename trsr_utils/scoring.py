@@ -119,3 +119,43 @@ def score_full(model: Any, sequences: Sequence[Sequence[int]], answer: AnswerTok
             last = torch.tensor([len(s) - 1 for s in batch], device=device)
             out.append(_answer_probs(hidden[torch.arange(len(batch), device=device), last], head, answer).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+# ----------------------------------------------------------------- prompts for a split (training and evaluation)
+def summaries_for(cfg: Any, method: str) -> dict[str, str] | None:
+    """user -> summary text of ``method`` (hierarchical | recurrent), or None for "none" (no summary)."""
+    if method == "none":
+        return None
+    from . import summarize
+
+    frame = summarize.read_summaries(cfg, method)
+    return dict(zip(frame["user_id"], frame["summary"]))
+
+
+def build_user_prompts(cfg: Any, split: str, method: str, tokenizer: Any, limit: int = 0) -> tuple[Any, list[UserPrompts]]:
+    """The samples of ``split`` and their recommendation prompts: the summary of ``method`` (or none),
+    the last ``prompt.recent_items`` items, and the candidates (the positive first, then the negatives).
+    """
+    from .data import prepare
+    from .prompts import RecommendationPrompter
+    from .text import ItemTexter
+
+    prepared = prepare.read(cfg)
+    samples = prepared.samples[prepared.samples["split"] == split].reset_index(drop=True)
+    if limit:
+        samples = samples.head(limit)
+    summaries = summaries_for(cfg, method)
+    if summaries is not None:
+        missing = sorted(set(samples["user_id"]) - set(summaries))
+        if missing:
+            raise ValueError(f"{len(missing)} {split} users have no {method} summary (e.g. {missing[:3]}): "
+                             f"run notebook {'03' if method == 'hierarchical' else '04'} for this run first")
+    texter = ItemTexter.from_config(cfg, prepared.catalog, tokenizer)
+    prompter = RecommendationPrompter.from_config(cfg, tokenizer)
+    k = cfg.prompt.recent_items
+    built = []
+    for s in samples.itertuples(index=False):
+        recent = [texter(i) for i in list(s.history)[-k:]] if k else []
+        candidates = [texter(s.positive)] + [texter(i) for i in s.negatives]
+        built.append(prompter.build(summaries[s.user_id] if summaries is not None else None, recent, candidates))
+    return samples, built

@@ -1,0 +1,108 @@
+"""LoRA SFT with the tiny model: masking, learning, save/reload equality, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trsr_utils import llm, prompts, scoring, sft
+from trsr_utils.config import resolve_config
+from trsr_utils.data import prepare
+
+BASE = {"sft.summary": "none", "data.n_train": 3, "data.n_valid": 2, "data.n_test": 0, "sft.batch_size": 2,
+        "sft.grad_accum": 1, "sft.logging_steps": 1, "prompt.max_length": 400}
+
+
+@pytest.fixture(scope="module")
+def prepared_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("sft-run")
+    cfg = resolve_config("smoke", run, BASE)
+    prepare.write(cfg, prepare.prepare(cfg))
+    return run
+
+
+def cfg_at(run, **over):
+    return resolve_config("smoke", run, {**BASE, **over})
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return llm.load_tokenizer(llm.TINY)
+
+
+def test_answer_only_labels_cover_exactly_the_answer(prepared_run, tok):
+    cfg = cfg_at(prepared_run)
+    samples, built = scoring.build_user_prompts(cfg, "train", "none", tok)
+    answer = prompts.answer_tokens(tok, built[0].suffixes[0])
+    examples = sft.examples_from_prompts(built, answer, "answer", list(samples["user_id"]))
+    assert len(examples) == 3 * 2  # 1 positive + 1 negative per training user
+    for e in examples:
+        assert len(e["input_ids"]) == len(e["labels"])
+        kept = [(i, t) for i, t in enumerate(e["labels"]) if t != sft.IGNORE]
+        assert kept == [(len(e["input_ids"]) - 1, answer.yes_id if e["label"] else answer.no_id)]
+    first = built[0]
+    assert examples[0]["input_ids"] == first.prefix_ids + first.suffix_ids[0] + [answer.yes_id]
+    assert examples[1]["input_ids"][-1] == answer.no_id and examples[1]["label"] == 0
+    whole = sft.examples_from_prompts(built, answer, "whole")
+    assert all(e["labels"] == e["input_ids"] for e in whole)
+    with pytest.raises(ValueError, match="answer"):
+        sft.examples_from_prompts(built, answer, "prompt")
+
+
+def test_missing_summaries_are_named(prepared_run, tok):
+    with pytest.raises(FileNotFoundError, match="03_hierarchical"):
+        scoring.build_user_prompts(cfg_at(prepared_run), "train", "hierarchical", tok)
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_adapter(tmp_path, prepared_run, tok):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(prepared_run, run)
+    cfg = cfg_at(run, **{"sft.max_steps": 12, "sft.save_steps": 6, "sft.learning_rate": 5e-3})
+    report = sft.train(cfg, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
+    losses = [h["loss"] for h in report["loss_history"]]
+    assert len(losses) >= 6 and np.mean(losses[-3:]) < np.mean(losses[:3])  # same 6 examples, repeated
+    assert [v["step"] for v in report["validation"]] == [0, 6, 12]
+    assert report["best"]["step"] in (6, 12)
+    assert report["best"]["selection"] == max(v["selection"] for v in report["validation"][1:])
+    assert 0 < report["parameters"]["trainable"] < report["parameters"]["total"] / 10
+    assert (run / "06_sft" / "adapter" / "adapter_model.safetensors").exists()
+    assert report["examples_per_second"] > 0 and report["peak_memory_mb"] > 0
+
+    # Resume: ask for more steps; training continues from the last checkpoint, not from zero.
+    more = cfg_at(run, **{"sft.max_steps": 18, "sft.save_steps": 6, "sft.learning_rate": 5e-3})
+    again = sft.train(more, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
+    assert again["resumed_from"].endswith("checkpoint-12")
+    assert again["global_step"] == 18 and again["steps_this_run"] == 6
+    assert [v["step"] for v in again["validation"]] == [0, 6, 12, 18]  # earlier validations kept, not redone
+
+
+def test_saved_adapter_scores_identically_after_reload(tmp_path, prepared_run, tok):
+    cfg = cfg_at(prepared_run)
+    torch.manual_seed(0)
+    model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+    with torch.no_grad():  # a fresh LoRA adapter is a no-op (B = 0): give it weights that change the output
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.eval()
+    samples, built = scoring.build_user_prompts(cfg, "valid", "none", tok)
+    answer = prompts.answer_tokens(tok, built[0].suffixes[0])
+    before = np.concatenate(scoring.score_users(model, built, answer))
+    full = scoring.score_full(model, [p.full_ids(i) for p in built for i in range(len(p.suffix_ids))], answer)
+    assert np.abs(before - full).max() < 1e-4  # prefix sharing holds with a LoRA adapter too
+    base_only = np.concatenate(scoring.score_users(llm.load_model(llm.TINY, device="cpu"), built, answer))
+    assert np.abs(before - base_only).max() > 1e-3  # the adapter matters
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = sft.load_adapter(cfg, tmp_path / "adapter", base=llm.load_model(llm.TINY, device="cpu"))
+    after = np.concatenate(scoring.score_users(reloaded, built, answer))
+    assert np.abs(before - after).max() < 1e-6
+
+
+def test_multi_gpu_launch_command():
+    cmd = sft.launch_command("paper-mind", "/runs/x", ["sft.epochs=2"], 8)
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--num_processes"] and "8" in cmd
+    assert str(sft.DEEPSPEED_ZERO2) in cmd and sft.DEEPSPEED_ZERO2.exists()
+    assert cmd[-6:] == ["--profile", "paper-mind", "--run-dir", "/runs/x", "--set", "sft.epochs=2"]

@@ -1,0 +1,319 @@
+"""LoRA supervised fine-tuning of the recommender LLM (notebook 06).
+
+Training examples come from the training split: for each positive and each of
+its negatives, the recommendation prompt (summary of the chosen method, the
+last k items, the candidate) and the answer word, "Yes" or "No". They are
+tokenized exactly as the scoring stage tokenizes them: prefix ids + candidate
+suffix ids + the answer id, each part on its own. By default only the answer
+token is learned (every prompt token's label is -100); ``sft.loss: whole``
+gives the paper's loss over the whole text.
+
+Training is TRL's ``SFTTrainer`` with a PEFT LoRA adapter. Precision and
+gradient checkpointing are set explicitly (TRL would turn on bf16 autocast and
+checkpointing even on CPU). A checkpoint is written each epoch (or every
+``save_steps``); after each one the validation users are ranked and
+Recall@3+5+10 recorded, the paper's selection rule; an interrupted run resumes
+from its last checkpoint; the best checkpoint's adapter is copied to
+``06_sft/adapter``.
+
+Command line (one device in-process; several GPUs through accelerate + the
+shipped DeepSpeed ZeRO-2 config)::
+
+    python -m trsr_utils.sft --profile demo [--run-dir runs/demo] [--set sft.epochs=2]
+    python -m trsr_utils.sft --profile paper-mind --gpus 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import io, llm, metrics
+from .config import REPO_ROOT, resolve_config
+from .prompts import AnswerTokens, UserPrompts, answer_tokens
+from .scoring import build_user_prompts, score_users
+
+STAGE = "06_sft"
+DEEPSPEED_ZERO2 = REPO_ROOT / "configs" / "deepspeed_zero2.json"
+IGNORE = -100
+
+
+# ----------------------------------------------------------------- examples
+def examples_from_prompts(prompts: Sequence[UserPrompts], answer: AnswerTokens, loss: str = "answer",
+                          user_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One example per candidate: the positive (index 0) answers Yes, every other candidate No."""
+    if loss not in ("answer", "whole"):
+        raise ValueError(f"sft.loss must be 'answer' or 'whole', got {loss!r}")
+    out = []
+    for u, p in enumerate(prompts):
+        for i in range(len(p.suffix_ids)):
+            target = answer.yes_id if i == 0 else answer.no_id
+            ids = p.full_ids(i) + [target]
+            labels = [IGNORE] * (len(ids) - 1) + [target] if loss == "answer" else list(ids)
+            out.append({"input_ids": ids, "labels": labels, "label": int(i == 0),
+                        "user_id": user_ids[u] if user_ids is not None else str(u)})
+    return out
+
+
+def training_examples(cfg: Any, tokenizer: Any, split: str = "train") -> list[dict[str, Any]]:
+    samples, prompts = build_user_prompts(cfg, split, cfg.sft.summary, tokenizer)
+    tail = prompts[0].suffixes[0] if prompts else None
+    return examples_from_prompts(prompts, answer_tokens(tokenizer, tail), cfg.sft.loss, list(samples["user_id"]))
+
+
+# ----------------------------------------------------------------- model
+def lora_config(cfg: Any) -> Any:
+    from peft import LoraConfig
+
+    s = cfg.sft
+    return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
+                      target_modules=list(s.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
+def with_lora(cfg: Any, model: Any) -> Any:
+    """Wrap a base model in a fresh LoRA adapter (k-bit bases prepared for training first)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.model.quantization is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.sft.gradient_checkpointing)
+    return get_peft_model(model, lora_config(cfg))
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": int(trainable), "total": int(total)}
+
+
+def load_adapter(cfg: Any, adapter_dir: str | Path | None = None, base: Any = None) -> Any:
+    """The recommender with the saved (best) adapter, in eval mode, ready for scoring."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir or Path(cfg.run_dir) / STAGE / "adapter")
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise FileNotFoundError(f"no LoRA adapter in {adapter_dir}: run notebook 06 (or python -m trsr_utils.sft) "
+                                "for this run first")
+    if base is None:
+        m = cfg.model
+        base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model.eval()
+    return model
+
+
+# ----------------------------------------------------------------- validation (model selection)
+class Validator:
+    """Ranks the validation users' candidates with the current model; remembers every result by step."""
+
+    def __init__(self, cfg: Any, tokenizer: Any, path: Path):
+        limit = cfg.sft.valid_users
+        self.samples, self.prompts = build_user_prompts(cfg, "valid", cfg.sft.summary, tokenizer, limit=limit)
+        self.answer = answer_tokens(tokenizer, self.prompts[0].suffixes[0]) if self.prompts else None
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.users_per_batch = cfg.sft.score_batch_users
+        self.path = path
+        self.records: list[dict[str, Any]] = io.read_json(path) if path.exists() else []
+
+    def done(self, step: int) -> dict[str, Any] | None:
+        return next((r for r in self.records if r["step"] == step), None)
+
+    def __call__(self, model: Any, step: int, checkpoint: str | None) -> dict[str, Any]:
+        if not self.prompts:
+            raise ValueError("no validation users: data.n_valid must be > 0 to select a checkpoint")
+        previous = self.done(step)
+        if previous is not None:
+            return previous
+        was_training = model.training
+        model.eval()
+        began = time.perf_counter()
+        scores = score_users(model, self.prompts, self.answer, self.users_per_batch, self.pad_id)
+        if was_training:
+            model.train()
+        m = metrics.evaluate(scores)
+        record = {"step": step, "checkpoint": checkpoint, "selection": metrics.selection_score(m),
+                  "seconds": round(time.perf_counter() - began, 2), **m}
+        self.records = [r for r in self.records if r["step"] != step] + [record]
+        io.write_json(self.path, sorted(self.records, key=lambda r: r["step"]))
+        return record
+
+
+def _callback(validator: Validator, log: Callable[[str], None]) -> Any:
+    from transformers import TrainerCallback
+
+    class ValidateOnSave(TrainerCallback):
+        """After each checkpoint is written: rank the validation users (the paper's model selection)."""
+
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            checkpoint = str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            r = validator(model, state.global_step, checkpoint)
+            log(f"step {state.global_step}: validation R@3+5+10 = {r['selection']:.3f} "
+                f"(R@10 {r['recall@10']:.3f}, MRR@10 {r['mrr@10']:.3f})")
+
+    return ValidateOnSave()
+
+
+# ----------------------------------------------------------------- training
+def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
+    from trl import SFTConfig
+
+    s = cfg.sft
+    bf16 = device == "cuda" and cfg.model.dtype == "bfloat16"
+    fp16 = device == "cuda" and cfg.model.dtype == "float16"
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir), seed=cfg.seed, data_seed=cfg.seed,
+        learning_rate=s.learning_rate, per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum, num_train_epochs=s.epochs, max_steps=s.max_steps or -1,
+        weight_decay=s.weight_decay, warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch",
+        # Explicit: TRL's defaults would turn on bf16 autocast and gradient checkpointing even on CPU.
+        bf16=bf16, fp16=fp16, activation_checkpointing=s.gradient_checkpointing, use_cpu=device == "cpu",
+        save_strategy="steps" if s.save_steps else "epoch", save_steps=s.save_steps or 500,
+        logging_steps=s.logging_steps, logging_first_step=True, report_to="none",
+        max_length=cfg.prompt.max_length + 1, packing=False, remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True}, disable_tqdm=os.environ.get("TRSR_PROGRESS") == "0",
+        save_only_model=False,
+    )
+    if DEEPSPEED_ZERO2.exists() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("TRSR_DEEPSPEED"):
+        kwargs["deepspeed"] = str(DEEPSPEED_ZERO2)
+    return SFTConfig(**kwargs)
+
+
+def _peak_memory_mb(device: str) -> float:
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
+
+
+def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune the recommender with LoRA, validate each checkpoint, keep the best adapter; returns a report.
+
+    Resumes from the last checkpoint in ``06_sft/checkpoints`` when there is one.
+    """
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    m = cfg.model
+    device = llm.resolve_device(m.device)
+    out = cfg.stage_dir(STAGE)
+    ckpt_dir = out / "checkpoints"
+    if tokenizer is None:
+        tokenizer = llm.load_tokenizer(m.recommender)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    examples = training_examples(cfg, tokenizer)
+    if not examples:
+        raise ValueError("no training examples: data.n_train must be > 0")
+    validator = Validator(cfg, tokenizer, out / "validation.json")
+    if model is None:
+        model = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
+    torch.manual_seed(cfg.seed)
+    if validator.done(0) is None:  # the zero-shot model: the reference point of the whole curve
+        r = validator(model, 0, None)
+        log(f"zero-shot validation R@3+5+10 = {r['selection']:.3f} (R@10 {r['recall@10']:.3f})")
+    peft_model = with_lora(cfg, model)
+    counts = parameter_counts(peft_model)
+    log(f"LoRA r={cfg.sft.lora_r} on {list(cfg.sft.target_modules)}: {counts['trainable']:,} trainable of "
+        f"{counts['total']:,} parameters ({counts['trainable'] / counts['total']:.3%})")
+    dataset = Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+    args = training_arguments(cfg, ckpt_dir, device)
+    trainer = SFTTrainer(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[_callback(validator, log)])
+    resume = last_checkpoint(ckpt_dir)
+    if resume:
+        log(f"resuming from {resume}")
+    began = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - began
+    peft_model.eval()
+
+    trained = [r for r in validator.records if r["step"] > 0 and r["checkpoint"]]
+    if not trained:
+        raise RuntimeError("training wrote no checkpoint: check sft.save_steps and sft.max_steps")
+    best = max(trained, key=lambda r: (r["selection"], -r["step"]))
+    adapter = out / "adapter"
+    tmp = out / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy2(Path(best["checkpoint"]) / name, tmp / name)
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(tmp, adapter)  # the adapter folder appears whole or not at all
+
+    steps_run = trainer.state.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
+    n_tokens = sum(len(e["input_ids"]) for e in examples)
+    examples_seen = steps_run * cfg.sft.batch_size * cfg.sft.grad_accum * max(1, trainer.args.world_size)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    report = {
+        "summary_method": cfg.sft.summary, "loss": cfg.sft.loss, "device": device, "dtype": m.dtype,
+        "quantization": m.quantization, "parameters": counts, "examples": len(examples),
+        "positives": sum(e["label"] for e in examples), "tokens_per_example_mean": n_tokens / len(examples),
+        "global_step": trainer.state.global_step, "steps_this_run": steps_run, "resumed_from": resume,
+        "train_seconds": round(seconds, 2),
+        "examples_per_second": round(examples_seen / seconds, 3) if seconds and steps_run else None,
+        "tokens_per_second": round(examples_seen * n_tokens / len(examples) / seconds, 1)
+        if seconds and steps_run else None,
+        "peak_memory_mb": round(_peak_memory_mb(device), 1), "train_loss": result.training_loss,
+        "loss_history": [{"step": h["step"], "loss": h["loss"], "epoch": h.get("epoch")} for h in history],
+        "validation": sorted(validator.records, key=lambda r: r["step"]), "best": best,
+        "zero_shot": validator.done(0), "adapter": str(adapter),
+    }
+    io.write_json(out / "report.json", report)
+    log(f"best checkpoint: step {best['step']} (R@3+5+10 {best['selection']:.3f}); adapter saved to {adapter}")
+    return report
+
+
+def read_report(cfg: Any) -> dict[str, Any]:
+    return io.read_json(Path(cfg.run_dir) / STAGE / "report.json")
+
+
+# ----------------------------------------------------------------- command line
+def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int) -> list[str]:
+    """The accelerate + DeepSpeed ZeRO-2 command that trains on ``gpus`` GPUs (one process each)."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--use_deepspeed",
+           "--deepspeed_config_file", str(DEEPSPEED_ZERO2), "-m", "trsr_utils.sft", "--profile", profile,
+           "--run-dir", run_dir]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .pipeline import parse_sets
+
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.sft", description="LoRA SFT of the recommender")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    parser.add_argument("--gpus", type=int, default=1, help="> 1: launch through accelerate with DeepSpeed ZeRO-2")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    if args.gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus)
+        print("launching:", " ".join(cmd), flush=True)
+        return subprocess.call(cmd, env={**os.environ, "TRSR_DEEPSPEED": "1"})
+    report = train(cfg)
+    print(json.dumps({k: report[k] for k in ("global_step", "train_seconds", "best")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
