@@ -70,3 +70,23 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
     axes[2].set_title("Names the user's top category")
     fig.tight_layout()
     return fig
+
+
+def sft_curves(report: dict, random_recall10: float | None = None):
+    """Training loss per logged step, and validation Recall@10 / MRR@10 per checkpoint (step 0 = zero-shot)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    loss = pd.DataFrame(report["loss_history"])
+    if len(loss):
+        sns.lineplot(loss, x="step", y="loss", marker="o", ax=axes[0])
+    axes[0].set_title("Training loss")
+    val = pd.DataFrame(report["validation"])
+    long = val.melt(id_vars="step", value_vars=["recall@10", "mrr@10"], var_name="metric", value_name="value")
+    sns.lineplot(long, x="step", y="value", hue="metric", marker="o", ax=axes[1])
+    if random_recall10 is not None:
+        axes[1].axhline(random_recall10, ls="--", c="grey", label="random R@10")
+    best = report["best"]["step"]
+    axes[1].axvline(best, ls=":", c="black", label=f"selected (step {best})")
+    axes[1].legend()
+    axes[1].set_title("Validation ranking (step 0 = zero-shot)")
+    fig.tight_layout()
+    return fig

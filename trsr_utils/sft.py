@@ -120,6 +120,7 @@ class Validator:
         self.users_per_batch = cfg.sft.score_batch_users
         self.path = path
         self.records: list[dict[str, Any]] = io.read_json(path) if path.exists() else []
+        self.seconds = 0.0  # spent validating in this process (kept out of the training throughput)
 
     def done(self, step: int) -> dict[str, Any] | None:
         return next((r for r in self.records if r["step"] == step), None)
@@ -137,8 +138,10 @@ class Validator:
         if was_training:
             model.train()
         m = metrics.evaluate(scores)
+        seconds = time.perf_counter() - began
+        self.seconds += seconds
         record = {"step": step, "checkpoint": checkpoint, "selection": metrics.selection_score(m),
-                  "seconds": round(time.perf_counter() - began, 2), **m}
+                  "seconds": round(seconds, 2), **m}
         self.records = [r for r in self.records if r["step"] != step] + [record]
         io.write_json(self.path, sorted(self.records, key=lambda r: r["step"]))
         return record
@@ -240,9 +243,10 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log(f"resuming from {resume}")
-    began = time.perf_counter()
+    began, validating = time.perf_counter(), validator.seconds
     result = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - began
+    # Training time without the validations run from the checkpoint callback.
+    seconds = time.perf_counter() - began - (validator.seconds - validating)
     peft_model.eval()
 
     trained = [r for r in validator.records if r["step"] > 0 and r["checkpoint"]]

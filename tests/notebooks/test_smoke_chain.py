@@ -86,3 +86,13 @@ def test_05_compare_summaries(smoke_run):
     assert res["mentions_top_category"]["template"] == 1.0  # names it by construction
     table = pd.read_parquet(out / "05_compare" / "comparison.parquet")
     assert len(table) == 22 and "overlap_hierarchical_recurrent" in table
+
+
+def test_06_lora_sft(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "06_lora_sft")
+    assert res["examples"] == 24 and res["global_step"] == 4  # 12 users x (positive + negative); smoke: 4 steps
+    assert 0 < res["trainable_parameters"] < res["total_parameters"] / 10
+    assert res["valid_best"]["step"] in (2, 4)
+    assert res["valid_random"]["recall@10"] == 10 / 21
+    assert (out / "06_sft" / "adapter" / "adapter_config.json").exists()
