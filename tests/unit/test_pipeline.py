@@ -100,7 +100,7 @@ def test_strip_removes_outputs(tmp_path):
 
 
 def test_set_values_are_yaml_parsed():
-    assert pipeline._parse_set(["data.n_train=5", "model.quantization=null", "text.attributes=[title, year]"]) == {
+    assert pipeline.parse_sets(["data.n_train=5", "model.quantization=null", "text.attributes=[title, year]"]) == {
         "data.n_train": 5, "model.quantization": None, "text.attributes": ["title", "year"]}
     with pytest.raises(pipeline.PipelineError, match="KEY=VALUE"):
-        pipeline._parse_set(["oops"])
+        pipeline.parse_sets(["oops"])
