@@ -116,7 +116,9 @@ class SFTSettings:
 
     # Which summary goes into the prompt: hierarchical | recurrent | none (TALLRec-style: recent items only).
     summary: str = "hierarchical"
-    loss: str = "answer"  # answer (prompt tokens masked) | whole (the paper's loss over the whole text)
+    # answer: next-token loss on the answer only (prompt masked); yes_no: a 2-way loss over the Yes/No logits
+    # (what scoring ranks by); whole: the paper's loss over the whole text.
+    loss: str = "answer"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -175,7 +177,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "model.device": ("auto", "cpu", "cuda"),
     "prompt.domain": (None, "news", "products", "movies"),
     "sft.summary": ("hierarchical", "recurrent", "none"),
-    "sft.loss": ("answer", "whole"),
+    "sft.loss": ("answer", "yes_no", "whole"),
 }
 
 

@@ -49,14 +49,14 @@ IGNORE = -100
 def examples_from_prompts(prompts: Sequence[UserPrompts], answer: AnswerTokens, loss: str = "answer",
                           user_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One example per candidate: the positive (index 0) answers Yes, every other candidate No."""
-    if loss not in ("answer", "whole"):
-        raise ValueError(f"sft.loss must be 'answer' or 'whole', got {loss!r}")
+    if loss not in ("answer", "yes_no", "whole"):
+        raise ValueError(f"sft.loss must be 'answer', 'yes_no' or 'whole', got {loss!r}")
     out = []
     for u, p in enumerate(prompts):
         for i in range(len(p.suffix_ids)):
             target = answer.yes_id if i == 0 else answer.no_id
             ids = p.full_ids(i) + [target]
-            labels = [IGNORE] * (len(ids) - 1) + [target] if loss == "answer" else list(ids)
+            labels = list(ids) if loss == "whole" else [IGNORE] * (len(ids) - 1) + [target]
             out.append({"input_ids": ids, "labels": labels, "label": int(i == 0),
                         "user_id": user_ids[u] if user_ids is not None else str(u)})
     return out
@@ -165,6 +165,49 @@ def _callback(validator: Validator, log: Callable[[str], None]) -> Any:
 
 
 # ----------------------------------------------------------------- training
+def _trainer_class(loss: str, answer: AnswerTokens) -> type:
+    """SFTTrainer, with a cheaper exact loss when only answer tokens are labelled (one process).
+
+    ``answer``: cross-entropy over the whole vocabulary at the labelled positions only: the same value as the
+    model's own loss over all positions (every other label is -100), without building [batch, length, vocab]
+    logits. ``yes_no``: cross-entropy over just the two answer logits, i.e. exactly the p(yes) that scoring
+    ranks by. Several processes (accelerate/DeepSpeed) use TRL's own loss path ("answer" only).
+    """
+    from trl import SFTTrainer
+
+    class AnswerLossTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+            import torch.nn.functional as F
+
+            from .scoring import _parts
+
+            if return_outputs or self.args.world_size > 1:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            decoder, head = _parts(model)
+            hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                             use_cache=False).last_hidden_state
+            rows, cols = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)  # position t predicts label t+1
+            states, targets = hidden[rows, cols], labels[rows, cols + 1]
+            if loss == "yes_no":
+                w = head.weight[[answer.yes_id, answer.no_id]]
+                logits = states @ w.T
+                total = F.cross_entropy(logits.float(), (targets == answer.no_id).long(), reduction="sum")
+            else:
+                total = F.cross_entropy(head(states).float(), targets, reduction="sum")
+            if num_items_in_batch is not None:  # normalised over the whole accumulation window, like HF's loss
+                self.loss_is_scaled_for_ga = True
+                return total / num_items_in_batch.to(total.device) if torch.is_tensor(num_items_in_batch) \
+                    else total / num_items_in_batch
+            self.loss_is_scaled_for_ga = False
+            return total / max(1, len(targets))
+
+    if loss == "whole":
+        return SFTTrainer
+    return AnswerLossTrainer
+
+
 def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
     from trl import SFTConfig
 
@@ -212,7 +255,6 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     """
     import torch
     from datasets import Dataset
-    from trl import SFTTrainer
 
     m = cfg.model
     device = llm.resolve_device(m.device)
@@ -238,8 +280,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         f"{counts['total']:,} parameters ({counts['trainable'] / counts['total']:.3%})")
     dataset = Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
     args = training_arguments(cfg, ckpt_dir, device)
-    trainer = SFTTrainer(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[_callback(validator, log)])
+    trainer_cls = _trainer_class(cfg.sft.loss, validator.answer or answer_tokens(tokenizer))
+    trainer = trainer_cls(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          callbacks=[_callback(validator, log)])
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log(f"resuming from {resume}")

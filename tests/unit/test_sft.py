@@ -106,3 +106,29 @@ def test_multi_gpu_launch_command():
     assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--num_processes"] and "8" in cmd
     assert str(sft.DEEPSPEED_ZERO2) in cmd and sft.DEEPSPEED_ZERO2.exists()
     assert cmd[-6:] == ["--profile", "paper-mind", "--run-dir", "/runs/x", "--set", "sft.epochs=2"]
+
+
+@pytest.mark.parametrize("loss", ["answer", "yes_no"])
+def test_answer_only_loss_equals_the_models_own_loss(tmp_path, prepared_run, tok, loss):
+    from datasets import Dataset
+
+    cfg = cfg_at(prepared_run, **{"sft.loss": loss})
+    model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+    examples = sft.training_examples(cfg, tok)[:3]
+    answer = prompts.answer_tokens(tok, "\n")
+    trainer = sft._trainer_class(loss, answer)(
+        model=model, args=sft.training_arguments(cfg, tmp_path / "ckpt", "cpu"), processing_class=tok,
+        train_dataset=Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]))
+    batch = trainer.data_collator([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+    model.eval()
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch)).item()
+        if loss == "answer":
+            reference = model(**batch).loss.item()  # HF's own shifted cross-entropy over all labelled tokens
+        else:
+            logits = torch.stack([model(input_ids=torch.tensor([e["input_ids"][:-1]])).logits[0, -1]
+                                  for e in examples])
+            p_yes = torch.softmax(logits[:, [answer.yes_id, answer.no_id]], -1)[:, 0]
+            truth = torch.tensor([float(e["label"]) for e in examples])
+            reference = torch.nn.functional.binary_cross_entropy(p_yes, truth).item()
+    assert ours == pytest.approx(reference, rel=1e-4)
