@@ -116,7 +116,8 @@ STAGE = "02_text"
 def chunk_samples(samples: Any, line_of: Callable[[str], str], chunker: Chunker) -> tuple[Any, dict[str, int]]:
     """Blocks for every sample's history: one row per (user, block), plus totals.
 
-    Columns: user_id, split, block (0 = oldest), item_ids, text, n_items, n_tokens, truncated_items.
+    Columns: user_id, split, block (0 = oldest), item_ids, lines (one item line each, as the summarizer
+    prompts show them), text (the rendered block), n_items, n_tokens, truncated_items.
     """
     import pandas as pd
 
@@ -127,10 +128,11 @@ def chunk_samples(samples: Any, line_of: Callable[[str], str], chunker: Chunker)
         truncated += chunked.truncated_items
         for index, block in enumerate(chunked.blocks):
             rows.append({"user_id": sample.user_id, "split": sample.split, "block": index,
-                         "item_ids": block.item_ids, "text": block.text, "n_items": len(block.item_ids),
+                         "item_ids": block.item_ids, "lines": block.lines, "text": block.text,
+                         "n_items": len(block.item_ids),
                          "n_tokens": block.n_tokens, "truncated_items": int(sum(block.truncated))})
-    frame = pd.DataFrame(rows, columns=["user_id", "split", "block", "item_ids", "text", "n_items", "n_tokens",
-                                        "truncated_items"])
+    frame = pd.DataFrame(rows, columns=["user_id", "split", "block", "item_ids", "lines", "text", "n_items",
+                                        "n_tokens", "truncated_items"])
     return frame, {"dropped_items": dropped, "truncated_items": truncated, "blocks": len(frame)}
 
 
@@ -143,11 +145,12 @@ def write_blocks(cfg: Any, blocks: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_blocks(cfg: Any) -> Any:
-    """The blocks notebook 02 wrote, ``item_ids`` as lists."""
+    """The blocks notebook 02 wrote, ``item_ids`` and ``lines`` as lists."""
     from pathlib import Path
 
     from . import io
 
     blocks = io.read_parquet(Path(cfg.run_dir) / STAGE / "blocks.parquet")
-    blocks["item_ids"] = blocks["item_ids"].map(list)
+    for column in ("item_ids", "lines"):
+        blocks[column] = blocks[column].map(list)
     return blocks

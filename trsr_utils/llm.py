@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY = "tiny-random"
@@ -202,6 +202,20 @@ def model_id(name: str) -> str:
     return name
 
 
+def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int, left: bool, width: int | None = None):
+    """Token id lists -> (ids, attention mask) tensors [rows, width], padded on the left or the right."""
+    import torch
+
+    width = width or max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, cols] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, cols] = 1
+    return ids, mask
+
+
 _SENTENCE_END = re.compile(r"[.!?](?=[\s\"')\]]|$)")
 
 
@@ -262,12 +276,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
     eos.discard(None)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]):] = 1
+        ids, mask = pad_ids([encoded[i] for i in idx], tokenizer.pad_token_id, left=True)
+        width = ids.shape[1]
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
                                   "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(eos)}
         if do_sample:

@@ -19,10 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .llm import pad_ids
 from .prompts import AnswerTokens, UserPrompts
 
 
-def _parts(model: Any) -> tuple[Any, Any]:
+def decoder_and_head(model: Any) -> tuple[Any, Any]:
     """(decoder stack, output layer) of a causal LM, looking through a PEFT wrapper."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = getattr(base, "model", None)
@@ -43,27 +44,18 @@ def _answer_probs(hidden: Any, head: Any, answer: AnswerTokens) -> Any:
     return torch.softmax(logits.float(), dim=-1)[:, 0]
 
 
-def _pad_id(tokenizer_or_id: Any) -> int:
-    return tokenizer_or_id if isinstance(tokenizer_or_id, int) else (tokenizer_or_id.pad_token_id or 0)
-
-
 def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens, users_per_batch: int = 4,
                 pad_id: int = 0, progress: Any = None) -> list[np.ndarray]:
     """p(yes) per candidate for each user (arrays in the users' candidate order), prefix computed once per user."""
     import torch
 
-    decoder, head = _parts(model)
+    decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
     out: list[np.ndarray] = []
     with torch.no_grad():
         for start in range(0, len(prompts), users_per_batch):
             group = prompts[start:start + users_per_batch]
-            width = max(len(p.prefix_ids) for p in group)
-            ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            for row, p in enumerate(group):
-                ids[row, width - len(p.prefix_ids):] = torch.tensor(p.prefix_ids)
-                mask[row, width - len(p.prefix_ids):] = 1
+            ids, mask = pad_ids([p.prefix_ids for p in group], pad_id, left=True)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             prefix = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
                              position_ids=positions.to(device), use_cache=True)
@@ -71,12 +63,8 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
             owners = [u for u, p in enumerate(group) for _ in p.suffix_ids]
             suffixes = [s for p in group for s in p.suffix_ids]
             cache.reorder_cache(torch.tensor(owners, device=device))  # one cache row per candidate
-            s_width = max(len(s) for s in suffixes)
-            s_ids = torch.full((len(suffixes), s_width), pad_id, dtype=torch.long)
-            s_mask = torch.zeros((len(suffixes), s_width), dtype=torch.long)
-            for row, s in enumerate(suffixes):
-                s_ids[row, :len(s)] = torch.tensor(s)
-                s_mask[row, :len(s)] = 1
+            s_ids, s_mask = pad_ids(suffixes, pad_id, left=False)
+            s_width = s_ids.shape[1]
             lengths = torch.tensor([len(group[u].prefix_ids) for u in owners])
             s_pos = lengths[:, None] + torch.arange(s_width)[None, :]
             full_mask = torch.cat([mask[owners], s_mask], dim=1)
@@ -103,18 +91,13 @@ def score_full(model: Any, sequences: Sequence[Sequence[int]], answer: AnswerTok
     """
     import torch
 
-    decoder, head = _parts(model)
+    decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for start in range(0, len(sequences), batch_size):
             batch = sequences[start:start + batch_size]
-            width = pad_to or max(len(s) for s in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, s in enumerate(batch):
-                ids[row, :len(s)] = torch.tensor(s)
-                mask[row, :len(s)] = 1
+            ids, mask = pad_ids(batch, pad_id, left=False, width=pad_to)
             hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             last = torch.tensor([len(s) - 1 for s in batch], device=device)
             out.append(_answer_probs(hidden[torch.arange(len(batch), device=device), last], head, answer).cpu())

@@ -115,7 +115,9 @@ class Validator:
     def __init__(self, cfg: Any, tokenizer: Any, path: Path):
         limit = cfg.sft.valid_users
         self.samples, self.prompts = build_user_prompts(cfg, "valid", cfg.sft.summary, tokenizer, limit=limit)
-        self.answer = answer_tokens(tokenizer, self.prompts[0].suffixes[0]) if self.prompts else None
+        if not self.prompts:
+            raise ValueError("no validation users: data.n_valid must be > 0 to select a checkpoint")
+        self.answer = answer_tokens(tokenizer, self.prompts[0].suffixes[0])
         self.pad_id = tokenizer.pad_token_id or 0
         self.users_per_batch = cfg.sft.score_batch_users
         self.path = path
@@ -126,8 +128,6 @@ class Validator:
         return next((r for r in self.records if r["step"] == step), None)
 
     def __call__(self, model: Any, step: int, checkpoint: str | None) -> dict[str, Any]:
-        if not self.prompts:
-            raise ValueError("no validation users: data.n_valid must be > 0 to select a checkpoint")
         previous = self.done(step)
         if previous is not None:
             return previous
@@ -180,12 +180,12 @@ def _trainer_class(loss: str, answer: AnswerTokens) -> type:
             import torch
             import torch.nn.functional as F
 
-            from .scoring import _parts
+            from .scoring import decoder_and_head
 
             if return_outputs or self.args.world_size > 1:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs["labels"]
-            decoder, head = _parts(model)
+            decoder, head = decoder_and_head(model)
             hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                              use_cache=False).last_hidden_state
             rows, cols = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)  # position t predicts label t+1
@@ -198,8 +198,7 @@ def _trainer_class(loss: str, answer: AnswerTokens) -> type:
                 total = F.cross_entropy(head(states).float(), targets, reduction="sum")
             if num_items_in_batch is not None:  # normalised over the whole accumulation window, like HF's loss
                 self.loss_is_scaled_for_ga = True
-                return total / num_items_in_batch.to(total.device) if torch.is_tensor(num_items_in_batch) \
-                    else total / num_items_in_batch
+                return total / torch.as_tensor(num_items_in_batch, device=total.device)
             self.loss_is_scaled_for_ga = False
             return total / max(1, len(targets))
 
@@ -280,7 +279,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         f"{counts['total']:,} parameters ({counts['trainable'] / counts['total']:.3%})")
     dataset = Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
     args = training_arguments(cfg, ckpt_dir, device)
-    trainer_cls = _trainer_class(cfg.sft.loss, validator.answer or answer_tokens(tokenizer))
+    trainer_cls = _trainer_class(cfg.sft.loss, validator.answer)  # same template, same ids as the examples
     trainer = trainer_cls(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=[_callback(validator, log)])
     resume = last_checkpoint(ckpt_dir)

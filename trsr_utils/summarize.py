@@ -326,11 +326,6 @@ def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: Templat
     return rows
 
 
-def _lines(block_text: str) -> list[str]:
-    """Item lines back from a block's text (``- line`` per item, see chunking.block_text)."""
-    return [line[2:] if line.startswith("- ") else line for line in block_text.split("\n")]
-
-
 def _user_blocks(blocks: Any) -> dict[str, list[Any]]:
     by_user: dict[str, list[Any]] = {}
     for row in blocks.sort_values(["user_id", "block"]).itertuples(index=False):
@@ -346,7 +341,7 @@ def hierarchical(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSum
     tok, fan_in = caller.tokenizer, cfg.summary.merge_fan_in
     by_user = _user_blocks(blocks)
     requests = [Request(u, 0, b.block, prompts.generation_prompt(tok, prompts.block_summary_messages(
-                        _lines(b.text), domain)), list(b.item_ids), list(b.item_ids))
+                        list(b.lines), domain)), list(b.item_ids), list(b.item_ids))
                 for u, bs in by_user.items() for b in bs]
     rows = _run(requests, caller, cfg, template, "hierarchical: blocks")
     current: dict[str, list[dict[str, Any]]] = {u: [] for u in by_user}
@@ -385,10 +380,10 @@ def recurrent(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummar
                 continue
             b = bs[step]
             if step == 0:  # the same prompt as hierarchical block 0: a cache hit when 03 ran first
-                messages = prompts.block_summary_messages(_lines(b.text), domain)
+                messages = prompts.block_summary_messages(list(b.lines), domain)
                 items = list(b.item_ids)
             else:
-                messages = prompts.recurrent_messages(previous[u]["summary"], _lines(b.text), domain)
+                messages = prompts.recurrent_messages(previous[u]["summary"], list(b.lines), domain)
                 items = list(previous[u]["item_ids"]) + list(b.item_ids)
             requests.append(Request(u, step, 0, prompts.generation_prompt(tok, messages), items, list(b.item_ids)))
         step_rows = _run(requests, caller, cfg, template, f"recurrent: step {step}")
@@ -456,6 +451,8 @@ def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
 
 def update_uptake(steps: Any) -> Any:
     """Recurrent steps k >= 1: did the update change the summary, and how much (content-word Jaccard with step k-1)?"""
+    import pandas as pd
+
     from .compare import jaccard
 
     rows = []
@@ -464,8 +461,6 @@ def update_uptake(steps: Any) -> Any:
         for k in range(1, len(texts)):
             rows.append({"user_id": user, "step": k, "unchanged": texts[k] == texts[k - 1],
                          "overlap_with_previous": jaccard(texts[k], texts[k - 1])})
-    import pandas as pd
-
     return pd.DataFrame(rows, columns=["user_id", "step", "unchanged", "overlap_with_previous"])
 
 

@@ -51,6 +51,8 @@ def test_02_chunking_and_prompts(smoke_run):
     assert res["items_per_block_max"] <= 5 and res["block_tokens_max"] <= res["block_token_budget"]
     assert res["answer_ids"] == [10539, 5230]
     blocks = pd.read_parquet(out / "02_text" / "blocks.parquet")
+    # The item lines the summarizers read are stored beside the rendered text they make up.
+    assert all("\n".join("- " + line for line in lines) == text for lines, text in zip(blocks["lines"], blocks["text"]))
     assert len(blocks) == res["blocks"] and set(blocks["user_id"]) == set(
         pd.read_parquet(out / "01_data" / "samples.parquet")["user_id"])
 

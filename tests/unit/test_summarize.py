@@ -29,8 +29,8 @@ def make_blocks(n_users: int, n_blocks: int, per_block: int = 3) -> pd.DataFrame
             ids = [str((u * 7 + b * per_block + k) % 60) for k in range(per_block)]
             lines = [f"title: {CATALOG[i]['title']}; genres: {CATALOG[i]['genres']}" for i in ids]
             rows.append({"user_id": f"u{u}", "split": "train" if u % 3 else "test", "block": b, "item_ids": ids,
-                         "text": "\n".join("- " + line for line in lines), "n_items": len(ids), "n_tokens": 30,
-                         "truncated_items": 0})
+                         "lines": lines, "text": "\n".join("- " + line for line in lines), "n_items": len(ids),
+                         "n_tokens": 30, "truncated_items": 0})
     return pd.DataFrame(rows)
 
 
@@ -204,7 +204,8 @@ CHILD = textwrap.dedent("""
     CATALOG = json.loads(sys.argv[3])
     cfg = resolve_config("smoke", sys.argv[1], {"summary.batch_size": 1, "summary.max_new_tokens": 24})
     blocks = pd.read_parquet(sys.argv[2])
-    blocks["item_ids"] = blocks["item_ids"].map(list)
+    for column in ("item_ids", "lines"):
+        blocks[column] = blocks[column].map(list)
     summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=llm.load_model(llm.TINY, device="cpu"),
                         tokenizer=llm.load_tokenizer(llm.TINY))
 """)
