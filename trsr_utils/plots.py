@@ -90,3 +90,54 @@ def sft_curves(report: dict, random_recall10: float | None = None):
     axes[1].set_title("Validation ranking (step 0 = zero-shot)")
     fig.tight_layout()
     return fig
+
+
+def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "recall@5", "recall@10", "mrr@10"),
+                random: Mapping[str, float] | None = None):
+    """Grouped bars, one group per system (in table order), one bar per metric; dashed lines: random."""
+    long = table.melt(id_vars=["label"], value_vars=list(metrics_), var_name="metric", value_name="value")
+    fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(table)), 3.8))
+    sns.barplot(long, x="label", y="value", hue="metric", ax=ax)
+    if random:
+        for m, colour in zip(metrics_, sns.color_palette()):
+            if m in random:
+                ax.axhline(random[m], color=colour, linestyle="--", linewidth=0.8)
+    ax.set_xlabel("")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=45)
+    for t in ax.get_xticklabels():
+        t.set_horizontalalignment("right")
+    ax.set_title("Ranking quality on the test users (dashed: random ranker)")
+    fig.tight_layout()
+    return fig
+
+
+def rank_distribution(ranks: pd.DataFrame, n_candidates: int = 21):
+    """Where each system ranks the positive among the candidates (1 = top)."""
+    order = list(dict.fromkeys(ranks["label"]))
+    fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(order)), 3.8))
+    sns.boxplot(ranks, x="label", y="rank", order=order, ax=ax, color="#cfe0f3", fliersize=0)
+    sns.stripplot(ranks, x="label", y="rank", order=order, ax=ax, size=2.5, alpha=0.5, color="#1f4e79")
+    ax.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_ylim(n_candidates + 0.5, 0.5)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=45)
+    for t in ax.get_xticklabels():
+        t.set_horizontalalignment("right")
+    ax.set_title("Rank of the positive (1 = top; dashed: a random ranker's mean)")
+    fig.tight_layout()
+    return fig
+
+
+def ours_vs_paper(combined: pd.DataFrame, metric: str = "recall@10"):
+    """One bar per system and dataset: our measurement beside the paper's (other data, other models)."""
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * combined["label"].nunique()), 3.6))
+    sns.barplot(combined, x="label", y=metric, hue="dataset", ax=ax)
+    ax.set_xlabel("")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=45)
+    for t in ax.get_xticklabels():
+        t.set_horizontalalignment("right")
+    ax.set_title(f"{metric}: ours vs the paper's Table 2 (different data and models)")
+    fig.tight_layout()
+    return fig

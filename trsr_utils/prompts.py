@@ -101,8 +101,10 @@ def recommendation_messages(summary: str | None, recent: Sequence[str], domain: 
         parts.append(f"Most recent {w['items']}, oldest first:\n{block_text(recent)}")
     else:
         parts.append(f"Most recent {w['items']}: (none shown)")
-    parts.append(f"Candidate {w['item']}:{_SENTINEL}\n\nWill the user {w['will']} the candidate {w['item']}? "
-                 "Answer Yes or No.")
+    # The question comes before the candidate, so that the part repeated for each of the 21 candidates
+    # (the suffix) is the candidate alone: it is scored 21 times per user, the prefix once.
+    parts.append(f"Will the user {w['will']} the candidate {w['item']} below? Answer Yes or No.\n\n"
+                 f"Candidate {w['item']}:{_SENTINEL}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 

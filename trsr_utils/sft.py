@@ -247,17 +247,25 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
 
 
-def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+def stage_for(cfg: Any, method: str | None = None) -> str:
+    """Run-directory folder of the adapter for summary ``method``: ``06_sft`` for the profile's own
+    ``sft.summary`` (notebook 06), ``06_sft_<method>`` for the others (trained for notebook 07's table)."""
+    method = method or cfg.sft.summary
+    return STAGE if method == cfg.sft.summary else f"{STAGE}_{method}"
+
+
+def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print,
+          stage: str = STAGE) -> dict[str, Any]:
     """Fine-tune the recommender with LoRA, validate each checkpoint, keep the best adapter; returns a report.
 
-    Resumes from the last checkpoint in ``06_sft/checkpoints`` when there is one.
+    Writes to ``<run>/<stage>``; resumes from the last checkpoint in its ``checkpoints`` when there is one.
     """
     import torch
     from datasets import Dataset
 
     m = cfg.model
     device = llm.resolve_device(m.device)
-    out = cfg.stage_dir(STAGE)
+    out = cfg.stage_dir(stage)
     ckpt_dir = out / "checkpoints"
     if tokenizer is None:
         tokenizer = llm.load_tokenizer(m.recommender)
@@ -327,8 +335,8 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     return report
 
 
-def read_report(cfg: Any) -> dict[str, Any]:
-    return io.read_json(Path(cfg.run_dir) / STAGE / "report.json")
+def read_report(cfg: Any, stage: str = STAGE) -> dict[str, Any]:
+    return io.read_json(Path(cfg.run_dir) / stage / "report.json")
 
 
 # ----------------------------------------------------------------- command line

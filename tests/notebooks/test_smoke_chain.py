@@ -98,3 +98,33 @@ def test_06_lora_sft(smoke_run):
     assert res["valid_best"]["step"] in (2, 4)
     assert res["valid_random"]["recall@10"] == 10 / 21
     assert (out / "06_sft" / "adapter" / "adapter_config.json").exists()
+
+
+def test_07_evaluation(smoke_run):
+    from trsr_utils import evaluation, metrics
+    from trsr_utils.config import BASELINES, LLM_ROWS
+
+    out, _ = smoke_run
+    res = results(out, "07_evaluation")
+    assert res["n_users"] == 6 and res["n_candidates"] == 21
+    assert list(res["systems"]) == [*BASELINES, *LLM_ROWS]  # every Table 2 family, same candidates
+    table = pd.read_csv(out / "07_eval" / "results.csv")
+    ranks = pd.read_parquet(out / "07_eval" / "ranks.parquet")
+    for system in res["systems"]:
+        frame = pd.read_parquet(out / "07_eval" / "scores" / f"{system}.parquet")
+        # the recorded metrics are recomputed from the stored scores, not copied
+        m = metrics.evaluate([list(s) for s in frame["scores"]])
+        assert res["systems"][system]["recall@10"] == pytest.approx(m["recall@10"])
+        assert table.set_index("system").loc[system, "mrr@10"] == pytest.approx(m["mrr@10"])
+        assert sorted(ranks[ranks.system == system]["rank"]) == sorted(frame["rank"])
+        low, high = res["systems"][system]["recall@10_low"], res["systems"][system]["recall@10_high"]
+        assert low <= m["recall@10"] <= high
+    first = pd.read_parquet(out / "07_eval" / "scores" / "random.parquet")
+    for system in res["systems"]:  # identical candidate lists for every system
+        frame = pd.read_parquet(out / "07_eval" / "scores" / f"{system}.parquet")
+        assert [list(c) for c in frame["candidates"]] == [list(c) for c in first["candidates"]]
+    # the two adapters notebook 06 did not train were trained for the table
+    assert (out / "06_sft_none" / "adapter" / "adapter_config.json").exists()
+    assert (out / "06_sft_recurrent" / "adapter" / "adapter_config.json").exists()
+    assert not (out / "log_tensorboard").exists()
+    assert len(evaluation.paper_table()) == 20

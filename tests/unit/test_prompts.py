@@ -57,7 +57,7 @@ def test_fitting_cuts_summary_first_then_oldest_recent_items(smol_tokenizer, mov
     assert up.summary_tokens_cut == full and up.recent_items_dropped >= 1
     assert movie_lines[4] in up.prefix and movie_lines[0] not in up.prefix  # the newest stay
     for i, cand in enumerate(movie_lines[5:8]):
-        assert cand in up.suffixes[i] and "Answer Yes or No" in up.suffixes[i]  # never the candidate or question
+        assert cand in up.suffixes[i] and "Answer Yes or No" in up.prefix  # never the candidate or question
         assert len(up.full_ids(i)) + 1 <= tighter.max_length
 
 

@@ -1,0 +1,86 @@
+"""Evaluation plumbing: cached scores, the results table, bootstrap intervals and the paper's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trsr_utils import evaluation
+from trsr_utils.config import resolve_config
+
+
+def _samples(n: int = 4) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [f"u{i}" for i in range(n)], "split": "test",
+                         "history": [["1", "2"]] * n, "positive": ["3"] * n,
+                         "negatives": [["4", "5"]] * n})
+
+
+def test_scores_are_cached_for_the_same_users_and_candidates_only(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [np.array([0.9, 0.1, 0.5])] * 4
+
+    path = tmp_path / "scores" / "x.parquet"
+    first = evaluation.cached(path, _samples(), compute, log=lambda *_: None)
+    again = evaluation.cached(path, _samples(), compute, log=lambda *_: None)
+    assert len(calls) == 1 and again["rank"].tolist() == first["rank"].tolist() == [1] * 4
+    changed = _samples()
+    changed.at[0, "negatives"] = ["4", "6"]
+    evaluation.cached(path, changed, compute, log=lambda *_: None)
+    assert len(calls) == 2  # other candidates: scored again, never a stale row
+
+
+def test_a_scorer_with_the_wrong_number_of_scores_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="user u0: 2 scores for 3 candidates"):
+        evaluation.cached(tmp_path / "x.parquet", _samples(1), lambda: [np.array([1.0, 0.0])])
+
+
+def test_results_table_recomputes_metrics_from_ranks():
+    frames = {"a": pd.DataFrame({"user_id": ["u0", "u1"], "rank": [1, 4], "seconds": 2.0}),
+              "b": pd.DataFrame({"user_id": ["u0", "u1"], "rank": [21, 11], "seconds": 1.0})}
+    table = evaluation.results_table(frames, bootstrap=200).set_index("system")
+    assert table.loc["a", "recall@3"] == 0.5 and table.loc["a", "recall@5"] == 1.0
+    assert table.loc["a", "mrr@5"] == pytest.approx((1 + 1 / 4) / 2)
+    assert table.loc["b", "recall@10"] == 0.0 and table.loc["b", "mrr@10"] == 0.0
+    assert table.loc["a", "label"] == "a" and table.loc["a", "users"] == 2
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_users():
+    rng = np.random.default_rng(0)
+    small = rng.integers(1, 22, size=20)
+    large = rng.integers(1, 22, size=2000)
+    lo_s, hi_s = evaluation.bootstrap_interval(small, "recall@10", 500)
+    lo_l, hi_l = evaluation.bootstrap_interval(large, "recall@10", 500)
+    assert lo_s <= (small <= 10).mean() <= hi_s and lo_l <= (large <= 10).mean() <= hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 3
+    assert evaluation.bootstrap_interval(np.array([1, 5, 30]), "mrr@10", 100)[0] >= 0
+    assert np.isnan(evaluation.bootstrap_interval(np.array([1]), "recall@10", 100)[0])
+
+
+def test_paper_table_holds_table_2():
+    paper = evaluation.paper_table()
+    assert len(paper) == 20 and set(paper["dataset"]) == {"Amazon-M2 (paper)", "MIND (paper)"}
+    row = paper[(paper.system == "SASRec") & (paper.dataset == "MIND (paper)")].iloc[0]
+    assert (row["recall@3"], row["mrr@10"]) == (0.842, 0.7636)
+    row = paper[(paper.system == "recurrent") & (paper.dataset == "Amazon-M2 (paper)")].iloc[0]
+    assert row["recall@10"] == 0.957
+    ours = pd.DataFrame([{"system": "SASRec", "label": "SASRec", **{c: 0.1 for c in evaluation.COLUMNS}}])
+    both = evaluation.with_paper(ours, "ml (ours)")
+    assert list(both["dataset"]) == ["ml (ours)", "Amazon-M2 (paper)", "MIND (paper)"]
+
+
+def test_missing_notebook_06_adapter_is_a_clear_error(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {})
+    with pytest.raises(FileNotFoundError, match="run notebook 06"):
+        evaluation.ensure_adapter(cfg, "hierarchical")
+    assert evaluation.with_method(cfg, "none").sft.summary == "none" and cfg.sft.summary == "hierarchical"
+
+
+def test_unknown_systems_fail_at_configuration_time(tmp_path):
+    from trsr_utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.llm: unknown"):
+        resolve_config("smoke", tmp_path, {"eval.llm": ["gpt"]})
