@@ -141,3 +141,37 @@ def ours_vs_paper(combined: pd.DataFrame, metric: str = "recall@10"):
     ax.set_title(f"{metric}: ours vs the paper's Table 2 (different data and models)")
     fig.tight_layout()
     return fig
+
+
+def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float | None = None):
+    """One panel per ablation axis: the metric per value, zero-shot vs fine-tuned side by side."""
+    axes_ = list(dict.fromkeys(table["axis"]))
+    fig, axes = plt.subplots(1, len(axes_), figsize=(3.6 * len(axes_), 3.4), squeeze=False, sharey=True)
+    frame = table.assign(model=table["finetuned"].map({True: "fine-tuned", False: "zero-shot"}))
+    for ax, name in zip(axes[0], axes_):
+        sub = frame[frame["axis"] == name]
+        sns.barplot(sub, x="value", y=metric, hue="model", hue_order=["zero-shot", "fine-tuned"], ax=ax)
+        if random is not None:
+            ax.axhline(random, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(name)
+        ax.set_xlabel("")
+        ax.set_ylim(0, 1)
+        if ax is not axes[0][-1] and ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle(f"Ablations: {metric} on the test users (dashed: random)")
+    fig.tight_layout()
+    return fig
+
+
+def cost_vs_quality(table: pd.DataFrame, metric: str = "recall@10"):
+    """LLM tokens spent per user (summaries + scoring) against ranking quality, one point per cell."""
+    frame = table.assign(model=table["finetuned"].map({True: "fine-tuned", False: "zero-shot"}))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.scatterplot(frame, x="llm_tokens_per_user", y=metric, hue="axis", style="model", s=70, ax=ax)
+    for _, r in frame.iterrows():
+        ax.annotate(str(r["value"]), (r["llm_tokens_per_user"], r[metric]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("LLM tokens per user (summary + scoring 21 candidates)")
+    ax.set_title(f"Cost against {metric}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,34 @@
+"""The ablation grid: one factor at a time, cells shared with notebook 07 recognised, names safe as file names."""
+
+from __future__ import annotations
+
+from trsr_utils import ablation
+from trsr_utils.config import resolve_config
+
+
+def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3, 5],
+                                             "eval.ablation_items_per_block": [3, 5, 10]})
+    cells = ablation.grid(cfg)
+    assert len(cells) == 6 + 2 * (3 + 3)
+    assert len({c.name for c in cells}) == len(cells)
+    k1 = next(c for c in cells if c.name == "recent_items=1-ft")
+    assert k1.overrides == {"prompt.recent_items": 1} and k1.method == "hierarchical" and not k1.needs_summaries
+    b3 = next(c for c in cells if c.name == "items_per_block=3-zs")
+    assert b3.needs_summaries and ablation.cell_dir(cfg, b3).name == "items_per_block=3-zs"
+    assert ablation.with_overrides(cfg, b3.overrides).chunking.items_per_block == 3
+    assert cfg.chunking.items_per_block == 5  # the profile's config is not modified
+
+
+def test_cells_equal_to_a_notebook_07_row_are_recognised(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {"prompt.recent_items": 3, "eval.ablation_recent_items": [1, 3]})
+    by_name = {c.name: c for c in ablation.grid(cfg)}
+    same = {n: ablation.same_as_evaluation(cfg, c) for n, c in by_name.items()}
+    assert same["summary=hierarchical-zs"] == "zero_shot" and same["summary=none-ft"] == "tallrec"
+    assert same["summary=recurrent-ft"] == "recurrent" and same["recent_items=3-ft"] == "hierarchical"
+    assert same["summary=none-zs"] is None and same["recent_items=1-ft"] is None
+
+
+def test_finetuned_cells_can_be_switched_off(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False})
+    assert not any(c.finetuned for c in ablation.grid(cfg))

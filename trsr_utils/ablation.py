@@ -1,0 +1,187 @@
+"""Notebook 08: the ablations a reader of the paper asks about, as a cached grid.
+
+Each *cell* changes one thing around the profile's setting (one factor at a
+time) and ranks the same test users' candidates as notebook 07:
+
+* ``summary``: none / hierarchical / recurrent, each zero-shot and fine-tuned
+* ``recent_items``: how many recent items the prompt shows (k)
+* ``items_per_block``: block size of the hierarchical summary (new summaries
+  of the test users with the frozen summarizer; scored with the adapter
+  trained on the profile's block size)
+* ``summarizer``: another summarizer model (where the profile lists one)
+
+A cell whose settings equal one of notebook 07's rows re-uses that row's
+scores. Every other cell writes ``08_ablations/scores/<cell>.parquet`` when
+it is done, and cells needing new summaries work in their own run folder
+``08_ablations/cells/<cell>/`` with their own LLM call cache, so an
+interrupted sweep resumes where it stopped and a re-run costs nothing.
+
+Cost is counted in LLM tokens per user: the summarizer's prompt + generated
+tokens for the user's summary, and the recommender's tokens to score 21
+candidates (the shared prefix once, plus every candidate suffix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import evaluation, io, metrics
+
+STAGE = "08_ablations"
+
+
+@dataclass
+class Cell:
+    axis: str
+    value: str
+    finetuned: bool
+    method: str  # the summary in the prompt: none | hierarchical | recurrent
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        raw = f"{self.axis}={self.value}-{'ft' if self.finetuned else 'zs'}"
+        return re.sub(r"[^A-Za-z0-9=._-]+", "_", raw)
+
+    @property
+    def needs_summaries(self) -> bool:
+        """Cells that change how summaries are written need their own summaries."""
+        return any(k.startswith(("chunking.", "model.summarizer", "summary.")) for k in self.overrides)
+
+
+def grid(cfg: Any) -> list[Cell]:
+    """The profile's grid: every axis value on its own, around the profile's setting."""
+    e = cfg.eval
+    tunings = (False, True) if e.ablation_finetuned else (False,)
+    main = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
+    cells = [Cell("summary", m, ft, m) for m in ("none", "hierarchical", "recurrent") for ft in tunings]
+    for ft in tunings:
+        cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)})
+                  for k in e.ablation_recent_items]
+        cells += [Cell("items_per_block", str(n), ft, "hierarchical", {"chunking.items_per_block": int(n)})
+                  for n in e.ablation_items_per_block]
+        cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
+    return cells
+
+
+def with_overrides(cfg: Any, overrides: dict[str, Any], run_dir: str | None = None) -> Any:
+    """A copy of ``cfg`` with dotted ``overrides`` applied (``{"prompt.recent_items": 1}``)."""
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
+    return dataclasses.replace(cfg, run_dir=run_dir) if run_dir else cfg
+
+
+def _is_default(cfg: Any, cell: Cell) -> bool:
+    return all(getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) == v for k, v in cell.overrides.items())
+
+
+def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
+    """The notebook 07 system with exactly this cell's settings, if any."""
+    if not _is_default(cfg, cell):
+        return None
+    if not cell.finetuned:
+        return "zero_shot" if cell.method == "hierarchical" else None
+    return {"none": "tallrec", "hierarchical": "hierarchical", "recurrent": "recurrent"}[cell.method]
+
+
+def cell_dir(cfg: Any, cell: Cell) -> Path:
+    return Path(cfg.run_dir) / STAGE / "cells" / cell.name
+
+
+def prepare_summaries(cfg: Any, cell: Cell, samples: pd.DataFrame, log: Callable[[str], None] = print) -> Any:
+    """The cell's own run folder with the test users' data, blocks and hierarchical summaries."""
+    from . import chunking, llm, summarize
+    from .data import prepare
+    from .text import ItemTexter
+
+    sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell)))
+    summary_file = Path(sub.run_dir) / summarize.STAGES["hierarchical"] / "summaries.parquet"
+    if summary_file.exists():
+        return sub
+    prepared = prepare.read(cfg)
+    mine = prepared.samples[prepared.samples["user_id"].isin(samples["user_id"])].reset_index(drop=True)
+    prepare.write(sub, prepare.PreparedData(mine, prepared.items, prepared.meta))
+    tokenizer = llm.load_tokenizer(sub.model.summarizer)
+    texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
+    blocks, report = chunking.chunk_samples(mine, texter, chunking.Chunker.from_config(sub, tokenizer))
+    chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
+    log(f"{cell.name}: summarizing {len(mine)} test users ({len(blocks)} blocks)")
+    summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log)
+    return sub
+
+
+def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
+    """Mean summarizer tokens (prompt + generated) per user for ``method`` in ``cfg``'s run folder."""
+    if method == "none":
+        return 0.0
+    from . import summarize
+
+    frame = summarize.read_summaries(cfg, method).set_index("user_id")
+    return float(frame.loc[list(users), "llm_tokens"].mean())
+
+
+def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Score every cell of the grid (cached) and write ``08_ablations/results.{csv,json}``."""
+    from . import llm, sft
+    from .prompts import answer_tokens
+    from .scoring import build_user_prompts, score_users
+
+    samples = evaluation.test_samples(cfg)
+    state: dict[str, Any] = {}
+
+    def base_and_tokenizer() -> tuple[Any, Any]:
+        if not state:
+            m = cfg.model
+            state["tokenizer"] = llm.load_tokenizer(m.recommender)
+            state["base"] = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
+        return state["base"], state["tokenizer"]
+
+    rows = []
+    for cell in grid(cfg):
+        source = same_as_evaluation(cfg, cell)
+        cell_cfg = with_overrides(cfg, cell.overrides)
+        if cell.needs_summaries:
+            cell_cfg = prepare_summaries(cfg, cell, samples, log)
+        tokenizer = llm.load_tokenizer(cfg.model.recommender) if "tokenizer" not in state else state["tokenizer"]
+        _, prompts = build_user_prompts(cell_cfg, "test", cell.method, tokenizer, limit=len(samples))
+        path = evaluation.scores_path(cfg, source) if source else Path(cfg.run_dir) / STAGE / "scores" / f"{cell.name}.parquet"
+        if source and not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: run notebook 07 for this run first")
+
+        def compute(cell=cell, prompts=prompts) -> list[np.ndarray]:
+            base, tok = base_and_tokenizer()
+            adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
+            model = sft.load_adapter(cfg, adapter, base) if adapter else base
+            log(f"{cell.name}: scoring {len(prompts)} users")
+            try:
+                return score_users(model, prompts, answer_tokens(tok, prompts[0].suffixes[0]),
+                                   cfg.sft.score_batch_users, tok.pad_token_id or 0)
+            finally:
+                if adapter:
+                    model.unload()
+
+        frame = evaluation.cached(path, samples, compute, log)
+        m = metrics.metrics_from_ranks(frame["rank"])
+        rows.append({
+            "cell": cell.name, "axis": cell.axis, "value": cell.value, "finetuned": cell.finetuned,
+            "method": cell.method, "source": f"07:{source}" if source else "08",
+            **{c: m[c] for c in evaluation.COLUMNS},
+            "summary_tokens_per_user": summary_tokens(cell_cfg, cell.method, samples["user_id"]),
+            "scoring_tokens_per_user": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids))
+                                                      for p in prompts])),
+            "seconds": float(frame["seconds"].iloc[0]), "users": len(frame),
+        })
+    table = pd.DataFrame(rows)
+    table["llm_tokens_per_user"] = table["summary_tokens_per_user"] + table["scoring_tokens_per_user"]
+    out = Path(cfg.run_dir) / STAGE
+    io.write_text(out / "results.csv", table.to_csv(index=False))
+    io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
+    return table
