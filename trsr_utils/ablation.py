@@ -4,6 +4,8 @@ Each *cell* changes one thing around the profile's setting (one factor at a
 time) and ranks the same test users' candidates as notebook 07:
 
 * ``summary``: none / hierarchical / recurrent, each zero-shot and fine-tuned
+  (the other axes use the fine-tuned model, or the zero-shot one with
+  ``eval.ablation_finetuned: false``)
 * ``recent_items``: how many recent items the prompt shows (k)
 * ``items_per_block``: block size of the hierarchical summary (new summaries
   of the test users with the frozen summarizer; scored with the adapter
@@ -59,15 +61,16 @@ class Cell:
 def grid(cfg: Any) -> list[Cell]:
     """The profile's grid: every axis value on its own, around the profile's setting."""
     e = cfg.eval
-    tunings = (False, True) if e.ablation_finetuned else (False,)
+    ft = e.ablation_finetuned
     main = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
-    cells = [Cell("summary", m, ft, m) for m in ("none", "hierarchical", "recurrent") for ft in tunings]
-    for ft in tunings:
-        cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)})
-                  for k in e.ablation_recent_items]
-        cells += [Cell("items_per_block", str(n), ft, "hierarchical", {"chunking.items_per_block": int(n)})
-                  for n in e.ablation_items_per_block]
-        cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
+    # The summary axis is shown zero-shot and fine-tuned (does a summary help a model never taught to use one?);
+    # the other axes with one model, the fine-tuned one by default, as in the paper's ablations.
+    cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent")
+             for tuned in ((False, True) if ft else (False,))]
+    cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)}) for k in e.ablation_recent_items]
+    cells += [Cell("items_per_block", str(n), ft, "hierarchical", {"chunking.items_per_block": int(n)})
+              for n in e.ablation_items_per_block]
+    cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
     return cells
 
 
@@ -135,14 +138,14 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     from .scoring import build_user_prompts, score_users
 
     samples = evaluation.test_samples(cfg)
+    m = cfg.model
+    tokenizer = llm.load_tokenizer(m.recommender)
     state: dict[str, Any] = {}
 
-    def base_and_tokenizer() -> tuple[Any, Any]:
+    def base() -> Any:  # loaded once, and only if some cell is not cached yet
         if not state:
-            m = cfg.model
-            state["tokenizer"] = llm.load_tokenizer(m.recommender)
             state["base"] = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-        return state["base"], state["tokenizer"]
+        return state["base"]
 
     rows = []
     for cell in grid(cfg):
@@ -150,20 +153,19 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
         cell_cfg = with_overrides(cfg, cell.overrides)
         if cell.needs_summaries:
             cell_cfg = prepare_summaries(cfg, cell, samples, log)
-        tokenizer = llm.load_tokenizer(cfg.model.recommender) if "tokenizer" not in state else state["tokenizer"]
         _, prompts = build_user_prompts(cell_cfg, "test", cell.method, tokenizer, limit=len(samples))
-        path = evaluation.scores_path(cfg, source) if source else Path(cfg.run_dir) / STAGE / "scores" / f"{cell.name}.parquet"
+        path = (evaluation.scores_path(cfg, source) if source
+                else Path(cfg.run_dir) / STAGE / "scores" / f"{cell.name}.parquet")
         if source and not path.exists():
             raise FileNotFoundError(f"{path} does not exist: run notebook 07 for this run first")
 
         def compute(cell=cell, prompts=prompts) -> list[np.ndarray]:
-            base, tok = base_and_tokenizer()
             adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
-            model = sft.load_adapter(cfg, adapter, base) if adapter else base
+            model = sft.load_adapter(cfg, adapter, base()) if adapter else base()
             log(f"{cell.name}: scoring {len(prompts)} users")
             try:
-                return score_users(model, prompts, answer_tokens(tok, prompts[0].suffixes[0]),
-                                   cfg.sft.score_batch_users, tok.pad_token_id or 0)
+                return score_users(model, prompts, answer_tokens(tokenizer, prompts[0].suffixes[0]),
+                                   cfg.sft.score_batch_users, tokenizer.pad_token_id or 0)
             finally:
                 if adapter:
                     model.unload()

@@ -134,6 +134,7 @@ class SFTSettings:
     gradient_checkpointing: bool = False  # TRL turns it on by default, even on CPU: we decide explicitly
     logging_steps: int = 5
     valid_users: int = 0  # validation users scored per checkpoint (0: all)
+    validate_zero_shot: bool = True  # rank the validation users before training too (step 0 of the curve)
     score_batch_users: int = 4  # users whose candidates are scored in one batch
 
 
@@ -163,7 +164,7 @@ class EvalConfig:
     ablation_recent_items: list[int] = field(default_factory=lambda: [1, 3, 5])
     ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
     ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare
-    ablation_finetuned: bool = True  # score the grid with the fine-tuned adapter as well as zero-shot
+    ablation_finetuned: bool = True  # False: the whole grid zero-shot (no adapters needed)
 
 
 @dataclass

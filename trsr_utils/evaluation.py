@@ -149,6 +149,12 @@ def with_method(cfg: Any, method: str) -> Any:
     return dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, summary=method))
 
 
+def _table_adapter_settings(cfg: Any, method: str) -> Any:
+    # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one).
+    cfg = with_method(cfg, method)
+    return dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, validate_zero_shot=False))
+
+
 def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) -> Path:
     """The adapter fine-tuned with summary ``method``, training it (same settings as notebook 06) if missing."""
     from . import llm, sft
@@ -164,7 +170,7 @@ def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) ->
     m = cfg.model
     tokenizer = llm.load_tokenizer(m.recommender)
     base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-    sft.train(with_method(cfg, method), base, tokenizer, log=log, stage=stage)
+    sft.train(_table_adapter_settings(cfg, method), base, tokenizer, log=log, stage=stage)
     return adapter
 
 

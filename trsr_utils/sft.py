@@ -278,7 +278,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     if model is None:
         model = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
     torch.manual_seed(cfg.seed)
-    if validator.done(0) is None:  # the zero-shot model: the reference point of the whole curve
+    if cfg.sft.validate_zero_shot and validator.done(0) is None:  # the reference point of the whole curve
         r = validator(model, 0, None)
         log(f"zero-shot validation R@3+5+10 = {r['selection']:.3f} (R@10 {r['recall@10']:.3f})")
     peft_model = with_lora(cfg, model)

@@ -134,21 +134,21 @@ def test_08_ablations(smoke_run):
     out, _ = smoke_run
     res = results(out, "08_ablations")
     rows = res["rows"]
-    # smoke grid: 3 summaries x 2, recent items {1, 3} x 2, items per block {3, 5} x 2
-    assert res["cells"] == 14 and len(rows) == 14
+    # smoke grid: 3 summaries x {zero-shot, fine-tuned}, recent items {1, 3}, items per block {3, 5}
+    assert res["cells"] == 10 and len(rows) == 10
     assert rows["summary=hierarchical-ft"]["source"] == "07:hierarchical"
     assert rows["summary=none-ft"]["source"] == "07:tallrec"
-    assert rows["recent_items=1-ft"]["source"] == "08" and rows["items_per_block=3-zs"]["source"] == "08"
+    assert rows["recent_items=1-ft"]["source"] == "08" and rows["items_per_block=3-ft"]["source"] == "08"
     ev = results(out, "07_evaluation")["systems"]
     assert rows["summary=hierarchical-zs"]["recall@10"] == ev["zero_shot"]["recall@10"]
     # cost: no summary costs no summarizer tokens; 3-item blocks cost more summarizer tokens than 5-item ones
     table = pd.read_csv(out / "08_ablations" / "results.csv").set_index("cell")
     assert table.loc["summary=none-zs", "summary_tokens_per_user"] == 0
-    assert table.loc["items_per_block=3-zs", "summary_tokens_per_user"] > table.loc["items_per_block=5-zs",
+    assert table.loc["items_per_block=3-ft", "summary_tokens_per_user"] > table.loc["items_per_block=5-ft",
                                                                                      "summary_tokens_per_user"]
-    assert table.loc["recent_items=1-zs", "scoring_tokens_per_user"] < table.loc["recent_items=3-zs",
+    assert table.loc["recent_items=1-ft", "scoring_tokens_per_user"] < table.loc["recent_items=3-ft",
                                                                                  "scoring_tokens_per_user"]
-    assert (out / "08_ablations" / "cells" / "items_per_block=3-zs" / "03_hierarchical" / "summaries.parquet").exists()
+    assert (out / "08_ablations" / "cells" / "items_per_block=3-ft" / "03_hierarchical" / "summaries.parquet").exists()
     # a second run of the grid is served from the cache: nothing is scored or summarized again
     from trsr_utils import ablation
     from trsr_utils.config import resolve_config
@@ -156,4 +156,4 @@ def test_08_ablations(smoke_run):
     cfg = resolve_config("smoke", out, {})
     messages = []
     again = ablation.run(cfg, log=messages.append)
-    assert messages == [] and len(again) == 14
+    assert messages == [] and len(again) == 10

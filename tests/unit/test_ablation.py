@@ -10,12 +10,13 @@ def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3, 5],
                                              "eval.ablation_items_per_block": [3, 5, 10]})
     cells = ablation.grid(cfg)
-    assert len(cells) == 6 + 2 * (3 + 3)
+    assert len(cells) == 6 + 3 + 3  # summaries x {zero-shot, fine-tuned}; the other axes fine-tuned
+    assert all(c.finetuned for c in cells if c.axis != "summary")
     assert len({c.name for c in cells}) == len(cells)
     k1 = next(c for c in cells if c.name == "recent_items=1-ft")
     assert k1.overrides == {"prompt.recent_items": 1} and k1.method == "hierarchical" and not k1.needs_summaries
-    b3 = next(c for c in cells if c.name == "items_per_block=3-zs")
-    assert b3.needs_summaries and ablation.cell_dir(cfg, b3).name == "items_per_block=3-zs"
+    b3 = next(c for c in cells if c.name == "items_per_block=3-ft")
+    assert b3.needs_summaries and ablation.cell_dir(cfg, b3).name == "items_per_block=3-ft"
     assert ablation.with_overrides(cfg, b3.overrides).chunking.items_per_block == 3
     assert cfg.chunking.items_per_block == 5  # the profile's config is not modified
 

@@ -141,6 +141,13 @@ def test_trained_weights_reload_under_torch_weights_only(tmp_path, cyclic, sasre
     assert all(np.allclose(a, b) for a, b in zip(before, fresh.score(test)))
 
 
+def test_recbole_leaves_torch_anomaly_detection_off(sasrec):
+    """Importing RecBole's models switches anomaly detection on process-wide (2x slower backward passes)."""
+    import torch
+
+    assert not torch.is_anomaly_enabled()
+
+
 @pytest.mark.parametrize("model", ["GRU4Rec", "NARM", "CORE", "DIN", "DIEN", "NeuMF"])
 def test_every_table2_recbole_model_trains_and_scores(cyclic, model):
     from trsr_utils.baselines import recbole_models

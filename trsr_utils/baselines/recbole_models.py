@@ -10,7 +10,7 @@ candidates (pointwise models: ``predict`` on each candidate).
 Candidates RecBole never saw in training have no embedding: they get -inf
 (ties go against the positive, so an unseen positive ranks last).
 
-Two compatibility problems of RecBole 1.2.1, solved here rather than patched:
+Three problems of RecBole 1.2.1, solved here rather than patched:
 
 * NumPy 2 removed the aliases RecBole uses (``np.float_`` ...): the project
   pins ``numpy<2`` (pyproject.toml), and ``tests/unit/test_baselines.py``
@@ -20,6 +20,10 @@ Two compatibility problems of RecBole 1.2.1, solved here rather than patched:
   ask RecBole to save or reload (``saved=False``); a trained model is kept as
   a plain ``state_dict`` that loads with ``weights_only=True``
   (:func:`save_state` / :func:`load_state`).
+* Importing its models (``recbole.utils.get_model``) runs
+  ``torch.autograd.set_detect_anomaly(True)`` (in ``sine.py``), which
+  halved the speed of every later backward pass in the process, including
+  LoRA fine-tuning in the same notebook: :func:`train` restores the setting.
 """
 
 from __future__ import annotations
@@ -151,12 +155,20 @@ def train(model: str, train_sequences: dict[str, list[str]], epochs: int = 30, e
     """Fit one RecBole model on the training sequences (no RecBole validation, nothing saved by RecBole)."""
     if model not in MODELS:
         raise ValueError(f"unknown RecBole baseline {model!r}; supported: {list(MODELS)}")
+    import torch
+
+    anomaly = torch.is_anomaly_enabled()
     with warnings.catch_warnings():
         # RecBole 1.2.1 on pandas 2.3: FutureWarnings about chained fillna that do not change the result.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
         from recbole.data import create_dataset, data_preparation
         from recbole.utils import get_model, get_trainer, init_seed
+
+        get_model(model)  # imports RecBole's model modules, and with them the switch below
+        # recbole/model/sequential_recommender/sine.py turns on torch's anomaly detection for the whole process
+        # when imported: every later backward pass (our LoRA training in the same kernel) ran 2x slower.
+        torch.autograd.set_detect_anomaly(anomaly)
 
         tmp = tempfile.TemporaryDirectory(prefix="trsr-recbole-") if workdir is None else None
         root = Path(tmp.name if tmp else workdir)
