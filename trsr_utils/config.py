@@ -159,8 +159,8 @@ class EvalConfig:
     recbole_max_seq_length: int = 50
     recbole_learning_rate: float = 0.001
     bootstrap: int = 1000  # resamples of the test users for the confidence intervals
-    # Ablations (notebook 08): each entry is a dotted override applied on top of the profile; the grid is
-    # every value of every axis on its own (one-factor-at-a-time around the profile's setting).
+    # Ablations (notebook 08): every value of every axis on its own, one factor at a time around the profile's
+    # setting (see trsr_utils.ablation.grid).
     ablation_recent_items: list[int] = field(default_factory=lambda: [1, 3, 5])
     ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
     ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare

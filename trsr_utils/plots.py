@@ -108,6 +108,7 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
     for t in ax.get_xticklabels():
         t.set_horizontalalignment("right")
     ax.set_title("Ranking quality on the test users (dashed: random ranker)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
@@ -166,11 +167,14 @@ def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float 
 def cost_vs_quality(table: pd.DataFrame, metric: str = "recall@10"):
     """LLM tokens spent per user (summaries + scoring) against ranking quality, one point per cell."""
     frame = table.assign(model=table["finetuned"].map({True: "fine-tuned", False: "zero-shot"}))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    # A cell that re-uses another cell's scores (the same notebook 07 row) is the same point: plot it once.
+    frame = frame[~(frame["source"].ne("08") & frame["source"].duplicated())]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     sns.scatterplot(frame, x="llm_tokens_per_user", y=metric, hue="axis", style="model", s=70, ax=ax)
     for _, r in frame.iterrows():
-        ax.annotate(str(r["value"]), (r["llm_tokens_per_user"], r[metric]), textcoords="offset points",
+        ax.annotate(f"{r['axis']}={r['value']}", (r["llm_tokens_per_user"], r[metric]), textcoords="offset points",
                     xytext=(4, 4), fontsize=7)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xlabel("LLM tokens per user (summary + scoring 21 candidates)")
     ax.set_title(f"Cost against {metric}")
     fig.tight_layout()

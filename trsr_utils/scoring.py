@@ -45,9 +45,15 @@ def _answer_probs(hidden: Any, head: Any, answer: AnswerTokens) -> Any:
 
 
 def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens, users_per_batch: int = 4,
-                pad_id: int = 0, progress: Any = None) -> list[np.ndarray]:
-    """p(yes) per candidate for each user (arrays in the users' candidate order), prefix computed once per user."""
+                pad_id: int = 0, progress: Any = None, suffix_rows: int = 21) -> list[np.ndarray]:
+    """p(yes) per candidate for each user (arrays in the users' candidate order), prefix computed once per user.
+
+    The candidate suffixes of a batch of users are sorted by length and run ``suffix_rows`` at a time, each
+    row on its own copy of its user's prefix cache: candidate texts differ in length, and padding them all to
+    the longest one wasted a third of the suffix compute.
+    """
     import torch
+    from transformers import DynamicCache
 
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
@@ -59,20 +65,28 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             prefix = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
                              position_ids=positions.to(device), use_cache=True)
-            cache = prefix.past_key_values
-            owners = [u for u, p in enumerate(group) for _ in p.suffix_ids]
-            suffixes = [s for p in group for s in p.suffix_ids]
-            cache.reorder_cache(torch.tensor(owners, device=device))  # one cache row per candidate
-            s_ids, s_mask = pad_ids(suffixes, pad_id, left=False)
-            s_width = s_ids.shape[1]
-            lengths = torch.tensor([len(group[u].prefix_ids) for u in owners])
-            s_pos = lengths[:, None] + torch.arange(s_width)[None, :]
-            full_mask = torch.cat([mask[owners], s_mask], dim=1)
-            hidden = decoder(input_ids=s_ids.to(device), attention_mask=full_mask.to(device),
-                             position_ids=s_pos.to(device), past_key_values=cache, use_cache=True).last_hidden_state
-            last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-            probs = _answer_probs(hidden[torch.arange(len(suffixes), device=device), last], head, answer)
-            probs = probs.cpu().numpy()
+            layers = [(layer.keys, layer.values) for layer in prefix.past_key_values.layers]
+            rows = [(u, c) for u, p in enumerate(group) for c in range(len(p.suffix_ids))]
+            order = sorted(range(len(rows)), key=lambda r: len(group[rows[r][0]].suffix_ids[rows[r][1]]))
+            probs = np.empty(len(rows))
+            for at in range(0, len(order), suffix_rows):
+                chunk = order[at:at + suffix_rows]
+                owners = [rows[r][0] for r in chunk]
+                index = torch.tensor(owners, device=device)
+                cache = DynamicCache()
+                for i, (k, v) in enumerate(layers):  # one cache row per candidate (a copy: forward extends it)
+                    cache.update(k[index], v[index], i)
+                suffixes = [group[u].suffix_ids[c] for u, c in (rows[r] for r in chunk)]
+                s_ids, s_mask = pad_ids(suffixes, pad_id, left=False)
+                lengths = torch.tensor([len(group[u].prefix_ids) for u in owners])
+                s_pos = lengths[:, None] + torch.arange(s_ids.shape[1])[None, :]
+                full_mask = torch.cat([mask[owners], s_mask], dim=1)
+                hidden = decoder(input_ids=s_ids.to(device), attention_mask=full_mask.to(device),
+                                 position_ids=s_pos.to(device), past_key_values=cache,
+                                 use_cache=True).last_hidden_state
+                last = torch.tensor([len(x) - 1 for x in suffixes], device=device)
+                p_yes = _answer_probs(hidden[torch.arange(len(chunk), device=device), last], head, answer)
+                probs[chunk] = p_yes.cpu().numpy()
             at = 0
             for p in group:
                 out.append(probs[at:at + len(p.suffix_ids)].copy())

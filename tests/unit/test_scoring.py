@@ -32,6 +32,10 @@ def test_prefix_sharing_equals_independent_scoring(tiny):
                               batch_size=7)
     assert [len(s) for s in shared] == [len(u.suffix_ids) for u in users]
     assert np.abs(np.concatenate(shared) - full).max() < 1e-4
+    # Suffixes of several users sorted by length and split into small chunks: same probabilities, same order.
+    chunked = scoring.score_users(model, users, answer, users_per_batch=5, pad_id=tok.pad_token_id or 0,
+                                  suffix_rows=4)
+    assert np.abs(np.concatenate(chunked) - full).max() < 1e-4
     # The same with the model's own full-vocabulary logits, one prompt at a time.
     import torch
 
