@@ -25,7 +25,6 @@ candidates (the shared prefix once, plus every candidate suffix).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation, io, metrics
+from .config import with_overrides
 
 STAGE = "08_ablations"
 
@@ -72,14 +72,6 @@ def grid(cfg: Any) -> list[Cell]:
               for n in e.ablation_items_per_block]
     cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
     return cells
-
-
-def with_overrides(cfg: Any, overrides: dict[str, Any], run_dir: str | None = None) -> Any:
-    """A copy of ``cfg`` with dotted ``overrides`` applied (``{"prompt.recent_items": 1}``)."""
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
-    return dataclasses.replace(cfg, run_dir=run_dir) if run_dir else cfg
 
 
 def _is_default(cfg: Any, cell: Cell) -> bool:
@@ -133,19 +125,12 @@ def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
 
 def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Score every cell of the grid (cached) and write ``08_ablations/results.{csv,json}``."""
-    from . import llm, sft
-    from .prompts import answer_tokens
-    from .scoring import build_user_prompts, score_users
+    from . import llm
+    from .scoring import build_user_prompts
 
     samples = evaluation.test_samples(cfg)
-    m = cfg.model
-    tokenizer = llm.load_tokenizer(m.recommender)
-    state: dict[str, Any] = {}
-
-    def base() -> Any:  # loaded once, and only if some cell is not cached yet
-        if not state:
-            state["base"] = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-        return state["base"]
+    tokenizer = llm.load_tokenizer(cfg.model.recommender)
+    base = evaluation.recommender_loader(cfg)
 
     rows = []
     for cell in grid(cfg):
@@ -161,14 +146,8 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
 
         def compute(cell=cell, prompts=prompts) -> list[np.ndarray]:
             adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
-            model = sft.load_adapter(cfg, adapter, base()) if adapter else base()
             log(f"{cell.name}: scoring {len(prompts)} users")
-            try:
-                return score_users(model, prompts, answer_tokens(tokenizer, prompts[0].suffixes[0]),
-                                   cfg.sft.score_batch_users, tokenizer.pad_token_id or 0)
-            finally:
-                if adapter:
-                    model.unload()
+            return evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {cell.name}")
 
         frame = evaluation.cached(path, samples, compute, log)
         m = metrics.metrics_from_ranks(frame["rank"])

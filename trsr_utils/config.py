@@ -351,6 +351,19 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: unknown {unknown}; known: {list(known)}")
 
 
+def with_overrides(cfg: Config, overrides: Mapping[str, Any], run_dir: str | os.PathLike[str] | None = None) -> Config:
+    """A validated copy of ``cfg`` with dotted ``overrides`` applied (and another run_dir if given).
+
+    The same checks as :func:`resolve_config` (unknown keys, types, choices); ``cfg`` is not modified.
+    """
+    raw = _deep_merge(cfg.to_dict(), _expand_dotted(overrides))
+    if run_dir is not None:
+        raw["run_dir"] = str(Path(run_dir).resolve())
+    new = _build(Config, raw, "")
+    _validate(new)
+    return new
+
+
 def default_run_dir(profile: str) -> Path:
     root = Path(os.environ.get("TRSR_RUNS_DIR", REPO_ROOT / "runs"))
     return root / Path(profile).stem

@@ -20,7 +20,7 @@ a difference of 0.1 in Recall@10 is often noise.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import baselines, io, metrics
+from .config import with_overrides
 
 STAGE = "07_eval"
 LLM_SYSTEMS = {"zero_shot": "hierarchical", "tallrec": "none", "hierarchical": "hierarchical",
@@ -146,13 +147,7 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
 # ----------------------------------------------------------------- LLM rows
 def with_method(cfg: Any, method: str) -> Any:
     """The config with ``sft.summary`` set to ``method`` (everything else unchanged)."""
-    return dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, summary=method))
-
-
-def _table_adapter_settings(cfg: Any, method: str) -> Any:
-    # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one).
-    cfg = with_method(cfg, method)
-    return dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, validate_zero_shot=False))
+    return with_overrides(cfg, {"sft.summary": method})
 
 
 def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) -> Path:
@@ -170,24 +165,32 @@ def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) ->
     m = cfg.model
     tokenizer = llm.load_tokenizer(m.recommender)
     base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-    sft.train(_table_adapter_settings(cfg, method), base, tokenizer, log=log, stage=stage)
+    # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one).
+    settings = with_overrides(cfg, {"sft.summary": method, "sft.validate_zero_shot": False})
+    sft.train(settings, base, tokenizer, log=log, stage=stage)
     return adapter
 
 
-def llm_scores(cfg: Any, system: str, samples: pd.DataFrame, base: Any, tokenizer: Any,
-               adapter: Path | None) -> list[np.ndarray]:
-    """p(yes) for each candidate: ``base`` alone (zero-shot) or with ``adapter``."""
+def recommender_loader(cfg: Any) -> Callable[[], Any]:
+    """The profile's recommender, loaded on the first call (only if something is not cached) and then re-used."""
+    from . import llm
+
+    m = cfg.model
+    return functools.cache(lambda: llm.load_model(m.recommender, m.dtype, m.quantization, m.device))
+
+
+def score_prompts(cfg: Any, prompts: Sequence[Any], base: Any, tokenizer: Any, adapter: Path | None,
+                  desc: str) -> list[np.ndarray]:
+    """p(yes) for each candidate of ``prompts``: ``base`` alone (zero-shot) or with ``adapter`` attached."""
     from .progress import bar
     from .prompts import answer_tokens
-    from .scoring import build_user_prompts, score_users
+    from .scoring import score_users
     from .sft import load_adapter
 
-    method = LLM_SYSTEMS[system]
-    _, prompts = build_user_prompts(cfg, "test", method, tokenizer, limit=len(samples))
     answer = answer_tokens(tokenizer, prompts[0].suffixes[0])
     model = base if adapter is None else load_adapter(cfg, adapter, base)
     try:
-        with bar(len(prompts), f"scoring {system}", "user") as progress:
+        with bar(len(prompts), desc, "user") as progress:
             return score_users(model, prompts, answer, cfg.sft.score_batch_users, tokenizer.pad_token_id or 0,
                                progress)
     finally:
@@ -199,6 +202,7 @@ def run(cfg: Any, only: Sequence[str] | None = None, log: Callable[[str], None] 
     """Score every system of ``eval.baselines`` + ``eval.llm`` (cached) and write the results table."""
     from . import llm
     from .data import prepare
+    from .scoring import build_user_prompts
 
     prepared = prepare.read(cfg)
     samples = test_samples(cfg, prepared)
@@ -210,14 +214,12 @@ def run(cfg: Any, only: Sequence[str] | None = None, log: Callable[[str], None] 
                               lambda n=name: baseline_scores(cfg, n, prepared, samples), log)
     wanted = [n for n in names if n in LLM_SYSTEMS]
     adapters = {n: ensure_adapter(cfg, LLM_SYSTEMS[n], log) for n in wanted if n != "zero_shot"}
-    state: dict[str, Any] = {}
+    base = recommender_loader(cfg)
+    tokenizer = llm.load_tokenizer(cfg.model.recommender) if wanted else None
 
     def scores_of(system: str) -> list[np.ndarray]:
-        if not state:  # load once, only when some LLM row is not cached yet
-            m = cfg.model
-            state["tokenizer"] = llm.load_tokenizer(m.recommender)
-            state["base"] = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-        return llm_scores(cfg, system, samples, state["base"], state["tokenizer"], adapters.get(system))
+        _, prompts = build_user_prompts(cfg, "test", LLM_SYSTEMS[system], tokenizer, limit=len(samples))
+        return score_prompts(cfg, prompts, base(), tokenizer, adapters.get(system), f"scoring {system}")
 
     for name in wanted:
         log(f"{label(name)} ...")
@@ -264,13 +266,6 @@ def ranks_frame(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Long frame (system, label, user_id, rank) for the rank-distribution plot."""
     return pd.concat([pd.DataFrame({"system": s, "label": label(s), "user_id": f["user_id"], "rank": f["rank"]})
                       for s, f in frames.items()], ignore_index=True)
-
-
-def read_results(cfg: Any) -> pd.DataFrame:
-    path = Path(cfg.run_dir) / STAGE / "results.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run notebook 07 for this run first")
-    return pd.read_csv(path)
 
 
 def with_paper(table: pd.DataFrame, dataset_label: str) -> pd.DataFrame:

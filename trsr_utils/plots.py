@@ -92,6 +92,13 @@ def sft_curves(report: dict, random_recall10: float | None = None):
     return fig
 
 
+def _slanted_labels(ax) -> None:
+    """Long system names on the x axis, turned 45 degrees and anchored at their right end."""
+    ax.tick_params(axis="x", rotation=45)
+    for t in ax.get_xticklabels():
+        t.set_horizontalalignment("right")
+
+
 def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "recall@5", "recall@10", "mrr@10"),
                 random: Mapping[str, float] | None = None):
     """Grouped bars, one group per system (in table order), one bar per metric; dashed lines: random."""
@@ -104,9 +111,7 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
                 ax.axhline(random[m], color=colour, linestyle="--", linewidth=0.8)
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
-    ax.tick_params(axis="x", rotation=45)
-    for t in ax.get_xticklabels():
-        t.set_horizontalalignment("right")
+    _slanted_labels(ax)
     ax.set_title("Ranking quality on the test users (dashed: random ranker)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
@@ -122,9 +127,7 @@ def rank_distribution(ranks: pd.DataFrame, n_candidates: int = 21):
     ax.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8)
     ax.set_ylim(n_candidates + 0.5, 0.5)
     ax.set_xlabel("")
-    ax.tick_params(axis="x", rotation=45)
-    for t in ax.get_xticklabels():
-        t.set_horizontalalignment("right")
+    _slanted_labels(ax)
     ax.set_title("Rank of the positive (1 = top; dashed: a random ranker's mean)")
     fig.tight_layout()
     return fig
@@ -136,9 +139,7 @@ def ours_vs_paper(combined: pd.DataFrame, metric: str = "recall@10"):
     sns.barplot(combined, x="label", y=metric, hue="dataset", ax=ax)
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
-    ax.tick_params(axis="x", rotation=45)
-    for t in ax.get_xticklabels():
-        t.set_horizontalalignment("right")
+    _slanted_labels(ax)
     ax.set_title(f"{metric}: ours vs the paper's Table 2 (different data and models)")
     fig.tight_layout()
     return fig

@@ -64,3 +64,17 @@ def test_profile_file_path_and_unknown_key_in_yaml(tmp_path):
     path.write_text("data:\n  min_history: 3\n")
     with pytest.raises(ConfigError, match="unknown configuration key 'data.min_history'"):
         resolve_config(str(path))
+
+
+def test_with_overrides_is_validated_like_a_profile_and_leaves_the_original_alone(tmp_path):
+    from trsr_utils.config import with_overrides
+
+    cfg = resolve_config("smoke", tmp_path, {})
+    new = with_overrides(cfg, {"prompt.recent_items": 1, "sft.summary": "none"}, tmp_path / "cell")
+    assert (new.prompt.recent_items, new.sft.summary, new.run_dir) == (1, "none", str((tmp_path / "cell").resolve()))
+    assert (cfg.prompt.recent_items, cfg.sft.summary, cfg.run_dir) == (3, "hierarchical", str(tmp_path.resolve()))
+    assert with_overrides(cfg, {}).to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="did you mean 'prompt.recent_items'"):
+        with_overrides(cfg, {"prompt.recent_item": 1})
+    with pytest.raises(ConfigError, match="sft.summary must be one of"):
+        with_overrides(cfg, {"sft.summary": "flat"})

@@ -27,9 +27,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-SIMPLE = ("random", "popularity", "item_cf", "tfidf", "embedding")
-
-
 def candidates(samples: pd.DataFrame) -> list[list[str]]:
     """Each sample's candidates: the positive first, then its negatives."""
     return [[s.positive, *s.negatives] for s in samples.itertuples(index=False)]

@@ -113,9 +113,9 @@ class RecBoleModel:
         with torch.no_grad():
             for start in range(0, len(rows), batch_users):
                 group = rows[start:start + batch_users]
-                users, seqs, lens, items, owner = [], [], [], [], []
+                users, seqs, lens, items = [], [], [], []
                 cand_ids = []
-                for g, (s, cands) in enumerate(group):
+                for s, cands in group:
                     ids = np.array(self._ids("item_id", cands))
                     cand_ids.append(ids)
                     hist = [i for i in self._ids("item_id", list(s.history)) if i > 0][-max_len:] if max_len else []
@@ -125,7 +125,6 @@ class RecBoleModel:
                         seqs.append(hist + [0] * (max_len - len(hist)))
                         lens.append(max(len(hist), 1))
                         items.append(int(c))
-                        owner.append(g)
                 data = {"user_id": torch.tensor(users), "item_id": torch.tensor(items)}
                 if self.sequential:
                     data["item_id_list"] = torch.tensor(seqs)
