@@ -12,11 +12,14 @@ time) and ranks the same test users' candidates as notebook 07:
   trained on the profile's block size)
 * ``summarizer``: another summarizer model (where the profile lists one)
 
-A cell whose settings equal one of notebook 07's rows re-uses that row's
-scores. Every other cell writes ``08_ablations/scores/<cell>.parquet`` when
-it is done, and cells needing new summaries work in their own run folder
-``08_ablations/cells/<cell>/`` with their own LLM call cache, so an
-interrupted sweep resumes where it stopped and a re-run costs nothing.
+Scores go to the run's score store (``cache/scores/<key>.parquet``, see
+:mod:`trsr_utils.evaluation`) under a key of everything they depend on, so a
+cell whose settings equal one of notebook 07's rows finds that row's scores,
+an interrupted sweep resumes where it stopped, and a re-run costs nothing.
+Cells needing new summaries (another block size or summarizer) summarize the
+test users in their own run folder ``08_ablations/cells/<cell>-<key>/`` with
+its own LLM call cache, unless notebook 03 already ran with those settings.
+The table goes to ``08_ablations/<fingerprint>/``.
 
 Cost is counted in LLM tokens per user: the summarizer's prompt + generated
 tokens for the user's summary, and the recommender's tokens to score 21
@@ -33,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import evaluation, io, metrics
+from . import evaluation, io, metrics, stages
 from .config import with_overrides
 
 STAGE = "08_ablations"
@@ -87,30 +90,32 @@ def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
     return {"none": "tallrec", "hierarchical": "hierarchical", "recurrent": "recurrent"}[cell.method]
 
 
-def cell_dir(cfg: Any, cell: Cell) -> Path:
-    return Path(cfg.run_dir) / STAGE / "cells" / cell.name
+def cell_dir(cfg: Any, cell: Cell, samples_key: dict[str, Any]) -> Path:
+    """The run folder of a cell's own summaries: named by the cell and what its summaries depend on."""
+    key = stages.digest({"03": stages.fingerprint(with_overrides(cfg, cell.overrides), "03_hierarchical").digest,
+                         "samples": samples_key})
+    return Path(cfg.run_dir) / STAGE / "cells" / f"{cell.name}-{key[:stages.DIGEST_CHARS]}"
 
 
-def prepare_summaries(cfg: Any, cell: Cell, samples: pd.DataFrame, log: Callable[[str], None] = print) -> Any:
-    """The cell's own run folder with the test users' data, blocks and hierarchical summaries."""
+def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame,
+                      log: Callable[[str], None] = print) -> tuple[Any, str]:
+    """(config of the cell's own run folder, id of its summaries): the test users' blocks and hierarchical
+    summaries under the cell's settings, computed there unless already complete."""
     from . import chunking, llm, summarize
-    from .data import prepare
     from .text import ItemTexter
 
-    sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell)))
-    summary_file = Path(sub.run_dir) / summarize.STAGES["hierarchical"] / "summaries.parquet"
-    if summary_file.exists():
-        return sub
-    prepared = prepare.read(cfg)
-    mine = prepared.samples[prepared.samples["user_id"].isin(samples["user_id"])].reset_index(drop=True)
-    prepare.write(sub, prepare.PreparedData(mine, prepared.items, prepared.meta))
+    sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell, evaluation.samples_key(cfg))))
+    summary_id = stages.digest({"cell_summaries": stages.fingerprint(sub, "03_hierarchical").digest,
+                                "users": list(samples["user_id"])})
+    if stages.is_complete(sub, "03_hierarchical"):
+        return sub, summary_id
     tokenizer = llm.load_tokenizer(sub.model.summarizer)
     texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
-    blocks, report = chunking.chunk_samples(mine, texter, chunking.Chunker.from_config(sub, tokenizer))
+    blocks, report = chunking.chunk_samples(samples, texter, chunking.Chunker.from_config(sub, tokenizer))
     chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
-    log(f"{cell.name}: summarizing {len(mine)} test users ({len(blocks)} blocks)")
+    log(f"{cell.name}: summarizing {len(samples)} test users ({len(blocks)} blocks)")
     summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log)
-    return sub
+    return sub, summary_id
 
 
 def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
@@ -124,45 +129,54 @@ def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
 
 
 def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Score every cell of the grid (cached) and write ``08_ablations/results.{csv,json}``."""
+    """Score every cell of the grid (from the score store when its key matches) and write the table to
+    ``08_ablations/<fingerprint>/``."""
     from . import llm
-    from .scoring import build_user_prompts
+    from .data import prepare
+    from .user_prompts import build, summaries_for
 
-    samples = evaluation.test_samples(cfg)
+    prepared = prepare.read(cfg)
+    samples = evaluation.test_samples(cfg, prepared)
     tokenizer = llm.load_tokenizer(cfg.model.recommender)
     base = evaluation.recommender_loader(cfg)
 
     rows = []
     for cell in grid(cfg):
-        source = same_as_evaluation(cfg, cell)
         cell_cfg = with_overrides(cfg, cell.overrides)
-        if cell.needs_summaries:
-            cell_cfg = prepare_summaries(cfg, cell, samples, log)
-        _, prompts = build_user_prompts(cell_cfg, "test", cell.method, tokenizer, limit=len(samples))
-        path = (evaluation.scores_path(cfg, source) if source
-                else Path(cfg.run_dir) / STAGE / "scores" / f"{cell.name}.parquet")
-        if source and not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: run notebook 07 for this run first")
+        adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
+        summary_cfg, summary_id = cell_cfg, evaluation.summary_id(cell_cfg, cell.method)
+        # New summaries only where no notebook-03 result has the cell's settings (a block size equal to the
+        # profile's is the profile's own summary).
+        if cell.needs_summaries and not stages.is_complete(cell_cfg, "03_hierarchical"):
+            summary_cfg, summary_id = prepare_summaries(cfg, cell, prepared, samples, log)
+        key = evaluation.llm_key(cell_cfg, cell.method, summary_id,
+                                 evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
+        source = same_as_evaluation(cfg, cell)
+        if source and evaluation.system_key(cfg, source, adapter) != key:
+            source = None
 
-        def compute(cell=cell, prompts=prompts) -> list[np.ndarray]:
-            adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
-            log(f"{cell.name}: scoring {len(prompts)} users")
+        prompts = build(cell_cfg, samples, prepared.catalog, summaries_for(summary_cfg, cell.method), tokenizer)
+
+        def compute(cell=cell, prompts=prompts, adapter=adapter) -> list[np.ndarray]:
+            log(f"{cell.name}: scoring {len(samples)} users")
             return evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {cell.name}")
 
-        frame = evaluation.cached(path, samples, compute, log)
+        frame = evaluation.cached(evaluation.scores_path(cfg, key), samples, compute, log, key)
         m = metrics.metrics_from_ranks(frame["rank"])
         rows.append({
             "cell": cell.name, "axis": cell.axis, "value": cell.value, "finetuned": cell.finetuned,
             "method": cell.method, "source": f"07:{source}" if source else "08",
             **{c: m[c] for c in evaluation.COLUMNS},
-            "summary_tokens_per_user": summary_tokens(cell_cfg, cell.method, samples["user_id"]),
+            "summary_tokens_per_user": summary_tokens(summary_cfg, cell.method, samples["user_id"]),
             "scoring_tokens_per_user": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids))
                                                       for p in prompts])),
             "seconds": float(frame["seconds"].iloc[0]), "users": len(frame),
+            "scores": str(evaluation.scores_path(cfg, key)),
         })
     table = pd.DataFrame(rows)
     table["llm_tokens_per_user"] = table["summary_tokens_per_user"] + table["scoring_tokens_per_user"]
-    out = Path(cfg.run_dir) / STAGE
+    out = stages.result_dir(cfg, STAGE, create=True)
     io.write_text(out / "results.csv", table.to_csv(index=False))
     io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
+    stages.finish(cfg, STAGE)
     return table

@@ -137,20 +137,20 @@ def chunk_samples(samples: Any, line_of: Callable[[str], str], chunker: Chunker)
 
 
 def write_blocks(cfg: Any, blocks: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    from . import io
+    from . import io, stages
 
-    out = cfg.stage_dir(STAGE)
-    return {"blocks": io.write_parquet(out / "blocks.parquet", blocks),
-            "meta": io.write_json(out / "meta.json", {"format_version": 1, **meta})}
+    out = stages.result_dir(cfg, STAGE, create=True)
+    paths = {"blocks": io.write_parquet(out / "blocks.parquet", blocks),
+             "meta": io.write_json(out / "meta.json", {"format_version": 1, **meta})}
+    stages.finish(cfg, STAGE)
+    return paths
 
 
 def read_blocks(cfg: Any) -> Any:
-    """The blocks notebook 02 wrote, ``item_ids`` and ``lines`` as lists."""
-    from pathlib import Path
+    """The blocks notebook 02 wrote under these settings, ``item_ids`` and ``lines`` as lists."""
+    from . import io, stages
 
-    from . import io
-
-    blocks = io.read_parquet(Path(cfg.run_dir) / STAGE / "blocks.parquet")
+    blocks = io.read_parquet(stages.require(cfg, STAGE) / "blocks.parquet")
     for column in ("item_ids", "lines"):
         blocks[column] = blocks[column].map(list)
     return blocks

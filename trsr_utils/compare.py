@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .summarize import item_categories
+from .text import item_categories
 
 _WORD = re.compile(r"[a-z][a-z'-]*")
 # Words that say nothing about a taste; the summary opening is in every summary.
@@ -95,3 +96,16 @@ def highlight(text: str, other: str, shared_style: str = "background:#c8ecc8",
         else:
             out.append(esc)
     return "".join(out)
+
+
+STAGE = "05_compare"
+
+
+def write(cfg: Any, template: Any, table: Any) -> Path:
+    """Notebook 05's outputs (the template summaries and the comparison table) in the stage's folder."""
+    from . import io, stages
+
+    out = stages.result_dir(cfg, STAGE, create=True)
+    io.write_parquet(out / "template_summaries.parquet", template)
+    io.write_parquet(out / "comparison.parquet", table)
+    return stages.finish(cfg, STAGE)

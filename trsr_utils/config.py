@@ -184,16 +184,6 @@ class Config:
     sft: SFTSettings = field(default_factory=SFTSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    @property
-    def run_path(self) -> Path:
-        return Path(self.run_dir)
-
-    def stage_dir(self, name: str) -> Path:
-        """The run-directory folder of one stage (created on demand)."""
-        path = self.run_path / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -384,3 +374,14 @@ def resolve_config(
     cfg.run_dir = str(Path(run_dir).resolve() if run_dir else default_run_dir(profile).resolve())
     _validate(cfg)
     return cfg
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", ...]`` (command-line ``--set`` values) -> ``{"a.b": 1}`` (values parsed as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

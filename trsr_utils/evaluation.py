@@ -6,16 +6,22 @@ A *system* is a baseline (:mod:`trsr_utils.baselines`) or an LLM row:
 * ``tallrec``: fine-tuned without a summary (recent items only), TALLRec-style
 * ``hierarchical`` / ``recurrent``: LLM-TRSR, fine-tuned with that summary
 
-Fine-tuned rows use the adapter of notebook 06 when its summary method
-matches, and otherwise train one with the same settings into
-``06_sft_<method>`` (resumable like notebook 06).
+Fine-tuned rows use the adapter of notebook 06 for their settings (``sft``
+with ``sft.summary`` set to the row's summary), training any that is missing
+with notebook 06's settings into its own ``06_sft/<fingerprint>/`` folder.
 
-Each system's scores are written to ``07_eval/scores/<system>.parquet`` as
-soon as they exist (one row per user: candidates, scores, the positive's
-rank), and re-used when the test users and candidates are unchanged, so an
-interrupted evaluation resumes at the next system. The table carries a
-bootstrap confidence interval over test users, because on a few dozen users
-a difference of 0.1 in Recall@10 is often noise.
+Each system's scores are stored as soon as they exist (one row per user:
+candidates, scores, the positive's rank) in ``cache/scores/<key>.parquet``,
+where the key is a hash of everything the scores depend on: the test users
+and candidates (the data stage's fingerprint), the system and its settings
+(``eval.recbole_epochs`` for a RecBole model, the prompt, summary and
+adapter weights for an LLM row, ...). Scores are re-used only for an equal
+key, so an interrupted evaluation resumes at the next system, a changed
+setting recomputes exactly the systems it touches, and notebook 08 finds the
+rows it shares with this table. The table itself goes to
+``07_eval/<fingerprint>/``. It carries a bootstrap confidence interval over
+test users, because on a few dozen users a difference of 0.1 in Recall@10 is
+often noise.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import baselines, io, metrics
+from . import baselines, io, metrics, stages
 from .config import with_overrides
 
 STAGE = "07_eval"
@@ -87,8 +93,46 @@ def test_samples(cfg: Any, prepared: Any = None) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------- cached scores per system
-def scores_path(cfg: Any, system: str, folder: str = "scores") -> Path:
-    return Path(cfg.run_dir) / STAGE / folder / f"{system}.parquet"
+SCORES_DIR = Path("cache") / "scores"
+SCORE_VERSION = 1
+RECBOLE_FIELDS = ("eval.recbole_epochs", "eval.recbole_embedding_size", "eval.recbole_max_seq_length",
+                  "eval.recbole_learning_rate")
+
+
+def samples_key(cfg: Any) -> dict[str, Any]:
+    """What fixes the test users and their candidates: the data stage's result and ``eval.test_users``."""
+    return {"01_data": stages.fingerprint(cfg, "01_data").digest, "test_users": cfg.eval.test_users}
+
+
+def baseline_key(cfg: Any, name: str) -> dict[str, Any]:
+    """Everything a baseline's scores depend on."""
+    key: dict[str, Any] = {"system": name, "version": SCORE_VERSION, "samples": samples_key(cfg)}
+    if name == "random":
+        key["seed"] = cfg.seed
+    elif name in ("tfidf", "embedding"):
+        key["text"] = stages.settings(cfg, ["text"])
+        if name == "embedding":
+            from .baselines.embeddings import identity
+
+            key["model"] = identity()
+    elif name not in ("popularity", "item_cf"):  # RecBole models
+        key.update(stages.settings(cfg, ("seed", *RECBOLE_FIELDS)))
+    return key
+
+
+def llm_key(cfg: Any, method: str, summary_id: str | None, adapter_id: dict[str, str] | None) -> dict[str, Any]:
+    """Everything an LLM row's scores depend on: users, prompt, recommender, summary and adapter."""
+    from . import llm
+
+    m = cfg.model
+    return {"system": "llm", "version": SCORE_VERSION, "samples": samples_key(cfg), "method": method,
+            "settings": stages.settings(cfg, ["prompt", "text", "model.device"]),
+            "recommender": llm.model_id(m.recommender, m.dtype, m.quantization),
+            "summary": summary_id, "adapter": adapter_id}
+
+
+def scores_path(cfg: Any, key: dict[str, Any]) -> Path:
+    return Path(cfg.run_dir) / SCORES_DIR / f"{stages.digest(key)[:stages.DIGEST_CHARS]}.parquet"
 
 
 def _frame(samples: pd.DataFrame, scores: Sequence[np.ndarray], seconds: float) -> pd.DataFrame:
@@ -102,18 +146,21 @@ def _frame(samples: pd.DataFrame, scores: Sequence[np.ndarray], seconds: float) 
 
 
 def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.ndarray]],
-           log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Scores from ``path`` when they are for exactly these users and candidates; else computed and saved."""
+           log: Callable[[str], None] = print, key: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Scores from ``path`` (named by their key) when they are for exactly these users and candidates; else
+    computed and saved, with the key beside them (``.json``) to say what made them."""
     if path.exists():
         frame = io.read_parquet(path)
         same = (list(frame["user_id"]) == list(samples["user_id"])
                 and [list(c) for c in frame["candidates"]] == baselines.candidates(samples))
         if same:
             return frame
-        log(f"{path.name}: cached scores are for other users or candidates; scoring again")
+        log(f"{path.name}: stored scores are for other users or candidates; scoring again")
     began = time.perf_counter()
     scores = compute()
     frame = _frame(samples, scores, round(time.perf_counter() - began, 2))
+    if key is not None:
+        io.write_json(path.with_suffix(".json"), key)
     io.write_parquet(path, frame)
     return frame
 
@@ -145,30 +192,32 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
 
 
 # ----------------------------------------------------------------- LLM rows
-def with_method(cfg: Any, method: str) -> Any:
-    """The config with ``sft.summary`` set to ``method`` (everything else unchanged)."""
-    return with_overrides(cfg, {"sft.summary": method})
-
-
 def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) -> Path:
-    """The adapter fine-tuned with summary ``method``, training it (same settings as notebook 06) if missing."""
+    """The adapter fine-tuned with summary ``method`` and ``cfg``'s other settings, trained (as notebook 06
+    would) if no finished adapter has exactly these settings."""
     from . import llm, sft
 
-    stage = sft.stage_for(cfg, method)
-    adapter = Path(cfg.run_dir) / stage / "adapter"
-    report = Path(cfg.run_dir) / stage / "report.json"
-    if (adapter / "adapter_config.json").exists() and report.exists():
-        return adapter
-    if stage == sft.STAGE:
-        raise FileNotFoundError(f"no adapter in {adapter}: run notebook 06 for this run first")
-    log(f"training the {method!r} adapter for the table ({stage}) with the sft settings of notebook 06")
+    settings = stages.adapter_config(cfg, method)
+    if stages.is_complete(settings, sft.STAGE):
+        return stages.result_dir(settings, sft.STAGE) / "adapter"
+    if settings is cfg:
+        stages.require(cfg, sft.STAGE)  # the profile's own adapter is notebook 06's: say how to make it
+    log(f"training the {method!r} adapter for the table with the sft settings of notebook 06 "
+        f"({stages.result_dir(settings, sft.STAGE)})")
     m = cfg.model
     tokenizer = llm.load_tokenizer(m.recommender)
     base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-    # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one).
-    settings = with_overrides(cfg, {"sft.summary": method, "sft.validate_zero_shot": False})
-    sft.train(settings, base, tokenizer, log=log, stage=stage)
-    return adapter
+    # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one);
+    # validate_zero_shot is not part of the adapter's fingerprint.
+    sft.train(with_overrides(settings, {"sft.validate_zero_shot": False}), base, tokenizer, log=log)
+    return stages.result_dir(settings, sft.STAGE) / "adapter"
+
+
+def adapter_id(cfg: Any, method: str, adapter: Path) -> dict[str, str]:
+    from .sft import STAGE, adapter_digest
+
+    return {"06_sft": stages.fingerprint(stages.adapter_config(cfg, method), STAGE).digest,
+            "weights": adapter_digest(adapter)}
 
 
 def recommender_loader(cfg: Any) -> Callable[[], Any]:
@@ -198,49 +247,59 @@ def score_prompts(cfg: Any, prompts: Sequence[Any], base: Any, tokenizer: Any, a
             model.unload()  # the base model without the LoRA layers, for the next row
 
 
-def run(cfg: Any, only: Sequence[str] | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Score every system of ``eval.baselines`` + ``eval.llm`` (cached) and write the results table."""
+def summary_id(cfg: Any, method: str) -> str | None:
+    """The fingerprint of the summaries an LLM row's prompts carry (None: no summary)."""
+    return None if method == "none" else stages.fingerprint(cfg, stages.SUMMARY_STAGE[method]).digest
+
+
+def system_key(cfg: Any, name: str, adapter: Path | None = None) -> dict[str, Any]:
+    """The score-store key of one system of the table (``adapter``: a fine-tuned row's adapter folder)."""
+    if name not in LLM_SYSTEMS:
+        return baseline_key(cfg, name)
+    method = LLM_SYSTEMS[name]
+    return llm_key(cfg, method, summary_id(cfg, method), adapter_id(cfg, method, adapter) if adapter else None)
+
+
+def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Score every system of ``eval.baselines`` + ``eval.llm`` (each from the score store when its key matches)
+    and write the results table to ``07_eval/<fingerprint>/``."""
     from . import llm
     from .data import prepare
-    from .scoring import build_user_prompts
+    from .user_prompts import build, summaries_for
 
     prepared = prepare.read(cfg)
     samples = test_samples(cfg, prepared)
-    names = list(only or systems(cfg))
-    frames: dict[str, pd.DataFrame] = {}
-    for name in [n for n in names if n not in LLM_SYSTEMS]:
-        log(f"{label(name)} ...")
-        frames[name] = cached(scores_path(cfg, name), samples,
-                              lambda n=name: baseline_scores(cfg, n, prepared, samples), log)
+    names = systems(cfg)
     wanted = [n for n in names if n in LLM_SYSTEMS]
     adapters = {n: ensure_adapter(cfg, LLM_SYSTEMS[n], log) for n in wanted if n != "zero_shot"}
+    keys = {n: system_key(cfg, n, adapters.get(n)) for n in names}
     base = recommender_loader(cfg)
     tokenizer = llm.load_tokenizer(cfg.model.recommender) if wanted else None
 
-    def scores_of(system: str) -> list[np.ndarray]:
-        _, prompts = build_user_prompts(cfg, "test", LLM_SYSTEMS[system], tokenizer, limit=len(samples))
-        return score_prompts(cfg, prompts, base(), tokenizer, adapters.get(system), f"scoring {system}")
+    def compute(name: str) -> list[np.ndarray]:
+        if name not in LLM_SYSTEMS:
+            log(f"{label(name)}: computing scores")
+            return baseline_scores(cfg, name, prepared, samples)
+        log(f"{label(name)}: scoring {len(samples)} users")
+        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, LLM_SYSTEMS[name]), tokenizer)
+        return score_prompts(cfg, prompts, base(), tokenizer, adapters.get(name), f"scoring {name}")
 
-    for name in wanted:
-        log(f"{label(name)} ...")
-        frames[name] = cached(scores_path(cfg, name), samples, lambda n=name: scores_of(n), log)
+    frames = {n: cached(scores_path(cfg, keys[n]), samples, lambda n=n: compute(n), log, keys[n]) for n in names}
     table = results_table(frames, cfg.eval.bootstrap, cfg.seed)
-    out = Path(cfg.run_dir) / STAGE
+    out = stages.result_dir(cfg, STAGE, create=True)
     io.write_parquet(out / "ranks.parquet", ranks_frame(frames))
     io.write_text(out / "results.csv", table.to_csv(index=False))
     io.write_json(out / "results.json", {"n_users": len(samples), "n_candidates": len(baselines.candidates(samples)[0]),
-                                         "rows": table.to_dict(orient="records")})
+                                         "rows": table.to_dict(orient="records"),
+                                         "scores": {n: str(scores_path(cfg, keys[n])) for n in names}})
+    stages.finish(cfg, STAGE)
     return table
 
 
-# ----------------------------------------------------------------- tables
 def bootstrap_interval(ranks: np.ndarray, metric: str, n: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of a metric's mean over users."""
-    ranks = np.asarray(ranks, dtype=float)
-    kind, k = metric.split("@")
-    k = int(k)
-    per_user = (ranks <= k) * (1.0 if kind == "recall" else 1.0 / ranks)
+    """Percentile bootstrap interval of a metric's mean over users (any metric of :func:`metrics.per_user`)."""
+    per_user = metrics.per_user(ranks, metric)
     if n <= 0 or len(per_user) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
@@ -276,4 +335,4 @@ def with_paper(table: pd.DataFrame, dataset_label: str) -> pd.DataFrame:
 
 
 def read_ranks(cfg: Any) -> pd.DataFrame:
-    return io.read_parquet(Path(cfg.run_dir) / STAGE / "ranks.parquet")
+    return io.read_parquet(stages.require(cfg, STAGE) / "ranks.parquet")

@@ -62,13 +62,9 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: run the notebook that writes it first "
-            "(python -m trsr_utils.pipeline run --profile ... --only NN)"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON file (stage results are located through :func:`trsr_utils.stages.require`, which names the
+    notebook that writes a missing one)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
@@ -78,33 +74,26 @@ def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
 
 
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: run the notebook that writes it first "
-            "(python -m trsr_utils.pipeline run --profile ... --only NN)"
-        )
     return pd.read_parquet(path)
 
 
-def record_results(run_dir: str | os.PathLike[str], notebook: str, results: dict[str, Any]) -> dict[str, Any]:
-    """Save a notebook's key results and show them in its output.
+def record_results(cfg: Any, notebook: str, results: dict[str, Any], overrides: Any = None) -> dict[str, Any]:
+    """Save a notebook's key results and show where they went.
 
-    The results go to ``<run_dir>/results/<notebook>.json`` and into the cell's
-    output under a dedicated MIME type, so tests can read them back either from
-    the run directory or from the executed notebook itself.
+    The results go to ``results/<notebook>.json`` in the run directory (with ``overrides``: in the variant's
+    folder, see :func:`trsr_utils.stages.home`) and into the cell's output under a dedicated MIME type, so
+    tests can read them back either from the run directory or from the executed notebook itself.
     """
+    from .stages import home
+
     clean = json.loads(json.dumps(results, default=_json_default))
-    write_json(Path(run_dir) / "results" / f"{notebook}.json", clean)
+    path = write_json(home(cfg, overrides) / "results" / f"{notebook}.json", clean)
     try:
         from IPython import get_ipython
         from IPython.display import display
 
         if get_ipython() is not None:
-            display(
-                {RESULTS_MIME: clean, "text/plain": json.dumps(clean, indent=2, ensure_ascii=False)},
-                raw=True,
-            )
+            display({RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {path}"}, raw=True)
     except ImportError:  # pragma: no cover - IPython is a dependency
         pass
     return clean

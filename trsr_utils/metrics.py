@@ -35,18 +35,26 @@ def positive_rank(scores: Sequence[float], positive: int = 0) -> int:
     return 1 + int((others >= s[positive]).sum())
 
 
+def per_user(ranks: Iterable[int], metric: str) -> np.ndarray:
+    """One user's value of ``metric`` (``recall@K``, ``mrr@K`` or ``ndcg@K``) per rank."""
+    kind, _, k = metric.partition("@")
+    r = np.asarray(list(ranks), dtype=np.float64)
+    hit = r <= int(k)
+    if kind == "recall":
+        return hit.astype(np.float64)
+    if kind == "mrr":
+        return np.where(hit, 1.0 / r, 0.0)
+    if kind == "ndcg":
+        return np.where(hit, 1.0 / np.log2(r + 1.0), 0.0)
+    raise ValueError(f"unknown metric {metric!r}: expected recall@K, mrr@K or ndcg@K")
+
+
 def metrics_from_ranks(ranks: Iterable[int], ks: Sequence[int] = KS) -> dict[str, float]:
     """Mean Recall@K, MRR@K and NDCG@K over users, keys like ``recall@5``."""
     r = np.asarray(list(ranks), dtype=np.float64)
     if r.size == 0:
         raise ValueError("no ranks to average")
-    out: dict[str, float] = {}
-    for k in ks:
-        hit = r <= k
-        out[f"recall@{k}"] = float(hit.mean())
-        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / r, 0.0).mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean())
-    return out
+    return {f"{kind}@{k}": float(per_user(r, f"{kind}@{k}").mean()) for k in ks for kind in ("recall", "mrr", "ndcg")}
 
 
 def evaluate(score_lists: Iterable[Sequence[float]], positive: int = 0, ks: Sequence[int] = KS) -> dict[str, float]:

@@ -1,15 +1,23 @@
 """Run the numbered notebooks in order with papermill.
 
     python -m trsr_utils.pipeline run --profile demo [--out DIR] [--only 01,03] [--from 03] [--set data.n_train=50]
+    python -m trsr_utils.pipeline status --profile demo [--out DIR] [--set ...]   # what is up to date, and why not
     python -m trsr_utils.pipeline list
     python -m trsr_utils.pipeline strip          # remove outputs before committing
 
 Each notebook gets three parameters, ``profile``, ``run_dir`` and
 ``overrides``; the executed copy is written to ``<run_dir>/notebooks/`` and a
 ``manifest.json`` in the run directory records the profile, the resolved
-configuration, package versions, the git commit and each notebook's status and
-wall time. The first failing notebook stops the run with its cell number and
-error; its executed copy is kept for inspection.
+configuration, package versions, the git commit, each notebook's status and
+wall time, and each stage's fingerprint and whether its result was computed
+or re-used (:mod:`trsr_utils.stages`). The first failing notebook stops the
+run with its cell number and error; its executed copy is kept for inspection.
+
+The run directory's top level (``manifest.json``, ``notebooks/``,
+``results/``) describes the profile's own settings. A run with ``--set``
+overrides is a *variant*: its manifest, executed notebooks and recorded
+results go to ``<run_dir>/variants/<config digest>/``, while stage results
+are shared through their fingerprints (nothing is computed twice).
 """
 
 from __future__ import annotations
@@ -29,10 +37,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import nbformat
-import yaml
 
-from . import io
-from .config import REPO_ROOT, ConfigError, resolve_config
+from . import io, stages
+from .config import REPO_ROOT, ConfigError, parse_sets, resolve_config
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 INJECTED = ("profile", "run_dir", "overrides")
@@ -147,6 +154,32 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     return {}
 
 
+def _kernel_manager_class() -> type:
+    """nbclient's kernel manager on IPC sockets: a local kernel over TCP warns (and is readable by any local user)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
+def stage_record(cfg: Any, notebook: str, began: float) -> dict[str, Any] | None:
+    """The stage a notebook computes: its fingerprint, folder, and whether its result was computed or re-used."""
+    stage = stages.for_notebook(notebook)
+    if stage is None:
+        return None
+    folder = stages.result_dir(cfg, stage.name)
+    rec = stages.record(folder)
+    if rec is None:
+        return {"stage": stage.name, "fingerprint": None, "folder": str(folder), "result": "none"}
+    created = rec.get("created", 0)
+    return {"stage": stage.name, "fingerprint": rec["fingerprint"], "folder": str(folder),
+            "result": "computed" if created >= began else "re-used"}
+
+
 def run(
     profile: str,
     out: str | os.PathLike[str] | None = None,
@@ -164,19 +197,23 @@ def run(
     overrides = dict(overrides or {})
     cfg = resolve_config(profile, run_dir=out, overrides=overrides)  # unknown keys fail here, before any work
     run_dir = Path(cfg.run_dir)
-    executed_dir = run_dir / "notebooks"
+    home = stages.home(cfg, overrides)  # the run directory itself, or the variant's folder
+    executed_dir = home / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     notebooks = select(discover(Path(notebooks_dir)), only, start)
     if not notebooks:
         raise PipelineError(f"no notebooks to run in {notebooks_dir}")
 
-    manifest_path = run_dir / "manifest.json"
+    manifest_path = home / "manifest.json"
     manifest = _load_manifest(manifest_path)
+    if manifest.get("config") not in (None, cfg.to_dict()):
+        manifest = {}  # the profile's settings changed since: the old records describe another configuration
     manifest.update({
         "profile": cfg.profile,
         "run_dir": str(run_dir),
         "overrides": overrides,
         "config": cfg.to_dict(),
+        "config_digest": stages.config_digest(cfg),
         "packages": package_versions(),
         "git": git_state(),
         "python": platform.python_version(),
@@ -191,6 +228,7 @@ def run(
 
     def save() -> None:
         manifest["notebooks"] = [records[k] for k in sorted(records)]
+        manifest["stages"] = {r["stage"]["stage"]: r["stage"] for r in manifest["notebooks"] if r.get("stage")}
         io.write_json(manifest_path, manifest)
 
     for path in notebooks:
@@ -200,7 +238,7 @@ def run(
             raise PipelineError(f"{path.name}: its parameters cell does not declare {missing}")
         output = executed_dir / path.name
         log(f"[{cfg.profile}] {path.name} ...")
-        began = time.perf_counter()
+        began, wall = time.perf_counter(), time.time()
         record = {"notebook": path.name, "status": "running", "output": str(output),
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         records[path.name] = record
@@ -208,7 +246,7 @@ def run(
         try:
             pm.execute_notebook(str(path), str(output), parameters=params, kernel_name=kernel_name,
                                 cwd=str(run_dir), progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=True)
+                                request_save_on_cell_execute=True, kernel_manager_class=_kernel_manager_class())
         except PapermillExecutionError as exc:
             first_line = (exc.source or "").strip().splitlines()[0][:80] if (exc.source or "").strip() else ""
             failure = NotebookFailure(path.name, _source_cell_number(output, exc.cell_index), exc.exec_count,
@@ -218,9 +256,12 @@ def run(
                                  "evalue": exc.evalue})
             save()
             raise PipelineError(str(failure)) from None
-        record.update(status="ok", seconds=round(time.perf_counter() - began, 2))
+        record.update(status="ok", seconds=round(time.perf_counter() - began, 2),
+                      stage=stage_record(cfg, path.name, wall))
         save()
-        log(f"[{cfg.profile}] {path.name} ok in {record['seconds']:.1f} s -> {output}")
+        done = record["stage"]
+        what = f", {done['stage']} {done['result']}" if done else ""
+        log(f"[{cfg.profile}] {path.name} ok in {record['seconds']:.1f} s{what} -> {output}")
     return manifest
 
 
@@ -258,17 +299,6 @@ def strip(paths: list[Path]) -> list[Path]:
     return changed
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["a.b=1", ...]`` -> ``{"a.b": 1}`` (values parsed as YAML)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise PipelineError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.pipeline", description="Run the notebook chain.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override one configuration value, e.g. --set data.n_train=50")
     p_run.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    p_status = sub.add_parser("status", help="per stage: up to date, or what changed and would be recomputed")
+    p_status.add_argument("--profile", default="demo")
+    p_status.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
+    p_status.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     sub.add_parser("list", help="list the notebooks and profiles")
     p_strip = sub.add_parser("strip", help="strip outputs from notebooks (before committing)")
     p_strip.add_argument("paths", nargs="*")
@@ -290,6 +324,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print("notebooks:", *[p.name for p in discover()], sep="\n  ")
         print("profiles:", *available_profiles(), sep="\n  ")
+        return 0
+    if args.command == "status":
+        try:
+            cfg = resolve_config(args.profile, args.out, parse_sets(args.sets))
+            print(f"{cfg.profile} in {cfg.run_dir}:")
+            print(stages.format_status(stages.status(cfg)))
+        except (ConfigError, FileNotFoundError) as exc:
+            print(f"\nFAILED: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "strip":
         paths = [Path(p) for p in args.paths] or discover()
@@ -304,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         return 1
     print(f"\nall notebooks ran in {time.perf_counter() - began:.1f} s")
-    print(f"executed notebooks: {Path(manifest['run_dir']) / 'notebooks'}")
-    print(f"manifest:           {Path(manifest['run_dir']) / 'manifest.json'}")
+    home = stages.home(resolve_config(args.profile, args.out, manifest["overrides"]), manifest["overrides"])
+    print(f"executed notebooks: {home / 'notebooks'}")
+    print(f"manifest:           {home / 'manifest.json'}")
     return 0
 
 

@@ -48,9 +48,3 @@ class _SilentIter(_Silent):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.iterable)
-
-
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """Wrap ``iterable`` in the progress bar that fits the environment."""
-    with bar(total, desc, unit, iterable) as b:
-        yield from b

@@ -12,9 +12,13 @@ Training is TRL's ``SFTTrainer`` with a PEFT LoRA adapter. Precision and
 gradient checkpointing are set explicitly (TRL would turn on bf16 autocast and
 checkpointing even on CPU). A checkpoint is written each epoch (or every
 ``save_steps``); after each one the validation users are ranked and
-Recall@3+5+10 recorded, the paper's selection rule; an interrupted run resumes
-from its last checkpoint; the best checkpoint's adapter is copied to
-``06_sft/adapter``.
+Recall@3+5+10 recorded, the paper's selection rule; the best checkpoint's
+adapter is copied to ``adapter/`` in the stage's folder,
+``06_sft/<fingerprint>/`` (:mod:`trsr_utils.stages`): every setting that
+changes the adapter (the ``sft`` section, the prompt, the model, the data and
+summaries it learns from) gives another folder, so adapters for different
+settings sit side by side. A finished adapter is re-used only for exactly its
+settings; an interrupted run resumes from its last checkpoint.
 
 Command line (one device in-process; several GPUs through accelerate + the
 shipped DeepSpeed ZeRO-2 config)::
@@ -35,10 +39,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import io, llm, metrics
-from .config import REPO_ROOT, resolve_config
+from . import io, llm, metrics, stages
+from .config import REPO_ROOT, parse_sets, resolve_config
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
-from .scoring import build_user_prompts, score_users
+from .scoring import score_users
+from .user_prompts import for_split
 
 STAGE = "06_sft"
 DEEPSPEED_ZERO2 = REPO_ROOT / "configs" / "deepspeed_zero2.json"
@@ -63,7 +68,7 @@ def examples_from_prompts(prompts: Sequence[UserPrompts], answer: AnswerTokens, 
 
 
 def training_examples(cfg: Any, tokenizer: Any, split: str = "train") -> list[dict[str, Any]]:
-    samples, prompts = build_user_prompts(cfg, split, cfg.sft.summary, tokenizer)
+    samples, prompts = for_split(cfg, split, cfg.sft.summary, tokenizer)
     tail = prompts[0].suffixes[0] if prompts else None
     return examples_from_prompts(prompts, answer_tokens(tokenizer, tail), cfg.sft.loss, list(samples["user_id"]))
 
@@ -93,13 +98,13 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 
 def load_adapter(cfg: Any, adapter_dir: str | Path | None = None, base: Any = None) -> Any:
-    """The recommender with the saved (best) adapter, in eval mode, ready for scoring."""
+    """The recommender with the saved (best) adapter for ``cfg``'s settings, in eval mode, ready for scoring."""
     from peft import PeftModel
 
-    adapter_dir = Path(adapter_dir or Path(cfg.run_dir) / STAGE / "adapter")
+    adapter_dir = Path(adapter_dir or stages.require(cfg, STAGE) / "adapter")
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"no LoRA adapter in {adapter_dir}: run notebook 06 (or python -m trsr_utils.sft) "
-                                "for this run first")
+                                "for these settings first")
     if base is None:
         m = cfg.model
         base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
@@ -114,7 +119,7 @@ class Validator:
 
     def __init__(self, cfg: Any, tokenizer: Any, path: Path):
         limit = cfg.sft.valid_users
-        self.samples, self.prompts = build_user_prompts(cfg, "valid", cfg.sft.summary, tokenizer, limit=limit)
+        self.samples, self.prompts = for_split(cfg, "valid", cfg.sft.summary, tokenizer, limit=limit)
         if not self.prompts:
             raise ValueError("no validation users: data.n_valid must be > 0 to select a checkpoint")
         self.answer = answer_tokens(tokenizer, self.prompts[0].suffixes[0])
@@ -247,25 +252,20 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
 
 
-def stage_for(cfg: Any, method: str | None = None) -> str:
-    """Run-directory folder of the adapter for summary ``method``: ``06_sft`` for the profile's own
-    ``sft.summary`` (notebook 06), ``06_sft_<method>`` for the others (trained for notebook 07's table)."""
-    method = method or cfg.sft.summary
-    return STAGE if method == cfg.sft.summary else f"{STAGE}_{method}"
-
-
-def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print,
-          stage: str = STAGE) -> dict[str, Any]:
+def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune the recommender with LoRA, validate each checkpoint, keep the best adapter; returns a report.
 
-    Writes to ``<run>/<stage>``; resumes from the last checkpoint in its ``checkpoints`` when there is one.
+    Writes to the stage's folder for these settings. A finished adapter with the same fingerprint is re-used
+    (its report returned); an unfinished one resumes from its last checkpoint.
     """
     import torch
     from datasets import Dataset
 
     m = cfg.model
     device = llm.resolve_device(m.device)
-    out = cfg.stage_dir(stage)
+    if stages.is_complete(cfg, STAGE):
+        return _reuse(cfg, model, tokenizer, log)
+    out = stages.result_dir(cfg, STAGE, create=True)
     ckpt_dir = out / "checkpoints"
     if tokenizer is None:
         tokenizer = llm.load_tokenizer(m.recommender)
@@ -331,12 +331,35 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         "zero_shot": validator.done(0), "adapter": str(adapter),
     }
     io.write_json(out / "report.json", report)
+    stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
     log(f"best checkpoint: step {best['step']} (R@3+5+10 {best['selection']:.3f}); adapter saved to {adapter}")
     return report
 
 
-def read_report(cfg: Any, stage: str = STAGE) -> dict[str, Any]:
-    return io.read_json(Path(cfg.run_dir) / stage / "report.json")
+def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """The finished adapter's report; adds the zero-shot validation point when it was trained without one."""
+    out = stages.result_dir(cfg, STAGE)
+    report = io.read_json(out / "report.json")
+    log(f"re-using the adapter trained with these settings: {out / 'adapter'}")
+    if cfg.sft.validate_zero_shot and report.get("zero_shot") is None:
+        m = cfg.model
+        tokenizer = tokenizer or llm.load_tokenizer(m.recommender)
+        validator = Validator(cfg, tokenizer, out / "validation.json")
+        r = validator(model if model is not None else llm.load_model(m.recommender, m.dtype, m.quantization,
+                                                                     m.device), 0, None)
+        log(f"zero-shot validation R@3+5+10 = {r['selection']:.3f} (R@10 {r['recall@10']:.3f})")
+        report.update(zero_shot=r, validation=sorted(validator.records, key=lambda x: x["step"]))
+        io.write_json(out / "report.json", report)
+    return report
+
+
+def adapter_digest(adapter: Path) -> str:
+    """SHA-256 of an adapter's weights: what identifies it in the scores computed with it."""
+    return stages.file_digest(Path(adapter) / "adapter_model.safetensors")
+
+
+def read_report(cfg: Any) -> dict[str, Any]:
+    return io.read_json(stages.require(cfg, STAGE) / "report.json")
 
 
 # ----------------------------------------------------------------- command line
@@ -351,8 +374,6 @@ def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .pipeline import parse_sets
-
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.sft", description="LoRA SFT of the recommender")
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--run-dir", default=None)

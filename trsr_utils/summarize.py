@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import io, llm, prompts
+from . import io, llm, prompts, stages
 from .progress import bar
+from .text import item_categories
 
-STAGES = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
 CACHE_FILE = Path("cache") / "llm_calls.sqlite"
 FORMAT_VERSION = 1
 
@@ -199,8 +199,7 @@ def _loops(text: str, n: int = 4, times: int = 3) -> bool:
     return bool(grams) and max(grams.values()) >= times
 
 
-def clean_summary(generated: str, finish: str, max_sentences: int = 3,
-                  opening: str = prompts.SUMMARY_OPENING) -> Cleaned:
+def clean_summary(generated: str, max_sentences: int = 3, opening: str = prompts.SUMMARY_OPENING) -> Cleaned:
     """Turn a generated continuation of ``opening`` into a summary of complete sentences, or say why not.
 
     Degenerate: no words at all (``empty``); a phrase of 4 words repeated 3 or
@@ -238,18 +237,6 @@ def clean_summary(generated: str, finish: str, max_sentences: int = 3,
 
 
 # ----------------------------------------------------------------- the template summary (no LLM)
-_CATEGORY_FIELDS = ("genres", "category", "subcategory", "brand")
-
-
-def item_categories(attrs: Mapping[str, str]) -> list[str]:
-    """The categories of one item: MovieLens genres, MIND category, Amazon-M2 brand (whichever exist)."""
-    for name in _CATEGORY_FIELDS:
-        value = (attrs.get(name) or "").strip()
-        if value:
-            return [v.strip() for v in value.split(",") if v.strip()] if name == "genres" else [value]
-    return []
-
-
 def _counted(counts: Counter, k: int) -> str:
     parts = [f"{name} ({n})" for name, n in counts.most_common(k)]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
@@ -297,14 +284,14 @@ def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: Templat
          desc: str) -> list[dict[str, Any]]:
     """Call, check, retry degenerate calls once, fall back to the template; one step row per request."""
     first = caller([r.prompt for r in requests], generation_params(cfg), desc=desc)
-    cleaned = [clean_summary(c.text, c.finish, cfg.summary.max_sentences) for c in first]
+    cleaned = [clean_summary(c.text, cfg.summary.max_sentences) for c in first]
     bad = [i for i, c in enumerate(cleaned) if c.problem]
     second: dict[int, tuple[Call, Cleaned]] = {}
     if bad:
         calls = caller([requests[i].prompt for i in bad], generation_params(cfg, retry=True),
                        desc=f"{desc} (retries)")
         for i, c in zip(bad, calls):
-            second[i] = (c, clean_summary(c.text, c.finish, cfg.summary.max_sentences))
+            second[i] = (c, clean_summary(c.text, cfg.summary.max_sentences))
     rows = []
     for i, (r, c, cl) in enumerate(zip(requests, first, cleaned)):
         used_calls = [c] + ([second[i][0]] if i in second else [])
@@ -490,8 +477,7 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     """
     from . import text
 
-    if method not in STAGES:
-        raise ValueError(f"unknown summary method {method!r}; known: {sorted(STAGES)}")
+    _stage(method)  # an unknown method fails before the model loads
     name = cfg.model.summarizer
     if tokenizer is None:
         tokenizer = llm.load_tokenizer(name)
@@ -500,7 +486,8 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     domain = text.domain_of(cfg)
     template = TemplateSummarizer(catalog, domain)
     cache = open_cache(cfg)
-    caller = LLMCaller(model, tokenizer, llm.model_id(name), cache, cfg.summary.batch_size, cfg.seed)
+    model_id = llm.model_id(name, cfg.model.dtype, cfg.model.quantization)
+    caller = LLMCaller(model, tokenizer, model_id, cache, cfg.summary.batch_size, cfg.seed)
     began = time.perf_counter()
     try:
         run = hierarchical if method == "hierarchical" else recurrent
@@ -510,7 +497,7 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     seconds = time.perf_counter() - began
     summaries = final_summaries(steps, blocks)
     report = {
-        "method": method, "model": llm.model_id(name), "users": int(len(summaries)),
+        "method": method, "model": model_id, "users": int(len(summaries)),
         "params": generation_params(cfg), "retry_params": generation_params(cfg, retry=True),
         "merge_fan_in": cfg.summary.merge_fan_in if method == "hierarchical" else None,
         "cache_hits": caller.stats.hits, "cache_misses": caller.stats.misses,
@@ -525,25 +512,31 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     return report
 
 
+def _stage(method: str) -> str:
+    if method not in stages.SUMMARY_STAGE:
+        raise ValueError(f"unknown summary method {method!r}; known: {sorted(stages.SUMMARY_STAGE)}")
+    return stages.SUMMARY_STAGE[method]
+
+
 def write(cfg: Any, method: str, summaries: Any, steps: Any, report: Mapping[str, Any]) -> None:
-    out = cfg.stage_dir(STAGES[method])
+    stage = _stage(method)
+    out = stages.result_dir(cfg, stage, create=True)
     io.write_parquet(out / "steps.parquet", steps)
     io.write_parquet(out / "summaries.parquet", summaries)
     io.write_json(out / "meta.json", {"format_version": FORMAT_VERSION, **report})
+    stages.finish(cfg, stage, report.get("wall_seconds"))
 
 
 def read_steps(cfg: Any, method: str) -> Any:
-    steps = io.read_parquet(Path(cfg.run_dir) / STAGES[method] / "steps.parquet")
+    steps = io.read_parquet(stages.require(cfg, _stage(method)) / "steps.parquet")
     steps["item_ids"] = steps["item_ids"].map(list)
     return steps
 
 
 def read_summaries(cfg: Any, method: str) -> Any:
     """One row per user (user_id, split, summary, flag, cost columns) as written by notebook 03 or 04."""
-    if method not in STAGES:
-        raise ValueError(f"unknown summary method {method!r}; known: {sorted(STAGES)}")
-    return io.read_parquet(Path(cfg.run_dir) / STAGES[method] / "summaries.parquet")
+    return io.read_parquet(stages.require(cfg, _stage(method)) / "summaries.parquet")
 
 
 def read_report(cfg: Any, method: str) -> dict[str, Any]:
-    return io.read_json(Path(cfg.run_dir) / STAGES[method] / "meta.json")
+    return io.read_json(stages.require(cfg, _stage(method)) / "meta.json")

@@ -94,3 +94,15 @@ class ItemTexter:
             line = item_text(self.items[item_id], self.order, self.tokenizer, self.max_field_tokens)
             self._cache[item_id] = line
         return line
+
+
+_CATEGORY_FIELDS = ("genres", "category", "subcategory", "brand")
+
+
+def item_categories(attrs: Mapping[str, str]) -> list[str]:
+    """The categories of one item: MovieLens genres, MIND category, Amazon-M2 brand (whichever exist)."""
+    for name in _CATEGORY_FIELDS:
+        value = (attrs.get(name) or "").strip()
+        if value:
+            return [v.strip() for v in value.split(",") if v.strip()] if name == "genres" else [value]
+    return []

@@ -16,7 +16,11 @@ def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
     k1 = next(c for c in cells if c.name == "recent_items=1-ft")
     assert k1.overrides == {"prompt.recent_items": 1} and k1.method == "hierarchical" and not k1.needs_summaries
     b3 = next(c for c in cells if c.name == "items_per_block=3-ft")
-    assert b3.needs_summaries and ablation.cell_dir(cfg, b3).name == "items_per_block=3-ft"
+    assert b3.needs_summaries
+    # a cell's own summaries live in a folder named by the cell and by what they depend on
+    one = ablation.cell_dir(cfg, b3, {"01_data": "x", "test_users": 0})
+    assert one.name.startswith("items_per_block=3-ft-") and one != ablation.cell_dir(
+        cfg, b3, {"01_data": "y", "test_users": 0})
     assert ablation.with_overrides(cfg, b3.overrides).chunking.items_per_block == 3
     assert cfg.chunking.items_per_block == 5  # the profile's config is not modified
 

@@ -73,10 +73,12 @@ def test_paper_table_holds_table_2():
 
 
 def test_missing_notebook_06_adapter_is_a_clear_error(tmp_path):
+    from trsr_utils import stages
+
     cfg = resolve_config("smoke", tmp_path, {})
-    with pytest.raises(FileNotFoundError, match="run notebook 06"):
+    with pytest.raises(FileNotFoundError, match="run notebook 06_lora_sft first"):
         evaluation.ensure_adapter(cfg, "hierarchical")
-    assert evaluation.with_method(cfg, "none").sft.summary == "none" and cfg.sft.summary == "hierarchical"
+    assert stages.adapter_config(cfg, "none").sft.summary == "none" and cfg.sft.summary == "hierarchical"
 
 
 def test_unknown_systems_fail_at_configuration_time(tmp_path):

@@ -100,7 +100,9 @@ def test_strip_removes_outputs(tmp_path):
 
 
 def test_set_values_are_yaml_parsed():
-    assert pipeline.parse_sets(["data.n_train=5", "model.quantization=null", "text.attributes=[title, year]"]) == {
+    from trsr_utils.config import parse_sets
+
+    assert parse_sets(["data.n_train=5", "model.quantization=null", "text.attributes=[title, year]"]) == {
         "data.n_train": 5, "model.quantization": None, "text.attributes": ["title", "year"]}
-    with pytest.raises(pipeline.PipelineError, match="KEY=VALUE"):
-        pipeline.parse_sets(["oops"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_sets(["oops"])

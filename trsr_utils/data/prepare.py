@@ -1,6 +1,7 @@
 """The data stage (notebook 01): raw files -> samples in the run directory.
 
-Output format, version 1, in ``<run_dir>/01_data/``:
+Output format, version 1, in the stage's folder ``<run_dir>/01_data/<fingerprint>/``
+(see :mod:`trsr_utils.stages`):
 
 * ``samples.parquet``: one row per user; columns ``user_id`` (str), ``split``
   (train | valid | test), ``history`` (list of item ids, oldest first),
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import io
+from .. import io, stages
 from ..config import Config
 from .amazon_m2 import load_amazon_m2
 from .core import Catalog, RawDataset
@@ -36,6 +37,8 @@ from .sampling import SPLITS, build_samples
 
 FORMAT_VERSION = 1
 STAGE = "01_data"
+RAW_FILES = {"movielens-100k": ("ml-100k.item", "ml-100k.inter"), "mind": ("news.tsv", "behaviors.tsv"),
+             "amazon-m2": ("products_train.csv", "sessions_train.csv")}
 
 
 @dataclass
@@ -68,6 +71,19 @@ def load_raw(cfg: Config) -> RawDataset:
     if d.dataset == "amazon-m2":
         return load_amazon_m2(source, locale=d.locale, on_error=d.on_error)
     raise ValueError(f"unknown dataset {d.dataset!r}")
+
+
+def raw_files(cfg: Config) -> list[Path]:
+    """The raw files the profile's loader reads (their digests are part of the data stage's fingerprint)."""
+    d = cfg.data
+    folder = _resolve_source(d.source_dir)
+    if folder is None:
+        if d.dataset != "movielens-100k":
+            return []
+        from .movielens import embedded_dir
+
+        folder = embedded_dir()
+    return [folder / name for name in RAW_FILES[d.dataset]]
 
 
 def _resolve_source(source_dir: str | None) -> Path | None:
@@ -119,18 +135,19 @@ def items_frame(catalog: Catalog, samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def write(cfg: Config, prepared: PreparedData) -> dict[str, Path]:
-    out = cfg.stage_dir(STAGE)
+    out = stages.result_dir(cfg, STAGE, create=True)
     paths = {
         "samples": io.write_parquet(out / "samples.parquet", prepared.samples),
         "items": io.write_parquet(out / "items.parquet", prepared.items),
         "meta": io.write_json(out / "meta.json", prepared.meta),
     }
+    stages.finish(cfg, STAGE)
     return paths
 
 
 def read(cfg: Config) -> PreparedData:
-    """Read what :func:`write` wrote (later notebooks start here)."""
-    folder = Path(cfg.run_dir) / STAGE
+    """Read what :func:`write` wrote under these settings (later notebooks start here)."""
+    folder = stages.require(cfg, STAGE)
     meta = io.read_json(folder / "meta.json")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
@@ -177,5 +194,5 @@ def example_user(prepared: PreparedData, item_lines: dict[str, str], split: str 
     }
 
 
-__all__ = ["PreparedData", "FilterReport", "load_raw", "prepare", "write", "read", "statistics", "example_user",
-           "items_frame", "FORMAT_VERSION", "STAGE"]
+__all__ = ["PreparedData", "FilterReport", "load_raw", "raw_files", "prepare", "write", "read", "statistics",
+           "example_user", "items_frame", "FORMAT_VERSION", "STAGE"]

@@ -1,0 +1,408 @@
+"""The stage registry and the fingerprint of every stored result.
+
+A *stage* is one step of the chain with one folder in the run directory: its
+notebook, the stages it reads and the configuration fields its result
+depends on. Every result is stored under its *fingerprint*::
+
+    <run_dir>/<stage>/<fingerprint[:12]>/...   + stage.json (written last)
+
+    fingerprint(stage, cfg) = sha256(canonical JSON of
+        the stage's version and the values of the fields it depends on,
+        the fingerprints of the stages it reads (under the settings it reads them with),
+        the identity of each model it uses (name + precision; a local folder by its files' digests),
+        the SHA-256 of the raw data files (stage 01 only))
+
+A reader re-uses a result only when a complete folder with exactly that
+fingerprint exists; anything else is computed into its own folder, so
+switching a setting back finds the earlier result again and nothing
+computed is thrown away. ``stage.json`` is written after everything else:
+a stage killed half way leaves a folder without it, which no reader accepts
+(and which the stage itself resumes, where it can: SFT checkpoints, the LLM
+call cache). This is the idea of ``make -n``, ``dvc status`` or Snakemake's
+rerun triggers, in a few dozen lines.
+
+Fields that do not change a result are left out on purpose: batch sizes
+(``summary.batch_size``, ``sft.score_batch_users``: the same numbers up to
+float rounding; the LLM call cache ignores them too), ``sft.logging_steps`` and
+``sft.validate_zero_shot`` (what the report logs, not the adapter), and the
+run's name and folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import io
+from .config import Config, with_overrides
+
+RECORD = "stage.json"
+DIGEST_CHARS = 12  # folder names: 48 bits is plenty within one run directory
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # also the run-directory folder
+    notebook: str  # the notebook (without .ipynb) that computes it
+    reads: tuple[str, ...]  # upstream stages it may read (which ones for a given config: :func:`inputs`)
+    depends_on: tuple[str, ...]  # config fields; "section" means every field of that section
+    exclude: tuple[str, ...] = ()  # fields of a listed section that do not change the result
+    models: tuple[str, ...] = ()  # config fields naming models whose identity (and precision) is part of it
+    version: int = 1  # bump when the stage's algorithm or output format changes
+
+    @property
+    def number(self) -> str:
+        return self.notebook[:2]
+
+
+_LLM_PRECISION = ("model.dtype", "model.quantization", "model.device")
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("01_data", "01_data_filtering", (), ("seed", "data")),
+    Stage("02_text", "02_chunking_and_prompts", ("01_data",), ("text", "chunking"), models=("model.summarizer",)),
+    Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
+          ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size",),
+          models=("model.summarizer",)),
+    Stage("04_recurrent", "04_recurrent_summary", ("01_data", "02_text"),
+          ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size", "summary.merge_fan_in"),
+          models=("model.summarizer",)),
+    Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
+          ("prompt.domain",)),
+    Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),
+          ("seed", "sft", "prompt", "text", *_LLM_PRECISION),
+          exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
+          models=("model.recommender",)),
+    Stage("07_eval", "07_evaluation", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
+          ("seed", "eval", "prompt", "text", *_LLM_PRECISION),
+          exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
+                   "eval.ablation_finetuned"),
+          models=("model.recommender",)),
+    Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
+          ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
+           "eval.ablation_summarizers", "eval.ablation_finetuned", "prompt", "text", "chunking", "summary",
+           "sft.summary", *_LLM_PRECISION),
+          exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer")),
+)}
+SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
+
+
+class MissingResult(FileNotFoundError):
+    """A stage result that does not exist for these settings, with the notebook that computes it."""
+
+
+def get(name: str) -> Stage:
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; known: {list(STAGES)}")
+    return STAGES[name]
+
+
+def for_notebook(notebook: str) -> Stage | None:
+    """The stage a notebook (``07_evaluation`` or ``07_evaluation.ipynb``) computes."""
+    stem = Path(notebook).stem
+    return next((s for s in STAGES.values() if s.notebook == stem), None)
+
+
+# ----------------------------------------------------------------- what a stage reads, for a given config
+def inputs(cfg: Config, name: str) -> dict[str, tuple[str, Config]]:
+    """label -> (stage, the config it is read under) for the stages ``name`` reads with ``cfg``.
+
+    Most stages read their upstream under the same config; 06 reads the summary of ``sft.summary``; 07 reads
+    an adapter per fine-tuned row (06 under that row's summary) and 08 one per grid cell.
+    """
+    stage = get(name)
+    if name == "06_sft":
+        out = {"01_data": ("01_data", cfg)}
+        if cfg.sft.summary != "none":
+            out[SUMMARY_STAGE[cfg.sft.summary]] = (SUMMARY_STAGE[cfg.sft.summary], cfg)
+        return out
+    if name == "07_eval":
+        from .evaluation import LLM_SYSTEMS
+
+        out = {"01_data": ("01_data", cfg)}
+        for system in cfg.eval.llm:
+            out.update(_llm_inputs(cfg, cfg, LLM_SYSTEMS[system], system != "zero_shot"))
+        return out
+    if name == "08_ablations":
+        from .ablation import grid
+
+        out = {"01_data": ("01_data", cfg)}
+        for cell in grid(cfg):
+            cell_cfg = with_overrides(cfg, cell.overrides)
+            for label, (s, c) in _llm_inputs(cfg, cell_cfg, cell.method, cell.finetuned).items():
+                own = s == "06_sft" or fingerprint(c, s).digest == fingerprint(cfg, s).digest
+                out[label if own else f"{label}[{cell.name}]"] = (s, c)
+        return out
+    return {r: (r, cfg) for r in stage.reads}
+
+
+def _llm_inputs(cfg: Config, prompt_cfg: Config, method: str, finetuned: bool) -> dict[str, tuple[str, Config]]:
+    out = {}
+    if method != "none":
+        out[SUMMARY_STAGE[method]] = (SUMMARY_STAGE[method], prompt_cfg)
+    if finetuned:
+        out[f"06_sft[{method}]"] = ("06_sft", adapter_config(cfg, method))
+    return out
+
+
+def adapter_config(cfg: Config, method: str) -> Config:
+    """The settings of the adapter fine-tuned with summary ``method`` (everything else as in ``cfg``)."""
+    return cfg if cfg.sft.summary == method else with_overrides(cfg, {"sft.summary": method})
+
+
+# ----------------------------------------------------------------- fingerprints
+def settings(cfg: Config, fields: Iterable[str], exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """{"section.field": value} for the named fields (a bare section name expands to all its fields)."""
+    raw, skip, out = cfg.to_dict(), set(exclude), {}
+    for name in fields:
+        section, _, field = name.partition(".")
+        if field:
+            keys = [name]
+        elif isinstance(raw[section], dict):
+            keys = [f"{section}.{f}" for f in raw[section]]
+        else:
+            keys = [section]
+        for key in keys:
+            if key not in skip:
+                sec, _, f = key.partition(".")
+                out[key] = raw[sec][f] if f else raw[sec]
+    return out
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(canonical(obj).encode("utf-8")).hexdigest()
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (memoized per path, size and modification time within the process)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_DIGESTS[key] = h.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
+@dataclass
+class Fingerprint:
+    stage: str
+    digest: str
+    parts: dict[str, Any]
+
+    @property
+    def short(self) -> str:
+        return self.digest[:DIGEST_CHARS]
+
+
+def parts(cfg: Config, name: str) -> dict[str, Any]:
+    """What the fingerprint of ``name`` under ``cfg`` is made of (readable; :func:`diff` compares two)."""
+    from . import llm
+
+    stage = get(name)
+    out: dict[str, Any] = {"stage": name, "version": stage.version,
+                           "settings": settings(cfg, stage.depends_on, stage.exclude),
+                           "models": {f: llm.model_identity(settings(cfg, [f])[f]) for f in stage.models},
+                           "inputs": {label: fingerprint(c, s).digest for label, (s, c) in inputs(cfg, name).items()}}
+    if name == "01_data":
+        from .data.prepare import raw_files
+
+        out["data_files"] = {Path(p).name: file_digest(p) if Path(p).exists() else f"missing: {p}"
+                             for p in raw_files(cfg)}
+    return out
+
+
+_MEMO: dict[tuple[str, str, tuple], Fingerprint] = {}
+
+
+def fingerprint(cfg: Config, name: str) -> Fingerprint:
+    """The fingerprint of stage ``name``'s result under ``cfg`` (memoized while the raw files are unchanged)."""
+    from .data.prepare import raw_files
+
+    stamp = tuple(_stat(p) for p in raw_files(cfg))
+    key = (name, canonical(cfg.to_dict()), stamp)
+    if key not in _MEMO:
+        if len(_MEMO) > 4096:
+            _MEMO.clear()
+        p = parts(cfg, name)
+        _MEMO[key] = Fingerprint(name, digest(p), p)
+    return _MEMO[key]
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+def config_digest(cfg: Config) -> str:
+    """One configuration, whatever the run folder it runs in (variant folders are named by it)."""
+    d = cfg.to_dict()
+    for key in ("run_dir", "profile", "description"):
+        d.pop(key, None)
+    return digest(d)[:DIGEST_CHARS]
+
+
+def home(cfg: Config, overrides: Any = None) -> Path:
+    """Where a run's manifest, executed notebooks and recorded results go: the run directory for the profile's
+    own settings, ``variants/<config digest>/`` inside it for a run with overrides (an exploratory change
+    never rewrites the run directory's top-level tables)."""
+    root = Path(cfg.run_dir)
+    return root if not overrides else root / "variants" / config_digest(cfg)
+
+
+# ----------------------------------------------------------------- result folders
+def result_dir(cfg: Config, name: str, create: bool = False) -> Path:
+    """``<run_dir>/<stage>/<fingerprint>``: where ``name``'s result under ``cfg`` lives."""
+    path = Path(cfg.run_dir) / name / fingerprint(cfg, name).short
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def record(folder: Path) -> dict[str, Any] | None:
+    """The completion record of a result folder (None: absent or unfinished)."""
+    path = Path(folder) / RECORD
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def is_complete(cfg: Config, name: str) -> bool:
+    rec = record(result_dir(cfg, name))
+    return rec is not None and rec.get("fingerprint") == fingerprint(cfg, name).digest
+
+
+def finish(cfg: Config, name: str, seconds: float | None = None, **extra: Any) -> Path:
+    """Mark ``name``'s result under ``cfg`` complete (after every output file is written); returns its folder."""
+    from .pipeline import git_state
+
+    fp = fingerprint(cfg, name)
+    folder = result_dir(cfg, name, create=True)
+    io.write_json(folder / RECORD, {"stage": name, "fingerprint": fp.digest, "created": time.time(),
+                                    "seconds": seconds, "git": git_state(), "parts": fp.parts, **extra})
+    return folder
+
+
+def command(cfg: Config, name: str) -> str:
+    stage = get(name)
+    return f"python -m trsr_utils.pipeline run --profile {cfg.profile} --out {cfg.run_dir} --only {stage.number}"
+
+
+def require(cfg: Config, name: str) -> Path:
+    """The folder of ``name``'s complete result under ``cfg``, or :class:`MissingResult` saying what to run."""
+    folder = result_dir(cfg, name)
+    if is_complete(cfg, name):
+        return folder
+    stage = get(name)
+    msg = (f"no {name} result for these settings in {cfg.run_dir} (expected {folder}): run notebook "
+           f"{stage.notebook} first ({command(cfg, name)}, with the same overrides as --set KEY=VALUE)")
+    other = latest(cfg, name)
+    if folder.exists():
+        msg += f". {folder} is unfinished (a run was interrupted): running the notebook again resumes it"
+    elif other is not None:
+        changes = diff(other["parts"], fingerprint(cfg, name).parts)
+        msg += f". The results there were made with other settings: {'; '.join(changes[:4])}"
+    raise MissingResult(msg)
+
+
+def latest(cfg: Config, name: str) -> dict[str, Any] | None:
+    """The most recent complete result of stage ``name`` in the run directory, whatever its settings."""
+    root = Path(cfg.run_dir) / name
+    found = [r for r in (record(p) for p in root.iterdir() if p.is_dir()) if r] if root.exists() else []
+    return max(found, key=lambda r: r.get("created", 0), default=None)
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints' parts, as "field: old -> new" lines."""
+    out = []
+    if old.get("version") != new.get("version"):
+        out.append(f"stage version: {old.get('version')} -> {new.get('version')}")
+    for group in ("settings", "models", "data_files"):
+        a, b = old.get(group, {}), new.get(group, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key, "(none)") != b.get(key, "(none)"):
+                out.append(f"{key}: {_short(a.get(key, '(none)'))} -> {_short(b.get(key, '(none)'))}")
+    a, b = old.get("inputs", {}), new.get("inputs", {})
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            out.append(f"new input {key}")
+        elif key not in b:
+            out.append(f"input {key} no longer read")
+        elif a[key] != b[key]:
+            out.append(f"input {key} changed")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) and len(value) == 64 else canonical(value)
+    return text[:DIGEST_CHARS] if isinstance(value, str) and len(value) == 64 else text
+
+
+# ----------------------------------------------------------------- status (what `pipeline status` prints)
+@dataclass
+class StageStatus:
+    stage: str
+    notebook: str
+    state: str  # "up to date" | "would recompute" | "missing"
+    folder: str
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+
+def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]:
+    """Per stage: up to date (a complete result with this fingerprint exists), or why it would be computed."""
+    out = []
+    for name in names or STAGES:
+        stage, fp = get(name), fingerprint(cfg, name)
+        folder = result_dir(cfg, name)
+        if is_complete(cfg, name):
+            out.append(StageStatus(name, stage.notebook, "up to date", str(folder)))
+            continue
+        other = latest(cfg, name)
+        if folder.exists():
+            reasons = ["an unfinished result with these settings (a run was interrupted): resumes"]
+        elif other is None:
+            reasons = ["no result yet"]
+        else:
+            reasons = diff(other["parts"], fp.parts) or ["other settings"]
+        # Inputs under the stage's own settings come from their notebooks; the others (07's extra adapters,
+        # 08's per-cell summaries) are computed by this stage itself.
+        needs, computes = [], []
+        for label, (s, c) in inputs(cfg, name).items():
+            if not is_complete(c, s):
+                own = fingerprint(c, s).digest == fingerprint(cfg, s).digest
+                (needs if own else computes).append(get(s).number if own else label)
+        if needs:
+            reasons.append(f"needs notebooks {', '.join(sorted(set(needs)))} first")
+        if computes:
+            reasons.append(f"will also compute {', '.join(computes)}")
+        out.append(StageStatus(name, stage.notebook, "missing" if other is None else "would recompute",
+                               str(folder), reasons))
+    return out
+
+
+def format_status(rows: list[StageStatus]) -> str:
+    lines = []
+    for r in rows:
+        lines.append(f"{r.stage:<16} {r.state:<16} {r.folder}")
+        lines += [f"{'':<16}   {reason}" for reason in r.reasons]
+    return "\n".join(lines)
