@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from trsr_utils import pipeline
+from trsr_utils import pipeline, stages
+from trsr_utils.config import resolve_config
 
 pytestmark = pytest.mark.notebook
 
@@ -21,6 +22,10 @@ def smoke_run(tmp_path_factory):
 
 def results(out, name):
     return pipeline.read_results(out / "notebooks" / f"{name}.ipynb")
+
+
+def stage_dir(out, name, **overrides):
+    return stages.result_dir(resolve_config("smoke", out, overrides), name)
 
 
 def test_every_notebook_ran(smoke_run):
@@ -40,7 +45,7 @@ def test_01_data_filtering(smoke_run):
     assert res["samples"] == {"train": 12, "valid": 4, "test": 6}
     assert 9 <= res["avg_history_length"] <= 24
     assert 10 < res["avg_tokens_per_item"] < 40
-    samples = pd.read_parquet(out / "01_data" / "samples.parquet")
+    samples = pd.read_parquet(stage_dir(out, "01_data") / "samples.parquet")
     assert len(samples) == 22
 
 
@@ -50,11 +55,11 @@ def test_02_chunking_and_prompts(smoke_run):
     assert res["prefix_tokenization_exact"] is True
     assert res["items_per_block_max"] <= 5 and res["block_tokens_max"] <= res["block_token_budget"]
     assert res["answer_ids"] == [10539, 5230]
-    blocks = pd.read_parquet(out / "02_text" / "blocks.parquet")
+    blocks = pd.read_parquet(stage_dir(out, "02_text") / "blocks.parquet")
     # The item lines the summarizers read are stored beside the rendered text they make up.
     assert all("\n".join("- " + line for line in lines) == text for lines, text in zip(blocks["lines"], blocks["text"]))
     assert len(blocks) == res["blocks"] and set(blocks["user_id"]) == set(
-        pd.read_parquet(out / "01_data" / "samples.parquet")["user_id"])
+        pd.read_parquet(stage_dir(out, "01_data") / "samples.parquet")["user_id"])
 
 
 def test_03_hierarchical_summary(smoke_run):
@@ -66,7 +71,7 @@ def test_03_hierarchical_summary(smoke_run):
     assert res["cache_misses"] > 0 and res["llm_calls"] >= res["summaries"]
     # The tiny random model never writes a usable sentence: everything must be flagged, nothing passed on silently.
     assert res["degenerate_rate"] == 1.0 and res["fallbacks"] == res["summaries"]
-    final = pd.read_parquet(out / "03_hierarchical" / "summaries.parquet")
+    final = pd.read_parquet(stage_dir(out, "03_hierarchical") / "summaries.parquet")
     assert len(final) == 22 and final["summary"].str.startswith("This user").all()
     assert (out / "cache" / "llm_calls.sqlite").exists()
 
@@ -76,7 +81,7 @@ def test_04_recurrent_summary(smoke_run):
     res = results(out, "04_recurrent_summary")
     assert res["users"] == 22 and res["max_steps"] == 5
     assert res["cache_hits"] >= 22  # step 0 = notebook 03's block-0 calls
-    steps = pd.read_parquet(out / "04_recurrent" / "steps.parquet")
+    steps = pd.read_parquet(stage_dir(out, "04_recurrent") / "steps.parquet")
     assert len(steps) == res["steps"] and (steps["flag"] == "fallback").all()
 
 
@@ -86,7 +91,7 @@ def test_05_compare_summaries(smoke_run):
     assert res["users"] == 22 and res["browser_users"] == 22
     assert set(res["mentions_top_category"]) == {"hierarchical", "recurrent", "template"}
     assert res["mentions_top_category"]["template"] == 1.0  # names it by construction
-    table = pd.read_parquet(out / "05_compare" / "comparison.parquet")
+    table = pd.read_parquet(stage_dir(out, "05_compare") / "comparison.parquet")
     assert len(table) == 22 and "overlap_hierarchical_recurrent" in table
 
 
@@ -97,7 +102,8 @@ def test_06_lora_sft(smoke_run):
     assert 0 < res["trainable_parameters"] < res["total_parameters"] / 10
     assert res["valid_best"]["step"] in (2, 4)
     assert res["valid_random"]["recall@10"] == 10 / 21
-    assert (out / "06_sft" / "adapter" / "adapter_config.json").exists()
+    assert (stage_dir(out, "06_sft") / "adapter" / "adapter_config.json").exists()
+    assert json.loads((out / "manifest.json").read_text())["stages"]["06_sft"]["result"] == "computed"
 
 
 def test_07_evaluation(smoke_run):
@@ -108,10 +114,13 @@ def test_07_evaluation(smoke_run):
     res = results(out, "07_evaluation")
     assert res["n_users"] == 6 and res["n_candidates"] == 21
     assert sorted(res["systems"]) == sorted([*BASELINES, *LLM_ROWS])  # every Table 2 family, same candidates
-    table = pd.read_csv(out / "07_eval" / "results.csv")
-    ranks = pd.read_parquet(out / "07_eval" / "ranks.parquet")
+    folder = stage_dir(out, "07_eval")
+    table = pd.read_csv(folder / "results.csv")
+    ranks = pd.read_parquet(folder / "ranks.parquet")
+    score_files = json.loads((folder / "results.json").read_text())["scores"]
+    assert len(set(score_files.values())) == len(score_files)  # one stored score file per system
     for system in res["systems"]:
-        frame = pd.read_parquet(out / "07_eval" / "scores" / f"{system}.parquet")
+        frame = pd.read_parquet(score_files[system])
         # the recorded metrics are recomputed from the stored scores, not copied
         m = metrics.evaluate([list(s) for s in frame["scores"]])
         assert res["systems"][system]["recall@10"] == pytest.approx(m["recall@10"])
@@ -119,13 +128,14 @@ def test_07_evaluation(smoke_run):
         assert sorted(ranks[ranks.system == system]["rank"]) == sorted(frame["rank"])
         low, high = res["systems"][system]["recall@10_low"], res["systems"][system]["recall@10_high"]
         assert low <= m["recall@10"] <= high
-    first = pd.read_parquet(out / "07_eval" / "scores" / "random.parquet")
+    first = pd.read_parquet(score_files["random"])
     for system in res["systems"]:  # identical candidate lists for every system
-        frame = pd.read_parquet(out / "07_eval" / "scores" / f"{system}.parquet")
+        frame = pd.read_parquet(score_files[system])
         assert [list(c) for c in frame["candidates"]] == [list(c) for c in first["candidates"]]
-    # the two adapters notebook 06 did not train were trained for the table
-    assert (out / "06_sft_none" / "adapter" / "adapter_config.json").exists()
-    assert (out / "06_sft_recurrent" / "adapter" / "adapter_config.json").exists()
+    # the two adapters notebook 06 did not train were trained for the table, each in its own folder
+    for method in ("none", "recurrent"):
+        assert (stage_dir(out, "06_sft", **{"sft.summary": method}) / "adapter" / "adapter_config.json").exists()
+    assert (folder / "metric_bars.png").exists()
     assert not (out / "log_tensorboard").exists()
     assert len(evaluation.paper_table()) == 20
 
@@ -142,20 +152,45 @@ def test_08_ablations(smoke_run):
     ev = results(out, "07_evaluation")["systems"]
     assert rows["summary=hierarchical-zs"]["recall@10"] == ev["zero_shot"]["recall@10"]
     # cost: no summary costs no summarizer tokens; the 3-item cell summarized its own blocks of 3
-    table = pd.read_csv(out / "08_ablations" / "results.csv").set_index("cell")
+    table = pd.read_csv(stage_dir(out, "08_ablations") / "results.csv").set_index("cell")
     assert table.loc["summary=none-zs", "summary_tokens_per_user"] == 0
     assert table.loc["items_per_block=3-ft", "summary_tokens_per_user"] > 0
-    cell_blocks = pd.read_parquet(out / "08_ablations" / "cells" / "items_per_block=3-ft" / "02_text" / "blocks.parquet")
-    assert cell_blocks["n_items"].max() == 3 and set(cell_blocks["user_id"]) == set(
-        pd.read_parquet(out / "07_eval" / "scores" / "random.parquet")["user_id"])
+    # the profile's own block size (5) re-uses notebook 03's summaries; only the 3-item cell summarized again
+    cells = list((out / "08_ablations" / "cells").iterdir())
+    assert [c.name.rsplit("-", 1)[0] for c in cells] == ["items_per_block=3-ft"]
+    cell_cfg = resolve_config("smoke", cells[0], {"chunking.items_per_block": 3})
+    cell_blocks = pd.read_parquet(stages.result_dir(cell_cfg, "02_text") / "blocks.parquet")
+    test_users = pd.read_parquet(stage_dir(out, "01_data") / "samples.parquet").query("split == 'test'")["user_id"]
+    assert cell_blocks["n_items"].max() == 3 and set(cell_blocks["user_id"]) == set(test_users)
     assert table.loc["recent_items=1-ft", "scoring_tokens_per_user"] < table.loc["recent_items=3-ft",
                                                                                  "scoring_tokens_per_user"]
-    assert (out / "08_ablations" / "cells" / "items_per_block=3-ft" / "03_hierarchical" / "summaries.parquet").exists()
-    # a second run of the grid is served from the cache: nothing is scored or summarized again
+    assert stages.is_complete(cell_cfg, "03_hierarchical")
+    # a second run of the grid is served from the cache: nothing is scored, summarized or trained again
     from trsr_utils import ablation
-    from trsr_utils.config import resolve_config
 
     cfg = resolve_config("smoke", out, {})
     messages = []
     again = ablation.run(cfg, log=messages.append)
     assert messages == [] and len(again) == 10
+
+
+def _without_timings(obj):
+    """Results minus what measures time or memory (those differ between runs; nothing else may)."""
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items()
+                if not any(w in k for w in ("second", "memory"))}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+def test_same_seed_same_results_in_a_second_run(smoke_run, tmp_path):
+    """The whole chain again, in another run directory: every recorded result is identical."""
+    out, _ = smoke_run
+    second = tmp_path / "again"
+    pipeline.run("smoke", out=second, log=lambda *_: None)
+    for path in sorted((out / "results").glob("*.json")):
+        assert _without_timings(json.loads(path.read_text())) == _without_timings(
+            json.loads((second / "results" / path.name).read_text())), path.name
+    for name in stages.STAGES:  # same settings, same fingerprints, whatever the folder
+        assert stage_dir(out, name).name == stages.result_dir(resolve_config("smoke", second), name).name

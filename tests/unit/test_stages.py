@@ -1,0 +1,201 @@
+"""Stage fingerprints: which settings each stage depends on, stale results never re-used, status, killed stages."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from trsr_utils import evaluation, stages
+from trsr_utils.config import Config, resolve_config, with_overrides
+from trsr_utils.data import prepare
+
+ALL = set(stages.STAGES)
+AFTER_TEXT = ALL - {"01_data"}
+SUMMARIES = {"03_hierarchical", "04_recurrent", "05_compare", "06_sft", "07_eval", "08_ablations"}
+RECOMMENDER = {"06_sft", "07_eval", "08_ablations"}
+LLM_SUMMARIZER_AND_RECOMMENDER = SUMMARIES  # precision settings: both LLMs
+# What changing each configuration field must recompute (written from what each stage does, not read back from the
+# registry). A new field fails the test until it is listed here.
+EXPECTED: dict[str, set[str]] = {
+    "profile": set(), "description": set(), "run_dir": set(),
+    "seed": ALL,
+    **{f"data.{f}": ALL for f in ("dataset", "source_dir", "locale", "min_interactions", "max_interactions",
+                                  "long_history", "n_train", "n_valid", "n_test", "train_negatives",
+                                  "eval_negatives", "negative_source", "on_error")},
+    "text.attributes": AFTER_TEXT, "text.include_abstract": AFTER_TEXT, "text.max_field_tokens": AFTER_TEXT,
+    "chunking.items_per_block": AFTER_TEXT, "chunking.block_token_budget": AFTER_TEXT,
+    "chunking.max_blocks": AFTER_TEXT,
+    "model.summarizer": AFTER_TEXT, "model.recommender": RECOMMENDER,
+    "model.dtype": LLM_SUMMARIZER_AND_RECOMMENDER, "model.quantization": LLM_SUMMARIZER_AND_RECOMMENDER,
+    "model.device": LLM_SUMMARIZER_AND_RECOMMENDER,
+    "prompt.domain": SUMMARIES, "prompt.recent_items": RECOMMENDER, "prompt.max_length": RECOMMENDER,
+    "prompt.summary_max_tokens": RECOMMENDER,
+    **{f"summary.{f}": SUMMARIES for f in ("max_new_tokens", "max_sentences", "do_sample", "temperature", "top_p",
+                                           "retry_repetition_penalty", "retry_no_repeat_ngram_size",
+                                           "retry_token_factor")},
+    "summary.batch_size": set(),  # batching changes no result (the LLM call cache ignores it too)
+    # Only the hierarchical summary is merged: the recurrent one, and what reads only it, stay.
+    "summary.merge_fan_in": SUMMARIES - {"04_recurrent"},
+    # The profile's sft.summary picks notebook 06's adapter and 08's main summary; 07's rows each name their own.
+    "sft.summary": {"06_sft", "08_ablations"},
+    **{f"sft.{f}": RECOMMENDER for f in ("loss", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+                                         "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps",
+                                         "save_steps", "warmup_ratio", "weight_decay", "gradient_checkpointing",
+                                         "valid_users")},
+    "sft.logging_steps": set(), "sft.validate_zero_shot": set(), "sft.score_batch_users": set(),
+    "eval.baselines": {"07_eval"}, "eval.llm": {"07_eval"}, "eval.test_users": {"07_eval", "08_ablations"},
+    "eval.recbole_epochs": {"07_eval"}, "eval.recbole_embedding_size": {"07_eval"},
+    "eval.recbole_max_seq_length": {"07_eval"}, "eval.recbole_learning_rate": {"07_eval"},
+    "eval.bootstrap": {"07_eval"},
+    "eval.ablation_recent_items": {"08_ablations"}, "eval.ablation_items_per_block": {"08_ablations"},
+    "eval.ablation_summarizers": {"08_ablations"}, "eval.ablation_finetuned": {"08_ablations"},
+}
+# A valid other value for fields whose type alone does not give one.
+CHANGED = {
+    "data.dataset": "mind", "data.long_history": "drop", "data.on_error": "skip",
+    "data.locale": "DE", "data.source_dir": "elsewhere", "data.min_interactions": 9, "data.max_interactions": 12,
+    "text.attributes": ["title"], "model.summarizer": "some/other-model", "model.recommender": "some/other-model",
+    "model.dtype": "bfloat16", "model.quantization": "8bit", "model.device": "cuda", "prompt.domain": "news",
+    "sft.summary": "recurrent", "sft.loss": "whole", "sft.target_modules": ["q_proj"],
+    "eval.baselines": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
+    "eval.ablation_recent_items": [2], "eval.ablation_items_per_block": [4], "summary.do_sample": True,
+}
+
+
+def flat_fields(cfg: Config) -> dict[str, object]:
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{f}": v for f, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def other_value(key: str, value: object) -> object:
+    if key == "data.negative_source":
+        return "impressions"
+    if key in CHANGED:
+        return CHANGED[key]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "-x"
+    raise AssertionError(f"no other value for {key}={value!r}: add one to CHANGED")
+
+
+def changed_cfg(cfg: Config, key: str) -> Config:
+    value = other_value(key, flat_fields(cfg)[key])
+    if key in ("profile", "description", "run_dir"):
+        return dataclasses.replace(cfg, **{key: value})
+    if key == "data.negative_source":  # the only other source, impressions, exists for MIND only
+        return with_overrides(cfg, {"data.dataset": "mind", key: "impressions"})
+    return with_overrides(cfg, {key: value})
+
+
+def test_every_field_recomputes_exactly_the_stages_that_depend_on_it(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
+    assert set(flat_fields(cfg)) == set(EXPECTED), "a configuration field is missing from EXPECTED (or gone)"
+    before = {n: stages.fingerprint(cfg, n).digest for n in stages.STAGES}
+    wrong = {}
+    for key, expected in EXPECTED.items():
+        new = changed_cfg(cfg, key)
+        after = {n: stages.fingerprint(new, n).digest for n in stages.STAGES}
+        changed = {n for n in stages.STAGES if after[n] != before[n]}
+        if changed != expected:
+            wrong[key] = {"recomputes": sorted(changed), "expected": sorted(expected)}
+    assert not wrong, json.dumps(wrong, indent=1)
+
+
+def test_raw_data_files_are_part_of_the_data_fingerprint(tmp_path, fixture_copy):
+    folder = fixture_copy("ml-100k")
+    cfg = resolve_config("smoke", tmp_path, {"data.source_dir": str(folder)})
+    before = stages.fingerprint(cfg, "01_data")
+    with open(folder / "ml-100k.inter", "a") as fh:
+        fh.write("1\t1\t5\t999999999\n")
+    after = stages.fingerprint(cfg, "01_data")
+    assert after.digest != before.digest
+    assert stages.diff(before.parts, after.parts) == [f"ml-100k.inter: {before.parts['data_files']['ml-100k.inter'][:12]}"
+                                                      f" -> {after.parts['data_files']['ml-100k.inter'][:12]}"]
+
+
+def test_status_names_the_setting_that_changed_and_keeps_both_results(tmp_path):
+    cfg = resolve_config("smoke", tmp_path)
+    prepare.write(cfg, prepare.prepare(cfg))
+    rows = {r.stage: r for r in stages.status(cfg)}
+    assert rows["01_data"].state == "up to date" and rows["02_text"].state == "missing"
+    assert rows["02_text"].reasons == ["no result yet"]
+    assert "needs notebooks 01, 02 first" in rows["03_hierarchical"].reasons or \
+        "needs notebooks 02 first" in rows["03_hierarchical"].reasons
+
+    other = with_overrides(cfg, {"data.n_test": 5})
+    changed = {r.stage: r for r in stages.status(other)}
+    assert changed["01_data"].state == "would recompute" and changed["01_data"].reasons == ["data.n_test: 6 -> 5"]
+    prepare.write(other, prepare.prepare(other))
+    # both results side by side; switching back finds the first again
+    assert len([p for p in (tmp_path / "01_data").iterdir()]) == 2
+    assert stages.is_complete(cfg, "01_data") and stages.is_complete(other, "01_data")
+    text = stages.format_status(stages.status(cfg, ["01_data"]))
+    assert text.startswith("01_data") and "up to date" in text
+
+
+def test_a_killed_stage_is_never_accepted_as_finished(tmp_path):
+    cfg = resolve_config("smoke", tmp_path)
+    prepare.write(cfg, prepare.prepare(cfg))
+    folder = stages.result_dir(cfg, "01_data")
+    (folder / stages.RECORD).unlink()  # killed after the data files, before the completion record
+    assert not stages.is_complete(cfg, "01_data")
+    with pytest.raises(stages.MissingResult, match="unfinished"):
+        prepare.read(cfg)
+    assert stages.status(cfg, ["01_data"])[0].reasons[0].startswith("an unfinished result")
+    (folder / stages.RECORD).write_text("{\"stage\": \"01_data\", \"fing")  # killed while writing it
+    assert not stages.is_complete(cfg, "01_data")
+    prepare.write(cfg, prepare.prepare(cfg))
+    assert stages.is_complete(cfg, "01_data")
+
+
+def test_registry_names_notebooks_and_upstream_stages():
+    for stage in stages.STAGES.values():
+        assert stages.for_notebook(stage.notebook + ".ipynb") is stage
+        assert all(r in stages.STAGES and r < stage.name for r in stage.reads)
+    from trsr_utils import pipeline
+
+    assert {stages.for_notebook(p.name).name for p in pipeline.discover()} == set(stages.STAGES)
+
+
+def test_another_recbole_setting_retrains_only_that_model(tmp_path):
+    """eval.recbole_epochs changes SASRec's scores only; popularity is re-used; the first table stays."""
+    base = {"eval.baselines": ["popularity", "SASRec"], "eval.llm": [], "eval.recbole_epochs": 1}
+    cfg = resolve_config("smoke", tmp_path, base)
+    prepare.write(cfg, prepare.prepare(cfg))
+    messages: list[str] = []
+    first = evaluation.run(cfg, log=messages.append)
+    assert sorted(messages) == ["Popularity: computing scores", "SASRec: computing scores"]
+    table_dir = stages.result_dir(cfg, "07_eval")
+
+    messages.clear()
+    more = with_overrides(cfg, {"eval.recbole_epochs": 2})
+    rows = {r.stage: r for r in stages.status(more, ["07_eval"])}
+    assert rows["07_eval"].reasons == ["eval.recbole_epochs: 1 -> 2"]
+    evaluation.run(more, log=messages.append)
+    assert messages == ["SASRec: computing scores"]
+    assert stages.result_dir(more, "07_eval") != table_dir and (table_dir / "results.csv").exists()
+
+    messages.clear()
+    again = evaluation.run(cfg, log=messages.append)  # switching back: nothing is computed
+    assert messages == [] and again.equals(first)
+
+
+def test_same_seed_gives_identical_recbole_scores_across_runs(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {"eval.recbole_epochs": 2})
+    prepared = prepare.prepare(cfg)
+    samples = prepared.samples[prepared.samples["split"] == "test"].reset_index(drop=True)
+    for name in ("DIN", "SASRec"):
+        a = evaluation.baseline_scores(cfg, name, prepared, samples)
+        b = evaluation.baseline_scores(cfg, name, prepared, samples)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b)), name
