@@ -316,7 +316,7 @@ def require(cfg: Config, name: str) -> Path:
     stage = get(name)
     msg = (f"no {name} result for these settings in {cfg.run_dir} (expected {folder}): run notebook "
            f"{stage.notebook} first ({command(cfg, name)}, with the same overrides as --set KEY=VALUE)")
-    other = latest(cfg, name)
+    other = closest(cfg, name)
     if folder.exists():
         msg += f". {folder} is unfinished (a run was interrupted): running the notebook again resumes it"
     elif other is not None:
@@ -325,11 +325,15 @@ def require(cfg: Config, name: str) -> Path:
     raise MissingResult(msg)
 
 
-def latest(cfg: Config, name: str) -> dict[str, Any] | None:
-    """The most recent complete result of stage ``name`` in the run directory, whatever its settings."""
+def closest(cfg: Config, name: str) -> dict[str, Any] | None:
+    """The complete result of stage ``name`` in the run directory whose settings differ least from ``cfg``'s
+    (the most recent among equals): what a changed setting is reported against."""
     root = Path(cfg.run_dir) / name
     found = [r for r in (record(p) for p in root.iterdir() if p.is_dir()) if r] if root.exists() else []
-    return max(found, key=lambda r: r.get("created", 0), default=None)
+    if not found:
+        return None
+    new = fingerprint(cfg, name).parts
+    return min(found, key=lambda r: (len(diff(r.get("parts", {}), new)), -r.get("created", 0)))
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -377,7 +381,7 @@ def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]
         if is_complete(cfg, name):
             out.append(StageStatus(name, stage.notebook, "up to date", str(folder)))
             continue
-        other = latest(cfg, name)
+        other = closest(cfg, name)
         if folder.exists():
             reasons = ["an unfinished result with these settings (a run was interrupted): resumes"]
         elif other is None:

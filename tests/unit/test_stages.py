@@ -199,3 +199,26 @@ def test_same_seed_gives_identical_recbole_scores_across_runs(tmp_path):
         a = evaluation.baseline_scores(cfg, name, prepared, samples)
         b = evaluation.baseline_scores(cfg, name, prepared, samples)
         assert all(np.array_equal(x, y) for x, y in zip(a, b)), name
+
+
+def test_another_learning_rate_trains_a_new_adapter_that_07_scores_with(tmp_path):
+    """sft.learning_rate: a new adapter beside the first, scored by 07; switching back re-uses both."""
+    base = {"eval.baselines": [], "eval.llm": ["tallrec"], "sft.max_steps": 2, "sft.save_steps": 2}
+    cfg = resolve_config("smoke", tmp_path, base)
+    prepare.write(cfg, prepare.prepare(cfg))
+    messages: list[str] = []
+    first = evaluation.run(cfg, log=messages.append)
+    assert any(m.startswith("training the 'none' adapter") for m in messages)
+    assert "TALLRec (no summary): scoring 6 users" in messages
+
+    messages.clear()
+    other = with_overrides(cfg, {"sft.learning_rate": 0.0001})
+    evaluation.run(other, log=messages.append)
+    assert any(m.startswith("training the 'none' adapter") for m in messages)
+    assert "TALLRec (no summary): scoring 6 users" in messages
+    adapters = [p for p in (tmp_path / "06_sft").iterdir() if stages.record(p)]
+    assert len(adapters) == 2  # side by side
+
+    messages.clear()
+    again = evaluation.run(cfg, log=messages.append)
+    assert messages == [] and again.equals(first)
