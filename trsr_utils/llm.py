@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+# PEFT and TRL still read transformers 5's deprecated `is_gradient_checkpointing` on every adapter load and
+# training run: the call is theirs and changes nothing here, so its FutureWarning is not shown to students.
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY = "tiny-random"
@@ -156,6 +161,9 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .progress import quiet_libraries
+
+    quiet_libraries()
     device = resolve_device(device)
     if quantization is not None:
         if device != "cuda":

@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 from . import io, llm, metrics, stages
 from .config import REPO_ROOT, parse_sets, resolve_config
+from .progress import headless
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
 from .scoring import score_users
 from .user_prompts import for_split
@@ -152,6 +153,14 @@ class Validator:
         return record
 
 
+def describe(record: dict[str, Any], users: int) -> str:
+    """One validation result in words: the three recalls, their sum (the paper's selection score, at most 3),
+    and what one user is worth (a change of 1/users is one user's positive moving across a cut-off)."""
+    return (f"R@3 {record['recall@3']:.3f}, R@5 {record['recall@5']:.3f}, R@10 {record['recall@10']:.3f} "
+            f"(selection score = their sum, {record['selection']:.3f} of 3; {users} users, one user = "
+            f"{1 / users:.3f})")
+
+
 def _callback(validator: Validator, log: Callable[[str], None]) -> Any:
     from transformers import TrainerCallback
 
@@ -163,8 +172,7 @@ def _callback(validator: Validator, log: Callable[[str], None]) -> Any:
                 return
             checkpoint = str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
             r = validator(model, state.global_step, checkpoint)
-            log(f"step {state.global_step}: validation R@3+5+10 = {r['selection']:.3f} "
-                f"(R@10 {r['recall@10']:.3f}, MRR@10 {r['mrr@10']:.3f})")
+            log(f"step {state.global_step}: validation {describe(r, len(validator.prompts))}")
 
     return ValidateOnSave()
 
@@ -228,7 +236,8 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
         save_strategy="steps" if s.save_steps else "epoch", save_steps=s.save_steps or 500,
         logging_steps=s.logging_steps, logging_first_step=True, report_to="none",
         max_length=cfg.prompt.max_length + 1, packing=False, remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True}, disable_tqdm=os.environ.get("TRSR_PROGRESS") == "0",
+        dataset_kwargs={"skip_prepare_dataset": True},
+        disable_tqdm=os.environ.get("TRSR_PROGRESS") == "0" or headless(),
         save_only_model=False,
     )
     if DEEPSPEED_ZERO2.exists() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("TRSR_DEEPSPEED"):
@@ -280,7 +289,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     torch.manual_seed(cfg.seed)
     if cfg.sft.validate_zero_shot and validator.done(0) is None:  # the reference point of the whole curve
         r = validator(model, 0, None)
-        log(f"zero-shot validation R@3+5+10 = {r['selection']:.3f} (R@10 {r['recall@10']:.3f})")
+        log(f"zero-shot validation {describe(r, len(validator.prompts))}")
     peft_model = with_lora(cfg, model)
     counts = parameter_counts(peft_model)
     log(f"LoRA r={cfg.sft.lora_r} on {list(cfg.sft.target_modules)}: {counts['trainable']:,} trainable of "
@@ -290,6 +299,10 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     trainer_cls = _trainer_class(cfg.sft.loss, validator.answer)  # same template, same ids as the examples
     trainer = trainer_cls(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=[_callback(validator, log)])
+    if args.disable_tqdm:  # without bars the Trainer prints every log as a raw dict: the report keeps them instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log(f"resuming from {resume}")
@@ -332,7 +345,8 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     }
     io.write_json(out / "report.json", report)
     stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
-    log(f"best checkpoint: step {best['step']} (R@3+5+10 {best['selection']:.3f}); adapter saved to {adapter}")
+    log(f"best checkpoint: step {best['step']} (selection score {best['selection']:.3f} of 3); adapter saved to "
+        f"{adapter}")
     return report
 
 
@@ -347,7 +361,7 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
         validator = Validator(cfg, tokenizer, out / "validation.json")
         r = validator(model if model is not None else llm.load_model(m.recommender, m.dtype, m.quantization,
                                                                      m.device), 0, None)
-        log(f"zero-shot validation R@3+5+10 = {r['selection']:.3f} (R@10 {r['recall@10']:.3f})")
+        log(f"zero-shot validation {describe(r, len(validator.prompts))}")
         report.update(zero_shot=r, validation=sorted(validator.records, key=lambda x: x["step"]))
         io.write_json(out / "report.json", report)
     return report

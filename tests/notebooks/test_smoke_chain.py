@@ -194,3 +194,27 @@ def test_same_seed_same_results_in_a_second_run(smoke_run, tmp_path):
             json.loads((second / "results" / path.name).read_text())), path.name
     for name in stages.STAGES:  # same settings, same fingerprints, whatever the folder
         assert stage_dir(out, name).name == stages.result_dir(resolve_config("smoke", second), name).name
+
+
+def test_executed_notebooks_carry_no_noise(smoke_run):
+    """No stderr, no warnings, no progress widgets, no carriage-return progress frames in any executed notebook
+    (the one widget that belongs there is notebook 05's summary browser)."""
+    import nbformat
+
+    out, _ = smoke_run
+    found = []
+    for path in sorted((out / "notebooks").glob("*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") if output.get("output_type") == "stream" else ""
+                data = output.get("data", {})
+                plain = data.get("text/plain", "")
+                where = f"{path.name} cell {index}"
+                if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                    found.append(f"{where}: stderr {text[:120]!r}")
+                browser = path.name.startswith("05_") and "Dropdown(description='user'" in plain
+                if "application/vnd.jupyter.widget-view+json" in data and not browser:
+                    found.append(f"{where}: a widget ({plain[:60]!r})")
+                if "Warning" in text or "Warning" in plain or "\r" in text:
+                    found.append(f"{where}: {(text or plain)[:120]!r}")
+    assert not found, "\n".join(found)

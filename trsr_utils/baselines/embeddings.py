@@ -56,6 +56,9 @@ def load(device: str = "cpu") -> tuple[Any, Any]:
     """(tokenizer, encoder) in eval mode."""
     from transformers import AutoModel, AutoTokenizer
 
+    from ..progress import quiet_libraries
+
+    quiet_libraries()
     folder = model_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModel.from_pretrained(str(folder)).to(device).eval()
