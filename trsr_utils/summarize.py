@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import io, llm, prompts, stages
+from . import io, llm, prompts, stages, summary_checks
 from .progress import bar
 from .text import item_categories
 
@@ -278,39 +278,60 @@ class Request:
     prompt: str
     item_ids: list[str]
     recent_ids: list[str]  # for the template fallback: the newest block among item_ids
+    inputs: list[str] = field(default_factory=list)  # the summaries a merge or update starts from
+
+
+def _judge(text: str, request: Request, cfg: Any, domain: str,
+           line_of: Mapping[str, str]) -> tuple[Cleaned, list[str]]:
+    """A generation cleaned and checked: degenerate (``problem`` set), or usable with the marked checks it fails."""
+    cleaned = clean_summary(text, cfg.summary.max_sentences)
+    if cleaned.problem:
+        return cleaned, []
+    failed = summary_checks.check(cleaned.text, [line_of[i] for i in request.item_ids if i in line_of], domain,
+                                  request.inputs)
+    degenerate = [f for f in failed if f in summary_checks.DEGENERATE]
+    if degenerate:
+        return Cleaned("", degenerate[0], cleaned.edits), []
+    return cleaned, failed
 
 
 def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: TemplateSummarizer,
-         desc: str) -> list[dict[str, Any]]:
+         desc: str, domain: str, line_of: Mapping[str, str]) -> list[dict[str, Any]]:
     """Call, check, retry degenerate calls once, fall back to the template; one step row per request."""
     first = caller([r.prompt for r in requests], generation_params(cfg), desc=desc)
-    cleaned = [clean_summary(c.text, cfg.summary.max_sentences) for c in first]
-    bad = [i for i, c in enumerate(cleaned) if c.problem]
-    second: dict[int, tuple[Call, Cleaned]] = {}
+    judged = [_judge(c.text, r, cfg, domain, line_of) for c, r in zip(first, requests)]
+    bad = [i for i, (c, _) in enumerate(judged) if c.problem]
+    second: dict[int, tuple[Call, tuple[Cleaned, list[str]]]] = {}
     if bad:
         calls = caller([requests[i].prompt for i in bad], generation_params(cfg, retry=True),
                        desc=f"{desc} (retries)")
         for i, c in zip(bad, calls):
-            second[i] = (c, clean_summary(c.text, cfg.summary.max_sentences))
+            second[i] = (c, _judge(c.text, requests[i], cfg, domain, line_of))
     rows = []
-    for i, (r, c, cl) in enumerate(zip(requests, first, cleaned)):
+    for i, (r, c, (cl, _)) in enumerate(zip(requests, first, judged)):
         used_calls = [c] + ([second[i][0]] if i in second else [])
-        final = second[i][1] if i in second else cl
+        final, marked = second[i][1] if i in second else judged[i]
         if final.problem:
-            summary, flag = template(r.item_ids, r.recent_ids), "fallback"
+            summary, flag, marked = template(r.item_ids, r.recent_ids), "fallback", []
         else:
             summary, flag = final.text, ("retried" if i in second else "")
         rows.append({
             "user_id": r.user_id, "level": r.level, "index": r.index, "item_ids": r.item_ids,
             "recent_ids": r.recent_ids,
             "raw": prompts.SUMMARY_OPENING + used_calls[-1].text, "summary": summary, "flag": flag,
-            "problem": cl.problem, "retry_problem": second[i][1].problem if i in second else "",
+            "problem": cl.problem, "retry_problem": second[i][1][0].problem if i in second else "",
+            "checks": ",".join(marked),
             "edits": ",".join(final.edits), "finish": used_calls[-1].finish, "calls": len(used_calls),
             "prompt_tokens": sum(x.prompt_tokens for x in used_calls),
             "new_tokens": sum(x.new_tokens for x in used_calls),
             "seconds": sum(x.seconds for x in used_calls), "cached": all(x.cached for x in used_calls),
         })
     return rows
+
+
+def _lines(blocks: Any) -> dict[str, str]:
+    """item id -> its line as the summarizer read it (what a quoted title is checked against)."""
+    return {i: line for ids, lines in zip(blocks["item_ids"], blocks["lines"]) for i, line in zip(ids, lines)}
 
 
 def _user_blocks(blocks: Any) -> dict[str, list[Any]]:
@@ -327,10 +348,11 @@ def hierarchical(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSum
 
     tok, fan_in = caller.tokenizer, cfg.summary.merge_fan_in
     by_user = _user_blocks(blocks)
+    line_of = _lines(blocks)
     requests = [Request(u, 0, b.block, prompts.generation_prompt(tok, prompts.block_summary_messages(
                         list(b.lines), domain)), list(b.item_ids), list(b.item_ids))
                 for u, bs in by_user.items() for b in bs]
-    rows = _run(requests, caller, cfg, template, "hierarchical: blocks")
+    rows = _run(requests, caller, cfg, template, "hierarchical: blocks", domain, line_of)
     current: dict[str, list[dict[str, Any]]] = {u: [] for u in by_user}
     for r in rows:
         current[r["user_id"]].append(r)
@@ -342,10 +364,12 @@ def hierarchical(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSum
                   for u, parts in current.items() if len(parts) > 1}
         merges = [Request(u, level, g, prompts.generation_prompt(tok, prompts.merge_messages(
                           [r["summary"] for r in group], domain)),
-                          [i for r in group for i in r["item_ids"]], group[-1]["recent_ids"])
+                          [i for r in group for i in r["item_ids"]], group[-1]["recent_ids"],
+                          [r["summary"] for r in group])
                   for u, user_groups in groups.items() for g, group in enumerate(user_groups) if len(group) > 1]
         merged = {(r["user_id"], r["index"]): r
-                  for r in _run(merges, caller, cfg, template, f"hierarchical: merge level {level}")}
+                  for r in _run(merges, caller, cfg, template, f"hierarchical: merge level {level}", domain,
+                                line_of)}
         rows += merged.values()
         for u, user_groups in groups.items():
             current[u] = [merged.get((u, g), group[0]) for g, group in enumerate(user_groups)]
@@ -358,6 +382,7 @@ def recurrent(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummar
 
     tok = caller.tokenizer
     by_user = _user_blocks(blocks)
+    line_of = _lines(blocks)
     rows: list[dict[str, Any]] = []
     previous: dict[str, dict[str, Any]] = {}
     for step in range(max(len(bs) for bs in by_user.values())):
@@ -368,12 +393,13 @@ def recurrent(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummar
             b = bs[step]
             if step == 0:  # the same prompt as hierarchical block 0: a cache hit when 03 ran first
                 messages = prompts.block_summary_messages(list(b.lines), domain)
-                items = list(b.item_ids)
+                items, inputs = list(b.item_ids), []
             else:
                 messages = prompts.recurrent_messages(previous[u]["summary"], list(b.lines), domain)
-                items = list(previous[u]["item_ids"]) + list(b.item_ids)
-            requests.append(Request(u, step, 0, prompts.generation_prompt(tok, messages), items, list(b.item_ids)))
-        step_rows = _run(requests, caller, cfg, template, f"recurrent: step {step}")
+                items, inputs = list(previous[u]["item_ids"]) + list(b.item_ids), [previous[u]["summary"]]
+            requests.append(Request(u, step, 0, prompts.generation_prompt(tok, messages), items, list(b.item_ids),
+                                    inputs))
+        step_rows = _run(requests, caller, cfg, template, f"recurrent: step {step}", domain, line_of)
         for r in step_rows:
             previous[r["user_id"]] = r
         rows += step_rows
@@ -400,7 +426,8 @@ def final_summaries(steps: Any, blocks: Any) -> Any:
         fallbacks=("flag", lambda f: int((f == "fallback").sum())))
     n_blocks = blocks.groupby("user_id").size().rename("n_blocks")
     n_items = blocks.groupby("user_id")["n_items"].sum().rename("n_items")
-    out = pd.DataFrame({"split": last["split"], "summary": last["summary"], "flag": last["flag"]}).join(
+    out = pd.DataFrame({"split": last["split"], "summary": last["summary"], "flag": last["flag"],
+                        "checks": last["checks"]}).join(
         agg).join(n_blocks).join(n_items)
     out["llm_tokens"] = out["prompt_tokens"] + out["new_tokens"]
     return out.reset_index()
@@ -422,7 +449,8 @@ def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
     import pandas as pd
 
     kinds = {
-        "clean": (steps["flag"] == "") & (steps["edits"] == ""),
+        "clean": (steps["flag"] == "") & (steps["edits"] == "") & (steps["checks"] == ""),
+        "kept but flagged": (steps["flag"] != "fallback") & (steps["checks"] != ""),
         "trimmed or deduplicated": (steps["flag"] == "") & (steps["edits"] != ""),
         "retried": steps["flag"] == "retried",
         "fallback (template)": steps["flag"] == "fallback",
@@ -432,7 +460,7 @@ def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
         chosen = steps[mask]
         chosen = chosen.sample(min(per_kind, len(chosen)), random_state=seed) if len(chosen) else chosen
         parts.append(chosen.assign(kind=kind))
-    cols = ["kind", "user_id", "level", "index", "problem", "edits", "raw", "summary"]
+    cols = ["kind", "user_id", "level", "index", "problem", "checks", "edits", "raw", "summary"]
     return pd.concat(parts)[cols].reset_index(drop=True)
 
 
@@ -465,7 +493,20 @@ def degeneracy_report(steps: Any) -> dict[str, Any]:
         "fixed_by_retry": int((steps["flag"] == "retried").sum()),
         "fallbacks": int((steps["flag"] == "fallback").sum()),
         "trimmed": int(steps["edits"].str.contains("trimmed").sum()),
+        # kept but flagged (see trsr_utils.summary_checks): how often each marked check failed
+        "flag_rates": {name: float(steps["checks"].str.split(",").map(lambda c: name in c).mean()) if n else 0.0
+                       for name in summary_checks.MARKED},
     }
+
+
+def check_table(report: Mapping[str, Any]) -> Any:
+    """One row: the degeneracy counts, each degenerate problem's count and each kept-but-flagged check's rate."""
+    import pandas as pd
+
+    deg = dict(report["degeneracy"])
+    by_problem, rates = deg.pop("by_problem"), deg.pop("flag_rates")
+    return pd.DataFrame([{**deg, **{f"problem: {k}": v for k, v in by_problem.items()},
+                          **{f"flagged: {k}": f"{v:.1%}" for k, v in rates.items()}}])
 
 
 def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[str, str]],

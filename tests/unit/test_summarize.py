@@ -159,6 +159,49 @@ def test_hierarchical_merges_level_by_level_and_flags_problems(tmp_path, scripte
     assert retry_kw and all(kw["no_repeat_ngram_size"] == 3 and kw["max_new_tokens"] == 18 for kw in retry_kw)
 
 
+class MergeScripted(Scripted):
+    """Block summaries as Scripted; of the first batch of merges, the first repeats a clause (until retried) and the
+    second returns its first input (ignoring the newer period)."""
+
+    def __call__(self, model, tok, texts, max_new_tokens=64, on_batch=None, **kw):
+        import re as _re
+
+        out = []
+        merge = 0
+        for t in texts:
+            self.calls.append((t, {**kw, "max_new_tokens": max_new_tokens}))
+            first = _re.search(r"\n1\. This user([^\n]*)", t)
+            text = f" likes prompt {len(t)}. Second sentence."
+            if first and not kw.get("repetition_penalty"):
+                merge += 1
+                if merge == 1:
+                    text = " enjoys both genres and enjoy both genres, and they enjoy both genres."
+                elif merge == 2:
+                    text = first.group(1)
+            out.append(llm.Generation(text, len(t), 5, 0.01, "eos"))
+        if on_batch:
+            on_batch(out, list(range(len(out))))
+        return out
+
+
+def test_summary_checks_retry_repeated_clauses_and_flag_unchanged_merges(tmp_path, monkeypatch, smol_tokenizer):
+    fake = MergeScripted()
+    monkeypatch.setattr(llm, "generate", fake)
+    cfg = cfg_for(tmp_path)
+    blocks = make_blocks(4, 2)  # u0 and u2 have two blocks (one merge each), u1 and u3 one
+    report = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=object(), tokenizer=smol_tokenizer,
+                                 log=lambda *_: None)
+    steps = summarize.read_steps(cfg, "hierarchical").set_index(["user_id", "level", "index"])
+    u0, u2 = steps.loc[("u0", 1, 0)], steps.loc[("u2", 1, 0)]
+    assert u0["problem"] == "repeated_clause" and u0["flag"] == "retried" and u0["checks"] == ""
+    assert u2["flag"] == "" and u2["checks"] == "unchanged" and u2["summary"] == steps.loc[("u2", 0, 0), "summary"]
+    assert report["degeneracy"]["by_problem"] == {"repeated_clause": 1}
+    assert report["degeneracy"]["flag_rates"]["unchanged"] == pytest.approx(1 / len(steps))
+    assert summarize.read_summaries(cfg, "hierarchical").set_index("user_id").loc["u2", "checks"] == "unchanged"
+    table = summarize.check_table(report)
+    assert table.loc[0, "problem: repeated_clause"] == 1 and table.loc[0, "flagged: unchanged"].endswith("%")
+
+
 def test_rerun_costs_nothing_and_recurrent_reuses_block_zero(tmp_path, scripted, smol_tokenizer):
     cfg = cfg_for(tmp_path)
     blocks = make_blocks(3, 3)
