@@ -387,7 +387,8 @@ def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]
         elif other is None:
             reasons = ["no result yet"]
         else:
-            reasons = diff(other["parts"], fp.parts) or ["other settings"]
+            reasons = [_explained(line, cfg, name, other) for line in diff(other["parts"], fp.parts)] or [
+                "other settings"]
         # Inputs under the stage's own settings come from their notebooks; the others (07's extra adapters,
         # 08's per-cell summaries) are computed by this stage itself.
         needs, computes = [], []
@@ -402,6 +403,20 @@ def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]
         out.append(StageStatus(name, stage.notebook, "missing" if other is None else "would recompute",
                                str(folder), reasons))
     return out
+
+
+def _explained(line: str, cfg: Config, name: str, other: dict[str, Any]) -> str:
+    """ "input X changed", with what changed in X: its settings now against those of the X result that
+    ``other`` (the stored result compared with) was made from."""
+    label = line.removeprefix("input ").removesuffix(" changed")
+    read = inputs(cfg, name).get(label) if line.startswith("input ") and line.endswith(" changed") else None
+    old = other["parts"].get("inputs", {}).get(label)
+    if read is None or old is None:
+        return line
+    stage, c = read
+    before = record(Path(cfg.run_dir) / stage / old[:DIGEST_CHARS])
+    why = diff(before["parts"], fingerprint(c, stage).parts) if before else []
+    return f"{line} ({why[0]}{', ...' if len(why) > 1 else ''})" if why else line
 
 
 def format_status(rows: list[StageStatus]) -> str:

@@ -185,6 +185,9 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     evaluation.run(more, log=messages.append)
     assert messages == ["SASRec: computing scores"]
     assert stages.result_dir(more, "07_eval") != table_dir and (table_dir / "results.csv").exists()
+    # a changed input is explained by what changed in it
+    fewer = with_overrides(cfg, {"data.n_test": 5})
+    assert "input 01_data changed (data.n_test: 6 -> 5)" in stages.status(fewer, ["07_eval"])[0].reasons
 
     messages.clear()
     again = evaluation.run(cfg, log=messages.append)  # switching back: nothing is computed
