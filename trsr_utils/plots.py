@@ -81,7 +81,10 @@ def sft_curves(report: dict, random_recall10: float | None = None):
     axes[0].set_title("Training loss")
     val = pd.DataFrame(report["validation"])
     long = val.melt(id_vars="step", value_vars=["recall@10", "mrr@10"], var_name="metric", value_name="value")
-    sns.lineplot(long, x="step", y="value", hue="metric", marker="o", ax=axes[1])
+    if val["step"].nunique() >= 3:
+        sns.lineplot(long, x="step", y="value", hue="metric", marker="o", ax=axes[1])
+    else:  # two checkpoints are two measurements, not a trend: no line between them
+        sns.scatterplot(long, x="step", y="value", hue="metric", s=60, ax=axes[1])
     if random_recall10 is not None:
         axes[1].axhline(random_recall10, ls="--", c="grey", label="random R@10")
     best = report["best"]["step"]
@@ -105,6 +108,14 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
     long = table.melt(id_vars=["label"], value_vars=list(metrics_), var_name="metric", value_name="value")
     fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(table)), 3.8))
     sns.barplot(long, x="label", y="value", hue="metric", ax=ax)
+    if {"recall@10_low", "recall@10_high"} <= set(table.columns) and "recall@10" in metrics_:
+        # The 95% bootstrap interval of Recall@10 on its bars: where intervals overlap, the test set does not
+        # tell the systems apart.
+        container = ax.containers[list(metrics_).index("recall@10")]
+        xs = [bar.get_x() + bar.get_width() / 2 for bar in container]
+        mid = table["recall@10"].to_numpy()
+        ax.errorbar(xs, mid, yerr=[mid - table["recall@10_low"].to_numpy(), table["recall@10_high"].to_numpy() - mid],
+                    fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     if random:
         for m, colour in zip(metrics_, sns.color_palette()):
             if m in random:
@@ -112,7 +123,7 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
     _slanted_labels(ax)
-    ax.set_title("Ranking quality on the test users (dashed: random ranker)")
+    ax.set_title("Ranking quality on the test users (dashed: random ranker; whiskers: 95% interval of R@10)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
@@ -141,6 +152,7 @@ def ours_vs_paper(combined: pd.DataFrame, metric: str = "recall@10"):
     ax.set_ylim(0, 1)
     _slanted_labels(ax)
     ax.set_title(f"{metric}: ours vs the paper's Table 2 (different data and models)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), title=None)
     fig.tight_layout()
     return fig
 
@@ -166,17 +178,46 @@ def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float 
 
 
 def cost_vs_quality(table: pd.DataFrame, metric: str = "recall@10"):
-    """LLM tokens spent per user (summaries + scoring) against ranking quality, one point per cell."""
+    """LLM tokens spent per user (summaries + scoring) against ranking quality, one point per cell.
+
+    Cells at the same point (a cell that is a notebook 07 row, another with the profile's own setting) share one
+    label; labels are placed where they overlap no other label and stay inside the axes.
+    """
     frame = table.assign(model=table["finetuned"].map({True: "fine-tuned", False: "zero-shot"}))
-    # A cell that re-uses another cell's scores (the same notebook 07 row) is the same point: plot it once.
-    frame = frame[~(frame["source"].ne("08") & frame["source"].duplicated())]
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.4))
     sns.scatterplot(frame, x="llm_tokens_per_user", y=metric, hue="axis", style="model", s=70, ax=ax)
-    for _, r in frame.iterrows():
-        ax.annotate(f"{r['axis']}={r['value']}", (r["llm_tokens_per_user"], r[metric]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=7)
+    ax.margins(x=0.1, y=0.12)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xlabel("LLM tokens per user (summary + scoring 21 candidates)")
-    ax.set_title(f"Cost against {metric}")
+    ax.set_title(f"Cost against {metric} (zs: zero-shot, ft: fine-tuned)")
     fig.tight_layout()
+    points: dict[tuple[float, float], list[str]] = {}
+    for _, r in frame.iterrows():
+        name = f"{r['axis']}={r['value']} ({'ft' if r['finetuned'] else 'zs'})"
+        points.setdefault((round(float(r["llm_tokens_per_user"]), 3), round(float(r[metric]), 6)), []).append(name)
+    _place_labels(fig, ax, {xy: " = ".join(names) for xy, names in points.items()})
     return fig
+
+
+def _place_labels(fig, ax, labels: Mapping[tuple[float, float], str], fontsize: int = 7) -> None:
+    """Annotate each point, trying offsets until the label overlaps no earlier label and stays in the axes."""
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    placed = []
+    offsets = [(5, 4), (5, -12), (-5, 4), (-5, -12), (12, 14), (12, -22), (-12, 14), (-12, -22)]
+    for (x, y), text in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        for dx, dy in offsets:
+            # a thin leader line wherever the label sits away from its point's upper right
+            leader = None if (dx, dy) == offsets[0] else {"arrowstyle": "-", "lw": 0.5, "color": "grey",
+                                                         "shrinkA": 0, "shrinkB": 4}
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                               ha="left" if dx > 0 else "right", va="center", arrowprops=leader)
+            box = note.get_window_extent(renderer)
+            fits = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+            if fits and not any(box.overlaps(other) for other in placed):
+                break
+            note.remove()
+        else:  # nowhere free: keep the first place rather than drop the label
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=offsets[0], fontsize=fontsize)
+            box = note.get_window_extent(renderer)
+        placed.append(box)
