@@ -327,6 +327,45 @@ def ranks_frame(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
                       for s, f in frames.items()], ignore_index=True)
 
 
+def unseen_positives(cfg: Any, samples: pd.DataFrame) -> int:
+    """Test positives that never occur in the training sequences: ID-based models know nothing about them."""
+    from .data import prepare
+
+    prepared = prepare.read(cfg)
+    seen = {i for seq in baselines.training_sequences(prepared.samples).values() for i in seq}
+    return int(sum(p not in seen for p in samples["positive"]))
+
+
+def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int) -> list[str]:
+    """What the table shows and how sure one can be, in sentences computed from the run."""
+    random10 = metrics.random_expectation(n_candidates)["recall@10"]
+    width = float((table["recall@10_high"] - table["recall@10_low"]).median())
+    above = table[table["recall@10_low"] > random10]["label"].tolist()
+    llm = table[table["system"].isin(LLM_SYSTEMS)]
+    other = table[~table["system"].isin(LLM_SYSTEMS)]
+    out = [f"{n_users} test users: one user moves a Recall@K by {1 / n_users:.3f}, and the median 95% interval of "
+           f"Recall@10 is {width:.2f} wide."
+           + (" Differences smaller than that are not shown to be real by this test set." if width > 0 else "")]
+    out.append(f"Recall@10 intervals wholly above a random ranker's {random10:.3f}: "
+               + (", ".join(above) if above else "none") + ".")
+    if unseen:
+        out.append(f"{unseen} of {n_users} test positives never occur in the training sequences: popularity, item-CF "
+                   f"and the RecBole models rank them last, which caps their Recall@10 at {1 - unseen / n_users:.2f}. "
+                   "The content baselines and the LLM read item text, so they can rank them.")
+    if len(llm) and len(other):
+        a = llm.loc[llm["recall@10"].idxmax()]
+        b = other.loc[other["recall@10"].idxmax()]
+        overlap = a["recall@10_low"] <= b["recall@10_high"] and b["recall@10_low"] <= a["recall@10_high"]
+        out.append(f"Best LLM row: {a['label']} (Recall@10 {a['recall@10']:.3f}); best other row: {b['label']} "
+                   f"({b['recall@10']:.3f}). Their intervals "
+                   + ("overlap: this test set does not tell them apart." if overlap else "do not overlap."))
+    if "zero_shot" in set(table["system"]):
+        out.append("The zero-shot row prompts the frozen recommender with the hierarchical summary.")
+    if n_users < 100:
+        out.append("With this few users the table shows the machinery, not a result: do not rank systems by it.")
+    return out
+
+
 def with_paper(table: pd.DataFrame, dataset_label: str) -> pd.DataFrame:
     """Our rows (labelled with our dataset) stacked above the paper's rows for the same systems."""
     ours = table.assign(dataset=dataset_label)[["system", "label", "dataset", *COLUMNS]]

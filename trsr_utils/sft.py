@@ -161,6 +161,31 @@ def describe(record: dict[str, Any], users: int) -> str:
             f"{1 / users:.3f})")
 
 
+def reading(report: dict[str, Any], valid_users: int) -> list[str]:
+    """What the training run shows, in sentences computed from its report."""
+    import math
+
+    out = []
+    losses = [h["loss"] for h in report["loss_history"]]
+    if losses and report["loss"] in ("answer", "yes_no"):
+        prior = math.log(2)  # cross-entropy of always answering 50/50 between Yes and No (1 positive : 1 negative)
+        last = losses[-1]
+        out.append(f"The last logged loss is {last:.3f}; ln 2 = {prior:.3f} is the loss of answering Yes and No with "
+                   "equal probability, which is all a model that learned only the 1:1 prior can do"
+                   + (": this adapter is near it, so it has learned little beyond the prior." if abs(last - prior) < 0.1
+                      else (": below it, so the adapter separates positives from negatives on the training data."
+                            if last < prior - 0.1 else ".")))
+    zero, best = report.get("zero_shot"), report["best"]
+    out.append(f"{valid_users} validation users: one user moves each Recall@K by {1 / valid_users:.3f}, and the "
+               f"selection score (R@3 + R@5 + R@10, at most 3) by up to {3 / valid_users:.3f}.")
+    if zero is not None:
+        gain = best["selection"] - zero["selection"]
+        out.append(f"The selected checkpoint (step {best['step']}) scores {best['selection']:.3f} against "
+                   f"{zero['selection']:.3f} zero-shot: a difference of {gain:+.3f}, about "
+                   f"{abs(gain) * valid_users:.0f} user-cut-off crossings; notebook 07 measures it on the test users.")
+    return out
+
+
 def _callback(validator: Validator, log: Callable[[str], None]) -> Any:
     from transformers import TrainerCallback
 

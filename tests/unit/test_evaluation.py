@@ -86,3 +86,19 @@ def test_unknown_systems_fail_at_configuration_time(tmp_path):
 
     with pytest.raises(ConfigError, match="eval.llm: unknown"):
         resolve_config("smoke", tmp_path, {"eval.llm": ["gpt"]})
+
+
+def test_reading_says_what_the_table_can_and_cannot_show():
+    rows = [{"system": "tfidf", "label": "TF-IDF", "recall@10": 0.7, "recall@10_low": 0.5, "recall@10_high": 0.9},
+            {"system": "hierarchical", "label": "LLM-TRSR hierarchical", "recall@10": 0.75, "recall@10_low": 0.55,
+             "recall@10_high": 0.95},
+            {"system": "popularity", "label": "Popularity", "recall@10": 0.5, "recall@10_low": 0.3,
+             "recall@10_high": 0.7}]
+    lines = evaluation.reading(pd.DataFrame(rows), 20, 21, unseen=10)
+    text = "\n".join(lines)
+    assert "one user moves a Recall@K by 0.050" in text and "0.40 wide" in text
+    assert "wholly above a random ranker's 0.476: TF-IDF, LLM-TRSR hierarchical." in text
+    assert "caps their Recall@10 at 0.50" in text
+    assert "Their intervals overlap: this test set does not tell them apart." in text
+    assert "shows the machinery, not a result" in text
+    assert "shows the machinery" not in "\n".join(evaluation.reading(pd.DataFrame(rows), 1000, 21, unseen=0))

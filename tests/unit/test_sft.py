@@ -164,3 +164,13 @@ def test_answer_only_loss_equals_the_models_own_loss(tmp_path, prepared_run, tok
             truth = torch.tensor([float(e["label"]) for e in examples])
             reference = torch.nn.functional.binary_cross_entropy(p_yes, truth).item()
     assert ours == pytest.approx(reference, rel=1e-4)
+
+
+def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
+    report = {"loss": "answer", "loss_history": [{"step": 1, "loss": 2.1}, {"step": 32, "loss": 0.70}],
+              "zero_shot": {"selection": 1 / 3}, "best": {"step": 32, "selection": 1.0}}
+    text = "\n".join(sft.reading(report, 6))
+    assert "ln 2 = 0.693" in text and "learned little beyond the prior" in text
+    assert "one user moves each Recall@K by 0.167" in text and "difference of +0.667" in text
+    report["loss_history"][-1]["loss"] = 0.3
+    assert "separates positives from negatives" in "\n".join(sft.reading(report, 6))
