@@ -180,3 +180,27 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
     stages.finish(cfg, STAGE)
     return table
+
+
+def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
+    """What the grid shows, in sentences computed from its table: each axis's spread against what one user is worth."""
+    n = int(table["users"].iloc[0])
+    width = 2 * 1.96 * 0.5 / n ** 0.5  # a 95% interval of a rate near 0.5 (normal approximation)
+    out = [f"{n} test users: one user moves {metric} by {1 / n:.3f}; a 95% interval of {metric} over this many users "
+           f"is about {width:.2f} wide (normal approximation at a rate of 0.5), so cells closer than that are not "
+           "shown to differ."]
+    for axis, sub in table.groupby("axis", sort=False):
+        for tuned, cells in sub.groupby("finetuned", sort=False):
+            if len(cells) < 2:
+                continue
+            best, worst = cells.loc[cells[metric].idxmax()], cells.loc[cells[metric].idxmin()]
+            users = round((best[metric] - worst[metric]) * n)
+            out.append(f"{axis} ({'fine-tuned' if tuned else 'zero-shot'}): {metric} from {worst[metric]:.3f} "
+                       f"({worst['value']}) to {best[metric]:.3f} ({best['value']}), {users} user"
+                       f"{'s' if users != 1 else ''} apart.")
+    cost = table.groupby("method")["summary_tokens_per_user"].mean()
+    if "none" in cost and len(cost) > 1:
+        extra = ", ".join(f"{m} {v:.0f}" for m, v in cost.items() if m != "none")
+        out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}) on top of scoring; "
+                   "whether it buys quality is read from the summary axis above, within its uncertainty.")
+    return out

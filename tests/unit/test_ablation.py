@@ -37,3 +37,18 @@ def test_cells_equal_to_a_notebook_07_row_are_recognised(tmp_path):
 def test_finetuned_cells_can_be_switched_off(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False})
     assert not any(c.finetuned for c in ablation.grid(cfg))
+
+
+def test_reading_puts_each_axis_spread_in_users():
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"axis": "summary", "value": "none", "finetuned": True, "method": "none", "recall@10": 0.65, "users": 20,
+         "summary_tokens_per_user": 0.0},
+        {"axis": "summary", "value": "hierarchical", "finetuned": True, "method": "hierarchical", "recall@10": 0.75,
+         "users": 20, "summary_tokens_per_user": 727.0},
+    ])
+    text = "\n".join(ablation.reading(table))
+    assert "one user moves recall@10 by 0.050" in text and "0.44 wide" in text
+    assert "summary (fine-tuned): recall@10 from 0.650 (none) to 0.750 (hierarchical), 2 users apart." in text
+    assert "hierarchical 727" in text
