@@ -183,6 +183,9 @@ def train(model: str, train_sequences: dict[str, list[str]], epochs: int = 30, e
                 net = get_model(config["model"])(config, train_data.dataset).to("cpu")
                 trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
                 trainer.fit(train_data, valid_data=None, saved=False, show_progress=False)
+                # Its tensorboard writer flushes from a background thread to a path relative to the work folder:
+                # close it here, or the thread may write after the folder is gone (an exception in that thread).
+                trainer.tensorboard.close()
         finally:
             if tmp:
                 tmp.cleanup()
