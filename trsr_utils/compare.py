@@ -109,3 +109,23 @@ def write(cfg: Any, template: Any, table: Any) -> Path:
     io.write_parquet(out / "template_summaries.parquet", template)
     io.write_parquet(out / "comparison.parquet", table)
     return stages.finish(cfg, STAGE)
+
+
+def reading(table: Any, methods: Sequence[str]) -> list[str]:
+    """What the comparison shows, in sentences computed from the per-user table."""
+    n = len(table)
+    out = []
+    llm = [m for m in methods if m != "template"]
+    for m in llm:
+        rate = float(table[f"{m}_mentions_top"].mean())
+        out.append(f"{m}: names the user's most frequent category in {rate:.0%} of {n} users.")
+    if "template" in methods:
+        out.append("The template names it in every summary by construction: it is the ceiling of that measure, "
+                   "not a competitor.")
+    for a, b in zip(llm, llm[1:]):
+        col = f"overlap_{a}_{b}"
+        if col in table:
+            out.append(f"{a} and {b} share {float(table[col].mean()):.0%} of their content words on average: "
+                       + ("they mostly say the same thing." if table[col].mean() >= 0.5 else
+                          "they often describe the same user differently."))
+    return out

@@ -509,6 +509,29 @@ def check_table(report: Mapping[str, Any]) -> Any:
                           **{f"flagged: {k}": f"{v:.1%}" for k, v in rates.items()}}])
 
 
+def reading(report: Mapping[str, Any], summaries: Any) -> list[str]:
+    """What a summarization run shows, in sentences computed from its report and final summaries."""
+    deg, users = report["degeneracy"], len(summaries)
+    fallback_users = int((summaries["flag"] == "fallback").sum())
+    out = [f"{deg['degenerate_first']} of {deg['calls']} first attempts ({deg['degenerate_rate']:.1%}) were degenerate; "
+           f"the retry fixed {deg['fixed_by_retry']}, and {deg['fallbacks']} became the template summary."
+           + (f" For {fallback_users} of {users} users the final summary is the template's, not the LLM's."
+              if fallback_users else "")]
+    checks = summaries["checks"].fillna("") if "checks" in summaries else None
+    if checks is not None:
+        kept = {c: int(checks.str.contains(c).sum()) for c in summary_checks.MARKED}
+        what = {"unknown_title": "quote a title found in none of their items",
+                "prompt_copy": "repeat the prompt's own wording",
+                "unchanged": ("are a merge that returned one of its inputs word for word, ignoring the other period"
+                              if report["method"] == "hierarchical" else
+                              "are an update that returned the previous summary unchanged, ignoring the new block")}
+        out += [f"{n} of {users} final summaries {what[c]}." for c, n in kept.items() if n]
+    words = summaries["summary"].str.split().map(len)
+    out.append(f"Final summaries have {words.mean():.0f} words on average ({words.min()}-{words.max()}); they are "
+               "what the recommender reads, so their faults reach notebooks 06-08.")
+    return out
+
+
 def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[str, str]],
               model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run one method for every user in ``blocks`` and write its stage folder; returns the run's report.

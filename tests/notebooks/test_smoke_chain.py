@@ -218,3 +218,36 @@ def test_executed_notebooks_carry_no_noise(smoke_run):
                 if "Warning" in text or "Warning" in plain or "\r" in text:
                     found.append(f"{where}: {(text or plain)[:120]!r}")
     assert not found, "\n".join(found)
+
+
+def _said(out, name):
+    """Everything a notebook printed or displayed as markdown, as one text."""
+    import nbformat
+
+    parts = []
+    for cell in nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4).cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", "") if output.get("output_type") == "stream" else "")
+            parts.append(output.get("data", {}).get("text/markdown", ""))
+    return "\n".join(parts)
+
+
+def test_what_the_notebooks_say_matches_what_they_recorded(smoke_run):
+    """The computed claims in the executed notebooks agree with the results they recorded."""
+    out, _ = smoke_run
+    r01 = results(out, "01_data_filtering")
+    kept, used = r01["filter"]["kept"], sum(r01["samples"].values())
+    said = _said(out, "01_data_filtering")
+    assert f"{kept} of {r01['users_loaded']} users pass" in said and f"use {used} of them" in said
+    assert f"the other {kept - used} are not used" in said
+    r03 = results(out, "03_hierarchical_summary")
+    assert f"of {r03['summaries']} first attempts" in _said(out, "03_hierarchical_summary")
+    r04 = results(out, "04_recurrent_summary")
+    assert f"cache hits: {r04['cache_hits']}, of which" in _said(out, "04_recurrent_summary")
+    r06 = results(out, "06_lora_sft")
+    assert f"{r06['loss_last']:.3f}" in _said(out, "06_lora_sft")
+    r07 = results(out, "07_evaluation")
+    assert f"{r07['n_users']} test users: one user moves a Recall@K by {1 / r07['n_users']:.3f}" in _said(
+        out, "07_evaluation")
+    r08 = results(out, "08_ablations")
+    assert f"{r08['n_users']} test users: one user moves recall@10" in _said(out, "08_ablations")

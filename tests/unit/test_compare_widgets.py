@@ -84,3 +84,15 @@ def test_browser_refuses_bad_input():
     finals = {m: f.assign(user_id=f["user_id"] + m) for m, f in finals.items()}
     with pytest.raises(ValueError, match="no user has summaries from both"):
         widgets.SummaryComparison(blocks, steps, finals)
+
+
+def test_comparison_reading():
+    import pandas as pd
+
+    from trsr_utils import compare
+
+    table = pd.DataFrame({"hierarchical_mentions_top": [True, False], "recurrent_mentions_top": [True, True],
+                          "overlap_hierarchical_recurrent": [0.2, 0.4]})
+    text = "\n".join(compare.reading(table, ["hierarchical", "recurrent", "template"]))
+    assert "hierarchical: names the user's most frequent category in 50% of 2 users." in text
+    assert "share 30% of their content words" in text and "ceiling" in text

@@ -309,3 +309,14 @@ def test_smollm2_writes_a_usable_summary(tmp_path):
     assert final["summary"].str.startswith("This user").all()
     assert report["generated_tokens"] > 0 and report["tokens_per_second"] > 0
     assert (final["summary"].str.len() > 20).all()
+
+
+def test_reading_counts_fallbacks_and_flags():
+    report = {"method": "hierarchical", "degeneracy": {"degenerate_first": 3, "calls": 10, "degenerate_rate": 0.3,
+                                                       "fixed_by_retry": 2, "fallbacks": 1}}
+    summaries = pd.DataFrame({"summary": ["This user likes drama.", "This user likes war films a lot."],
+                              "flag": ["fallback", ""], "checks": ["", "unchanged"]})
+    text = "\n".join(summarize.reading(report, summaries))
+    assert "3 of 10 first attempts (30.0%) were degenerate; the retry fixed 2, and 1 became the template" in text
+    assert "For 1 of 2 users the final summary is the template's" in text
+    assert "1 of 2 final summaries are a merge that returned one of its inputs" in text
