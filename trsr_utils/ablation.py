@@ -195,9 +195,12 @@ def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
                 continue
             best, worst = cells.loc[cells[metric].idxmax()], cells.loc[cells[metric].idxmin()]
             users = round((best[metric] - worst[metric]) * n)
-            out.append(f"{axis} ({'fine-tuned' if tuned else 'zero-shot'}): {metric} from {worst[metric]:.3f} "
-                       f"({worst['value']}) to {best[metric]:.3f} ({best['value']}), {users} user"
-                       f"{'s' if users != 1 else ''} apart.")
+            where = f"{axis} ({'fine-tuned' if tuned else 'zero-shot'})"
+            if users == 0:
+                out.append(f"{where}: the same {metric}, {best[metric]:.3f}, for every value.")
+                continue
+            out.append(f"{where}: {metric} from {worst[metric]:.3f} ({worst['value']}) to {best[metric]:.3f} "
+                       f"({best['value']}), {users} user{'s' if users != 1 else ''} apart.")
     cost = table.groupby("method")["summary_tokens_per_user"].mean()
     if "none" in cost and len(cost) > 1:
         extra = ", ".join(f"{m} {v:.0f}" for m, v in cost.items() if m != "none")

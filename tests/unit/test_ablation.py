@@ -52,3 +52,5 @@ def test_reading_puts_each_axis_spread_in_users():
     assert "one user moves recall@10 by 0.050" in text and "0.44 wide" in text
     assert "summary (fine-tuned): recall@10 from 0.650 (none) to 0.750 (hierarchical), 2 users apart." in text
     assert "hierarchical 727" in text
+    table.loc[1, "recall@10"] = 0.65
+    assert "summary (fine-tuned): the same recall@10, 0.650, for every value." in "\n".join(ablation.reading(table))

@@ -18,7 +18,7 @@ def test_extends_merges_nested_sections():
     smoke = resolve_config("smoke")
     demo = resolve_config("demo")
     assert smoke.data.dataset == demo.data.dataset == "movielens-100k"
-    assert smoke.data.long_history == "keep_recent"  # inherited from demo
+    assert smoke.data.long_history == "keep_recent" and demo.data.long_history == "drop"  # smoke overrides demo
     assert smoke.data.n_train < demo.data.n_train
     assert smoke.model.summarizer == "tiny-random"
     amazon = resolve_config("paper-amazon")
