@@ -67,10 +67,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("02_text", "02_chunking_and_prompts", ("01_data",), ("text", "chunking"), models=("model.summarizer",)),
     Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size",),
-          models=("model.summarizer",), version=2),  # 2: summary checks (trsr_utils.summary_checks)
+          models=("model.summarizer",), version=3),  # 2: summary checks; 3: unquoted invented names flagged
     Stage("04_recurrent", "04_recurrent_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size", "summary.merge_fan_in"),
-          models=("model.summarizer",), version=2),
+          models=("model.summarizer",), version=3),
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
           ("prompt.domain",)),
     Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),

@@ -7,8 +7,10 @@ reading as fluent text:
   both genres, and they enjoy both genres"); degenerate, like a loop;
 * ``unclosed_quote``: a quotation opened and never closed (a title cut
   mid-quote after trimming); degenerate, like a cut-off sentence;
-* ``unknown_title``: a quoted name that is in none of the summarized items'
-  text (an invented or garbled title);
+* ``unknown_title``: a quoted name, or a run of two or more capitalized words
+  inside a sentence, that is in none of the summarized items' text (an
+  invented or garbled title, a made-up fact such as "Netflix Prime Video");
+  a heuristic: a genre written out in full ("Science Fiction") can trip it;
 * ``prompt_copy``: four or more words in a row copied from the prompt's own
   instructions ("genres, eras and kinds of story") instead of the items;
 * ``unchanged``: a merge or update that returns one of its input summaries
@@ -33,6 +35,9 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CLAUSE_SPLIT = re.compile(r"[,;:.!?]|\band\b|\bbut\b|\bwhile\b|\balso\b")
 _SUBJECT = re.compile(r"^(?:this user|the user|they|he|she|it|this|which|who)\s+")
 _QUOTED = re.compile(r"[\"“]([^\"“”]{2,80})[\"”]")
+# Two or more capitalized words in a row that do not start a sentence ("from Netflix Prime Video").
+_SMALL = frozenset("the a an of and in on at to for".split())
+_NAMED = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)")
 
 
 def words(text: str) -> list[str]:
@@ -61,10 +66,14 @@ def unknown_titles(text: str, item_lines: Sequence[str]) -> list[str]:
     """Quoted names that occur in none of the item lines (compared as lower-case words)."""
     history = " " + " ".join(" ".join(words(line)) for line in item_lines) + " "
     out = []
-    for quoted in _QUOTED.findall(text):
+    for quoted in _QUOTED.findall(text):  # a quoted title must appear as it is
         name = " ".join(words(quoted))
         if name and f" {name} " not in history:
             out.append(quoted.strip())
+    known = set(history.split())
+    for named in _NAMED.findall(text):  # an unquoted name: each of its words must occur ("The Remains" is known)
+        if any(w not in known for w in words(named) if w not in _SMALL):
+            out.append(named)
     return out
 
 

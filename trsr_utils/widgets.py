@@ -15,7 +15,9 @@ def _steps_html(steps: Any, label: str) -> str:
     rows = []
     for r in steps.itertuples(index=False):
         flag = f' <b style="color:#b35900">[{r.flag}{": " + r.problem if r.problem else ""}]</b>' if r.flag else ""
-        rows.append(f"<li><small>{label} {r.level}.{r.index} ({len(r.item_ids)} items){flag}</small><br>"
+        # "level 1, part 2" for the hierarchical method (several summaries per level), "step 1" for the recurrent one
+        where = f"{label} {r.level}" + (f", part {r.index + 1}" if label == "level" else "")
+        rows.append(f"<li><small>{where} ({len(r.item_ids)} items){flag}</small><br>"
                     f"{html.escape(r.summary)}</li>")
     return "<ol style='padding-left:1.2em'>" + "".join(rows) + "</ol>"
 

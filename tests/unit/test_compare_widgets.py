@@ -67,7 +67,8 @@ def test_browser_shows_the_selected_user():
     assert '<mark class="shared" style="background:#c8ecc8">comedy</mark>' in left
     assert '<mark class="unique" style="background:#fde2c4">war.</mark>' in left
     assert "romance" in right and "[fallback]" in right and "[fallback: loop]" in right
-    assert "level 1.0" in left and "step 1.0" in right  # intermediate steps listed
+    assert "level 1, part 1" in left and "step 1 (" in right  # intermediate steps listed
+    assert "level 0.0" not in left and "step 1.0" not in right  # not a decimal number
     assert "block 1: 1 items" in ui.history.value and "&lt;b&gt;" in ui.history.value  # escaped history
     assert "content words shared 1" in ui.stats.value
 

@@ -17,10 +17,13 @@ HISTORY = ["title: Toy Story; year: 1995; genres: Animation, Children's, Comedy"
     ('This user likes "Remakes" ... "Amades," and "The.', ["unclosed_quote", "unknown_title"]),
     # an invented title
     ('This user loved "Casablanca" and other classics.', ["unknown_title"]),
+    # an invented fact (found in the demo), named without quotes
+    ("This user likes a show that debuted on December 28th from Netflix Prime Video.", ["unknown_title"]),
     # prompt parroting: the prompt's own wording instead of the items'
     ("This user likes both genres, eras, and kinds of story.", ["prompt_copy"]),
     # clean: a quoted title that is in the history, words of its own
     ('This user enjoys animated comedies like "Toy Story" and quiet dramas.', []),
+    ("This user enjoys Toy Story and The Remains of the Day.", []),  # named without quotes, in the history
     ("This user likes comedies. They also like dramas and romance.", []),
 ])
 def test_checks_on_found_cases(text, failed):
