@@ -134,7 +134,7 @@ def inputs(cfg: Config, name: str) -> dict[str, tuple[str, Config]]:
         for cell in grid(cfg):
             cell_cfg = with_overrides(cfg, cell.overrides)
             for label, (s, c) in _llm_inputs(cfg, cell_cfg, cell.method, cell.finetuned).items():
-                own = s == "06_sft" or fingerprint(c, s).digest == fingerprint(cfg, s).digest
+                own = s == "06_sft" or _same_result(cfg, c, s)
                 out[label if own else f"{label}[{cell.name}]"] = (s, c)
         return out
     return {r: (r, cfg) for r in stage.reads}
@@ -147,6 +147,11 @@ def _llm_inputs(cfg: Config, prompt_cfg: Config, method: str, finetuned: bool) -
     if finetuned:
         out[f"06_sft[{method}]"] = ("06_sft", adapter_config(cfg, method))
     return out
+
+
+def _same_result(cfg: Config, other: Config, name: str) -> bool:
+    """Does stage ``name`` have the same result under ``other`` as under ``cfg``?"""
+    return fingerprint(other, name).digest == fingerprint(cfg, name).digest
 
 
 def adapter_config(cfg: Config, method: str) -> Config:
@@ -358,8 +363,9 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) and len(value) == 64 else canonical(value)
-    return text[:DIGEST_CHARS] if isinstance(value, str) and len(value) == 64 else text
+    if isinstance(value, str) and len(value) == 64:  # a SHA-256: the prefix that names its folder
+        return value[:DIGEST_CHARS]
+    return canonical(value)
 
 
 # ----------------------------------------------------------------- status (what `pipeline status` prints)
@@ -381,20 +387,20 @@ def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]
         if is_complete(cfg, name):
             out.append(StageStatus(name, stage.notebook, "up to date", str(folder)))
             continue
-        other = closest(cfg, name)
+        other, read = closest(cfg, name), inputs(cfg, name)
         if folder.exists():
             reasons = ["an unfinished result with these settings (a run was interrupted): resumes"]
         elif other is None:
             reasons = ["no result yet"]
         else:
-            reasons = [_explained(line, cfg, name, other) for line in diff(other["parts"], fp.parts)] or [
+            reasons = [_explained(line, cfg, read, other) for line in diff(other["parts"], fp.parts)] or [
                 "other settings"]
         # Inputs under the stage's own settings come from their notebooks; the others (07's extra adapters,
         # 08's per-cell summaries) are computed by this stage itself.
         needs, computes = [], []
-        for label, (s, c) in inputs(cfg, name).items():
+        for label, (s, c) in read.items():
             if not is_complete(c, s):
-                own = fingerprint(c, s).digest == fingerprint(cfg, s).digest
+                own = _same_result(cfg, c, s)
                 (needs if own else computes).append(get(s).number if own else label)
         if needs:
             reasons.append(f"needs notebooks {', '.join(sorted(set(needs)))} first")
@@ -405,15 +411,15 @@ def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]
     return out
 
 
-def _explained(line: str, cfg: Config, name: str, other: dict[str, Any]) -> str:
-    """ "input X changed", with what changed in X: its settings now against those of the X result that
-    ``other`` (the stored result compared with) was made from."""
+def _explained(line: str, cfg: Config, read: dict[str, tuple[str, Config]], other: dict[str, Any]) -> str:
+    """ "input X changed", with what changed in X: its settings now (``read``: the stage's inputs) against those
+    of the X result that ``other`` (the stored result compared with) was made from."""
     label = line.removeprefix("input ").removesuffix(" changed")
-    read = inputs(cfg, name).get(label) if line.startswith("input ") and line.endswith(" changed") else None
+    this = read.get(label) if line.startswith("input ") and line.endswith(" changed") else None
     old = other["parts"].get("inputs", {}).get(label)
-    if read is None or old is None:
+    if this is None or old is None:
         return line
-    stage, c = read
+    stage, c = this
     before = record(Path(cfg.run_dir) / stage / old[:DIGEST_CHARS])
     why = diff(before["parts"], fingerprint(c, stage).parts) if before else []
     return f"{line} ({why[0]}{', ...' if len(why) > 1 else ''})" if why else line
