@@ -130,6 +130,12 @@ class Validator:
         self.records: list[dict[str, Any]] = io.read_json(path) if path.exists() else []
         self.seconds = 0.0  # spent validating in this process (kept out of the training throughput)
 
+    def zero_shot(self, model: Any, log: Callable[[str], None]) -> dict[str, Any]:
+        """Step 0 of the validation curve: the model before any training."""
+        r = self(model, 0, None)
+        log(f"zero-shot validation {describe(r, len(self.prompts))}")
+        return r
+
     def done(self, step: int) -> dict[str, Any] | None:
         return next((r for r in self.records if r["step"] == step), None)
 
@@ -313,8 +319,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         model = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
     torch.manual_seed(cfg.seed)
     if cfg.sft.validate_zero_shot and validator.done(0) is None:  # the reference point of the whole curve
-        r = validator(model, 0, None)
-        log(f"zero-shot validation {describe(r, len(validator.prompts))}")
+        validator.zero_shot(model, log)
     peft_model = with_lora(cfg, model)
     counts = parameter_counts(peft_model)
     log(f"LoRA r={cfg.sft.lora_r} on {list(cfg.sft.target_modules)}: {counts['trainable']:,} trainable of "
@@ -384,9 +389,8 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
         m = cfg.model
         tokenizer = tokenizer or llm.load_tokenizer(m.recommender)
         validator = Validator(cfg, tokenizer, out / "validation.json")
-        r = validator(model if model is not None else llm.load_model(m.recommender, m.dtype, m.quantization,
-                                                                     m.device), 0, None)
-        log(f"zero-shot validation {describe(r, len(validator.prompts))}")
+        r = validator.zero_shot(model if model is not None else llm.load_model(m.recommender, m.dtype,
+                                                                               m.quantization, m.device), log)
         report.update(zero_shot=r, validation=sorted(validator.records, key=lambda x: x["step"]))
         io.write_json(out / "report.json", report)
     return report
