@@ -33,6 +33,20 @@ def insert_line(path: Path, after: int, raw: bytes) -> int:
 
 
 @pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole notebook chain run once on the smoke profile: ``(run directory, manifest)``.
+
+    Shared by the smoke-chain, solutions and browser tests; a test that writes into a run directory copies it first
+    (``shutil.copytree``) so the others still see the chain's own results.
+    """
+    from trsr_utils import pipeline
+
+    out = tmp_path_factory.mktemp("smoke-run")
+    manifest = pipeline.run("smoke", out=out, log=lambda *_: None)
+    return out, manifest
+
+
+@pytest.fixture(scope="session")
 def smol_tokenizer():
     """The real SmolLM2-135M-Instruct tokenizer (converted from the GGUF once, then cached)."""
     from trsr_utils.llm import load_tokenizer

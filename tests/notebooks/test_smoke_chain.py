@@ -13,13 +13,6 @@ from trsr_utils.config import resolve_config
 pytestmark = pytest.mark.notebook
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke-run")
-    manifest = pipeline.run("smoke", out=out, log=lambda *_: None)
-    return out, manifest
-
-
 def results(out, name):
     return pipeline.read_results(out / "notebooks" / f"{name}.ipynb")
 
