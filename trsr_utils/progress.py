@@ -75,9 +75,13 @@ class _Done(_SilentIter):
                   f"{time.perf_counter() - self.began:.1f} s", flush=True)
 
 
-def bar(total: int | None = None, desc: str = "", unit: str = "it", iterable: Iterable[T] | None = None):
-    """A progress bar (context manager) for the environment; ``.update(n)`` by hand or iterate it."""
-    if os.environ.get("TRSR_PROGRESS", "1") == "0":
+def bar(total: int | None = None, desc: str = "", unit: str = "it", iterable: Iterable[T] | None = None,
+        quiet: bool = False):
+    """A progress bar (context manager) for the environment; ``.update(n)`` by hand or iterate it.
+
+    ``quiet`` shows nothing (work too small to report, such as one call at a time).
+    """
+    if quiet or os.environ.get("TRSR_PROGRESS", "1") == "0":
         return _Silent() if iterable is None else _SilentIter(iterable)
     if headless():
         return _Done(iterable, desc, unit)

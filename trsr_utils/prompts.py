@@ -27,7 +27,8 @@ from typing import Any, Sequence
 from .chunking import block_text
 
 SUMMARY_OPENING = "This user"
-_SENTINEL = "\x00CANDIDATE\x00"
+# Where the candidate goes in the rendered recommendation prompt: the text before it is shared by all candidates.
+CANDIDATE_SLOT = "\x00CANDIDATE\x00"
 
 DOMAINS: dict[str, dict[str, str]] = {
     "movies": {"item": "movie", "items": "movies", "did": "watched and rated", "will": "enjoy",
@@ -104,7 +105,7 @@ def recommendation_messages(summary: str | None, recent: Sequence[str], domain: 
     # The question comes before the candidate, so that the part repeated for each of the 21 candidates
     # (the suffix) is the candidate alone: it is scored 21 times per user, the prefix once.
     parts.append(f"Will the user {w['will']} the candidate {w['item']} below? Answer Yes or No.\n\n"
-                 f"Candidate {w['item']}:{_SENTINEL}")
+                 f"Candidate {w['item']}:{CANDIDATE_SLOT}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
@@ -189,7 +190,7 @@ class RecommendationPrompter:
 
     def _parts(self, summary: str | None, recent: Sequence[str]) -> tuple[str, str]:
         text = render(self.tokenizer, recommendation_messages(summary, recent, self.domain))
-        prefix, sep, tail = text.partition(_SENTINEL)
+        prefix, sep, tail = text.partition(CANDIDATE_SLOT)
         if not sep:
             raise RuntimeError("the chat template dropped the candidate placeholder")
         return prefix, tail

@@ -123,9 +123,9 @@ class LLMCaller:
     """Cached, batched generation with one model: prompts in, :class:`Call` s out (input order)."""
 
     def __init__(self, model: Any, tokenizer: Any, model_id: str, cache: CallCache, batch_size: int = 16,
-                 seed: int = 0):
+                 seed: int = 0, quiet: bool = False):
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
-        self.cache, self.batch_size, self.seed = cache, batch_size, seed
+        self.cache, self.batch_size, self.seed, self.quiet = cache, batch_size, seed, quiet
         self.stats = CallStats()
 
     def __call__(self, texts: Sequence[str], params: Mapping[str, Any], desc: str = "LLM calls") -> list[Call]:
@@ -141,7 +141,7 @@ class LLMCaller:
             prompt_of = {k: t for k, t in zip(keys, texts)}
             todo_texts = [prompt_of[k] for k in todo]
             gen_args = {k: v for k, v in params.items() if k != "seed"}
-            with bar(total=len(todo), desc=desc, unit="call") as progress_bar:
+            with bar(total=len(todo), desc=desc, unit="call", quiet=self.quiet) as progress_bar:
                 def persist(generations: list[llm.Generation], indices: list[int]) -> None:
                     rows = []
                     for g, i in zip(generations, indices):
@@ -327,6 +327,53 @@ def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: Templat
             "seconds": sum(x.seconds for x in used_calls), "cached": all(x.cached for x in used_calls),
         })
     return rows
+
+
+@dataclass
+class Summary:
+    """One summary as it is passed on, with the items it covers (what its checks and fallback need)."""
+
+    text: str
+    item_ids: list[str]
+    recent_ids: list[str]  # the newest block among item_ids (what the template fallback stresses)
+    flag: str = ""  # "", "retried" or "fallback"
+
+
+class Asker:
+    """One checked summarization call at a time: the building block of the loops notebooks 03 and 04 write out.
+
+    ``ask(prompt, item_ids, recent_ids, inputs)`` does for one prompt exactly what the batched stage does for
+    each of its calls: the cached LLM call, cleaning and checks, one retry of a degenerate answer, the template
+    summary as the last resort. It shares the run directory's call cache, so a prompt the stage already sent
+    costs nothing (``hits``/``misses`` count them).
+    """
+
+    def __init__(self, cfg: Any, blocks: Any, catalog: Mapping[str, Mapping[str, str]], model: Any = None,
+                 tokenizer: Any = None):
+        from . import text
+
+        name = cfg.model.summarizer
+        self.cfg, self.domain = cfg, text.domain_of(cfg)
+        self.tokenizer = tokenizer if tokenizer is not None else llm.load_tokenizer(name)
+        self.model = model if model is not None else llm.load_model(name, cfg.model.dtype, cfg.model.quantization,
+                                                                     cfg.model.device)
+        self.model_id = llm.model_id(name, cfg.model.dtype, cfg.model.quantization)
+        self.template = TemplateSummarizer(catalog, self.domain)
+        self.line_of = _lines(blocks)
+        self.hits = self.misses = 0
+
+    def __call__(self, prompt: str, item_ids: Sequence[str], recent_ids: Sequence[str],
+                 inputs: Sequence[str] = ()) -> Summary:
+        cache = open_cache(self.cfg)
+        try:
+            caller = LLMCaller(self.model, self.tokenizer, self.model_id, cache, 1, self.cfg.seed, quiet=True)
+            request = Request("", 0, 0, prompt, list(item_ids), list(recent_ids), list(inputs))
+            (row,) = _run([request], caller, self.cfg, self.template, "one call", self.domain, self.line_of)
+        finally:
+            cache.close()
+        self.hits += caller.stats.hits
+        self.misses += caller.stats.misses
+        return Summary(row["summary"], list(item_ids), list(recent_ids), row["flag"])
 
 
 def _lines(blocks: Any) -> dict[str, str]:

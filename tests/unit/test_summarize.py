@@ -223,6 +223,31 @@ def test_rerun_costs_nothing_and_recurrent_reuses_block_zero(tmp_path, scripted,
     assert last_prompt, "step 2 did not receive step 1's summary"
 
 
+def test_asker_makes_one_call_as_the_batched_stage_does(tmp_path, scripted, smol_tokenizer):
+    """One prompt through Asker gives the stage's summary and flag: retry of a loop, template after two failures."""
+    from trsr_utils import prompts
+
+    cfg = cfg_for(tmp_path)
+    blocks = make_blocks(4, 5)
+    summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=object(), tokenizer=smol_tokenizer,
+                        log=lambda *_: None)
+    steps = summarize.read_steps(cfg, "hierarchical").set_index(["user_id", "level", "index"])
+    made = len(scripted.calls)
+    ask = summarize.Asker(cfg, blocks, CATALOG, model=object(), tokenizer=smol_tokenizer)
+    flags = set()
+    for block in blocks.itertuples():
+        prompt = prompts.generation_prompt(smol_tokenizer, prompts.block_summary_messages(list(block.lines), "movies"))
+        got = ask(prompt, block.item_ids, block.item_ids)
+        stored = steps.loc[(block.user_id, 0, block.block)]
+        assert (got.text, got.flag, got.item_ids) == (stored["summary"], stored["flag"], list(block.item_ids))
+        flags.add(got.flag)
+    assert flags == {"", "retried", "fallback"}
+    # Every prompt was one the stage had sent: all from the cache, nothing generated again.
+    assert len(scripted.calls) == made and ask.misses == 0 and ask.hits >= len(blocks)
+    fresh = ask("a prompt nobody sent", ["i1"], ["i1"])
+    assert ask.misses == 1 and fresh.text.startswith("This user likes prompt")
+
+
 # ----------------------------------------------------------------- the tiny random model end to end
 def test_tiny_random_end_to_end_both_methods(tmp_path):
     cfg = cfg_for(tmp_path, **{"summary.max_new_tokens": 6})
