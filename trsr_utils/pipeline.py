@@ -299,6 +299,30 @@ def strip(paths: list[Path]) -> list[Path]:
     return changed
 
 
+# What a handed-out run directory leaves behind: training checkpoints (a finished adapter does not need them to be
+# re-used, only to resume an interrupted training) and the hand-out archives themselves.
+HANDOUT_SKIP = ("checkpoints",)
+
+
+def handout(run_dir: str | Path, archive: str | Path) -> dict[str, Any]:
+    """Pack a run directory for a class: stage results, the LLM call cache and the score store, without checkpoints.
+
+    Unpacked anywhere (``tar xzf ARCHIVE -C runs/``), every stage whose settings match is up to date there: stage
+    folders are named by fingerprints of settings, inputs and models, never by path.
+    """
+    import tarfile
+
+    run_dir, archive = Path(run_dir).resolve(), Path(archive).resolve()
+    if not (run_dir / "manifest.json").exists():
+        raise PipelineError(f"{run_dir} is not a run directory (no manifest.json): run the chain there first")
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p != archive
+                   and not any(part in HANDOUT_SKIP for part in p.relative_to(run_dir).parts))
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in files:
+            tar.add(path, arcname=str(Path(run_dir.name) / path.relative_to(run_dir)))
+    return {"archive": str(archive), "files": len(files), "mb": round(archive.stat().st_size / 2**20, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.pipeline", description="Run the notebook chain.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,11 +338,23 @@ def main(argv: list[str] | None = None) -> int:
     p_status.add_argument("--profile", default="demo")
     p_status.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
     p_status.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p_handout = sub.add_parser("handout", help="pack a run directory for students (without training checkpoints)")
+    p_handout.add_argument("--out", required=True, help="the run directory to pack, e.g. runs/demo")
+    p_handout.add_argument("--to", required=True, help="the archive to write, e.g. class-demo.tar.gz")
     sub.add_parser("list", help="list the notebooks and profiles")
     p_strip = sub.add_parser("strip", help="strip outputs from notebooks (before committing)")
     p_strip.add_argument("paths", nargs="*")
     args = parser.parse_args(argv)
 
+    if args.command == "handout":
+        try:
+            packed = handout(args.out, args.to)
+        except PipelineError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
+        print(f"{packed['archive']}: {packed['files']} files, {packed['mb']} MB; students unpack it with "
+              f"tar xzf {args.to} -C runs/")
+        return 0
     if args.command == "list":
         from .config import available_profiles
 

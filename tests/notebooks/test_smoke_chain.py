@@ -244,3 +244,19 @@ def test_what_the_notebooks_say_matches_what_they_recorded(smoke_run):
         out, "07_evaluation")
     r08 = results(out, "08_ablations")
     assert f"{r08['n_users']} test users: one user moves recall@10" in _said(out, "08_ablations")
+
+
+def test_a_handed_out_run_directory_is_up_to_date_where_it_is_unpacked(smoke_run, tmp_path):
+    """Classroom mode: the instructor packs the run, students unpack it elsewhere and every stage is re-used."""
+    import tarfile
+
+    out, _ = smoke_run
+    packed = pipeline.handout(out, tmp_path / "class.tar.gz")
+    with tarfile.open(packed["archive"]) as tar:
+        names = tar.getnames()
+        assert not any("checkpoints" in n for n in names) and f"{out.name}/cache/llm_calls.sqlite" in names
+        tar.extractall(tmp_path / "student", filter="data")
+    student = resolve_config("smoke", tmp_path / "student" / out.name)
+    assert all(s.state == "up to date" for s in stages.status(student)), stages.format_status(stages.status(student))
+    with pytest.raises(pipeline.PipelineError, match="not a run directory"):
+        pipeline.handout(tmp_path, tmp_path / "x.tar.gz")
