@@ -1,0 +1,136 @@
+"""Which differences between systems are real: paired tests over the same test users (notebooks 07 and 08).
+
+Every system ranks the same users' candidates, so two systems are compared user by user: the difference of a
+per-user metric (Recall@K is 0 or 1 per user, MRR@K and NDCG@K lie in [0, 1]), its mean, a paired bootstrap
+interval (``scipy.stats.bootstrap(..., paired=True)``), and a paired permutation test (each user's two values
+swapped at random, i.e. the sign of the difference flipped: ``scipy.stats.permutation_test`` with
+``permutation_type="samples"``). A family of comparisons gets Holm's step-down correction, so that "significant"
+keeps its 5% meaning across the family.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import metrics
+
+METRICS = ("recall@10", "mrr@10", "ndcg@10")
+ALPHA = 0.05
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x - y, axis=axis)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], n_resamples: int = 9999, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float]:
+    """Mean of ``a - b`` over users, its paired bootstrap interval and the two-sided permutation p-value."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two equally long 1-d samples of at least 2 users, got {a.shape} and {b.shape}")
+    diff = a - b
+    mean = float(diff.mean())
+    if np.ptp(diff) == 0:  # every user moved by the same amount: no spread to resample
+        low = high = mean
+    else:
+        ci = stats.bootstrap((a, b), _mean_difference, paired=True, vectorized=True, n_resamples=n_resamples,
+                             confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
+        low, high = float(ci.confidence_interval.low), float(ci.confidence_interval.high)
+    if not diff.any():
+        p = 1.0
+    else:
+        test = stats.permutation_test((a, b), _mean_difference, permutation_type="samples", vectorized=True,
+                                      n_resamples=n_resamples, alternative="two-sided",
+                                      random_state=np.random.default_rng(seed))
+        p = float(test.pvalue)
+    return {"diff": mean, "low": low, "high": high, "p": p, "sd": float(diff.std(ddof=1)), "users": len(diff)}
+
+
+def holm(pvalues: Iterable[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (same order as given): reject where adjusted p < alpha."""
+    p = np.asarray(list(pvalues), dtype=np.float64)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def users_needed(sd: float, delta: float, alpha: float = ALPHA, power: float = 0.8) -> int | None:
+    """Users a paired test needs to detect a mean difference ``delta`` with ``power``, given the per-user sd of the
+    difference (normal approximation: n = ((z_{1-alpha/2} + z_power) sd / delta)^2)."""
+    if delta == 0 or not math.isfinite(sd) or not math.isfinite(delta):
+        return None
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return max(2, math.ceil((z * sd / abs(delta)) ** 2))
+
+
+def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names: Sequence[str] = METRICS,
+            n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+    """Paired comparison of systems ``a`` vs ``b`` for each pair and metric, Holm-corrected per metric.
+
+    ``ranks``: one row per (system, user_id) with the positive's ``rank`` (as notebook 07 stores them). Users are
+    matched by id; a pair whose systems ranked different users is an error, not a silent subset.
+    """
+    by_system = {s: g.set_index("user_id")["rank"] for s, g in ranks.groupby("system", sort=False)}
+    rows = []
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in by_system:
+                raise KeyError(f"no ranks for system {name!r}; have {sorted(by_system)}")
+        ra, rb = by_system[a], by_system[b]
+        if set(ra.index) != set(rb.index):
+            raise ValueError(f"{a} and {b} ranked different users: a paired test needs the same users")
+        rb = rb.reindex(ra.index)
+        for metric in metric_names:
+            va, vb = metrics.per_user(ra, metric), metrics.per_user(rb, metric)
+            rows.append({"a": a, "b": b, "metric": metric, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
+                         **paired_difference(va, vb, n_resamples, seed)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = table.groupby("metric")["p"].transform(lambda p: holm(p))
+    table["significant"] = table["p_holm"] < ALPHA
+    return table
+
+
+def evaluation_pairs(systems: Sequence[str], table: pd.DataFrame, metric: str = "recall@10") -> list[tuple[str, str]]:
+    """The comparisons a reader of the paper asks about, among the systems present.
+
+    Each LLM-TRSR variant against TALLRec, against zero-shot and against the best non-LLM row (by ``metric``, then
+    MRR@10); hierarchical against recurrent.
+    """
+    from .evaluation import LLM_SYSTEMS
+
+    present = set(systems)
+    ours = [s for s in ("hierarchical", "recurrent") if s in present]
+    classic = table[~table["system"].isin(list(LLM_SYSTEMS) + ["random"])]
+    best = (classic.sort_values([metric, "mrr@10"], ascending=False)["system"].iloc[0]
+            if not classic.empty else None)
+    pairs = [(s, other) for s in ours for other in ("tallrec", "zero_shot", best) if other in present]
+    if {"hierarchical", "recurrent"} <= present:
+        pairs.append(("hierarchical", "recurrent"))
+    return list(dict.fromkeys(pairs))
+
+
+def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: str = "recall@10") -> list[str]:
+    """Plain sentences: which differences survive Holm's correction, and how wide the intervals are."""
+    labels = labels or {}
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        return [f"No comparison on {metric}."]
+    name = lambda s: labels.get(s, s)  # noqa: E731
+    lines = []
+    for r in rows.itertuples():
+        verdict = "a real difference" if r.significant else "not distinguishable after the correction"
+        lines.append(f"{name(r.a)} - {name(r.b)}: {r.diff:+.3f} {metric} (95% interval {r.low:+.3f} to "
+                     f"{r.high:+.3f}; p = {r.p:.3f}, Holm {r.p_holm:.3f}): {verdict} on these {r.users} users.")
+    n_sig = int(rows["significant"].sum())
+    lines.append(f"{n_sig} of {len(rows)} comparisons on {metric} survive Holm's correction at the 5% level.")
+    return lines
