@@ -182,6 +182,26 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     return table
 
 
+def read_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """Every cell's per-user ranks (``system`` = the cell's name), from the score store the table points at."""
+    frames = [io.read_parquet(row.scores)[["user_id", "rank"]].assign(system=row.cell) for row in table.itertuples()]
+    return pd.concat(frames, ignore_index=True)[["system", "user_id", "rank"]]
+
+
+def reference_pairs(table: pd.DataFrame, cfg: Any) -> list[tuple[str, str]]:
+    """Each cell against the profile's own setting with the same model state (zero-shot cells against the
+    zero-shot reference); cells scored by the very same scores as their reference are left out (a zero difference
+    by construction)."""
+    main = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
+    by_name = table.set_index("cell")
+    pairs = []
+    for row in table.itertuples():
+        reference = Cell("summary", main, bool(row.finetuned), main).name
+        if reference in by_name.index and by_name.loc[reference, "scores"] != row.scores:
+            pairs.append((row.cell, reference))
+    return pairs
+
+
 def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
     """What the grid shows, in sentences computed from its table: each axis's spread against what one user is worth."""
     n = int(table["users"].iloc[0])

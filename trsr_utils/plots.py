@@ -129,6 +129,32 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
     return fig
 
 
+def forest(table: pd.DataFrame, labels: Mapping[str, str] | None = None, title: str = ""):
+    """One panel per metric: each comparison's paired mean difference with its 95% interval (filled: significant
+    after Holm's correction). Rows are read "a - b"; right of the zero line, a ranks the positive better."""
+    labels = labels or {}
+    metrics_ = list(dict.fromkeys(table["metric"]))
+    names = [f"{labels.get(a, a)} - {labels.get(b, b)}" for a, b in dict.fromkeys(zip(table["a"], table["b"]))]
+    fig, axes = plt.subplots(1, len(metrics_), figsize=(3.4 * len(metrics_) + 2.6, 0.42 * len(names) + 1.3),
+                             sharey=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics_):
+        rows = table[table["metric"] == metric]
+        y = list(range(len(rows)))[::-1]
+        for yi, r in zip(y, rows.itertuples()):
+            colour = "tab:red" if r.significant else "tab:gray"
+            ax.plot([r.low, r.high], [yi, yi], color=colour, linewidth=1.6)
+            ax.plot([r.diff], [yi], "o", color=colour, markerfacecolor=colour if r.significant else "white")
+        ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_title(metric)
+        ax.set_xlabel("difference (a - b)")
+        ax.set_yticks(y)
+        ax.set_yticklabels(names)
+    fig.suptitle(title or "Paired differences over the same test users (95% interval; filled red: significant "
+                          "after Holm)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def rank_distribution(ranks: pd.DataFrame, n_candidates: int = 21):
     """Where each system ranks the positive among the candidates (1 = top)."""
     order = list(dict.fromkeys(ranks["label"]))

@@ -54,3 +54,29 @@ def test_reading_puts_each_axis_spread_in_users():
     assert "hierarchical 727" in text
     table.loc[1, "recall@10"] = 0.65
     assert "summary (fine-tuned): the same recall@10, 0.650, for every value." in "\n".join(ablation.reading(table))
+
+
+def test_each_cell_is_compared_with_the_profiles_setting_in_the_same_model_state(tmp_path):
+    import pandas as pd
+
+    from trsr_utils import io
+
+    cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3]})
+    rows = []
+    for index, cell in enumerate(ablation.grid(cfg)):
+        # recent_items=3 is the profile's setting: the very scores of summary=hierarchical-ft
+        key = "hier-ft" if cell.name == "recent_items=3-ft" else cell.name
+        path = tmp_path / f"{key}.parquet"
+        io.write_parquet(path, pd.DataFrame({"user_id": ["u1", "u2"], "rank": [1 + index, 2]}))
+        rows.append({"cell": cell.name, "finetuned": cell.finetuned,
+                     "scores": str(tmp_path / ("hier-ft.parquet" if cell.name == "summary=hierarchical-ft" else
+                                               f"{key}.parquet"))})
+    table = pd.DataFrame(rows)
+    pairs = ablation.reference_pairs(table, cfg)
+    assert ("summary=none-zs", "summary=hierarchical-zs") in pairs
+    assert ("summary=recurrent-ft", "summary=hierarchical-ft") in pairs
+    assert ("recent_items=1-ft", "summary=hierarchical-ft") in pairs
+    # a cell is never compared with itself or with the same scores under another name
+    assert all(a != b for a, b in pairs) and ("recent_items=3-ft", "summary=hierarchical-ft") not in pairs
+    ranks = ablation.read_ranks(table)
+    assert list(ranks.columns) == ["system", "user_id", "rank"] and len(ranks) == 2 * len(table)
