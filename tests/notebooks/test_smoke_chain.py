@@ -244,6 +244,10 @@ def test_what_the_notebooks_say_matches_what_they_recorded(smoke_run):
         out, "07_evaluation")
     r08 = results(out, "08_ablations")
     assert f"{r08['n_users']} test users: one user moves recall@10" in _said(out, "08_ablations")
+    paired = r08["paired"]
+    assert paired and all(v["low"] <= v["diff"] <= v["high"] and v["p"] <= v["p_holm"] for v in paired.values())
+    n_sig = sum(v["significant"] for v in paired.values())
+    assert f"{n_sig} of {len(paired)} comparisons on recall@10 survive Holm's correction" in _said(out, "08_ablations")
 
 
 def test_a_handed_out_run_directory_is_up_to_date_where_it_is_unpacked(smoke_run, tmp_path):
