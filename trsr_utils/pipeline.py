@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "strip":
-        paths = [Path(p) for p in args.paths] or discover()
+        paths = [Path(p) for p in args.paths] or discover() + discover(NOTEBOOKS_DIR / "solutions")
         for p in strip(paths):
             print(f"stripped {p}")
         return 0
