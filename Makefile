@@ -53,8 +53,9 @@ test-notebooks: setup
 bench: setup
 	$(PY) -m trsr_utils.bench
 
+# JupyterLab refuses to run as root unless told to (containers often run as root).
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 strip: setup
 	$(PY) -m trsr_utils.pipeline strip
