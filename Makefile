@@ -10,11 +10,12 @@ STAMP := $(VENV)/.trsr-installed
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo run test test-unit test-notebooks test-slow lab bench strip lock clean-runs
+.PHONY: help setup demo run test test-unit test-notebooks test-slow test-browser lab bench strip lock clean-runs
 
 help:
 	@echo "make demo        run the notebook chain on the demo profile (real data, SmolLM2-135M, CPU)"
 	@echo "make test        unit tests + smoke notebook chain"
+	@echo "make test-browser  notebook 05's widget in JupyterLab, headless Chromium (screenshot; skipped without chromium)"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make run PROFILE=smoke   run the chain with any profile"
 	@echo "make bench       speed benchmarks (tables + runs/bench/bench.json)"
@@ -49,6 +50,11 @@ test-unit: setup
 
 test-notebooks: setup
 	$(PY) -m pytest -m notebook $(PYTEST_ARGS)
+
+# JupyterLab + notebook 05 in headless Chromium (apt-get install -y chromium; the playwright package is in the
+# dev extra). Runs the smoke chain first; prints where the screenshot of the summary browser is.
+test-browser: setup
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m trsr_utils.bench
