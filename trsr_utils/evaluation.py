@@ -366,6 +366,21 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int) -
     return out
 
 
+def impossible_rows(table: pd.DataFrame) -> list[str]:
+    """Rows whose Recall@K or MRR@K falls as K grows: impossible for these metrics (a positive within the top 3 is
+    within the top 5), so a misprint of the source, said rather than silently used."""
+    found = []
+    for values in table.to_dict(orient="records"):
+        for kind in ("recall", "mrr"):
+            ks = [k for k in (3, 5, 10) if f"{kind}@{k}" in values]
+            for small, large in zip(ks, ks[1:]):
+                if values[f"{kind}@{large}"] < values[f"{kind}@{small}"]:
+                    found.append(f"{values['label']}, {values['dataset']}: {kind}@{large} "
+                                 f"{values[f'{kind}@{large}']:.4f} is below {kind}@{small} "
+                                 f"{values[f'{kind}@{small}']:.4f}, which cannot be right for a {kind}")
+    return found
+
+
 def with_paper(table: pd.DataFrame, dataset_label: str) -> pd.DataFrame:
     """Our rows (labelled with our dataset) stacked above the paper's rows for the same systems."""
     ours = table.assign(dataset=dataset_label)[["system", "label", "dataset", *COLUMNS]]

@@ -102,3 +102,15 @@ def test_reading_says_what_the_table_can_and_cannot_show():
     assert "Their intervals overlap: this test set does not tell them apart." in text
     assert "shows the machinery, not a result" in text
     assert "shows the machinery" not in "\n".join(evaluation.reading(pd.DataFrame(rows), 1000, 21, unseen=0))
+
+
+def test_the_papers_table_2_has_one_impossible_row_and_it_is_said():
+    """Amazon-M2 CORE: Recall@5 .4632 below Recall@3 .5230 (a recall can only grow with K): a misprint."""
+    found = evaluation.impossible_rows(evaluation.paper_table())
+    assert found == ["CORE, Amazon-M2 (paper): recall@5 0.4632 is below recall@3 0.5230, which cannot be right "
+                     "for a recall"]
+    import pandas as pd
+
+    ok = pd.DataFrame([{"label": "x", "dataset": "d", "recall@3": 0.2, "recall@5": 0.2, "recall@10": 0.3,
+                        "mrr@3": 0.1, "mrr@5": 0.09, "mrr@10": 0.1}])
+    assert evaluation.impossible_rows(ok) == ["x, d: mrr@5 0.0900 is below mrr@3 0.1000, which cannot be right for a mrr"]
