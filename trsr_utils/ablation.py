@@ -71,7 +71,11 @@ def grid(cfg: Any) -> list[Cell]:
     cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent")
              for tuned in ((False, True) if ft else (False,))]
     cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)}) for k in e.ablation_recent_items]
-    cells += [Cell("items_per_block", str(n), ft, "hierarchical", {"chunking.items_per_block": int(n)})
+    # A block-size cell keeps the history the profile covers (items_per_block x max_blocks items): with blocks
+    # of 3 and the profile's 5 blocks, 15 of 25 items would be dropped and the cell would measure truncation.
+    covered = cfg.chunking.items_per_block * cfg.chunking.max_blocks
+    cells += [Cell("items_per_block", str(n), ft, "hierarchical",
+                   {"chunking.items_per_block": int(n), "chunking.max_blocks": -(-covered // int(n))})
               for n in e.ablation_items_per_block]
     cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
     return cells

@@ -345,7 +345,8 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int) -
     other = table[~table["system"].isin(LLM_SYSTEMS)]
     out = [f"{n_users} test users: one user moves a Recall@K by {1 / n_users:.3f}, and the median 95% interval of "
            f"Recall@10 is {width:.2f} wide."
-           + (" Differences smaller than that are not shown to be real by this test set." if width > 0 else "")]
+           + (" That width is for one system alone; two systems are compared user by user in the paired tests "
+              "below, which can separate smaller differences." if width > 0 else "")]
     out.append(f"Recall@10 intervals wholly above a random ranker's {random10:.3f}: "
                + (", ".join(above) if above else "none") + ".")
     if unseen:
@@ -358,7 +359,8 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int) -
         overlap = a["recall@10_low"] <= b["recall@10_high"] and b["recall@10_low"] <= a["recall@10_high"]
         out.append(f"Best LLM row: {a['label']} (Recall@10 {a['recall@10']:.3f}); best other row: {b['label']} "
                    f"({b['recall@10']:.3f}). Their intervals "
-                   + ("overlap: this test set does not tell them apart." if overlap else "do not overlap."))
+                   + ("overlap, which alone does not decide it: see the paired comparison below." if overlap
+                      else "do not overlap."))
     if "zero_shot" in set(table["system"]):
         out.append("The zero-shot row prompts the frozen recommender with the hierarchical summary.")
     if n_users < 100:

@@ -371,7 +371,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         "peak_memory_mb": round(_peak_memory_mb(device), 1), "train_loss": result.training_loss,
         "loss_history": [{"step": h["step"], "loss": h["loss"], "epoch": h.get("epoch")} for h in history],
         "validation": sorted(validator.records, key=lambda r: r["step"]), "best": best,
-        "zero_shot": validator.done(0), "adapter": str(adapter),
+        "zero_shot": validator.done(0), "adapter": str(adapter), "reused": False,
     }
     io.write_json(out / "report.json", report)
     stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
@@ -393,7 +393,9 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
                                                                                m.quantization, m.device), log)
         report.update(zero_shot=r, validation=sorted(validator.records, key=lambda x: x["step"]))
         io.write_json(out / "report.json", report)
-    return report
+    # What this call did, not what the training run did: no steps, and the adapter where it lies now (a run
+    # directory copied or handed out keeps the training run's absolute path in the stored report).
+    return {**report, "steps_this_run": 0, "reused": True, "adapter": str(out / "adapter")}
 
 
 def adapter_digest(adapter: Path) -> str:

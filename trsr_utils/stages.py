@@ -54,6 +54,7 @@ class Stage:
     depends_on: tuple[str, ...]  # config fields; "section" means every field of that section
     exclude: tuple[str, ...] = ()  # fields of a listed section that do not change the result
     models: tuple[str, ...] = ()  # config fields naming models whose identity (and precision) is part of it
+    code: tuple[str, ...] = ()  # editable parts of the package (:data:`CODE`) whose content is part of it
     version: int = 1  # bump when the stage's algorithm or output format changes
 
     @property
@@ -67,28 +68,62 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("02_text", "02_chunking_and_prompts", ("01_data",), ("text", "chunking"), models=("model.summarizer",)),
     Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size",),
-          models=("model.summarizer",), version=3),  # 2: summary checks; 3: unquoted invented names flagged
+          models=("model.summarizer",), code=("block prompt", "merge prompt"),
+          version=3),  # 2: summary checks; 3: unquoted invented names flagged
     Stage("04_recurrent", "04_recurrent_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size", "summary.merge_fan_in"),
-          models=("model.summarizer",), version=3),
+          models=("model.summarizer",), code=("block prompt", "update prompt"), version=3),
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
-          ("prompt.domain",)),
+          ("prompt.domain",), code=("mention aliases",)),
     Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),
           ("seed", "sft", "prompt", "text", *_LLM_PRECISION),
           exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
-          models=("model.recommender",)),
+          models=("model.recommender",), code=("recommendation prompt",)),
     Stage("07_eval", "07_evaluation", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval", "prompt", "text", *_LLM_PRECISION),
           exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
                    "eval.ablation_finetuned"),
-          models=("model.recommender",)),
+          models=("model.recommender",), code=("recommendation prompt",)),
     Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
            "eval.ablation_summarizers", "eval.ablation_finetuned", "prompt", "text", "chunking", "summary",
            "sft.summary", *_LLM_PRECISION),
-          exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer")),
+          exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
+          code=("block prompt", "merge prompt", "update prompt", "recommendation prompt")),
 )}
 SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
+
+
+def _prompt(kind: str) -> Any:
+    """The prompt of ``kind`` with placeholders for its data, as the LLM would be given it (before the chat
+    template): what a change of its wording changes."""
+    def render(cfg: Config) -> Any:
+        from . import prompts, text
+
+        d, one, two = text.domain_of(cfg), ["<item>"], ["<item 1>", "<item 2>"]
+        made = {"block": lambda: [prompts.block_summary_messages(lines, d) for lines in (one, two)],
+                "merge": lambda: prompts.merge_messages(["<summary 1>", "<summary 2>"], d),
+                "update": lambda: [prompts.recurrent_messages("<summary>", lines, d) for lines in (one, two)],
+                "recommendation": lambda: [prompts.recommendation_messages("<summary>", two, d),
+                                           prompts.recommendation_messages(None, [], d)]}[kind]()
+        return {"messages": made, "opening": prompts.SUMMARY_OPENING if kind != "recommendation" else ""}
+    return render
+
+
+def _mention_aliases(cfg: Config) -> Any:
+    from . import compare
+
+    return compare._ALIASES
+
+
+# Parts of the package a course invites you to edit (a prompt's wording, the genre aliases of notebook 05): what
+# they produce is part of the fingerprint of the stages that use them, so an edited prompt gets new results in a
+# new folder instead of overwriting the old ones under the old name. Other code is covered by Stage.version.
+CODE: dict[str, Any] = {**{f"{kind} prompt": _prompt(kind) for kind in ("block", "merge", "update", "recommendation")},
+                        "mention aliases": _mention_aliases}
+# Settings that change nothing while another setting is off: greedy decoding ignores temperature and top_p.
+INACTIVE: dict[str, tuple[str, Any]] = {"summary.temperature": ("summary.do_sample", False),
+                                        "summary.top_p": ("summary.do_sample", False)}
 
 
 class MissingResult(FileNotFoundError):
@@ -175,6 +210,10 @@ def settings(cfg: Config, fields: Iterable[str], exclude: Iterable[str] = ()) ->
             if key not in skip:
                 sec, _, f = key.partition(".")
                 out[key] = raw[sec][f] if f else raw[sec]
+    for key, (switch, off) in INACTIVE.items():
+        sec, _, f = switch.partition(".")
+        if key in out and raw[sec][f] == off:
+            del out[key]
     return out
 
 
@@ -223,6 +262,8 @@ def parts(cfg: Config, name: str) -> dict[str, Any]:
                            "settings": settings(cfg, stage.depends_on, stage.exclude),
                            "models": {f: llm.model_identity(settings(cfg, [f])[f]) for f in stage.models},
                            "inputs": {label: fingerprint(c, s).digest for label, (s, c) in inputs(cfg, name).items()}}
+    if stage.code:
+        out["code"] = {part: digest(CODE[part](cfg)) for part in stage.code}
     if name == "01_data":
         from .data.prepare import raw_files
 
@@ -239,7 +280,8 @@ def fingerprint(cfg: Config, name: str) -> Fingerprint:
     from .data.prepare import raw_files
 
     stamp = tuple(_stat(p) for p in raw_files(cfg))
-    key = (name, canonical(cfg.to_dict()), stamp)
+    # The code parts are cheap to render and may change in a live kernel (an edited, re-imported prompt).
+    key = (name, canonical(cfg.to_dict()), stamp, digest({part: CODE[part](cfg) for part in CODE}))
     if key not in _MEMO:
         if len(_MEMO) > 4096:
             _MEMO.clear()
@@ -359,6 +401,8 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             out.append(f"input {key} no longer read")
         elif a[key] != b[key]:
             out.append(f"input {key} changed")
+    a, b = old.get("code", {}), new.get("code", {})
+    out += [f"{key} (code) changed" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
     return out
 
 

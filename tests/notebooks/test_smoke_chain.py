@@ -151,10 +151,14 @@ def test_08_ablations(smoke_run):
     # the profile's own block size (5) re-uses notebook 03's summaries; only the 3-item cell summarized again
     cells = list((out / "08_ablations" / "cells").iterdir())
     assert [c.name.rsplit("-", 1)[0] for c in cells] == ["items_per_block=3-ft"]
-    cell_cfg = resolve_config("smoke", cells[0], {"chunking.items_per_block": 3})
+    cell_cfg = resolve_config("smoke", cells[0], {"chunking.items_per_block": 3, "chunking.max_blocks": 9})
     cell_blocks = pd.read_parquet(stages.result_dir(cell_cfg, "02_text") / "blocks.parquet")
     test_users = pd.read_parquet(stage_dir(out, "01_data") / "samples.parquet").query("split == 'test'")["user_id"]
     assert cell_blocks["n_items"].max() == 3 and set(cell_blocks["user_id"]) == set(test_users)
+    # blocks of 3 cover the same history as the profile's blocks of 5 (max_blocks raised to 9 with them)
+    main_blocks = pd.read_parquet(stage_dir(out, "02_text") / "blocks.parquet").query("user_id in @test_users")
+    assert (cell_blocks.groupby("user_id")["n_items"].sum()
+            == main_blocks.groupby("user_id")["n_items"].sum()).all()
     assert table.loc["recent_items=1-ft", "scoring_tokens_per_user"] < table.loc["recent_items=3-ft",
                                                                                  "scoring_tokens_per_user"]
     assert stages.is_complete(cell_cfg, "03_hierarchical")

@@ -22,6 +22,12 @@ def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
     assert one.name.startswith("items_per_block=3-ft-") and one != ablation.cell_dir(
         cfg, b3, {"01_data": "y", "test_users": 0})
     assert ablation.with_overrides(cfg, b3.overrides).chunking.items_per_block == 3
+    # every block size covers at least the profile's 5 x 5 items, so a cell measures block size, not truncation
+    for c in cells:
+        if c.axis == "items_per_block":
+            ch = ablation.with_overrides(cfg, c.overrides).chunking
+            assert 25 <= ch.items_per_block * ch.max_blocks < 25 + ch.items_per_block
+    assert next(c for c in cells if c.name == "items_per_block=5-ft").overrides["chunking.max_blocks"] == 5
     assert cfg.chunking.items_per_block == 5  # the profile's config is not modified
 
 

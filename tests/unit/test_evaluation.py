@@ -99,7 +99,7 @@ def test_reading_says_what_the_table_can_and_cannot_show():
     assert "one user moves a Recall@K by 0.050" in text and "0.40 wide" in text
     assert "wholly above a random ranker's 0.476: TF-IDF, LLM-TRSR hierarchical." in text
     assert "caps their Recall@10 at 0.50" in text
-    assert "Their intervals overlap: this test set does not tell them apart." in text
+    assert "Their intervals overlap, which alone does not decide it: see the paired comparison below." in text
     assert "shows the machinery, not a result" in text
     assert "shows the machinery" not in "\n".join(evaluation.reading(pd.DataFrame(rows), 1000, 21, unseen=0))
 

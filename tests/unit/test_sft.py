@@ -108,6 +108,12 @@ def test_other_settings_train_a_new_adapter_and_switching_back_reuses_the_first(
     messages.clear()
     back = sft.train(first, tokenizer=tok, log=messages.append)  # no model given: re-use must not need one
     assert any("re-using the adapter" in m for m in messages) and back["global_step"] == 2
+    assert back["reused"] and back["steps_this_run"] == 0  # this call trained nothing
+    # a copied run directory reports the adapter where it lies now, not where it was trained
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    there = sft.train(cfg_at(moved, **{"sft.max_steps": 2, "sft.save_steps": 2}), tokenizer=tok, log=lambda *_: None)
+    assert there["reused"] and there["adapter"].startswith(str(moved))
     assert sft.adapter_digest(stages.result_dir(first, sft.STAGE) / "adapter") == weights
 
 

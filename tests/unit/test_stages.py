@@ -33,9 +33,11 @@ EXPECTED: dict[str, set[str]] = {
     "model.device": LLM_SUMMARIZER_AND_RECOMMENDER,
     "prompt.domain": SUMMARIES, "prompt.recent_items": RECOMMENDER, "prompt.max_length": RECOMMENDER,
     "prompt.summary_max_tokens": RECOMMENDER,
-    **{f"summary.{f}": SUMMARIES for f in ("max_new_tokens", "max_sentences", "do_sample", "temperature", "top_p",
+    **{f"summary.{f}": SUMMARIES for f in ("max_new_tokens", "max_sentences", "do_sample",
                                            "retry_repetition_penalty", "retry_no_repeat_ngram_size",
                                            "retry_token_factor")},
+    # Greedy decoding (the profiles' default) ignores them; with sampling on they change the summaries (test below).
+    "summary.temperature": set(), "summary.top_p": set(),
     "summary.batch_size": set(),  # batching changes no result (the LLM call cache ignores it too)
     # Only the hierarchical summary is merged: the recurrent one, and what reads only it, stay.
     "summary.merge_fan_in": SUMMARIES - {"04_recurrent"},
@@ -110,6 +112,48 @@ def test_every_field_recomputes_exactly_the_stages_that_depend_on_it(tmp_path):
         if changed != expected:
             wrong[key] = {"recomputes": sorted(changed), "expected": sorted(expected)}
     assert not wrong, json.dumps(wrong, indent=1)
+
+
+def test_sampling_settings_count_only_when_sampling(tmp_path):
+    sampling = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k", "summary.do_sample": True})
+    before = {n: stages.fingerprint(sampling, n).digest for n in stages.STAGES}
+    for key in ("summary.temperature", "summary.top_p"):
+        new = with_overrides(sampling, {key: 0.5})
+        assert {n for n in stages.STAGES if stages.fingerprint(new, n).digest != before[n]} == SUMMARIES, key
+
+
+@pytest.mark.parametrize("part, function, expected", [
+    # the profile fine-tunes on hierarchical summaries: 06 does not read the recurrent ones
+    ("update prompt", "recurrent_messages", SUMMARIES - {"03_hierarchical", "06_sft"}),
+    ("merge prompt", "merge_messages", SUMMARIES - {"04_recurrent"}),
+    ("block prompt", "block_summary_messages", SUMMARIES),
+    ("recommendation prompt", "recommendation_messages", RECOMMENDER),
+])
+def test_an_edited_prompt_is_a_new_result_not_an_overwritten_one(tmp_path, monkeypatch, part, function, expected):
+    from trsr_utils import prompts
+
+    cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
+    before = {n: stages.fingerprint(cfg, n) for n in stages.STAGES}
+    original = getattr(prompts, function)
+
+    def reworded(*args):  # what a student's edit of trsr_utils/prompts.py does
+        messages = original(*args)
+        return [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + " Say what is new."}]
+
+    monkeypatch.setattr(prompts, function, reworded)
+    after = {n: stages.fingerprint(cfg, n) for n in stages.STAGES}
+    assert {n for n in stages.STAGES if after[n].digest != before[n].digest} == expected
+    first = sorted(expected)[0]
+    assert f"{part} (code) changed" in stages.diff(before[first].parts, after[first].parts)
+
+
+def test_edited_genre_aliases_recompute_only_the_comparison(tmp_path, monkeypatch):
+    from trsr_utils import compare
+
+    cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
+    before = {n: stages.fingerprint(cfg, n).digest for n in stages.STAGES}
+    monkeypatch.setattr(compare, "_ALIASES", {**compare._ALIASES, "western": r"\\bwestern|\\bcowboy"})
+    assert {n for n in stages.STAGES if stages.fingerprint(cfg, n).digest != before[n]} == {"05_compare"}
 
 
 def test_raw_data_files_are_part_of_the_data_fingerprint(tmp_path, fixture_copy):
