@@ -159,6 +159,8 @@ class EvalConfig:
     recbole_max_seq_length: int = 50
     recbole_learning_rate: float = 0.001
     bootstrap: int = 1000  # resamples of the test users for the confidence intervals
+    # Also rank the whole catalogue with every non-LLM system (Recall/NDCG@10 beside the sampled 1 + negatives).
+    full_catalogue: bool = True
     # Ablations (notebook 08): every value of every axis on its own, one factor at a time around the profile's
     # setting (see trsr_utils.ablation.grid).
     ablation_recent_items: list[int] = field(default_factory=lambda: [1, 3, 5])

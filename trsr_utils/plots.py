@@ -170,6 +170,21 @@ def rank_distribution(ranks: pd.DataFrame, n_candidates: int = 21):
     return fig
 
 
+def protocols(full: pd.DataFrame, metric: str = "ndcg@10"):
+    """Each system's ``metric`` under the sampled (1 + negatives) and the full-catalogue protocol: one line per
+    system, so that crossing lines show systems the two protocols order differently."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for colour, (_, row) in zip(sns.color_palette("tab20", len(full)), full.iterrows()):
+        ax.plot([0, 1], [row[f"sampled {metric}"], row[f"full {metric}"]], marker="o", color=colour, label=row["label"])
+    ax.set_xticks([0, 1], ["sampled candidates", "whole catalogue"])
+    ax.set_xlim(-0.2, 1.2)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: the same systems under two protocols")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def ours_vs_paper(combined: pd.DataFrame, metric: str = "recall@10"):
     """One bar per system and dataset: our measurement beside the paper's (other data, other models)."""
     fig, ax = plt.subplots(figsize=(max(7, 0.8 * combined["label"].nunique()), 3.6))

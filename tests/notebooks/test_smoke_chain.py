@@ -131,6 +131,17 @@ def test_07_evaluation(smoke_run):
     assert (folder / "metric_bars.png").exists()
     assert not (out / "log_tensorboard").exists()
     assert len(evaluation.paper_table()) == 20
+    # the whole catalogue: every non-LLM system, and a positive never ranks better among more candidates than
+    # among its 21 (the same model ranks both: RecBole's models are not trained twice)
+    full = res["full_catalogue"]["systems"]
+    assert sorted(full) == sorted(BASELINES) and (folder / "protocols.png").exists()
+    for system, row in full.items():
+        if system == "random":  # new random draws for the new candidates: no order to keep
+            continue
+        assert row["full recall@10"] <= row["sampled recall@10"] + 1e-12, system
+        assert row["full ndcg@10"] <= row["sampled ndcg@10"] + 1e-12, system
+        assert row["sampled recall@10"] == pytest.approx(res["systems"][system]["recall@10"])
+    assert -1 <= res["full_catalogue"]["kendall_tau"]["ndcg@10"] <= 1
 
 
 def test_08_ablations(smoke_run):

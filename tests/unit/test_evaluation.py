@@ -114,3 +114,36 @@ def test_the_papers_table_2_has_one_impossible_row_and_it_is_said():
     ok = pd.DataFrame([{"label": "x", "dataset": "d", "recall@3": 0.2, "recall@5": 0.2, "recall@10": 0.3,
                         "mrr@3": 0.1, "mrr@5": 0.09, "mrr@10": 0.1}])
     assert evaluation.impossible_rows(ok) == ["x, d: mrr@5 0.0900 is below mrr@3 0.1000, which cannot be right for a mrr"]
+
+
+def test_full_catalogue_candidates_are_every_item_the_user_has_not_seen():
+    samples = _samples(2)
+    full = evaluation.full_catalogue_samples(samples, ["1", "2", "3", "4", "5", "6", "7"])
+    assert list(full.columns) == list(samples.columns) and list(full["user_id"]) == ["u0", "u1"]
+    assert full.iloc[0]["positive"] == "3" and full.iloc[0]["negatives"] == ["4", "5", "6", "7"]  # no 1, 2 or 3
+
+
+def test_full_catalogue_ranks_are_stored_once_and_compared_with_the_sampled_protocol(tmp_path):
+    from types import SimpleNamespace
+
+    cfg = resolve_config("smoke", tmp_path, {"eval.baselines": ["popularity"]})
+    train = pd.DataFrame({"user_id": ["t0", "t1", "t2"], "split": "train", "history": [["6", "7"], ["6"], ["6"]],
+                          "positive": ["7", "7", "3"], "negatives": [["1"], ["1"], ["1"]]})
+    samples = _samples(2)
+    prepared = SimpleNamespace(samples=pd.concat([train, samples], ignore_index=True),
+                               catalog={str(i): {"title": f"item {i}"} for i in range(1, 8)})
+    # sampled: 3 occurs once, 4 and 5 never -> rank 1 of 3; whole catalogue: 6 (3x) and 7 (3x) beat it -> rank 3
+    table = pd.DataFrame({"system": ["popularity"], "recall@10": [1.0], "ndcg@10": [1.0]})
+    messages = []
+    full = evaluation.full_catalogue(cfg, prepared, samples, table, log=messages.append, whole=prepared)
+    row = full.iloc[0]
+    assert row["full median rank"] == 3 and row["candidates (mean)"] == 5
+    assert row["full ndcg@10"] == pytest.approx(1 / np.log2(4)) and row["full recall@10"] == 1.0
+    assert len(messages) == 1
+    again = evaluation.full_catalogue(cfg, prepared, samples, table, log=messages.append, whole=prepared)
+    assert len(messages) == 1 and again.equals(full)  # the stored ranks, not a second ranking
+    tau = evaluation.protocol_agreement(pd.DataFrame({"sampled recall@10": [0.1, 0.5, 0.3],
+                                                      "full recall@10": [0.01, 0.02, 0.05],
+                                                      "sampled ndcg@10": [0.1, 0.2, 0.3],
+                                                      "full ndcg@10": [0.1, 0.2, 0.3]}))
+    assert tau["ndcg@10"] == pytest.approx(1.0) and tau["recall@10"] == pytest.approx(1 / 3)  # 2 of 3 pairs in the same order

@@ -51,7 +51,7 @@ EXPECTED: dict[str, set[str]] = {
     "eval.baselines": {"07_eval"}, "eval.llm": {"07_eval"}, "eval.test_users": {"07_eval", "08_ablations"},
     "eval.recbole_epochs": {"07_eval"}, "eval.recbole_embedding_size": {"07_eval"},
     "eval.recbole_max_seq_length": {"07_eval"}, "eval.recbole_learning_rate": {"07_eval"},
-    "eval.bootstrap": {"07_eval"},
+    "eval.bootstrap": {"07_eval"}, "eval.full_catalogue": {"07_eval"},
     "eval.ablation_recent_items": {"08_ablations"}, "eval.ablation_items_per_block": {"08_ablations"},
     "eval.ablation_summarizers": {"08_ablations"}, "eval.ablation_finetuned": {"08_ablations"},
 }
@@ -219,7 +219,10 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     prepare.write(cfg, prepare.prepare(cfg))
     messages: list[str] = []
     first = evaluation.run(cfg, log=messages.append)
-    assert sorted(messages) == ["Popularity: computing scores", "SASRec: computing scores"]
+    whole = [m.split(" (")[0] for m in messages if "whole catalogue" in m]  # the full-catalogue protocol
+    assert sorted(m for m in messages if m not in whole and "whole catalogue" not in m) == [
+        "Popularity: computing scores", "SASRec: computing scores"]
+    assert sorted(whole) == ["Popularity: ranking the whole catalogue", "SASRec: ranking the whole catalogue"]
     table_dir = stages.result_dir(cfg, "07_eval")
 
     messages.clear()
@@ -227,7 +230,7 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     rows = {r.stage: r for r in stages.status(more, ["07_eval"])}
     assert rows["07_eval"].reasons == ["eval.recbole_epochs: 1 -> 2"]
     evaluation.run(more, log=messages.append)
-    assert messages == ["SASRec: computing scores"]
+    assert [m.split(" (")[0] for m in messages] == ["SASRec: computing scores", "SASRec: ranking the whole catalogue"]
     assert stages.result_dir(more, "07_eval") != table_dir and (table_dir / "results.csv").exists()
     # a changed input is explained by what changed in it
     fewer = with_overrides(cfg, {"data.n_test": 5})

@@ -134,6 +134,14 @@ def items_frame(catalog: Catalog, samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item_id", *catalog.attributes])
 
 
+def with_whole_catalogue(cfg: Config, prepared: PreparedData) -> PreparedData:
+    """The same samples with every item of the raw catalogue (the pool the negatives are drawn from) as items:
+    what a full-catalogue ranking ranks (notebook 07)."""
+    catalog = load_raw(cfg).catalog
+    rows = [{"item_id": i, **{a: attrs.get(a) for a in catalog.attributes}} for i, attrs in catalog.items.items()]
+    return PreparedData(prepared.samples, pd.DataFrame(rows, columns=["item_id", *catalog.attributes]), prepared.meta)
+
+
 def write(cfg: Config, prepared: PreparedData) -> dict[str, Path]:
     out = stages.result_dir(cfg, STAGE, create=True)
     paths = {
