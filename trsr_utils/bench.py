@@ -16,6 +16,10 @@ by a timed test assertion.
   probability difference between the variants.
 * sft: LoRA training throughput (examples/s, tokens/s, peak memory) with our
   answer-position loss vs TRL's full-vocabulary loss on the whole text.
+* precision: scoring in float32 vs bfloat16 (speed; how many users' positive
+  changes rank, or moves in or out of the top 10).
+* sft_shared: one training example per candidate vs one shared prefix per user,
+  in float32 and under bf16 autocast (candidates trained per second).
 """
 
 from __future__ import annotations
@@ -190,8 +194,82 @@ def bench_sft(model_name: str = llm.SMOLLM2, n_train: int = 16, steps: int = 6,
             "met": ratio >= 1.0}
 
 
+def bench_precision(model_name: str = llm.SMOLLM2, n_users: int = 24, users_per_batch: int = 4,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Shared-prefix scoring in float32 vs bfloat16 (a cast copy, :func:`trsr_utils.scoring.for_scoring`): users/s,
+    the largest p(yes) difference, and how many users' positive moved in the ranking or in or out of the top 10."""
+    import numpy as np
+
+    from . import metrics
+    from .prompts import answer_tokens
+    from .scoring import for_scoring, score_users
+
+    tokenizer = llm.load_tokenizer(model_name)
+    model = llm.load_model(model_name, device="auto")
+    user_prompts = scoring_prompts(tokenizer, n_users)
+    answer = answer_tokens(tokenizer, user_prompts[0].suffixes[0])
+    pad = tokenizer.pad_token_id or 0
+    scores, rows = {}, []
+    for dtype in ("float32", "bfloat16"):
+        m = for_scoring(model, dtype)
+        score_users(m, user_prompts[:1], answer, 1, pad)  # warm-up
+        scores[dtype], seconds = _timed(lambda: score_users(m, user_prompts, answer, users_per_batch, pad))
+        rows.append({"variant": dtype, "users": n_users, "seconds": round(seconds, 2),
+                     "users_per_s": round(n_users / seconds, 3)})
+        log(f"  {dtype}: {n_users} users in {seconds:.1f} s")
+    full = np.array([metrics.positive_rank(s) for s in scores["float32"]])
+    cheap = np.array([metrics.positive_rank(s) for s in scores["bfloat16"]])
+    dp = max(float(np.abs(a - b).max()) for a, b in zip(scores["float32"], scores["bfloat16"]))
+    # how close the candidates' p(yes) lie: what a perturbation of dp has to reorder
+    gaps = [float(np.median(np.diff(np.sort(s)))) for s in scores["float32"]]
+    speedup = rows[1]["users_per_s"] / rows[0]["users_per_s"]
+    share_top10 = float(np.mean((full <= 10) != (cheap <= 10)))
+    return {"benchmark": "precision", "model": llm.model_id(model_name), "rows": rows, "speedup": round(speedup, 2),
+            "max_abs_p_difference": dp, "median_gap_between_candidates": float(np.median(gaps)),
+            "share_rank_changed": float(np.mean(full != cheap)), "mean_abs_rank_change": float(np.abs(full - cheap).mean()),
+            "share_top10_changed": share_top10,
+            "goal": ">= 1.5x, and at most 1 user in 10 moving in or out of the top 10",
+            "met": speedup >= 1.5 and share_top10 <= 0.1}
+
+
+def bench_sft_shared(model_name: str = llm.SMOLLM2, n_train: int = 8, train_negatives: int = 4,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One epoch of LoRA SFT on the same users and candidates (no summary): one example per candidate vs one
+    shared prefix per user (:mod:`trsr_utils.sft`, ``sft.shared_prefix``), each in float32 and under bf16
+    autocast (``sft.mixed_precision``). Candidates/s of training."""
+    import tempfile
+
+    from . import sft
+    from .config import resolve_config
+    from .data import prepare
+
+    rows = []
+    for shared, mixed in ((False, None), (True, None), (False, "bfloat16"), (True, "bfloat16")):
+        with tempfile.TemporaryDirectory(prefix="trsr-bench-sft-") as tmp:
+            per_step = 1 if shared else 1 + train_negatives  # one user's candidates per step either way
+            cfg = resolve_config("demo", tmp, {
+                "data.n_train": n_train, "data.n_valid": 1, "data.n_test": 0, "data.train_negatives": train_negatives,
+                "model.recommender": model_name, "sft.summary": "none", "sft.shared_prefix": shared,
+                "sft.mixed_precision": mixed, "sft.batch_size": per_step, "sft.grad_accum": 1, "sft.epochs": 1,
+                "sft.logging_steps": 100, "sft.validate_zero_shot": False})
+            prepare.write(cfg, prepare.prepare(cfg))
+            report = sft.train(cfg, log=lambda *_: None)
+        label = f"{'shared prefix' if shared else 'one per candidate'}, {mixed or 'float32'}"
+        rows.append({"variant": label, "users": report["users"], "candidates": report["examples"],
+                     "steps": report["steps_this_run"], "seconds": report["train_seconds"],
+                     "candidates_per_s": report["examples_per_second"], "peak_memory_mb": report["peak_memory_mb"]})
+        log(f"  {label}: {report['examples_per_second']} candidates/s")
+    speedup = rows[3]["candidates_per_s"] / rows[0]["candidates_per_s"]
+    return {"benchmark": "sft_shared", "model": llm.model_id(model_name), "train_negatives": train_negatives,
+            "rows": rows, "speedup": round(speedup, 2),
+            "speedup_shared_float32": round(rows[1]["candidates_per_s"] / rows[0]["candidates_per_s"], 2),
+            "speedup_bf16_per_candidate": round(rows[2]["candidates_per_s"] / rows[0]["candidates_per_s"], 2),
+            "goal": "shared prefix + bf16 >= 2x one example per candidate in float32", "met": speedup >= 2.0}
+
+
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"summarize": bench_summarize, "scoring": bench_scoring,
-                                                        "sft": bench_sft}
+                                                        "sft": bench_sft, "precision": bench_precision,
+                                                        "sft_shared": bench_sft_shared}
 
 
 def table(result: dict[str, Any]) -> str:

@@ -72,12 +72,19 @@ def paper_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ALL = "+all"  # suffix of a baseline trained on every interaction (eval.all_interactions), not only the LLM's users
+
+
 def label(system: str) -> str:
+    if system.endswith(ALL):
+        return f"{label(system[:-len(ALL)])} (all users)"
     return LABELS.get(system, system)
 
 
 def systems(cfg: Any) -> list[str]:
-    return [*cfg.eval.baselines, *cfg.eval.llm]
+    """The table's rows: the baselines, the ``+all`` rows of ``eval.all_interactions``, the LLM rows."""
+    e = cfg.eval
+    return [*e.baselines, *(f"{n}{ALL}" for n in e.all_interactions if n in e.baselines), *e.llm]
 
 
 def test_samples(cfg: Any, prepared: Any = None) -> pd.DataFrame:
@@ -107,16 +114,20 @@ def samples_key(cfg: Any) -> dict[str, Any]:
 def baseline_key(cfg: Any, name: str) -> dict[str, Any]:
     """Everything a baseline's scores depend on."""
     key: dict[str, Any] = {"system": name, "version": SCORE_VERSION, "samples": samples_key(cfg)}
-    if name == "random":
+    base = name.removesuffix(ALL)
+    if base != name:  # the raw files are part of samples_key (the data stage's fingerprint)
+        key["training"] = "every interaction outside the evaluation users' held-out positives"
+    if base == "random":
         key["seed"] = cfg.seed
-    elif name in ("tfidf", "embedding"):
+    elif base in ("tfidf", "embedding"):
         key["text"] = stages.settings(cfg, ["text"])
-        if name == "embedding":
+        if base == "embedding":
             from .baselines.embeddings import identity
 
             key["model"] = identity()
-    elif name not in ("popularity", "item_cf"):  # RecBole models
-        key.update(stages.settings(cfg, ("seed", *RECBOLE_FIELDS)))
+    elif base not in ("popularity", "item_cf"):  # RecBole models
+        epochs = "eval.recbole_epochs_all" if base != name else "eval.recbole_epochs"
+        key.update(stages.settings(cfg, ("seed", epochs, *RECBOLE_FIELDS[1:])))
     return key
 
 
@@ -126,7 +137,7 @@ def llm_key(cfg: Any, method: str, summary_id: str | None, adapter_id: dict[str,
 
     m = cfg.model
     return {"system": "llm", "version": SCORE_VERSION, "samples": samples_key(cfg), "method": method,
-            "settings": stages.settings(cfg, ["prompt", "text", "model.device"]),
+            "settings": stages.settings(cfg, ["prompt", "text", "model.device", "model.scoring_dtype"]),
             "recommender": llm.model_id(m.recommender, m.dtype, m.quantization),
             "summary": summary_id, "adapter": adapter_id}
 
@@ -169,7 +180,9 @@ def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.
 def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -> list[np.ndarray]:
     from .text import ItemTexter
 
-    train = baselines.training_sequences(prepared.samples)
+    name, regime = name.removesuffix(ALL), name
+    train = (all_interactions(cfg, prepared) if regime.endswith(ALL)
+             else baselines.training_sequences(prepared.samples))
     if name == "random":
         return baselines.random_scores(samples, cfg.seed)
     if name == "popularity":
@@ -185,10 +198,11 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
     from .baselines import recbole_models
 
     e = cfg.eval
-    trained = stages.digest(baseline_key(cfg, name))
+    trained = stages.digest(baseline_key(cfg, regime))
     if trained not in _TRAINED:  # one model for both protocols (sampled candidates and the whole catalogue)
         longest = max(len(s) for s in train.values())
-        _TRAINED[trained] = recbole_models.train(name, train, e.recbole_epochs, e.recbole_embedding_size,
+        epochs = e.recbole_epochs_all if regime.endswith(ALL) else e.recbole_epochs
+        _TRAINED[trained] = recbole_models.train(name, train, epochs, e.recbole_embedding_size,
                                                  max(1, min(e.recbole_max_seq_length, longest - 1)),
                                                  e.recbole_learning_rate, cfg.seed)
     return _TRAINED[trained].score(samples)
@@ -197,19 +211,30 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
 _TRAINED: dict[str, Any] = {}  # RecBole models trained in this call of :func:`run`, by their key
 
 
+def all_interactions(cfg: Any, prepared: Any) -> dict[str, list[str]]:
+    """The second training regime's sequences (:func:`baselines.all_interaction_sequences`), loaded once per
+    call of :func:`run`."""
+    from .data import prepare
+
+    key = "sequences:" + stages.digest(samples_key(cfg))
+    if key not in _TRAINED:
+        _TRAINED[key] = baselines.all_interaction_sequences(prepare.load_raw(cfg).sequences, prepared.samples)
+    return _TRAINED[key]
+
+
 # ----------------------------------------------------------------- LLM rows
-def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) -> Path:
-    """The adapter fine-tuned with summary ``method`` and ``cfg``'s other settings, trained (as notebook 06
-    would) if no finished adapter has exactly these settings."""
+def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print, seed: int = 0) -> Path:
+    """The adapter fine-tuned with summary ``method``, the ``seed``-th SFT seed and ``cfg``'s other settings,
+    trained (as notebook 06 would) if no finished adapter has exactly these settings."""
     from . import llm, sft
 
-    settings = stages.adapter_config(cfg, method)
+    settings = stages.adapter_config(cfg, method, seed)
     if stages.is_complete(settings, sft.STAGE):
         return stages.result_dir(settings, sft.STAGE) / "adapter"
     if settings is cfg:
         stages.require(cfg, sft.STAGE)  # the profile's own adapter is notebook 06's: say how to make it
-    log(f"training the {method!r} adapter for the table with the sft settings of notebook 06 "
-        f"({stages.result_dir(settings, sft.STAGE)})")
+    log(f"training the {method!r} adapter{f' (SFT seed {seed})' if seed else ''} for the table with the sft "
+        f"settings of notebook 06 ({stages.result_dir(settings, sft.STAGE)})")
     m = cfg.model
     tokenizer = llm.load_tokenizer(m.recommender)
     base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
@@ -219,10 +244,10 @@ def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print) ->
     return stages.result_dir(settings, sft.STAGE) / "adapter"
 
 
-def adapter_id(cfg: Any, method: str, adapter: Path) -> dict[str, str]:
+def adapter_id(cfg: Any, method: str, adapter: Path, seed: int = 0) -> dict[str, str]:
     from .sft import STAGE, adapter_digest
 
-    return {"06_sft": stages.fingerprint(stages.adapter_config(cfg, method), STAGE).digest,
+    return {"06_sft": stages.fingerprint(stages.adapter_config(cfg, method, seed), STAGE).digest,
             "weights": adapter_digest(adapter)}
 
 
@@ -239,15 +264,15 @@ def score_prompts(cfg: Any, prompts: Sequence[Any], base: Any, tokenizer: Any, a
     """p(yes) for each candidate of ``prompts``: ``base`` alone (zero-shot) or with ``adapter`` attached."""
     from .progress import bar
     from .prompts import answer_tokens
-    from .scoring import score_users
+    from .scoring import for_scoring, score_users
     from .sft import load_adapter
 
     answer = answer_tokens(tokenizer, prompts[0].suffixes[0])
     model = base if adapter is None else load_adapter(cfg, adapter, base)
     try:
         with bar(len(prompts), desc, "user") as progress:
-            return score_users(model, prompts, answer, cfg.sft.score_batch_users, tokenizer.pad_token_id or 0,
-                               progress)
+            return score_users(for_scoring(model, cfg.model.scoring_dtype), prompts, answer,
+                               cfg.sft.score_batch_users, tokenizer.pad_token_id or 0, progress)
     finally:
         if adapter is not None:
             model.unload()  # the base model without the LoRA layers, for the next row
@@ -258,12 +283,14 @@ def summary_id(cfg: Any, method: str) -> str | None:
     return None if method == "none" else stages.fingerprint(cfg, stages.SUMMARY_STAGE[method]).digest
 
 
-def system_key(cfg: Any, name: str, adapter: Path | None = None) -> dict[str, Any]:
-    """The score-store key of one system of the table (``adapter``: a fine-tuned row's adapter folder)."""
+def system_key(cfg: Any, name: str, adapter: Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """The score-store key of one system of the table (``adapter``: a fine-tuned row's adapter folder, trained
+    with the ``seed``-th SFT seed)."""
     if name not in LLM_SYSTEMS:
         return baseline_key(cfg, name)
     method = LLM_SYSTEMS[name]
-    return llm_key(cfg, method, summary_id(cfg, method), adapter_id(cfg, method, adapter) if adapter else None)
+    return llm_key(cfg, method, summary_id(cfg, method),
+                   adapter_id(cfg, method, adapter, seed) if adapter else None)
 
 
 def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -277,26 +304,38 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     samples = test_samples(cfg, prepared)
     names = systems(cfg)
     wanted = [n for n in names if n in LLM_SYSTEMS]
-    adapters = {n: ensure_adapter(cfg, LLM_SYSTEMS[n], log) for n in wanted if n != "zero_shot"}
+    # Fine-tuned rows: one adapter per SFT seed (eval.sft_seeds); seed 0 is notebook 06's settings.
+    seeds = range(cfg.eval.sft_seeds)
+    every = {n: [ensure_adapter(cfg, LLM_SYSTEMS[n], log, i) for i in seeds] for n in wanted if n != "zero_shot"}
+    adapters = {n: a[0] for n, a in every.items()}
     keys = {n: system_key(cfg, n, adapters.get(n)) for n in names}
     base = recommender_loader(cfg)
     tokenizer = llm.load_tokenizer(cfg.model.recommender) if wanted else None
 
-    def compute(name: str) -> list[np.ndarray]:
+    def compute(name: str, seed: int = 0) -> list[np.ndarray]:
         if name not in LLM_SYSTEMS:
             log(f"{label(name)}: computing scores")
             return baseline_scores(cfg, name, prepared, samples)
-        log(f"{label(name)}: scoring {len(samples)} users")
+        log(f"{label(name)}: scoring {len(samples)} users" + (f" (SFT seed {seed})" if seed else ""))
         prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, LLM_SYSTEMS[name]), tokenizer)
-        return score_prompts(cfg, prompts, base(), tokenizer, adapters.get(name), f"scoring {name}")
+        adapter = every[name][seed] if name in every else None
+        return score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {name}")
 
     frames = {n: cached(scores_path(cfg, keys[n]), samples, lambda n=n: compute(n), log, keys[n]) for n in names}
-    table = results_table(frames, cfg.eval.bootstrap, cfg.seed)
+    more_keys = {n: [system_key(cfg, n, a, i) for i, a in enumerate(every[n]) if i] for n in every}
+    by_seed = {n: [frames[n], *(cached(scores_path(cfg, k), samples, lambda n=n, i=i: compute(n, i), log, k)
+                                for i, k in enumerate(more_keys[n], start=1))] for n in every}
+    table = results_table(frames, cfg.eval.bootstrap, cfg.seed, by_seed)
     out = stages.result_dir(cfg, STAGE, create=True)
-    io.write_parquet(out / "ranks.parquet", ranks_frame(frames))
+    io.write_parquet(out / "ranks.parquet", ranks_frame(frames, by_seed))
     io.write_text(out / "results.csv", table.to_csv(index=False))
     record = {"n_users": len(samples), "n_candidates": len(baselines.candidates(samples)[0]),
-              "rows": table.to_dict(orient="records"), "scores": {n: str(scores_path(cfg, keys[n])) for n in names}}
+              "rows": table.to_dict(orient="records"), "scores": {n: str(scores_path(cfg, keys[n])) for n in names},
+              "sft_seeds": cfg.eval.sft_seeds,
+              "seed_scores": {n: [str(scores_path(cfg, k)) for k in [keys[n], *more_keys[n]]] for n in every}}
+    precision = precision_check(cfg, prepared, samples, frames, log)
+    if precision is not None:
+        record["precision"] = precision
     try:
         if cfg.eval.full_catalogue:
             full = full_catalogue(cfg, prepared, samples, table, log)
@@ -312,6 +351,44 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
 
 # ----------------------------------------------------------------- full-catalogue protocol
 FULL = "full-catalogue"
+
+
+def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[str, pd.DataFrame],
+                    log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """What ``model.scoring_dtype`` changed: the main LLM row (hierarchical, else the first LLM row) scored
+    again in the model's own precision, same prompts and adapter; the share of users whose positive's rank moved,
+    and by how much p(yes) moved. None when scoring already runs in the model's precision."""
+    from . import llm
+    from .config import with_overrides
+    from .user_prompts import build, summaries_for
+
+    dtype = cfg.model.scoring_dtype
+    rows = [n for n in ("hierarchical", *frames) if n in LLM_SYSTEMS and n in frames]
+    if dtype in (None, cfg.model.dtype) or not rows:
+        return None
+    name, method = rows[0], LLM_SYSTEMS[rows[0]]
+    adapter = ensure_adapter(cfg, method, log) if name != "zero_shot" else None
+    reference = with_overrides(cfg, {"model.scoring_dtype": None})
+    key = llm_key(reference, method, summary_id(cfg, method), adapter_id(cfg, method, adapter) if adapter else None)
+    m = cfg.model
+
+    def compute() -> list[np.ndarray]:
+        log(f"{label(name)}: scoring {len(samples)} users again in {m.dtype} (the reference for {dtype})")
+        tokenizer = llm.load_tokenizer(m.recommender)
+        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, method), tokenizer)
+        base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
+        return score_prompts(reference, prompts, base, tokenizer, adapter, f"scoring {name} in {m.dtype}")
+
+    full = cached(scores_path(cfg, key), samples, compute, log, key)
+    cheap = frames[name]
+    moved = full["rank"].to_numpy() != cheap["rank"].to_numpy()
+    dp = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)) for a, b in zip(full["scores"], cheap["scores"])])
+    return {"system": name, "dtype": dtype, "reference": m.dtype, "users": len(samples),
+            "users_rank_changed": int(moved.sum()), "share_rank_changed": float(moved.mean()),
+            "max_abs_p_difference": float(dp.max()), "mean_abs_p_difference": float(dp.mean()),
+            "seconds": float(cheap["seconds"].iloc[0]), "reference_seconds": float(full["seconds"].iloc[0]),
+            "recall@10": float(metrics.metrics_from_ranks(cheap["rank"])["recall@10"]),
+            "reference_recall@10": float(metrics.metrics_from_ranks(full["rank"])["recall@10"])}
 
 
 def full_catalogue_samples(samples: pd.DataFrame, items: Sequence[str]) -> pd.DataFrame:
@@ -377,7 +454,12 @@ def protocol_agreement(full: pd.DataFrame) -> dict[str, float]:
 def bootstrap_interval(ranks: np.ndarray, metric: str, n: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of a metric's mean over users (any metric of :func:`metrics.per_user`)."""
-    per_user = metrics.per_user(ranks, metric)
+    return mean_interval(metrics.per_user(ranks, metric), n, seed, level)
+
+
+def mean_interval(per_user: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-user values."""
+    per_user = np.asarray(per_user, dtype=np.float64)
     if n <= 0 or len(per_user) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
@@ -386,35 +468,52 @@ def bootstrap_interval(ranks: np.ndarray, metric: str, n: int = 1000, seed: int 
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
-def results_table(frames: dict[str, pd.DataFrame], bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per system: Recall/MRR@3/5/10 (+ NDCG), the 95% interval of Recall@10, users, seconds."""
+def results_table(frames: dict[str, pd.DataFrame], bootstrap: int = 1000, seed: int = 0,
+                  by_seed: dict[str, list[pd.DataFrame]] | None = None) -> pd.DataFrame:
+    """One row per system: Recall/MRR@3/5/10 (+ NDCG), the 95% interval of Recall@10, users, seconds.
+
+    A system with several SFT seeds (``by_seed``: its frames, seed 0 first) gets the mean of each metric over the
+    seeds, ``recall@10_sd`` (the spread between seeds, ddof 1) and an interval over users of each user's hit rate
+    averaged over the seeds."""
     rows = []
     for system, frame in frames.items():
-        ranks = frame["rank"].to_numpy()
-        m = metrics.metrics_from_ranks(ranks)
-        low, high = bootstrap_interval(ranks, "recall@10", bootstrap, seed)
+        runs = (by_seed or {}).get(system) or [frame]
+        per_seed = [metrics.metrics_from_ranks(f["rank"].to_numpy()) for f in runs]
+        m = {k: float(np.mean([x[k] for x in per_seed])) for k in per_seed[0]}
+        hits = np.mean([metrics.per_user(f["rank"].to_numpy(), "recall@10") for f in runs], axis=0)
+        low, high = mean_interval(hits, bootstrap, seed)
         rows.append({"system": system, "label": label(system), **{c: m[c] for c in COLUMNS},
                      "ndcg@10": m["ndcg@10"], "recall@10_low": low, "recall@10_high": high,
+                     "seeds": len(runs), "recall@10_sd": float(np.std([x["recall@10"] for x in per_seed], ddof=1))
+                     if len(runs) > 1 else float("nan"),
                      "users": len(frame), "seconds": float(frame["seconds"].iloc[0])})
     return pd.DataFrame(rows)
 
 
-def ranks_frame(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Long frame (system, label, user_id, rank) for the rank-distribution plot."""
-    return pd.concat([pd.DataFrame({"system": s, "label": label(s), "user_id": f["user_id"], "rank": f["rank"]})
-                      for s, f in frames.items()], ignore_index=True)
+def ranks_frame(frames: dict[str, pd.DataFrame], by_seed: dict[str, list[pd.DataFrame]] | None = None) -> pd.DataFrame:
+    """Long frame (system, label, user_id, rank, seed): one row per user and SFT seed (0 for systems without)."""
+    parts = []
+    for s, f in frames.items():
+        for i, run in enumerate((by_seed or {}).get(s) or [f]):
+            parts.append(pd.DataFrame({"system": s, "label": label(s), "user_id": run["user_id"],
+                                       "rank": run["rank"], "seed": i}))
+    return pd.concat(parts, ignore_index=True)
 
 
-def unseen_positives(cfg: Any, samples: pd.DataFrame) -> int:
-    """Test positives that never occur in the training sequences: ID-based models know nothing about them."""
+def unseen_positives(cfg: Any, samples: pd.DataFrame, every_interaction: bool = False) -> int:
+    """Test positives that never occur in the training sequences (``every_interaction``: in those of the
+    ``+all`` rows): ID-based models know nothing about them."""
     from .data import prepare
 
     prepared = prepare.read(cfg)
-    seen = {i for seq in baselines.training_sequences(prepared.samples).values() for i in seq}
+    train = (all_interactions(cfg, prepared) if every_interaction
+             else baselines.training_sequences(prepared.samples))
+    seen = {i for seq in train.values() for i in seq}
     return int(sum(p not in seen for p in samples["positive"]))
 
 
-def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int) -> list[str]:
+def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
+            unseen_all: int | None = None) -> list[str]:
     """What the table shows and how sure one can be, in sentences computed from the run."""
     random10 = metrics.random_expectation(n_candidates)["recall@10"]
     width = float((table["recall@10_high"] - table["recall@10_low"]).median())
@@ -431,6 +530,9 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int) -
         out.append(f"{unseen} of {n_users} test positives never occur in the training sequences: popularity, item-CF "
                    f"and the RecBole models rank them last, which caps their Recall@10 at {1 - unseen / n_users:.2f}. "
                    "The content baselines and the LLM read item text, so they can rank them.")
+    if unseen_all is not None and table["system"].str.endswith(ALL).any():
+        out.append(f"Trained on every interaction (the '(all users)' rows), {unseen_all} of {n_users} test positives "
+                   f"remain unseen: the cap moves from {1 - unseen / n_users:.2f} to {1 - unseen_all / n_users:.2f}.")
     if len(llm) and len(other):
         a = llm.loc[llm["recall@10"].idxmax()]
         b = other.loc[other["recall@10"].idxmax()]
@@ -474,5 +576,14 @@ def read_full_catalogue(cfg: Any) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def read_ranks(cfg: Any) -> pd.DataFrame:
-    return io.read_parquet(stages.require(cfg, STAGE) / "ranks.parquet")
+def read_precision(cfg: Any) -> dict[str, Any] | None:
+    """Notebook 07's check of ``model.scoring_dtype`` against the model's own precision (None when not used)."""
+    return io.read_json(stages.require(cfg, STAGE) / "results.json").get("precision")
+
+
+def read_ranks(cfg: Any, all_seeds: bool = False) -> pd.DataFrame:
+    """Notebook 07's ranks: the first SFT seed's (one row per system and user), or every seed's."""
+    ranks = io.read_parquet(stages.require(cfg, STAGE) / "ranks.parquet")
+    if "seed" not in ranks:  # written before SFT seeds existed
+        ranks["seed"] = 0
+    return ranks if all_seeds else ranks[ranks["seed"] == 0].reset_index(drop=True)

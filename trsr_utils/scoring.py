@@ -37,11 +37,57 @@ def _answer_probs(hidden: Any, head: Any, answer: AnswerTokens) -> Any:
     """p(yes) from last-position hidden states [rows, hidden] (float32 softmax over the two logits)."""
     import torch
 
-    w = head.weight[[answer.yes_id, answer.no_id]]
-    logits = hidden.to(w.dtype) @ w.T
-    if getattr(head, "bias", None) is not None:
-        logits = logits + head.bias[[answer.yes_id, answer.no_id]]
-    return torch.softmax(logits.float(), dim=-1)[:, 0]
+    # In float32 whatever the model's precision: two rows of the output layer cost nothing, and a bfloat16
+    # logit (8 significant bits) would move p(yes) by up to ~0.02 on its own.
+    with torch.autocast(hidden.device.type, enabled=False):  # not even under an autocast context
+        w = head.weight[[answer.yes_id, answer.no_id]].float()
+        logits = hidden.float() @ w.T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[[answer.yes_id, answer.no_id]].float()
+        return torch.softmax(logits, dim=-1)[:, 0]
+
+
+def for_scoring(model: Any, dtype: str | None) -> Any:
+    """The model to score with in ``dtype`` (``model.scoring_dtype``): ``model`` itself when it already computes
+    in that precision (or ``dtype`` is None), else a copy with its weights (a LoRA adapter's included) cast, in
+    eval mode. Training keeps its float32 weights; only the yes/no forward passes run in the cheaper precision.
+    """
+    import copy
+
+    import torch
+
+    if dtype is None:
+        return model
+    target = getattr(torch, dtype)
+    if next(model.parameters()).dtype == target:
+        return model
+    return copy.deepcopy(model).to(target).eval()
+
+
+def prefix_pass(decoder: Any, ids: Any, mask: Any) -> list:
+    """Run a left-padded batch of prefixes ([users, length] ids and mask, explicit position ids); returns each
+    layer's (keys, values) for :func:`suffix_states` to continue from. Differentiable."""
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+
+def suffix_states(decoder: Any, layers: list, mask: Any, owners: Any, s_ids: Any, s_mask: Any) -> Any:
+    """Hidden states at the last token of each right-padded suffix (``s_ids``/``s_mask``: [rows, length]), each
+    row run on a copy of its owner's prefix cache (row ``owners[r]`` of :func:`prefix_pass`, whose padding mask
+    is ``mask``): [rows, hidden]. Differentiable, so training can share the prefix too (the gradient reaches the
+    prefix through the copied keys and values)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(layers):  # one cache row per candidate (a copy: forward extends it)
+        cache.update(k[owners], v[owners], i)
+    s_pos = mask.sum(-1)[owners][:, None] + torch.arange(s_ids.shape[1], device=s_ids.device)[None, :]
+    full_mask = torch.cat([mask[owners], s_mask], dim=1)
+    hidden = decoder(input_ids=s_ids, attention_mask=full_mask, position_ids=s_pos, past_key_values=cache,
+                     use_cache=True).last_hidden_state
+    return hidden[torch.arange(len(s_ids), device=s_ids.device), s_mask.sum(-1) - 1]
 
 
 def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens, users_per_batch: int = 4,
@@ -53,7 +99,6 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
     the longest one wasted a third of the suffix compute.
     """
     import torch
-    from transformers import DynamicCache
 
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
@@ -62,31 +107,18 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
         for start in range(0, len(prompts), users_per_batch):
             group = prompts[start:start + users_per_batch]
             ids, mask = pad_ids([p.prefix_ids for p in group], pad_id, left=True)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            prefix = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device), use_cache=True)
-            layers = [(layer.keys, layer.values) for layer in prefix.past_key_values.layers]
+            mask = mask.to(device)
+            layers = prefix_pass(decoder, ids.to(device), mask)
             rows = [(u, c) for u, p in enumerate(group) for c in range(len(p.suffix_ids))]
             order = sorted(range(len(rows)), key=lambda r: len(group[rows[r][0]].suffix_ids[rows[r][1]]))
             probs = np.empty(len(rows))
             for at in range(0, len(order), suffix_rows):
                 chunk = order[at:at + suffix_rows]
-                owners = [rows[r][0] for r in chunk]
-                index = torch.tensor(owners, device=device)
-                cache = DynamicCache()
-                for i, (k, v) in enumerate(layers):  # one cache row per candidate (a copy: forward extends it)
-                    cache.update(k[index], v[index], i)
-                suffixes = [group[u].suffix_ids[c] for u, c in (rows[r] for r in chunk)]
-                s_ids, s_mask = pad_ids(suffixes, pad_id, left=False)
-                lengths = torch.tensor([len(group[u].prefix_ids) for u in owners])
-                s_pos = lengths[:, None] + torch.arange(s_ids.shape[1])[None, :]
-                full_mask = torch.cat([mask[owners], s_mask], dim=1)
-                hidden = decoder(input_ids=s_ids.to(device), attention_mask=full_mask.to(device),
-                                 position_ids=s_pos.to(device), past_key_values=cache,
-                                 use_cache=True).last_hidden_state
-                last = torch.tensor([len(x) - 1 for x in suffixes], device=device)
-                p_yes = _answer_probs(hidden[torch.arange(len(chunk), device=device), last], head, answer)
-                probs[chunk] = p_yes.cpu().numpy()
+                owners = torch.tensor([rows[r][0] for r in chunk], device=device)
+                s_ids, s_mask = pad_ids([group[u].suffix_ids[c] for u, c in (rows[r] for r in chunk)], pad_id,
+                                        left=False)
+                states = suffix_states(decoder, layers, mask, owners, s_ids.to(device), s_mask.to(device))
+                probs[chunk] = _answer_probs(states, head, answer).cpu().numpy()
             at = 0
             for p in group:
                 out.append(probs[at:at + len(p.suffix_ids)].copy())

@@ -6,7 +6,12 @@ last k items, the candidate) and the answer word, "Yes" or "No". They are
 tokenized exactly as the scoring stage tokenizes them: prefix ids + candidate
 suffix ids + the answer id, each part on its own. By default only the answer
 token is learned (every prompt token's label is -100); ``sft.loss: whole``
-gives the paper's loss over the whole text.
+gives the paper's loss over the whole text. With ``sft.shared_prefix`` a
+training row is a user instead: the prefix (summary, recent items) is run once
+and every candidate's suffix continues from a copy of its key/value cache, the
+loss on each candidate's answer: the same loss and gradient as one example per
+candidate (tested), for fewer tokens. ``sft.mixed_precision: bfloat16`` trains
+under bf16 autocast (float32 master weights), on a CPU too.
 
 Training is TRL's ``SFTTrainer`` with a PEFT LoRA adapter. Precision and
 gradient checkpointing are set explicitly (TRL would turn on bf16 autocast and
@@ -43,7 +48,7 @@ from . import io, llm, metrics, stages
 from .config import REPO_ROOT, parse_sets, resolve_config
 from .progress import headless
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
-from .scoring import score_users
+from .scoring import for_scoring, score_users
 from .user_prompts import for_split
 
 STAGE = "06_sft"
@@ -68,10 +73,41 @@ def examples_from_prompts(prompts: Sequence[UserPrompts], answer: AnswerTokens, 
     return out
 
 
-def training_examples(cfg: Any, tokenizer: Any, split: str = "train") -> list[dict[str, Any]]:
+def user_examples_from_prompts(prompts: Sequence[UserPrompts], answer: AnswerTokens,
+                               user_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One example per user for shared-prefix training: the prefix once, then every candidate's suffix with its
+    answer (the positive, index 0, Yes; the others No). The same tokens as :func:`examples_from_prompts`."""
+    return [{"prefix_ids": list(p.prefix_ids), "suffix_ids": [list(x) for x in p.suffix_ids],
+             "targets": [answer.yes_id] + [answer.no_id] * (len(p.suffix_ids) - 1),
+             "user_id": user_ids[u] if user_ids is not None else str(u)} for u, p in enumerate(prompts)]
+
+
+def training_examples(cfg: Any, tokenizer: Any, split: str = "train",
+                      shared: bool | None = None) -> list[dict[str, Any]]:
+    """The split's training examples: one per candidate, or one per user when ``shared`` (default:
+    ``sft.shared_prefix``)."""
     samples, prompts = for_split(cfg, split, cfg.sft.summary, tokenizer)
     tail = prompts[0].suffixes[0] if prompts else None
-    return examples_from_prompts(prompts, answer_tokens(tokenizer, tail), cfg.sft.loss, list(samples["user_id"]))
+    answer = answer_tokens(tokenizer, tail)
+    if cfg.sft.shared_prefix if shared is None else shared:
+        return user_examples_from_prompts(prompts, answer, list(samples["user_id"]))
+    return examples_from_prompts(prompts, answer, cfg.sft.loss, list(samples["user_id"]))
+
+
+def shared_prefix_collator(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """Batches of users: their prefixes left-padded, all their candidates' suffixes right-padded, ``owners`` (the
+    user of each suffix row) and one answer label per suffix (``shift_labels`` too, which the Trainer counts to
+    normalise the loss over an accumulation window: one item per candidate, as without sharing)."""
+    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids, mask = llm.pad_ids([r["prefix_ids"] for r in rows], pad_id, left=True)
+        s_ids, s_mask = llm.pad_ids([x for r in rows for x in r["suffix_ids"]], pad_id, left=False)
+        targets = torch.tensor([t for r in rows for t in r["targets"]], dtype=torch.long)
+        owners = torch.tensor([u for u, r in enumerate(rows) for _ in r["suffix_ids"]], dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": mask, "suffix_ids": s_ids, "suffix_mask": s_mask,
+                "owners": owners, "labels": targets, "shift_labels": targets}
+    return collate
 
 
 # ----------------------------------------------------------------- model
@@ -126,6 +162,7 @@ class Validator:
         self.answer = answer_tokens(tokenizer, self.prompts[0].suffixes[0])
         self.pad_id = tokenizer.pad_token_id or 0
         self.users_per_batch = cfg.sft.score_batch_users
+        self.dtype = cfg.model.scoring_dtype
         self.path = path
         self.records: list[dict[str, Any]] = io.read_json(path) if path.exists() else []
         self.seconds = 0.0  # spent validating in this process (kept out of the training throughput)
@@ -146,7 +183,9 @@ class Validator:
         was_training = model.training
         model.eval()
         began = time.perf_counter()
-        scores = score_users(model, self.prompts, self.answer, self.users_per_batch, self.pad_id)
+        # (a bfloat16 copy under model.scoring_dtype: the training weights stay as they are)
+        scores = score_users(for_scoring(model, self.dtype), self.prompts, self.answer, self.users_per_batch,
+                             self.pad_id)
         if was_training:
             model.train()
         m = metrics.evaluate(scores)
@@ -209,42 +248,69 @@ def _callback(validator: Validator, log: Callable[[str], None]) -> Any:
 
 
 # ----------------------------------------------------------------- training
-def _trainer_class(loss: str, answer: AnswerTokens) -> type:
-    """SFTTrainer, with a cheaper exact loss when only answer tokens are labelled (one process).
+def answer_loss(model: Any, inputs: dict[str, Any], loss: str, answer: AnswerTokens,
+                bf16: bool = False) -> tuple[Any, int]:
+    """(summed cross-entropy, number of answers) of a collated batch, from the hidden states at the answer
+    positions only (no [batch, length, vocabulary] logits).
 
-    ``answer``: cross-entropy over the whole vocabulary at the labelled positions only: the same value as the
-    model's own loss over all positions (every other label is -100), without building [batch, length, vocab]
-    logits. ``yes_no``: cross-entropy over just the two answer logits, i.e. exactly the p(yes) that scoring
-    ranks by. Several processes (accelerate/DeepSpeed) use TRL's own loss path ("answer" only).
+    ``loss``: ``answer``, over the whole vocabulary (the value of the model's own loss when only the answer is
+    labelled); ``yes_no``, over the two answer logits (exactly the p(yes) scoring ranks by). ``inputs``: one
+    example per candidate (``input_ids``, ``labels``), or a shared-prefix batch of users
+    (:func:`shared_prefix_collator`): each prefix run once, each candidate's suffix on a copy of its cache.
+    ``bf16``: under bfloat16 autocast.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .scoring import decoder_and_head, prefix_pass, suffix_states
+
+    labels = inputs["labels"]
+    decoder, head = decoder_and_head(model)
+    # The inner decoder is called directly, past the autocast wrapper Accelerate puts on the outer model's
+    # forward: mixed precision is switched on here explicitly.
+    with torch.autocast(labels.device.type, dtype=torch.bfloat16, enabled=bf16):
+        if "suffix_ids" in inputs:  # shared prefix: each user's prefix once, then all its candidates
+            mask = inputs["attention_mask"]
+            layers = prefix_pass(decoder, inputs["input_ids"], mask)
+            states = suffix_states(decoder, layers, mask, inputs["owners"], inputs["suffix_ids"],
+                                   inputs["suffix_mask"])
+            targets = labels
+        else:
+            hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                             use_cache=False).last_hidden_state
+            rows, cols = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)  # position t predicts label t+1
+            states, targets = hidden[rows, cols], labels[rows, cols + 1]
+        states = states.to(head.weight.dtype)
+        if loss == "yes_no":
+            logits = states @ head.weight[[answer.yes_id, answer.no_id]].T
+            total = F.cross_entropy(logits.float(), (targets == answer.no_id).long(), reduction="sum")
+        else:
+            total = F.cross_entropy(head(states).float(), targets, reduction="sum")
+    return total, len(targets)
+
+
+def _trainer_class(loss: str, answer: AnswerTokens) -> type:
+    """SFTTrainer, with a cheaper exact loss when only answer tokens are labelled (one process): see
+    :func:`answer_loss`. Several processes (accelerate/DeepSpeed) use TRL's own loss path ("answer" only, one
+    example per candidate).
     """
     from trl import SFTTrainer
 
     class AnswerLossTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             import torch
-            import torch.nn.functional as F
 
-            from .scoring import decoder_and_head
-
+            if "suffix_ids" in inputs and (return_outputs or self.args.world_size > 1):
+                raise NotImplementedError("sft.shared_prefix trains in one process (set it false for "
+                                          "accelerate/DeepSpeed)")
             if return_outputs or self.args.world_size > 1:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs["labels"]
-            decoder, head = decoder_and_head(model)
-            hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                             use_cache=False).last_hidden_state
-            rows, cols = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)  # position t predicts label t+1
-            states, targets = hidden[rows, cols], labels[rows, cols + 1]
-            if loss == "yes_no":
-                w = head.weight[[answer.yes_id, answer.no_id]]
-                logits = states @ w.T
-                total = F.cross_entropy(logits.float(), (targets == answer.no_id).long(), reduction="sum")
-            else:
-                total = F.cross_entropy(head(states).float(), targets, reduction="sum")
+            total, n = answer_loss(model, inputs, loss, answer, bool(self.args.bf16))
             if num_items_in_batch is not None:  # normalised over the whole accumulation window, like HF's loss
                 self.loss_is_scaled_for_ga = True
                 return total / torch.as_tensor(num_items_in_batch, device=total.device)
             self.loss_is_scaled_for_ga = False
-            return total / max(1, len(targets))
+            return total / max(1, n)
 
     if loss == "whole":
         return SFTTrainer
@@ -255,10 +321,10 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
     from trl import SFTConfig
 
     s = cfg.sft
-    bf16 = device == "cuda" and cfg.model.dtype == "bfloat16"
+    bf16 = (device == "cuda" and cfg.model.dtype == "bfloat16") or s.mixed_precision == "bfloat16"
     fp16 = device == "cuda" and cfg.model.dtype == "float16"
     kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir), seed=cfg.seed, data_seed=cfg.seed,
+        output_dir=str(output_dir), seed=cfg.seed + s.seed_offset, data_seed=cfg.seed + s.seed_offset,
         learning_rate=s.learning_rate, per_device_train_batch_size=s.batch_size,
         gradient_accumulation_steps=s.grad_accum, num_train_epochs=s.epochs, max_steps=s.max_steps or -1,
         weight_decay=s.weight_decay, warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch",
@@ -317,18 +383,21 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     validator = Validator(cfg, tokenizer, out / "validation.json")
     if model is None:
         model = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + cfg.sft.seed_offset)
     if cfg.sft.validate_zero_shot and validator.done(0) is None:  # the reference point of the whole curve
         validator.zero_shot(model, log)
     peft_model = with_lora(cfg, model)
     counts = parameter_counts(peft_model)
     log(f"LoRA r={cfg.sft.lora_r} on {list(cfg.sft.target_modules)}: {counts['trainable']:,} trainable of "
         f"{counts['total']:,} parameters ({counts['trainable'] / counts['total']:.3%})")
-    dataset = Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+    shared = cfg.sft.shared_prefix
+    columns = ("prefix_ids", "suffix_ids", "targets") if shared else ("input_ids", "labels")
+    dataset = Dataset.from_list([{c: e[c] for c in columns} for e in examples])
     args = training_arguments(cfg, ckpt_dir, device)
     trainer_cls = _trainer_class(cfg.sft.loss, validator.answer)  # same template, same ids as the examples
     trainer = trainer_cls(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          callbacks=[_callback(validator, log)])
+                          callbacks=[_callback(validator, log)],
+                          data_collator=shared_prefix_collator(tokenizer.pad_token_id) if shared else None)
     if args.disable_tqdm:  # without bars the Trainer prints every log as a raw dict: the report keeps them instead
         from transformers.trainer_callback import PrinterCallback
 
@@ -356,17 +425,25 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     os.replace(tmp, adapter)  # the adapter folder appears whole or not at all
 
     steps_run = trainer.state.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
-    n_tokens = sum(len(e["input_ids"]) for e in examples)
-    examples_seen = steps_run * cfg.sft.batch_size * cfg.sft.grad_accum * max(1, trainer.args.world_size)
+    # Counted per candidate either way (a shared-prefix row is a user: its prefix's tokens are run once).
+    per_row = [len(e["targets"]) for e in examples] if shared else [1] * len(examples)
+    n_tokens = (sum(len(e["prefix_ids"]) + sum(map(len, e["suffix_ids"])) + len(e["targets"]) for e in examples)
+                if shared else sum(len(e["input_ids"]) for e in examples))
+    rows_seen = steps_run * cfg.sft.batch_size * cfg.sft.grad_accum * max(1, trainer.args.world_size)
+    examples_seen = rows_seen * sum(per_row) / len(per_row)
+    n_examples = sum(per_row)
     history = [h for h in trainer.state.log_history if "loss" in h]
     report = {
         "summary_method": cfg.sft.summary, "loss": cfg.sft.loss, "device": device, "dtype": m.dtype,
-        "quantization": m.quantization, "parameters": counts, "examples": len(examples),
-        "positives": sum(e["label"] for e in examples), "tokens_per_example_mean": n_tokens / len(examples),
+        "quantization": m.quantization, "parameters": counts, "examples": n_examples,
+        "users": len({e["user_id"] for e in examples}), "shared_prefix": shared,
+        "mixed_precision": cfg.sft.mixed_precision,
+        "positives": len(examples) if shared else sum(e["label"] for e in examples),
+        "tokens_per_example_mean": n_tokens / n_examples,
         "global_step": trainer.state.global_step, "steps_this_run": steps_run, "resumed_from": resume,
         "train_seconds": round(seconds, 2),
         "examples_per_second": round(examples_seen / seconds, 3) if seconds and steps_run else None,
-        "tokens_per_second": round(examples_seen * n_tokens / len(examples) / seconds, 1)
+        "tokens_per_second": round(examples_seen * n_tokens / n_examples / seconds, 1)
         if seconds and steps_run else None,
         "peak_memory_mb": round(_peak_memory_mb(device), 1), "train_loss": result.training_loss,
         "loss_history": [{"step": h["step"], "loss": h["loss"], "epoch": h.get("epoch")} for h in history],

@@ -76,9 +76,18 @@ def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names:
     """Paired comparison of systems ``a`` vs ``b`` for each pair and metric, Holm-corrected per metric.
 
     ``ranks``: one row per (system, user_id) with the positive's ``rank`` (as notebook 07 stores them). Users are
-    matched by id; a pair whose systems ranked different users is an error, not a silent subset.
+    matched by id; a pair whose systems ranked different users is an error, not a silent subset. With a ``seed``
+    column (a fine-tuned row trained with several SFT seeds), each user's metric is averaged over the seeds first:
+    the comparison is then of the expected metric over training runs, the users staying the unit of the test.
     """
-    by_system = {s: g.set_index("user_id")["rank"] for s, g in ranks.groupby("system", sort=False)}
+    seeded = "seed" in ranks.columns
+    by_system = {s: g.set_index("user_id")[["rank", "seed"] if seeded else ["rank"]]
+                 for s, g in ranks.groupby("system", sort=False)}
+
+    def values(frame: pd.DataFrame, metric: str, users: pd.Index) -> np.ndarray:
+        v = pd.Series(metrics.per_user(frame["rank"], metric), index=frame.index)
+        return v.groupby(level=0).mean().reindex(users).to_numpy()
+
     rows = []
     for a, b in pairs:
         for name in (a, b):
@@ -87,9 +96,9 @@ def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names:
         ra, rb = by_system[a], by_system[b]
         if set(ra.index) != set(rb.index):
             raise ValueError(f"{a} and {b} ranked different users: a paired test needs the same users")
-        rb = rb.reindex(ra.index)
+        users = ra.index.unique()
         for metric in metric_names:
-            va, vb = metrics.per_user(ra, metric), metrics.per_user(rb, metric)
+            va, vb = values(ra, metric, users), values(rb, metric, users)
             rows.append({"a": a, "b": b, "metric": metric, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
                          **paired_difference(va, vb, n_resamples, seed)})
     table = pd.DataFrame(rows)

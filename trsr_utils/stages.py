@@ -76,18 +76,18 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
           ("prompt.domain",), code=("mention aliases",)),
     Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),
-          ("seed", "sft", "prompt", "text", *_LLM_PRECISION),
+          ("seed", "sft", "prompt", "text", *_LLM_PRECISION, "model.scoring_dtype"),
           exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
           models=("model.recommender",), code=("recommendation prompt",)),
     Stage("07_eval", "07_evaluation", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
-          ("seed", "eval", "prompt", "text", *_LLM_PRECISION),
+          ("seed", "eval", "prompt", "text", *_LLM_PRECISION, "model.scoring_dtype"),
           exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
                    "eval.ablation_finetuned"),
           models=("model.recommender",), code=("recommendation prompt",)),
     Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
            "eval.ablation_summarizers", "eval.ablation_finetuned", "prompt", "text", "chunking", "summary",
-           "sft.summary", *_LLM_PRECISION),
+           "sft.summary", *_LLM_PRECISION, "model.scoring_dtype"),
           exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
           code=("block prompt", "merge prompt", "update prompt", "recommendation prompt")),
 )}
@@ -189,9 +189,15 @@ def _same_result(cfg: Config, other: Config, name: str) -> bool:
     return fingerprint(other, name).digest == fingerprint(cfg, name).digest
 
 
-def adapter_config(cfg: Config, method: str) -> Config:
-    """The settings of the adapter fine-tuned with summary ``method`` (everything else as in ``cfg``)."""
-    return cfg if cfg.sft.summary == method else with_overrides(cfg, {"sft.summary": method})
+def adapter_config(cfg: Config, method: str, seed: int = 0) -> Config:
+    """The settings of the adapter fine-tuned with summary ``method`` and the ``seed``-th SFT seed
+    (``eval.sft_seeds``; everything else as in ``cfg``)."""
+    overrides: dict[str, Any] = {}
+    if cfg.sft.summary != method:
+        overrides["sft.summary"] = method
+    if seed:
+        overrides["sft.seed_offset"] = cfg.sft.seed_offset + seed
+    return with_overrides(cfg, overrides) if overrides else cfg
 
 
 # ----------------------------------------------------------------- fingerprints

@@ -35,6 +35,25 @@ def test_training_sequences_never_contain_an_evaluation_positive():
     assert baselines.candidates(s) == [["3", "9"], ["5", "9"], ["8", "9"]]
 
 
+def test_all_interactions_keep_every_user_but_the_evaluation_positives():
+    from trsr_utils.data.core import UserSequence
+
+    s = _samples([("a", "train", ["1", "2"], "3", ["9"]), ("b", "valid", ["4"], "5", ["9"]),
+                  ("c", "test", ["6", "7"], "8", ["9"])])
+    # "a"'s history was cut by the filter (keep_recent), "z" was filtered out: both count in full
+    loaded = [UserSequence("a", ["0", "1", "2", "3"]), UserSequence("b", ["4", "5"]),
+              UserSequence("c", ["6", "7", "8"]), UserSequence("z", ["8", "8"])]
+    train = baselines.all_interaction_sequences(loaded, s)
+    assert train == {"a": ["0", "1", "2", "3"], "b": ["4"], "c": ["6", "7"], "z": ["8", "8"]}
+    assert "5" not in {i for seq in train.values() for i in seq}  # no held-out positive leaks ...
+    # ... unless another user interacted with it, as "z" did with "8": that is what the second regime adds
+    assert baselines.popularity_scores(train, s[s.split == "test"])[0].tolist() == [2, 0]
+    with pytest.raises(ValueError, match="user c: the sample's positive '8' is not the last item"):
+        baselines.all_interaction_sequences([*loaded[:2], UserSequence("c", ["8", "6"])], s)
+    with pytest.raises(ValueError, match="1 evaluation users are not in the loaded sequences"):
+        baselines.all_interaction_sequences(loaded[:2], s)
+
+
 def test_random_is_seeded_and_popularity_counts_training_items():
     s = _samples([("a", "train", ["1", "2"], "2", ["3"]), ("t", "test", ["1"], "2", ["3", "1"])])
     test = s[s.split == "test"]

@@ -28,3 +28,17 @@ def test_bench_main_keeps_results_of_benchmarks_not_run(tmp_path, monkeypatch):
     saved = json.loads((out / "bench.json").read_text())
     assert saved["benchmarks"]["summarize"] == {"speedup": 4.0}
     assert saved["benchmarks"]["scoring"]["speedup"] == 6.0 and "machine" in saved["benchmarks"]["scoring"]
+
+
+def test_precision_benchmark_counts_rank_changes_between_float32_and_bfloat16():
+    result = bench.bench_precision("tiny-random", n_users=3, users_per_batch=2, log=lambda *_: None)
+    assert [r["variant"] for r in result["rows"]] == ["float32", "bfloat16"]
+    assert 0 < result["max_abs_p_difference"] < 0.05 and 0 <= result["share_rank_changed"] <= 1
+    assert result["share_top10_changed"] <= result["share_rank_changed"]
+
+
+def test_shared_prefix_sft_benchmark_trains_the_same_candidates_four_ways():
+    result = bench.bench_sft_shared("tiny-random", n_train=2, train_negatives=2, log=lambda *_: None)
+    assert len(result["rows"]) == 4
+    assert {r["candidates"] for r in result["rows"]} == {6} and {r["users"] for r in result["rows"]} == {2}
+    assert [r["steps"] for r in result["rows"]] == [2, 2, 2, 2]  # one user's 3 candidates per step, each way

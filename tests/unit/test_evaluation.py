@@ -147,3 +147,23 @@ def test_full_catalogue_ranks_are_stored_once_and_compared_with_the_sampled_prot
                                                       "sampled ndcg@10": [0.1, 0.2, 0.3],
                                                       "full ndcg@10": [0.1, 0.2, 0.3]}))
     assert tau["ndcg@10"] == pytest.approx(1.0) and tau["recall@10"] == pytest.approx(1 / 3)  # 2 of 3 pairs in the same order
+
+
+def test_a_baseline_trained_on_every_interaction_is_its_own_labelled_row(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {"eval.baselines": ["popularity", "SASRec"],
+                                             "eval.all_interactions": ["SASRec", "item_cf"]})
+    # only baselines of the table get a second row (item_cf is not among them)
+    assert evaluation.systems(cfg)[:3] == ["popularity", "SASRec", "SASRec+all"] and len(evaluation.systems(cfg)) == 7
+    assert evaluation.label("SASRec+all") == "SASRec (all users)"
+    # a separate store entry: the two regimes never share scores; each has its own epochs
+    one, both = evaluation.baseline_key(cfg, "SASRec"), evaluation.baseline_key(cfg, "SASRec+all")
+    assert one != both and both["training"].startswith("every interaction")
+    assert "eval.recbole_epochs" in one and "eval.recbole_epochs_all" in both and "eval.recbole_epochs" not in both
+    rows = [{"system": s, "label": evaluation.label(s), "recall@10": r, "recall@10_low": r - .2,
+             "recall@10_high": r + .2} for s, r in (("popularity", .4), ("popularity+all", .6))]
+    text = "\n".join(evaluation.reading(pd.DataFrame(rows), 20, 21, unseen=10, unseen_all=2))
+    assert "2 of 20 test positives remain unseen: the cap moves from 0.50 to 0.90" in text
+    from trsr_utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.all_interactions: unknown \\['tfidf'\\]"):
+        resolve_config("smoke", tmp_path, {"eval.all_interactions": ["tfidf"]})

@@ -70,7 +70,8 @@ def test_solution_conventions(path):
     # Per exercise: its heading restating it word for word, code, and a "How to read it" before the next one.
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
     headings = [s for s in markdown if s.startswith("## Exercise ")]
-    assert [h.splitlines()[0] for h in headings] == ["## Exercise 1", "## Exercise 2", "## Exercise 3"]
+    assert len(headings) >= 3
+    assert [h.splitlines()[0] for h in headings] == [f"## Exercise {i}" for i in range(1, len(headings) + 1)]
     quoted = [" ".join(" ".join(line[1:].strip() for line in h.splitlines() if line.startswith(">")).split())
               for h in headings]
     main = nbformat.read(NOTEBOOKS_DIR / path.name, as_version=4).cells[-1].source

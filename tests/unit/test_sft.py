@@ -12,7 +12,8 @@ from trsr_utils.config import resolve_config
 from trsr_utils.data import prepare
 
 BASE = {"sft.summary": "none", "data.n_train": 3, "data.n_valid": 2, "data.n_test": 0, "sft.batch_size": 2,
-        "sft.grad_accum": 1, "sft.logging_steps": 1, "prompt.max_length": 400}
+        "sft.grad_accum": 1, "sft.logging_steps": 1, "prompt.max_length": 400,
+        "sft.shared_prefix": False}  # one example per candidate unless a test says otherwise
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,70 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
     assert "one user moves each Recall@K by 0.167" in text and "difference of +0.667" in text
     report["loss_history"][-1]["loss"] = 0.3
     assert "separates positives from negatives" in "\n".join(sft.reading(report, 6))
+
+
+@pytest.mark.parametrize("loss", ["answer", "yes_no"])
+def test_shared_prefix_loss_and_gradient_equal_one_example_per_candidate(tmp_path, prepared_run, tok, loss):
+    """One prefix forward per user, the loss on each candidate's answer: the same loss and the same gradient as
+    every candidate's full prompt run on its own (the shared keys and values carry the gradient to the prefix)."""
+    from datasets import Dataset
+
+    results = {}
+    for shared in (False, True):
+        cfg = cfg_at(prepared_run, **{"sft.loss": loss, "sft.shared_prefix": shared})
+        torch.manual_seed(0)
+        model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+        for name, p in model.named_parameters():  # lora_B starts at zero: give the adapter a gradient path
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(len(name)))
+        examples = sft.training_examples(cfg, tok)
+        columns = ("prefix_ids", "suffix_ids", "targets") if shared else ("input_ids", "labels")
+        rows = [{c: e[c] for c in columns} for e in examples]
+        trainer = sft._trainer_class(loss, prompts.answer_tokens(tok, "\n"))(
+            model=model, args=sft.training_arguments(cfg, tmp_path / f"ckpt{shared}", "cpu"), processing_class=tok,
+            train_dataset=Dataset.from_list(rows),
+            data_collator=sft.shared_prefix_collator(tok.pad_token_id or 0) if shared else None)
+        batch = trainer.data_collator(rows)
+        model.eval()  # no dropout: both paths see the same function
+        value = trainer.compute_loss(model, dict(batch))
+        value.backward()
+        grad = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "lora_A" in n])
+        results[shared] = (value.item(), grad, len(rows))
+    (one, g_one, n_one), (many, g_many, n_users) = results[False], results[True]
+    assert n_users == 3 and n_one == 6  # 3 training users x (positive + 1 negative)
+    assert many == pytest.approx(one, rel=1e-5)
+    assert torch.allclose(g_many, g_one, rtol=1e-4, atol=1e-7) and g_one.abs().max() > 0
+
+
+def test_shared_prefix_and_bf16_autocast_train_and_report(tmp_path, prepared_run, tok):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(prepared_run, run)
+    cfg = cfg_at(run, **{"sft.max_steps": 2, "sft.save_steps": 2, "sft.shared_prefix": True,
+                         "sft.mixed_precision": "bfloat16", "sft.batch_size": 2})
+    assert sft.training_arguments(cfg, tmp_path / "x", "cpu").bf16
+    report = sft.train(cfg, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
+    assert report["shared_prefix"] and report["users"] == 3 and report["examples"] == 6
+    assert report["global_step"] == 2 and np.isfinite(report["train_loss"])
+    from trsr_utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match="sft.shared_prefix learns the answers only"):
+        cfg_at(run, **{"sft.shared_prefix": True, "sft.loss": "whole"})
+
+
+def test_bf16_scoring_is_a_copy_and_close_to_float32(prepared_run, tok):
+    model = llm.load_model(llm.TINY, device="cpu")
+    assert scoring.for_scoring(model, None) is model and scoring.for_scoring(model, "float32") is model
+    cheap = scoring.for_scoring(model, "bfloat16")
+    assert next(cheap.parameters()).dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.float32
+    cfg = cfg_at(prepared_run)
+    _, users = for_split(cfg, "train", "none", tok)
+    answer = prompts.answer_tokens(tok, users[0].suffixes[0])
+    full = np.concatenate(scoring.score_users(model, users, answer, pad_id=tok.pad_token_id or 0))
+    low = np.concatenate(scoring.score_users(cheap, users, answer, pad_id=tok.pad_token_id or 0))
+    assert low.dtype == np.float64 and 0 < np.abs(full - low).max() < 0.05
+    from trsr_utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.scoring_dtype needs unquantized weights"):
+        cfg_at(prepared_run, **{"model.scoring_dtype": "bfloat16", "model.quantization": "4bit"})

@@ -30,7 +30,7 @@ EXPECTED: dict[str, set[str]] = {
     "chunking.max_blocks": AFTER_TEXT,
     "model.summarizer": AFTER_TEXT, "model.recommender": RECOMMENDER,
     "model.dtype": LLM_SUMMARIZER_AND_RECOMMENDER, "model.quantization": LLM_SUMMARIZER_AND_RECOMMENDER,
-    "model.device": LLM_SUMMARIZER_AND_RECOMMENDER,
+    "model.device": LLM_SUMMARIZER_AND_RECOMMENDER, "model.scoring_dtype": RECOMMENDER,
     "prompt.domain": SUMMARIES, "prompt.recent_items": RECOMMENDER, "prompt.max_length": RECOMMENDER,
     "prompt.summary_max_tokens": RECOMMENDER,
     **{f"summary.{f}": SUMMARIES for f in ("max_new_tokens", "max_sentences", "do_sample",
@@ -46,12 +46,13 @@ EXPECTED: dict[str, set[str]] = {
     **{f"sft.{f}": RECOMMENDER for f in ("loss", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
                                          "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps",
                                          "save_steps", "warmup_ratio", "weight_decay", "gradient_checkpointing",
-                                         "valid_users")},
+                                         "mixed_precision", "shared_prefix", "seed_offset", "valid_users")},
     "sft.logging_steps": set(), "sft.validate_zero_shot": set(), "sft.score_batch_users": set(),
     "eval.baselines": {"07_eval"}, "eval.llm": {"07_eval"}, "eval.test_users": {"07_eval", "08_ablations"},
     "eval.recbole_epochs": {"07_eval"}, "eval.recbole_embedding_size": {"07_eval"},
     "eval.recbole_max_seq_length": {"07_eval"}, "eval.recbole_learning_rate": {"07_eval"},
-    "eval.bootstrap": {"07_eval"}, "eval.full_catalogue": {"07_eval"},
+    "eval.bootstrap": {"07_eval"}, "eval.full_catalogue": {"07_eval"}, "eval.all_interactions": {"07_eval"},
+    "eval.recbole_epochs_all": {"07_eval"}, "eval.sft_seeds": {"07_eval"},
     "eval.ablation_recent_items": {"08_ablations"}, "eval.ablation_items_per_block": {"08_ablations"},
     "eval.ablation_summarizers": {"08_ablations"}, "eval.ablation_finetuned": {"08_ablations"},
 }
@@ -60,9 +61,10 @@ CHANGED = {
     "data.dataset": "mind", "data.long_history": "drop", "data.on_error": "skip",
     "data.locale": "DE", "data.source_dir": "elsewhere", "data.min_interactions": 9, "data.max_interactions": 12,
     "text.attributes": ["title"], "model.summarizer": "some/other-model", "model.recommender": "some/other-model",
-    "model.dtype": "bfloat16", "model.quantization": "8bit", "model.device": "cuda", "prompt.domain": "news",
-    "sft.summary": "recurrent", "sft.loss": "whole", "sft.target_modules": ["q_proj"],
-    "eval.baselines": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
+    "model.dtype": "bfloat16", "model.quantization": "8bit", "model.scoring_dtype": "bfloat16",
+    "model.device": "cuda", "prompt.domain": "news",
+    "sft.summary": "recurrent", "sft.loss": "whole", "sft.mixed_precision": "bfloat16", "sft.target_modules": ["q_proj"],
+    "eval.baselines": ["popularity"], "eval.all_interactions": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
     "eval.ablation_recent_items": [2], "eval.ablation_items_per_block": [4], "summary.do_sample": True,
 }
 
@@ -214,15 +216,17 @@ def test_registry_names_notebooks_and_upstream_stages():
 
 def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     """eval.recbole_epochs changes SASRec's scores only; popularity is re-used; the first table stays."""
-    base = {"eval.baselines": ["popularity", "SASRec"], "eval.llm": [], "eval.recbole_epochs": 1}
+    base = {"eval.baselines": ["popularity", "SASRec"], "eval.llm": [], "eval.recbole_epochs": 1,
+            "eval.all_interactions": ["popularity"]}
     cfg = resolve_config("smoke", tmp_path, base)
     prepare.write(cfg, prepare.prepare(cfg))
     messages: list[str] = []
     first = evaluation.run(cfg, log=messages.append)
-    whole = [m.split(" (")[0] for m in messages if "whole catalogue" in m]  # the full-catalogue protocol
+    whole = [m.rsplit(" (", 1)[0] for m in messages if "whole catalogue" in m]  # the full-catalogue protocol
     assert sorted(m for m in messages if m not in whole and "whole catalogue" not in m) == [
-        "Popularity: computing scores", "SASRec: computing scores"]
-    assert sorted(whole) == ["Popularity: ranking the whole catalogue", "SASRec: ranking the whole catalogue"]
+        "Popularity (all users): computing scores", "Popularity: computing scores", "SASRec: computing scores"]
+    assert sorted(whole) == ["Popularity (all users): ranking the whole catalogue",
+                             "Popularity: ranking the whole catalogue", "SASRec: ranking the whole catalogue"]
     table_dir = stages.result_dir(cfg, "07_eval")
 
     messages.clear()
@@ -272,3 +276,32 @@ def test_another_learning_rate_trains_a_new_adapter_that_07_scores_with(tmp_path
     messages.clear()
     again = evaluation.run(cfg, log=messages.append)
     assert messages == [] and again.equals(first)
+
+
+def test_sft_seeds_train_one_adapter_per_seed_and_the_table_averages_them(tmp_path):
+    """eval.sft_seeds 2: a second adapter (sft.seed_offset 1) beside the first, both scored; the row is their mean
+    with a spread, and the paired test compares each user's hit rate averaged over the seeds."""
+    from trsr_utils import metrics, significance
+
+    base = {"eval.baselines": ["popularity"], "eval.all_interactions": [], "eval.llm": ["tallrec"],
+            "sft.max_steps": 2, "sft.save_steps": 2, "sft.learning_rate": 0.05}
+    cfg = resolve_config("smoke", tmp_path, base)
+    prepare.write(cfg, prepare.prepare(cfg))
+    evaluation.run(cfg, log=lambda *_: None)
+    messages: list[str] = []
+    two = with_overrides(cfg, {"eval.sft_seeds": 2})
+    table = evaluation.run(two, log=messages.append).set_index("system")
+    # seed 0 is the adapter the first run trained: only the second seed's adapter is new
+    assert sum(m.startswith("training the 'none' adapter (SFT seed 1)") for m in messages) == 1
+    assert not any(m.startswith("training the 'none' adapter for") for m in messages)
+    assert len([p for p in (tmp_path / "06_sft").iterdir() if stages.record(p)]) == 2
+    ranks = evaluation.read_ranks(two, all_seeds=True)
+    runs = [ranks[(ranks.system == "tallrec") & (ranks.seed == i)]["rank"].to_numpy() for i in (0, 1)]
+    per_seed = [metrics.metrics_from_ranks(r)["recall@10"] for r in runs]
+    assert table.loc["tallrec", "seeds"] == 2 and table.loc["popularity", "seeds"] == 1
+    assert table.loc["tallrec", "recall@10"] == pytest.approx(np.mean(per_seed))
+    assert table.loc["tallrec", "recall@10_sd"] == pytest.approx(np.std(per_seed, ddof=1), nan_ok=True)
+    assert len(evaluation.read_ranks(two)) == 2 * 6  # the first seed's ranks: one row per system and user
+    paired = significance.compare(ranks, [("tallrec", "popularity")], ["recall@10"], n_resamples=99)
+    hits = np.mean([metrics.per_user(r, "recall@10") for r in runs], axis=0)
+    assert paired.iloc[0]["mean_a"] == pytest.approx(hits.mean())

@@ -17,6 +17,9 @@ an item gives it the lowest score without gaining anything.
   candidate's text to the mean of the history items' texts, as TF-IDF vectors
   or as all-MiniLM-L6-v2 sentence embeddings (see :mod:`.embeddings`).
 * RecBole models (``SASRec``, ``GRU4Rec``, ...): see :mod:`.recbole_models`.
+
+Those that learn from interactions can also be trained on every interaction outside the evaluation users'
+held-out positives (:func:`all_interaction_sequences`; notebook 07's ``<name>+all`` rows).
 """
 
 from __future__ import annotations
@@ -38,6 +41,28 @@ def training_sequences(samples: pd.DataFrame) -> dict[str, list[str]]:
     for s in samples.itertuples(index=False):
         seq = list(s.history) + ([s.positive] if s.split == "train" else [])
         out[s.user_id] = seq
+    return out
+
+
+def all_interaction_sequences(sequences: Sequence[Any], samples: pd.DataFrame) -> dict[str, list[str]]:
+    """user -> every interaction a model may learn from in the second training regime: each loaded user's whole
+    sequence (``sequences``: the loader's ``UserSequence`` list), except that a validation or test user's last
+    item, their held-out positive, is removed. Users the filter dropped (too few or too many interactions) count
+    too. Leave-one-out, as the sampled protocol: other users' interactions are not cut at the test time."""
+    held_out = {s.user_id: s.positive for s in samples.itertuples(index=False) if s.split != "train"}
+    out: dict[str, list[str]] = {}
+    for seq in sequences:
+        items = list(seq.items)
+        if seq.user_id in held_out:
+            if not items or items[-1] != held_out[seq.user_id]:
+                raise ValueError(f"user {seq.user_id}: the sample's positive {held_out[seq.user_id]!r} is not the "
+                                 "last item of the loaded sequence; the data stage and the raw files disagree")
+            items = items[:-1]
+        if items:
+            out[seq.user_id] = items
+    missing = sorted(set(held_out) - set(out))
+    if missing:
+        raise ValueError(f"{len(missing)} evaluation users are not in the loaded sequences, e.g. {missing[:3]}")
     return out
 
 
