@@ -305,3 +305,21 @@ def test_sft_seeds_train_one_adapter_per_seed_and_the_table_averages_them(tmp_pa
     paired = significance.compare(ranks, [("tallrec", "popularity")], ["recall@10"], n_resamples=99)
     hits = np.mean([metrics.per_user(r, "recall@10") for r in runs], axis=0)
     assert paired.iloc[0]["mean_a"] == pytest.approx(hits.mean())
+
+
+def test_bf16_scoring_is_checked_against_the_models_own_precision(tmp_path):
+    """model.scoring_dtype bfloat16: the LLM row is scored by a bf16 copy, and once more in float32 for the check;
+    a second run re-uses both; the profile's precision has its own adapter folder and scores."""
+    base = {"eval.baselines": [], "eval.llm": ["tallrec"], "sft.max_steps": 2, "sft.save_steps": 2,
+            "model.scoring_dtype": "bfloat16"}
+    cfg = resolve_config("smoke", tmp_path, base)
+    prepare.write(cfg, prepare.prepare(cfg))
+    messages: list[str] = []
+    evaluation.run(cfg, log=messages.append)
+    assert any("scoring 6 users again in float32 (the reference for bfloat16)" in m for m in messages)
+    q = evaluation.read_precision(cfg)
+    assert q["system"] == "tallrec" and q["users"] == 6 and 0 <= q["users_rank_changed"] <= 6
+    assert 0 < q["max_abs_p_difference"] < 0.05 and q["reference"] == "float32"
+    messages.clear()
+    evaluation.run(cfg, log=messages.append)
+    assert messages == []  # both scorings come from the store
