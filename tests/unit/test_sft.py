@@ -181,6 +181,10 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
     assert "one user moves each Recall@K by 0.167" in text and "difference of +0.667" in text
     report["loss_history"][-1]["loss"] = 0.3
     assert "separates positives from negatives" in "\n".join(sft.reading(report, 6))
+    # 1 positive : 3 negatives: the prior's loss is H(1/4) = 0.562, not ln 2
+    report.update(examples=600, positives=150, loss_history=[{"step": 75, "loss": 0.53}])
+    text = "\n".join(sft.reading(report, 20))
+    assert "H(0.25) = 0.562" in text and "probability 0.25" in text and "learned little beyond the prior" in text
 
 
 @pytest.mark.parametrize("loss", ["answer", "yes_no"])
