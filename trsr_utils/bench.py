@@ -178,7 +178,8 @@ def bench_sft(model_name: str = llm.SMOLLM2, n_train: int = 16, steps: int = 6,
         with tempfile.TemporaryDirectory(prefix="trsr-bench-sft-") as tmp:
             cfg = resolve_config("demo", tmp, {
                 "data.n_train": n_train, "data.n_valid": 1, "data.n_test": 0, "model.recommender": model_name,
-                "sft.summary": "none", "sft.loss": loss, "sft.max_steps": steps, "sft.save_steps": steps,
+                "sft.summary": "none", "sft.loss": loss, "sft.shared_prefix": False, "sft.max_steps": steps,
+                "sft.save_steps": steps,
                 "sft.batch_size": 2, "sft.grad_accum": 1, "sft.logging_steps": steps,
                 "sft.validate_zero_shot": False})
             prepare.write(cfg, prepare.prepare(cfg))

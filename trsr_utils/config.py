@@ -368,7 +368,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("eval.sft_seeds must be >= 1 and sft.seed_offset >= 0")
     if t.shared_prefix and (t.loss == "whole" or t.gradient_checkpointing):
         raise ConfigError("sft.shared_prefix learns the answers only (sft.loss answer or yes_no) and needs the "
-                          "prefix's key/value cache (sft.gradient_checkpointing: false)")
+                          "prefix's key/value cache (sft.gradient_checkpointing: false): set sft.shared_prefix: "
+                          "false for sft.loss whole or gradient checkpointing")
     if cfg.model.scoring_dtype is not None and cfg.model.quantization is not None:
         raise ConfigError("model.scoring_dtype needs unquantized weights (model.quantization: null): a quantized "
                           "model computes in its own precision")

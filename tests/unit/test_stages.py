@@ -99,6 +99,8 @@ def changed_cfg(cfg: Config, key: str) -> Config:
         return dataclasses.replace(cfg, **{key: value})
     if key == "data.negative_source":  # the only other source, impressions, exists for MIND only
         return with_overrides(cfg, {"data.dataset": "mind", key: "impressions"})
+    if key in ("sft.loss", "sft.gradient_checkpointing"):  # neither goes with the profile's shared prefix
+        return with_overrides(cfg, {key: value, "sft.shared_prefix": False})
     return with_overrides(cfg, {key: value})
 
 
