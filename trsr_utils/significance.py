@@ -80,12 +80,11 @@ def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names:
     column (a fine-tuned row trained with several SFT seeds), each user's metric is averaged over the seeds first:
     the comparison is then of the expected metric over training runs, the users staying the unit of the test.
     """
-    seeded = "seed" in ranks.columns
-    by_system = {s: g.set_index("user_id")[["rank", "seed"] if seeded else ["rank"]]
-                 for s, g in ranks.groupby("system", sort=False)}
+    # A user's rows are its seeds (one row without a seed column): their metric is averaged per user below.
+    by_system = {s: g.set_index("user_id")["rank"] for s, g in ranks.groupby("system", sort=False)}
 
-    def values(frame: pd.DataFrame, metric: str, users: pd.Index) -> np.ndarray:
-        v = pd.Series(metrics.per_user(frame["rank"], metric), index=frame.index)
+    def values(rank: pd.Series, metric: str, users: pd.Index) -> np.ndarray:
+        v = pd.Series(metrics.per_user(rank, metric), index=rank.index)
         return v.groupby(level=0).mean().reindex(users).to_numpy()
 
     rows = []
