@@ -333,7 +333,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
               "rows": table.to_dict(orient="records"), "scores": {n: str(scores_path(cfg, keys[n])) for n in names},
               "sft_seeds": cfg.eval.sft_seeds,
               "seed_scores": {n: [str(scores_path(cfg, k)) for k in [keys[n], *more_keys[n]]] for n in every}}
-    precision = precision_check(cfg, prepared, samples, frames, log)
+    precision = precision_check(cfg, prepared, samples, frames, log, base, tokenizer)
     if precision is not None:
         record["precision"] = precision
     try:
@@ -354,10 +354,12 @@ FULL = "full-catalogue"
 
 
 def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[str, pd.DataFrame],
-                    log: Callable[[str], None] = print) -> dict[str, Any] | None:
+                    log: Callable[[str], None] = print, base: Callable[[], Any] | None = None,
+                    tokenizer: Any = None) -> dict[str, Any] | None:
     """What ``model.scoring_dtype`` changed: the main LLM row (hierarchical, else the first LLM row) scored
     again in the model's own precision, same prompts and adapter; the share of users whose positive's rank moved,
-    and by how much p(yes) moved. None when scoring already runs in the model's precision."""
+    and by how much p(yes) moved. None when scoring already runs in the model's precision. ``base``/``tokenizer``:
+    :func:`run`'s recommender loader and tokenizer, re-used instead of loaded again."""
     from . import llm
     from .config import with_overrides
     from .user_prompts import build, summaries_for
@@ -374,10 +376,10 @@ def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict
 
     def compute() -> list[np.ndarray]:
         log(f"{label(name)}: scoring {len(samples)} users again in {m.dtype} (the reference for {dtype})")
-        tokenizer = llm.load_tokenizer(m.recommender)
-        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, method), tokenizer)
-        base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-        return score_prompts(reference, prompts, base, tokenizer, adapter, f"scoring {name} in {m.dtype}")
+        tok = tokenizer or llm.load_tokenizer(m.recommender)
+        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, method), tok)
+        model = (base or recommender_loader(cfg))()
+        return score_prompts(reference, prompts, model, tok, adapter, f"scoring {name} in {m.dtype}")
 
     full = cached(scores_path(cfg, key), samples, compute, log, key)
     cheap = frames[name]
