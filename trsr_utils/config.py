@@ -77,13 +77,25 @@ class ModelConfig:
 
     summarizer: str = "smollm2-135m-instruct"
     recommender: str = "smollm2-135m-instruct"
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-    quantization: str | None = None  # None | 8bit | 4bit (bitsandbytes, GPU only)
+    dtype: str = "float32"  # float32 | bfloat16 | float16: the recommender's (and the summarizer's unless set)
+    quantization: str | None = None  # None | 8bit | 4bit (bitsandbytes, GPU only): the recommender's
+    # The frozen summarizer's own precision: the paper ran a 30B summarizer in 8-bit beside a bf16 7B
+    # recommender. summarizer_dtype None: ``dtype``; summarizer_quantization None: unquantized.
+    summarizer_dtype: str | None = None
+    summarizer_quantization: str | None = None
     # The recommender's yes/no scoring passes (06's validation, 07, 08) in another precision than ``dtype``
     # (None: the same). bfloat16 on a CPU with AVX512-BF16 or AMX: faster, and 07 reports how many users' ranks
     # it moved against float32. Training and the summarizer keep ``dtype``.
     scoring_dtype: str | None = None
     device: str = "auto"  # auto | cpu | cuda
+
+    def precision(self, role: str) -> tuple[str, str | None]:
+        """(dtype, quantization) the ``role`` ("summarizer" or "recommender") is loaded in."""
+        if role == "summarizer":
+            return self.summarizer_dtype or self.dtype, self.summarizer_quantization
+        if role == "recommender":
+            return self.dtype, self.quantization
+        raise ValueError(f"unknown model role {role!r}: summarizer or recommender")
 
 
 @dataclass
@@ -224,6 +236,8 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.quantization": (None, "8bit", "4bit"),
     "model.scoring_dtype": (None, "float32", "bfloat16", "float16"),
+    "model.summarizer_dtype": (None, "float32", "bfloat16", "float16"),
+    "model.summarizer_quantization": (None, "8bit", "4bit"),
     "model.device": ("auto", "cpu", "cuda"),
     "prompt.domain": (None, "news", "products", "movies"),
     "sft.summary": ("hierarchical", "recurrent", "none"),

@@ -9,7 +9,8 @@ depends on. Every result is stored under its *fingerprint*::
     fingerprint(stage, cfg) = sha256(canonical JSON of
         the stage's version and the values of the fields it depends on,
         the fingerprints of the stages it reads (under the settings it reads them with),
-        the identity of each model it uses (name + precision; a local folder by its files' digests),
+        the identity of each model it uses (name + the precision it runs in; a local folder by its files'
+        digests; only the name where a stage uses just the tokenizer),
         the SHA-256 of the raw data files (stage 01 only))
 
 A reader re-uses a result only when a complete folder with exactly that
@@ -53,7 +54,8 @@ class Stage:
     reads: tuple[str, ...]  # upstream stages it may read (which ones for a given config: :func:`inputs`)
     depends_on: tuple[str, ...]  # config fields; "section" means every field of that section
     exclude: tuple[str, ...] = ()  # fields of a listed section that do not change the result
-    models: tuple[str, ...] = ()  # config fields naming models whose identity (and precision) is part of it
+    models: tuple[str, ...] = ()  # config fields naming models whose identity and precision are part of it
+    tokenizers: tuple[str, ...] = ()  # config fields naming models whose tokenizer only is used (identity only)
     code: tuple[str, ...] = ()  # editable parts of the package (:data:`CODE`) whose content is part of it
     version: int = 1  # bump when the stage's algorithm or output format changes
 
@@ -62,10 +64,11 @@ class Stage:
         return self.notebook[:2]
 
 
-_LLM_PRECISION = ("model.dtype", "model.quantization", "model.device")
+# A model's precision (model.dtype / quantization, or the summarizer's own) is part of its entry under "models".
+_LLM_PRECISION = ("model.device",)
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("01_data", "01_data_filtering", (), ("seed", "data")),
-    Stage("02_text", "02_chunking_and_prompts", ("01_data",), ("text", "chunking"), models=("model.summarizer",)),
+    Stage("02_text", "02_chunking_and_prompts", ("01_data",), ("text", "chunking"), tokenizers=("model.summarizer",)),
     Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size",),
           models=("model.summarizer",), code=("block prompt", "merge prompt"),
@@ -266,8 +269,11 @@ def parts(cfg: Config, name: str) -> dict[str, Any]:
     stage = get(name)
     out: dict[str, Any] = {"stage": name, "version": stage.version,
                            "settings": settings(cfg, stage.depends_on, stage.exclude),
-                           "models": {f: llm.model_identity(settings(cfg, [f])[f]) for f in stage.models},
+                           "models": {f: llm.model_id(settings(cfg, [f])[f], *cfg.model.precision(f.split(".")[1]))
+                                      for f in stage.models},
                            "inputs": {label: fingerprint(c, s).digest for label, (s, c) in inputs(cfg, name).items()}}
+    if stage.tokenizers:
+        out["tokenizers"] = {f: llm.model_identity(settings(cfg, [f])[f]) for f in stage.tokenizers}
     if stage.code:
         out["code"] = {part: digest(CODE[part](cfg)) for part in stage.code}
     if name == "01_data":

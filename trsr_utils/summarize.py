@@ -355,9 +355,9 @@ class Asker:
         name = cfg.model.summarizer
         self.cfg, self.domain = cfg, text.domain_of(cfg)
         self.tokenizer = tokenizer if tokenizer is not None else llm.load_tokenizer(name)
-        self.model = model if model is not None else llm.load_model(name, cfg.model.dtype, cfg.model.quantization,
-                                                                     cfg.model.device)
-        self.model_id = llm.model_id(name, cfg.model.dtype, cfg.model.quantization)
+        dtype, quantization = cfg.model.precision("summarizer")
+        self.model = model if model is not None else llm.load_model(name, dtype, quantization, cfg.model.device)
+        self.model_id = llm.model_id(name, dtype, quantization)
         self.template = TemplateSummarizer(catalog, self.domain)
         self.line_of = _lines(blocks)
         self.hits = self.misses = 0
@@ -592,12 +592,13 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     name = cfg.model.summarizer
     if tokenizer is None:
         tokenizer = llm.load_tokenizer(name)
+    dtype, quantization = cfg.model.precision("summarizer")
     if model is None:
-        model = llm.load_model(name, cfg.model.dtype, cfg.model.quantization, cfg.model.device)
+        model = llm.load_model(name, dtype, quantization, cfg.model.device)
     domain = text.domain_of(cfg)
     template = TemplateSummarizer(catalog, domain)
     cache = open_cache(cfg)
-    model_id = llm.model_id(name, cfg.model.dtype, cfg.model.quantization)
+    model_id = llm.model_id(name, dtype, quantization)  # the cache key: weights and the precision they ran in
     caller = LLMCaller(model, tokenizer, model_id, cache, cfg.summary.batch_size, cfg.seed)
     began = time.perf_counter()
     try:

@@ -29,7 +29,9 @@ EXPECTED: dict[str, set[str]] = {
     "chunking.items_per_block": AFTER_TEXT, "chunking.block_token_budget": AFTER_TEXT,
     "chunking.max_blocks": AFTER_TEXT,
     "model.summarizer": AFTER_TEXT, "model.recommender": RECOMMENDER,
-    "model.dtype": LLM_SUMMARIZER_AND_RECOMMENDER, "model.quantization": LLM_SUMMARIZER_AND_RECOMMENDER,
+    "model.dtype": LLM_SUMMARIZER_AND_RECOMMENDER, "model.quantization": RECOMMENDER,
+    # The summarizer's own precision: its summaries and everything that reads them, not 02's tokenizer use.
+    "model.summarizer_dtype": SUMMARIES, "model.summarizer_quantization": SUMMARIES,
     "model.device": LLM_SUMMARIZER_AND_RECOMMENDER, "model.scoring_dtype": RECOMMENDER,
     "prompt.domain": SUMMARIES, "prompt.recent_items": RECOMMENDER, "prompt.max_length": RECOMMENDER,
     "prompt.summary_max_tokens": RECOMMENDER,
@@ -62,6 +64,7 @@ CHANGED = {
     "data.locale": "DE", "data.source_dir": "elsewhere", "data.min_interactions": 9, "data.max_interactions": 12,
     "text.attributes": ["title"], "model.summarizer": "some/other-model", "model.recommender": "some/other-model",
     "model.dtype": "bfloat16", "model.quantization": "8bit", "model.scoring_dtype": "bfloat16",
+    "model.summarizer_dtype": "bfloat16", "model.summarizer_quantization": "8bit",
     "model.device": "cuda", "prompt.domain": "news",
     "sft.summary": "recurrent", "sft.loss": "whole", "sft.mixed_precision": "bfloat16", "sft.target_modules": ["q_proj"],
     "eval.baselines": ["popularity"], "eval.all_interactions": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
@@ -124,6 +127,20 @@ def test_sampling_settings_count_only_when_sampling(tmp_path):
     for key in ("summary.temperature", "summary.top_p"):
         new = with_overrides(sampling, {key: 0.5})
         assert {n for n in stages.STAGES if stages.fingerprint(new, n).digest != before[n]} == SUMMARIES, key
+
+
+def test_each_model_is_fingerprinted_in_its_own_precision(tmp_path):
+    """Summaries depend on the summarizer's resolved precision, not on how it is spelled: naming the recommender's
+    dtype again changes nothing, and a bf16 recommender beside a pinned float32 summarizer keeps the summaries."""
+    cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
+    before = {n: stages.fingerprint(cfg, n).digest for n in stages.STAGES}
+    same = with_overrides(cfg, {"model.summarizer_dtype": cfg.model.dtype})
+    assert {n: stages.fingerprint(same, n).digest for n in stages.STAGES} == before
+    pinned = with_overrides(cfg, {"model.summarizer_dtype": "float32", "model.dtype": "bfloat16"})
+    assert {n for n in stages.STAGES if stages.fingerprint(pinned, n).digest != before[n]} == RECOMMENDER
+    paper = resolve_config("paper-mind", tmp_path)
+    assert paper.model.precision("summarizer") == ("bfloat16", "8bit")
+    assert paper.model.precision("recommender") == ("bfloat16", None)
 
 
 @pytest.mark.parametrize("part, function, expected", [
