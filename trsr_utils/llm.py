@@ -236,6 +236,22 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int, left: bool, width: 
     return ids, mask
 
 
+def adds_bos(tokenizer: Any) -> bool:
+    """Does the tokenizer put a BOS token before a text it encodes on its own (Llama-2's ``<s>``; not SmolLM2)?"""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"][:1] == [bos]
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """A prompt's ids as the model saw them in training: the text tokenized without special tokens (a chat
+    template writes its own), then BOS in front when the tokenizer adds one and the text does not start with it.
+    Every prompt the package runs (summaries, scoring, SFT) starts here, so they all agree."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids
+
+
 _SENTENCE_END = re.compile(r"[.!?](?=[\s\"')\]]|$)")
 
 
@@ -277,8 +293,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
     (saves tokens: a small model tends to run on). ``on_batch(generations,
     indices)`` is called after each batch, e.g. to persist finished calls.
 
-    Prompts are full texts (chat template already applied) and are tokenized
-    without adding special tokens. Prompts are sorted by length so that each
+    Prompts are full texts (chat template already applied), tokenized by
+    :func:`encode_prompt` (BOS only where the tokenizer adds one). Prompts are sorted by length so that each
     batch pads little; results come back in the input order.
     """
     import time
@@ -288,7 +304,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = next(model.parameters()).device
-    encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out: list[Generation | None] = [None] * len(prompts)
     configured = getattr(model.generation_config, "eos_token_id", None)

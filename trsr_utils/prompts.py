@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .chunking import block_text
+from .llm import encode_prompt
 
 SUMMARY_OPENING = "This user"
 # Where the candidate goes in the rendered recommendation prompt: the text before it is shared by all candidates.
@@ -221,7 +222,7 @@ class RecommendationPrompter:
         while True:
             shown = self._cut_summary(summary, keep) if summary is not None else None
             prefix, _ = self._parts(shown, recent)
-            prefix_ids = self._encode(prefix)
+            prefix_ids = encode_prompt(self.tokenizer, prefix)  # with BOS where the tokenizer adds one
             over = len(prefix_ids) - budget
             if over <= 0:
                 break

@@ -43,3 +43,14 @@ def test_clear_errors_without_gpu_or_model():
         llm.load_model(llm.TINY, quantization="8bit", device="cpu")
     with pytest.raises(llm.ModelNotAvailable, match="cannot load model '/nonexistent/model'"):
         llm.load_model("/nonexistent/model", device="cpu")
+
+
+def test_generation_prompts_get_bos_when_the_tokenizer_adds_one(tiny):
+    import copy
+
+    model, tok = tiny
+    with_bos = copy.deepcopy(tok)
+    with_bos.add_bos_token = True
+    plain = llm.generate(model, tok, ["Hello there"], max_new_tokens=2)[0]
+    bos = llm.generate(model, with_bos, ["Hello there"], max_new_tokens=2)[0]
+    assert bos.prompt_tokens == plain.prompt_tokens + 1

@@ -86,3 +86,27 @@ def test_summary_prompts_start_the_answer(smol_tokenizer):
         assert body.index("Heat" if "Heat" in body else "likes A") < body.index("two or three sentences")  # data first
     with pytest.raises(ValueError, match="unknown domain"):
         prompts.block_summary_messages(lines, "books")
+
+
+def test_prompts_start_with_bos_exactly_when_the_tokenizer_adds_one(smol_tokenizer, movie_lines):
+    """Llama-2's tokenizer puts <s> before a text and the base model was trained so; the plain ``###`` layout
+    writes none. The prefix (and so every scored or trained prompt) follows the tokenizer's own setting, once;
+    a chat template that already opens with the BOS token (SmolLM2's <|im_start|>) gets no second one."""
+    import copy
+
+    from trsr_utils import llm
+
+    base = copy.deepcopy(smol_tokenizer)
+    base.chat_template = None  # the plain layout, as for a base model such as Llama-2-7b-hf
+    plain = prompts.RecommendationPrompter(base, "movies").build(SUMMARY, movie_lines[:3], movie_lines[3:6])
+    assert not llm.adds_bos(base) and plain.prefix.startswith("### System:")
+    with_bos = copy.deepcopy(base)
+    with_bos.add_bos_token = True  # what a Llama-2 tokenizer does by default
+    assert llm.adds_bos(with_bos)
+    up = prompts.RecommendationPrompter(with_bos, "movies").build(SUMMARY, movie_lines[:3], movie_lines[3:6])
+    assert up.prefix_ids == [with_bos.bos_token_id] + plain.prefix_ids and up.suffix_ids == plain.suffix_ids
+    assert up.full_ids(0) == with_bos.encode(up.text(0))  # what the tokenizer itself makes of the whole prompt
+    chat = copy.deepcopy(smol_tokenizer)
+    chat.add_bos_token = True
+    opened = prompts.RecommendationPrompter(chat, "movies").build(SUMMARY, movie_lines[:3], movie_lines[3:6])
+    assert opened.prefix_ids[0] == chat.bos_token_id and opened.prefix_ids[1] != chat.bos_token_id
