@@ -1,7 +1,9 @@
 """Yes/no scoring: p(yes) for every candidate, sharing each user's prompt prefix.
 
 p(yes) = softmax over the two logits (yes, no) at the position right after the
-candidate suffix, the position where the model would write its answer.
+candidate suffix, the position where the model would write its answer: the
+sigmoid of the yes-no logit gap, computed in float32 and float64 whatever
+the model's precision, so that candidates rank by the gap.
 
 One user's candidates share everything before the candidate, so the prefix is
 run once (its key/value cache) and all suffixes are run as one batch on top of
@@ -34,17 +36,21 @@ def decoder_and_head(model: Any) -> tuple[Any, Any]:
 
 
 def _answer_probs(hidden: Any, head: Any, answer: AnswerTokens) -> Any:
-    """p(yes) from last-position hidden states [rows, hidden] (float32 softmax over the two logits)."""
+    """p(yes) from last-position hidden states [rows, hidden]: sigmoid of the yes-no logit gap, in float64.
+
+    The two logits come from float32 whatever the model's precision: two rows of the output layer cost nothing,
+    and a bfloat16 logit (8 significant bits: steps of 0.06-0.125 at typical magnitudes) would tie many
+    candidates. The gap goes through the sigmoid in float64, so p(yes) keeps the gap's order up to |gap| ~ 36
+    (a float32 softmax rounds every gap above ~17 to exactly 1.0: confident candidates would tie, and ties rank
+    the positive pessimistically)."""
     import torch
 
-    # In float32 whatever the model's precision: two rows of the output layer cost nothing, and a bfloat16
-    # logit (8 significant bits) would move p(yes) by up to ~0.02 on its own.
     with torch.autocast(hidden.device.type, enabled=False):  # not even under an autocast context
         w = head.weight[[answer.yes_id, answer.no_id]].float()
         logits = hidden.float() @ w.T
         if getattr(head, "bias", None) is not None:
             logits = logits + head.bias[[answer.yes_id, answer.no_id]].float()
-        return torch.softmax(logits, dim=-1)[:, 0]
+        return torch.sigmoid((logits[:, 0] - logits[:, 1]).double())
 
 
 def for_scoring(model: Any, dtype: str | None) -> Any:

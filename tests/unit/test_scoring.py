@@ -47,3 +47,22 @@ def test_prefix_sharing_equals_independent_scoring(tiny):
             assert abs(p - shared[users.index(u)][i]) < 1e-4
     padded = scoring.score_full(model, [u.full_ids(0) for u in users], answer, pad_to=400)
     assert np.abs(padded - np.array([s[0] for s in shared])).max() < 1e-4
+
+
+def test_confident_candidates_keep_their_order_instead_of_tying():
+    """Gaps of 18-30 nats: a float32 softmax rounds them all to p(yes) = 1.0 (a tie, and ties rank the positive
+    last); the scorer's float64 sigmoid of the float32 gap keeps their order, also from bfloat16 hidden states."""
+    import torch
+
+    answer = prompts.AnswerTokens(yes_id=0, no_id=1, yes="Yes", no="No")
+    head = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    gaps = torch.tensor([18.0, 21.0, 24.0, 30.0])
+    hidden = torch.stack([gaps, torch.zeros(4)], dim=1)
+    old = torch.softmax(hidden @ head.weight[[0, 1]].T, dim=-1)[:, 0]
+    assert len(set(old.tolist())) == 1  # the defect: all four tie at 1.0
+    p = scoring._answer_probs(hidden, head, answer)
+    assert p.dtype == torch.float64 and (p.diff() > 0).all()
+    bf16 = scoring._answer_probs(hidden.bfloat16(), head.bfloat16(), answer)
+    assert (bf16.diff() > 0).all()
