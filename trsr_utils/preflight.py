@@ -1,0 +1,255 @@
+"""Before a long run: everything that would stop it, found in seconds instead of hours in (notebook 09).
+
+    python -m trsr_utils.preflight --profile paper-mind [--out DIR] [--set KEY=VALUE ...]
+
+:func:`check` returns every problem it finds (an empty list: go), :func:`require` raises one
+:class:`PreflightError` listing them all. The checks:
+
+* a CUDA GPU is visible when the profile needs one (``model.device: cuda``, or ``auto`` with a quantized or
+  billion-parameter model);
+* each model fits the GPU's free memory as :mod:`trsr_utils.plan` estimates it (weights at their precision,
+  the key/value cache of a batch, training state);
+* bitsandbytes imports when a model is quantized;
+* the raw data files exist (:func:`trsr_utils.data.prepare.raw_files`);
+* every model loads offline: a registered model's package, a local folder with a config and weights, or a hub
+  id whose snapshot is in the Hugging Face cache (compute nodes often have no internet; gated models such as
+  Llama-2 need the licence accepted, a token and a download beforehand);
+* the run directory's disk has room for checkpoints, caches and results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, parse_sets, resolve_config
+
+GB = 1e9
+BIG_MODEL = 1e9  # parameters from which running on a CPU is not a plan (``model.device: auto``)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+class PreflightError(RuntimeError):
+    """A run that would fail: every reason, one per line."""
+
+
+def _models(cfg: Config) -> dict[str, str]:
+    """model name -> the roles it plays (summarizer, recommender, an ablation summarizer)."""
+    out: dict[str, list[str]] = {}
+    for role, name in (("summarizer", cfg.model.summarizer), ("recommender", cfg.model.recommender)):
+        out.setdefault(name, []).append(role)
+    for name in cfg.eval.ablation_summarizers:
+        out.setdefault(name, []).append("ablation summarizer")
+    return {name: " and ".join(roles) for name, roles in out.items()}
+
+
+def _params(name: str) -> float | None:
+    from . import plan
+
+    try:
+        return plan.model_spec(name).params
+    except ValueError:
+        return None
+
+
+def needs_gpu(cfg: Config) -> bool:
+    """Does the profile need CUDA: device cuda, or auto with a quantized model or one of a billion parameters."""
+    m = cfg.model
+    if m.device == "cuda":
+        return True
+    if m.device == "cpu":
+        return False
+    quantized = any(m.precision(r)[1] for r in ("summarizer", "recommender"))
+    return quantized or any((_params(n) or 0) >= BIG_MODEL for n in _models(cfg))
+
+
+def check_cuda(cfg: Config) -> list[str]:
+    import torch
+
+    if not needs_gpu(cfg) or torch.cuda.is_available():
+        return []
+    why = "model.device is cuda" if cfg.model.device == "cuda" else "a model is quantized or has a billion parameters"
+    return [f"no CUDA GPU visible ({why}; torch {torch.__version__}, CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}): run on a GPU node, or set model.device: cpu"]
+
+
+def memory_needed(cfg: Config) -> dict[str, dict[str, float]]:
+    """role -> the largest memory (GB) any of its work items needs, with its weights, by :func:`plan.plan`."""
+    from . import plan
+
+    p = plan.plan(cfg, "h200")  # the hardware does not change the memory estimate
+    out: dict[str, dict[str, float]] = {}
+    for item in p.items:
+        role = item["role"] if item["model"] in (cfg.model.summarizer, cfg.model.recommender) else item["model"]
+        if item["memory_gb"] > out.get(role, {}).get("total", -1):
+            out[role] = {"total": item["memory_gb"], "weights": item["weights_gb"], "batch": item["batch"],
+                         "label": f"{item['stage']} {item['label']}"}
+    return out
+
+
+def check_gpu_memory(cfg: Config) -> list[str]:
+    """Each role's largest planned need against the free memory of GPU 0 (only where CUDA is visible)."""
+    import torch
+
+    if not needs_gpu(cfg) or not torch.cuda.is_available():
+        return []
+    free, total = torch.cuda.mem_get_info(0)
+    problems = []
+    for role, need in memory_needed(cfg).items():
+        if need["total"] * GB > free:
+            problems.append(
+                f"{role}: needs about {need['total']:.1f} GB ({need['weights']:.1f} GB of weights; the rest is the "
+                f"key/value cache or training state of {need['label']}, batch {need['batch']:g}) but GPU 0 has "
+                f"{free / GB:.1f} of {total / GB:.1f} GB free: use a larger GPU, quantize "
+                "(model.summarizer_quantization / model.quantization: 8bit), or lower the batch size")
+    return problems
+
+
+def check_bitsandbytes(cfg: Config) -> list[str]:
+    quantized = sorted({q for r in ("summarizer", "recommender") if (q := cfg.model.precision(r)[1])})
+    if not quantized:
+        return []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return [f"model quantization {'/'.join(quantized)} needs bitsandbytes, which is not installed: "
+                "pip install -e '.[gpu]' -c constraints.txt"]
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # it imports CUDA libraries: any failure is the message to show
+        return [f"bitsandbytes is installed but does not import: {exc.__class__.__name__}: {exc}"]
+    return []
+
+
+def check_data(cfg: Config) -> list[str]:
+    from .data.prepare import raw_files
+
+    try:
+        files = raw_files(cfg)
+    except Exception as exc:  # e.g. the embedded MovieLens copy missing with its package
+        return [f"data: cannot locate the raw files of {cfg.data.dataset}: {exc}"]
+    missing = [str(p) for p in files if not Path(p).exists()]
+    if not files and cfg.data.dataset != "movielens-100k":
+        return [f"data: data.source_dir is not set for dataset {cfg.data.dataset}"]
+    if not missing:
+        return []
+    how = {"mind": "python -m trsr_utils.data.download mind --size large --dest data/raw/mind",
+           "amazon-m2": "see data/README.md (KDD Cup 2023 files)"}.get(cfg.data.dataset, "see data/README.md")
+    return [f"data: {len(missing)} raw file(s) missing: {', '.join(missing[:4])}; fetch them first ({how})"]
+
+
+def check_model_offline(name: str, roles: str = "model") -> list[str]:
+    """Can ``name`` be loaded without internet access?"""
+    from . import llm, plan
+
+    if name in (llm.SMOLLM2, llm.TINY):
+        try:
+            llm.smollm2_gguf_dir()
+        except llm.ModelNotAvailable as exc:
+            return [f"{roles} {name}: {exc}"]
+        return []
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        missing = [f for f in ("config.json",) if not (folder / f).exists()]
+        if not any((folder / f).exists() for f in WEIGHT_FILES):
+            missing.append("weights (model.safetensors or pytorch_model.bin, or their index)")
+        return [f"{roles} {name}: local folder without {', '.join(missing)}"] if missing else []
+    if name.startswith(("/", "./", "../", "~")):
+        return [f"{roles} {name}: no such folder"]
+    has_config = plan.cached_hub_file(name, "config.json")
+    has_weights = any(plan.cached_hub_file(name, f) for f in WEIGHT_FILES)
+    if has_config and has_weights:
+        return []
+    gated = " It is gated: accept its licence on huggingface.co with your account first." if name.lower().startswith(
+        "meta-llama/") else ""
+    return [f"{roles} {name}: not in the Hugging Face cache ({'no weights' if has_config else 'no config.json'} "
+            f"under {_hub_cache()}), and compute nodes are often offline.{gated} On a machine with internet: "
+            f"hf auth login (or set HF_TOKEN), then hf download {name} (with HF_HOME on storage the compute nodes "
+            "read), and run with HF_HUB_OFFLINE=1; or give a local folder."]
+
+
+def _hub_cache() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return "~/.cache/huggingface/hub"
+
+
+def check_models(cfg: Config) -> list[str]:
+    return [p for name, roles in _models(cfg).items() for p in check_model_offline(name, roles)]
+
+
+def disk_needed_gb(cfg: Config) -> float:
+    """A generous estimate of what the run writes: the LoRA checkpoints (weights, gradients-free AdamW state:
+    12 bytes per trainable parameter each), plus 2 GB for caches, summaries, scores and notebooks."""
+    import math
+
+    from . import plan
+
+    try:
+        spec = plan.model_spec(cfg.model.recommender)
+    except ValueError:
+        return 2.0
+    lora = spec.lora_params(cfg.sft.lora_r, cfg.sft.target_modules)
+    t = cfg.sft
+    rows = cfg.data.n_train * (1 if t.shared_prefix else 1 + cfg.data.train_negatives)
+    steps = t.max_steps or math.ceil(rows / (t.batch_size * t.grad_accum) * t.epochs)
+    checkpoints = math.ceil(steps / t.save_steps) if t.save_steps else max(1, math.ceil(t.epochs))
+    adapters = max(1, len([r for r in cfg.eval.llm if r != "zero_shot"])) * cfg.eval.sft_seeds
+    return 2.0 + lora * 12 * checkpoints * adapters / GB
+
+
+def check_disk(cfg: Config) -> list[str]:
+    folder = Path(cfg.run_dir)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free / GB
+    need = disk_needed_gb(cfg)
+    if free < need:
+        return [f"disk: {free:.1f} GB free under {folder} for the run directory {cfg.run_dir}, about {need:.1f} GB "
+                "needed (checkpoints, caches, results): free space or pass another --out"]
+    return []
+
+
+CHECKS = (check_cuda, check_gpu_memory, check_bitsandbytes, check_data, check_models, check_disk)
+
+
+def check(cfg: Config) -> list[str]:
+    """Every problem that would stop a run of ``cfg`` (empty: none found)."""
+    problems: list[str] = []
+    for fn in CHECKS:
+        problems += fn(cfg)
+    return problems
+
+
+def require(cfg: Config) -> None:
+    """Raise :class:`PreflightError` listing every problem :func:`check` finds."""
+    problems = check(cfg)
+    if problems:
+        raise PreflightError(f"profile {cfg.profile!r} cannot run here ({len(problems)} problem"
+                             f"{'s' if len(problems) > 1 else ''}):\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.preflight", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="paper-mind")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        cfg = resolve_config(args.profile, args.out, parse_sets(args.sets))
+        require(cfg)
+    except (ConfigError, PreflightError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"{cfg.profile}: every preflight check passed (CUDA, GPU memory, bitsandbytes, data, models offline, disk)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
