@@ -156,33 +156,56 @@ def smollm2_dir() -> Path:
     return converted("smollm2-135m-instruct", build)
 
 
+def local_rank() -> int:
+    """This process's index on its machine under torchrun / accelerate launch (0 when run alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def placement(device: str = "auto") -> Any:
+    """The torch device this process computes on: its own GPU under a launcher (``cuda:LOCAL_RANK``), else the
+    resolved device. Every model is loaded straight there."""
+    import torch
+
+    resolved = resolve_device(device)
+    if resolved == "cuda":
+        index = local_rank()
+        if index >= torch.cuda.device_count():
+            raise ModelNotAvailable(f"LOCAL_RANK={index} but torch sees {torch.cuda.device_count()} GPU(s): "
+                                    "launch at most one process per visible GPU")
+        torch.cuda.set_device(index)  # before anything else allocates: NCCL and bitsandbytes use the current one
+        return torch.device("cuda", index)
+    return torch.device(resolved)
+
+
 def load_model(name: str, dtype: str = "float32", quantization: str | None = None, device: str = "auto"):
-    """A causal LM in eval mode, its weights in RAM (not memory-mapped), on the resolved device."""
+    """A causal LM in eval mode, loaded straight onto this process's device (:func:`placement`); on a CPU its
+    weights are copied into RAM (not memory-mapped)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from .progress import quiet_libraries
 
     quiet_libraries()
-    device = resolve_device(device)
+    target = placement(device)
     if quantization is not None:
-        if device != "cuda":
-            raise ModelNotAvailable(f"model.quantization={quantization!r} needs a CUDA GPU (bitsandbytes); "
+        if target.type != "cuda":
+            raise ModelNotAvailable(f"quantization={quantization!r} needs a CUDA GPU (bitsandbytes); "
                                     "set it to null on CPU")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ModelNotAvailable("bitsandbytes is not installed: pip install -e '.[gpu]' -c constraints.txt")
     if name == TINY:
-        model = tiny_random_model().to(_dtype(dtype))
+        model = tiny_random_model().to(device=target, dtype=_dtype(dtype))
     else:
         source = str(smollm2_dir()) if name == SMOLLM2 else name
-        kwargs: dict[str, Any] = {"dtype": _dtype(dtype)}
+        # device_map puts each tensor on the device as it is read: no host copy of a 30B model per process.
+        kwargs: dict[str, Any] = {"dtype": _dtype(dtype), "device_map": {"": target}}
         if quantization is not None:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True) if quantization == "8bit" else
                                              BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                                 bnb_4bit_compute_dtype=_dtype(dtype)))
-            kwargs["device_map"] = {"": 0}
+            kwargs["device_map"] = {"": target.index}
         try:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as exc:
@@ -190,13 +213,11 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
                 f"cannot load model {name!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}. Give a local "
                 f"folder, or a hub id on a machine with internet access (offline models: {SMOLLM2}, {TINY})"
             ) from exc
-        if quantization is None:
+        if target.type == "cpu":
             # Memory-mapped weights made the first training step ~110 s and scoring 3-4x slower on CPU.
             with torch.no_grad():
                 for param in model.parameters():
                     param.data = param.data.clone()
-    if quantization is None:
-        model = model.to(device)
     model.eval()
     return model
 

@@ -28,8 +28,14 @@ settings; an interrupted run resumes from its last checkpoint.
 Command line (one device in-process; several GPUs through accelerate + the
 shipped DeepSpeed ZeRO-2 config)::
 
-    python -m trsr_utils.sft --profile demo [--run-dir runs/demo] [--set sft.epochs=2]
-    python -m trsr_utils.sft --profile paper-mind --gpus 8
+    python -m trsr_utils.sft --profile demo [--run-dir runs/demo] [--set sft.epochs=2] [--all]
+    python -m trsr_utils.sft --profile paper-mind --gpus 8 --all
+    torchrun --nproc_per_node 2 -m trsr_utils.sft --profile smoke      # DDP without DeepSpeed (gloo on CPU)
+
+Under a launcher each process trains on its own device with ``sft.grad_accum``
+divided by the process count (:func:`accumulation`): the effective batch, the
+schedule and so the adapter's fingerprint are the one-GPU run's, and notebook
+06 re-uses the adapter instead of training again. Rank 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -294,32 +300,62 @@ def answer_loss(model: Any, inputs: dict[str, Any], loss: str, answer: AnswerTok
     return total, len(targets)
 
 
-def _trainer_class(loss: str, answer: AnswerTokens) -> type:
-    """SFTTrainer, with a cheaper exact loss when only answer tokens are labelled (one process): see
-    :func:`answer_loss`. Several processes (accelerate/DeepSpeed) use TRL's own loss path ("answer" only, one
-    example per candidate).
-    """
+def install_answer_loss(model: Any, loss: str, answer: AnswerTokens, bf16: bool) -> None:
+    """Make ``model``'s forward return :func:`answer_loss` (summed loss, count) for a collated batch, until
+    :func:`remove_answer_loss`. The loss goes through the model's own forward so that whatever wraps it
+    (DistributedDataParallel, DeepSpeed, Accelerate's autocast) sees a forward pass: DDP synchronises gradients
+    only for passes that went through it."""
+    def forward(**inputs: Any) -> tuple[Any, int]:
+        return answer_loss(model, inputs, loss, answer, bf16)
+
+    model.forward = forward
+
+
+def remove_answer_loss(model: Any) -> None:
+    model.__dict__.pop("forward", None)
+
+
+def _trainer_class(loss: str) -> type:
+    """SFTTrainer, with a cheaper exact loss when only answer tokens are labelled: see :func:`answer_loss`
+    (installed as the model's forward by :func:`install_answer_loss`, so it runs under DDP too)."""
     from trl import SFTTrainer
 
     class AnswerLossTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             import torch
 
-            if "suffix_ids" in inputs and (return_outputs or self.args.world_size > 1):
-                raise NotImplementedError("sft.shared_prefix trains in one process (set it false for "
-                                          "accelerate/DeepSpeed)")
-            if return_outputs or self.args.world_size > 1:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            total, n = answer_loss(model, inputs, loss, answer, bool(self.args.bf16))
+            if return_outputs:
+                raise NotImplementedError("the answer loss returns no model outputs (evaluation is not used)")
+            total, n = model(**inputs)
             if num_items_in_batch is not None:  # normalised over the whole accumulation window, like HF's loss
                 self.loss_is_scaled_for_ga = True
-                return total / torch.as_tensor(num_items_in_batch, device=total.device)
+                # num_items_in_batch counts every process's answers and DDP averages the gradients over the
+                # processes: scale back up, as Trainer.compute_loss does, so the step equals one process's.
+                scale = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+                return total * scale / torch.as_tensor(num_items_in_batch, device=total.device)
             self.loss_is_scaled_for_ga = False
             return total / max(1, n)
 
     if loss == "whole":
         return SFTTrainer
     return AnswerLossTrainer
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) from the launcher's environment (torchrun / accelerate launch)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accumulation(cfg: Any, processes: int) -> int:
+    """Gradient accumulation per process: ``sft.grad_accum`` is the one-process value, so the effective batch
+    (``batch_size x grad_accum``) and the learning-rate schedule stay the profile's on any number of processes,
+    and the adapter has the same settings, hence the same fingerprint, as a one-GPU run."""
+    s = cfg.sft
+    if s.grad_accum % processes:
+        raise ValueError(f"sft.grad_accum={s.grad_accum} is the accumulation of one process (effective batch "
+                         f"{s.batch_size} x {s.grad_accum}); it must divide by the {processes} processes: choose a "
+                         "process count that divides it, or change sft.batch_size / sft.grad_accum")
+    return s.grad_accum // processes
 
 
 def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
@@ -331,7 +367,7 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir), seed=cfg.seed + s.seed_offset, data_seed=cfg.seed + s.seed_offset,
         learning_rate=s.learning_rate, per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum, num_train_epochs=s.epochs, max_steps=s.max_steps or -1,
+        gradient_accumulation_steps=accumulation(cfg, world()[1]), num_train_epochs=s.epochs, max_steps=s.max_steps or -1,
         weight_decay=s.weight_decay, warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch",
         # Explicit: TRL's defaults would turn on bf16 autocast and gradient checkpointing even on CPU.
         bf16=bf16, fp16=fp16, activation_checkpointing=s.gradient_checkpointing, use_cpu=device == "cpu",
@@ -341,10 +377,21 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
         dataset_kwargs={"skip_prepare_dataset": True},
         disable_tqdm=os.environ.get("TRSR_PROGRESS") == "0" or headless(),
         save_only_model=False,
+        # Every LoRA matrix gets a gradient each step; rank 0 validates while the others wait at the next
+        # all-reduce, which may take long on the paper's 1,000 users.
+        ddp_find_unused_parameters=False, ddp_timeout=6 * 3600,
+        ddp_backend="gloo" if device == "cpu" and world()[1] > 1 else None,
     )
-    if DEEPSPEED_ZERO2.exists() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("TRSR_DEEPSPEED"):
+    if DEEPSPEED_ZERO2.exists() and world()[1] > 1 and os.environ.get("TRSR_DEEPSPEED"):
         kwargs["deepspeed"] = str(DEEPSPEED_ZERO2)
     return SFTConfig(**kwargs)
+
+
+def _wait_for_everyone(args: Any) -> None:
+    if args.world_size > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def _peak_memory_mb(device: str) -> float:
@@ -386,11 +433,22 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     if not examples:
         raise ValueError("no training examples: data.n_train must be > 0")
     validator = Validator(cfg, tokenizer, out / "validation.json")
+    # The training arguments set up the process group under a launcher (torchrun / accelerate launch): one
+    # process per GPU, each on its own device; rank 0 validates and writes, the others wait for it.
+    args = training_arguments(cfg, ckpt_dir, device)
+    _ = args.device  # sets up the devices (and the process group) now, before the model loads
+    main_process = args.process_index == 0
+    if args.world_size == 1 and device == "cuda" and torch.cuda.device_count() > 1:
+        # One process on a multi-GPU node: the Trainer would wrap the model in nn.DataParallel. Pin one GPU.
+        args._n_gpu = 1
+        log(f"one process trains on one GPU of {torch.cuda.device_count()}: for all of them, "
+            f"python -m trsr_utils.sft --gpus {torch.cuda.device_count()}")
     if model is None:
         model = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
     torch.manual_seed(cfg.seed + cfg.sft.seed_offset)
-    if cfg.sft.validate_zero_shot and validator.done(0) is None:  # the reference point of the whole curve
+    if cfg.sft.validate_zero_shot and validator.done(0) is None and main_process:  # the curve's reference point
         validator.zero_shot(model, log)
+    _wait_for_everyone(args)
     peft_model = with_lora(cfg, model)
     counts = parameter_counts(peft_model)
     log(f"LoRA r={cfg.sft.lora_r} on {list(cfg.sft.target_modules)}: {counts['trainable']:,} trainable of "
@@ -398,9 +456,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     shared = cfg.sft.shared_prefix
     columns = ("prefix_ids", "suffix_ids", "targets") if shared else ("input_ids", "labels")
     dataset = Dataset.from_list([{c: e[c] for c in columns} for e in examples])
-    args = training_arguments(cfg, ckpt_dir, device)
-    trainer_cls = _trainer_class(cfg.sft.loss, validator.answer)  # same template, same ids as the examples
-    trainer = trainer_cls(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
+    if cfg.sft.loss != "whole":  # same template, same ids as the examples
+        install_answer_loss(peft_model, cfg.sft.loss, validator.answer, bool(args.bf16))
+    trainer = _trainer_class(cfg.sft.loss)(model=peft_model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=[_callback(validator, log)],
                           data_collator=shared_prefix_collator(tokenizer.pad_token_id) if shared else None)
     if args.disable_tqdm:  # without bars the Trainer prints every log as a raw dict: the report keeps them instead
@@ -414,7 +472,11 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     result = trainer.train(resume_from_checkpoint=resume)
     # Training time without the validations run from the checkpoint callback.
     seconds = time.perf_counter() - began - (validator.seconds - validating)
+    remove_answer_loss(peft_model)
     peft_model.eval()
+    _wait_for_everyone(args)  # every rank has finished its steps and rank 0 its last validation
+    if not main_process:  # rank 0 alone picks the checkpoint and writes the adapter, the report, stage.json
+        return {"rank": args.process_index, "global_step": trainer.state.global_step, "written_by": 0}
 
     trained = [r for r in validator.records if r["step"] > 0 and r["checkpoint"]]
     if not trained:
@@ -434,7 +496,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     per_row = [len(e["targets"]) for e in examples] if shared else [1] * len(examples)
     n_tokens = (sum(len(e["prefix_ids"]) + sum(map(len, e["suffix_ids"])) + len(e["targets"]) for e in examples)
                 if shared else sum(len(e["input_ids"]) for e in examples))
-    rows_seen = steps_run * cfg.sft.batch_size * cfg.sft.grad_accum * max(1, trainer.args.world_size)
+    rows_seen = steps_run * cfg.sft.batch_size * cfg.sft.grad_accum  # per step, on any number of processes
     examples_seen = rows_seen * sum(per_row) / len(per_row)
     n_examples = sum(per_row)
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -442,7 +504,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         "summary_method": cfg.sft.summary, "loss": cfg.sft.loss, "device": device, "dtype": m.dtype,
         "quantization": m.quantization, "parameters": counts, "examples": n_examples,
         "users": len({e["user_id"] for e in examples}), "shared_prefix": shared,
-        "mixed_precision": cfg.sft.mixed_precision,
+        "mixed_precision": cfg.sft.mixed_precision, "processes": args.world_size,
         "positives": len(examples) if shared else sum(e["label"] for e in examples),
         "tokens_per_example_mean": n_tokens / n_examples,
         "global_step": trainer.state.global_step, "steps_this_run": steps_run, "resumed_from": resume,
@@ -490,11 +552,28 @@ def read_report(cfg: Any) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- command line
-def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int) -> list[str]:
+def adapters_for_table(cfg: Any) -> list[Any]:
+    """The settings of every adapter notebook 07's table scores with (each fine-tuned row of ``eval.llm`` for
+    each of ``eval.sft_seeds``), notebook 06's first: what a cluster trains before running 07."""
+    from .evaluation import LLM_SYSTEMS
+
+    out = [cfg]
+    for system in cfg.eval.llm:
+        if system == "zero_shot":
+            continue
+        for seed in range(cfg.eval.sft_seeds):
+            settings = stages.adapter_config(cfg, LLM_SYSTEMS[system], seed)
+            if all(stages.fingerprint(settings, STAGE).digest != stages.fingerprint(c, STAGE).digest for c in out):
+                out.append(settings)
+    return out
+
+
+def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int,
+                   extra: Sequence[str] = ()) -> list[str]:
     """The accelerate + DeepSpeed ZeRO-2 command that trains on ``gpus`` GPUs (one process each)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--use_deepspeed",
            "--deepspeed_config_file", str(DEEPSPEED_ZERO2), "-m", "trsr_utils.sft", "--profile", profile,
-           "--run-dir", run_dir]
+           "--run-dir", run_dir, *extra]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -506,14 +585,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     parser.add_argument("--gpus", type=int, default=1, help="> 1: launch through accelerate with DeepSpeed ZeRO-2")
+    parser.add_argument("--all", action="store_true",
+                        help="train every adapter notebook 07's table needs (eval.llm rows x eval.sft_seeds), "
+                             "not only notebook 06's")
     args = parser.parse_args(argv)
     cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
-    if args.gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus)
+    if args.gpus > 1 and world()[1] == 1:
+        accumulation(cfg, args.gpus)  # a grad_accum that does not divide fails here, before the launch
+        cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus, ["--all"] if args.all else [])
         print("launching:", " ".join(cmd), flush=True)
         return subprocess.call(cmd, env={**os.environ, "TRSR_DEEPSPEED": "1"})
-    report = train(cfg)
-    print(json.dumps({k: report[k] for k in ("global_step", "train_seconds", "best")}, indent=2))
+    rank = world()[0]
+    for settings in adapters_for_table(cfg) if args.all else [cfg]:
+        report = train(settings, log=print if rank == 0 else (lambda _: None))
+        if rank == 0:
+            print(json.dumps({"adapter": report["adapter"], "sft.summary": settings.sft.summary,
+                              "sft.seed_offset": settings.sft.seed_offset,
+                              **{k: report[k] for k in ("global_step", "train_seconds", "best")}}, indent=2))
     return 0
 
 

@@ -155,13 +155,15 @@ def test_answer_only_loss_equals_the_models_own_loss(tmp_path, prepared_run, tok
     model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
     examples = sft.training_examples(cfg, tok)[:3]
     answer = prompts.answer_tokens(tok, "\n")
-    trainer = sft._trainer_class(loss, answer)(
+    sft.install_answer_loss(model, loss, answer, bf16=False)
+    trainer = sft._trainer_class(loss)(
         model=model, args=sft.training_arguments(cfg, tmp_path / "ckpt", "cpu"), processing_class=tok,
         train_dataset=Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]))
     batch = trainer.data_collator([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
     model.eval()
     with torch.no_grad():
         ours = trainer.compute_loss(model, dict(batch)).item()
+        sft.remove_answer_loss(model)  # the model's own forward again
         if loss == "answer":
             reference = model(**batch).loss.item()  # HF's own shifted cross-entropy over all labelled tokens
         else:
@@ -204,7 +206,8 @@ def test_shared_prefix_loss_and_gradient_equal_one_example_per_candidate(tmp_pat
         examples = sft.training_examples(cfg, tok)
         columns = ("prefix_ids", "suffix_ids", "targets") if shared else ("input_ids", "labels")
         rows = [{c: e[c] for c in columns} for e in examples]
-        trainer = sft._trainer_class(loss, prompts.answer_tokens(tok, "\n"))(
+        sft.install_answer_loss(model, loss, prompts.answer_tokens(tok, "\n"), bf16=False)
+        trainer = sft._trainer_class(loss)(
             model=model, args=sft.training_arguments(cfg, tmp_path / f"ckpt{shared}", "cpu"), processing_class=tok,
             train_dataset=Dataset.from_list(rows),
             data_collator=sft.shared_prefix_collator(tok.pad_token_id or 0) if shared else None)

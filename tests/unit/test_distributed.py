@@ -1,0 +1,92 @@
+"""Stages spread over processes, for real: 2 CPU processes (gloo) under torchrun with the tiny model.
+
+The same global batch on two processes must follow the one-process run: SFT (DDP, shared prefix, the demo's
+default) gives the same losses and the same adapter, written once by rank 0 into the folder of the one-process
+settings, which notebook 06 then re-uses instead of training again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from trsr_utils import sft, stages
+from trsr_utils.config import resolve_config
+from trsr_utils.data import prepare
+
+SETS = {"sft.summary": "none", "data.n_train": 8, "data.n_valid": 2, "data.n_test": 2, "sft.batch_size": 2,
+        "sft.grad_accum": 2, "sft.logging_steps": 1, "sft.max_steps": 4, "sft.save_steps": 2,
+        "prompt.max_length": 400, "sft.shared_prefix": True,
+        # LoRA dropout draws other masks in each process: without it the two runs compute the same function
+        "sft.lora_dropout": 0.0}
+
+
+def _sets() -> list[str]:
+    return [a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]
+
+
+def _run(cmd: list[str], log) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRSR_PROGRESS": "0"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    log.write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def torchrun(n: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    one, two = root / "one", root / "two"
+    cfg = resolve_config("smoke", one, SETS)
+    prepare.write(cfg, prepare.prepare(cfg))
+    shutil.copytree(one, two)
+    _run([sys.executable, "-m", "trsr_utils.sft", "--profile", "smoke", "--run-dir", str(one), *_sets()],
+         root / "one.log")
+    _run([*torchrun(2), "-m", "trsr_utils.sft", "--profile", "smoke", "--run-dir", str(two), *_sets()],
+         root / "two.log")
+    return one, two
+
+
+def test_two_process_sft_follows_one_process_and_writes_once(two_runs):
+    import torch
+    from safetensors.torch import load_file
+
+    reports = {}
+    for run in two_runs:
+        cfg = resolve_config("smoke", run, SETS)
+        folder = stages.result_dir(cfg, sft.STAGE)
+        assert stages.is_complete(cfg, sft.STAGE), f"no finished adapter in {folder}"
+        assert len(list((run / sft.STAGE).iterdir())) == 1  # one folder: the one-process settings' fingerprint
+        reports[run.name] = json.loads((folder / "report.json").read_text())
+        reports[run.name]["weights"] = load_file(folder / "adapter" / "adapter_model.safetensors")
+        reports[run.name]["validated"] = [r["step"] for r in json.loads((folder / "validation.json").read_text())]
+    one, two = reports["one"], reports["two"]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["global_step"] == two["global_step"] == 4
+    # the same examples per optimizer step (batch 2 x accumulation 2 = 2 processes x batch 2 x 1): equal losses
+    losses = [(a["loss"], b["loss"]) for a, b in zip(one["loss_history"], two["loss_history"])]
+    assert len(losses) == 4 and all(abs(a - b) < 1e-4 for a, b in losses), losses
+    assert one["validated"] == two["validated"] == [0, 2, 4]  # rank 0 alone validated (no step twice)
+    assert one["best"]["step"] == two["best"]["step"]
+    for name, w in one["weights"].items():
+        assert torch.allclose(w, two["weights"][name], atol=1e-5), name
+
+
+def test_notebook_06_reuses_the_adapter_trained_on_two_processes(two_runs):
+    report = sft.train(resolve_config("smoke", two_runs[1], SETS), log=lambda _: None)
+    assert report["reused"] and report["processes"] == 2 and report["steps_this_run"] == 0
+
+
+def test_grad_accum_that_does_not_divide_by_the_processes_fails_before_launch(tmp_path):
+    cfg = resolve_config("smoke", tmp_path, {**SETS, "sft.grad_accum": 3})
+    with pytest.raises(ValueError, match="must divide by the 2 processes"):
+        sft.accumulation(cfg, 2)
+    assert sft.accumulation(resolve_config("paper-mind", tmp_path), 8) == 2  # 4 x 16 = 64 = 8 GPUs x 4 x 2
