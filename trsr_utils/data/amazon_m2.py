@@ -121,6 +121,8 @@ def load_amazon_m2(source_dir: str | Path, locale: str = "UK", on_error: str = "
     if not items:
         raise DataFormatError(products_path, None, "locale", f"no product has locale {locale!r}")
 
+    # Sequences hold the catalogue's own id strings: a million sessions, not millions of copies of the same ids.
+    known = {item_id: item_id for item_id in items}
     sequences = []
     for number, row in _csv_rows(sessions_path, SESSION_COLUMNS, report):
         if row["locale"].strip() != locale:
@@ -133,15 +135,17 @@ def load_amazon_m2(source_dir: str | Path, locale: str = "UK", on_error: str = "
             next_item = row["next_item"].strip()
             if not next_item:
                 raise DataFormatError(sessions_path, number, "next_item", "empty item id", kind="empty id")
-            for field, ids in (("prev_items", prev), ("next_item", [next_item])):
-                for item_id in ids:
-                    if item_id not in items:
-                        raise DataFormatError(sessions_path, number, field,
-                                              f"product {item_id!r} is not in {products_path.name} ({locale})",
-                                              kind="unknown item")
+            seq = list(map(known.get, prev + [next_item]))
+            if None in seq:
+                for field, ids in (("prev_items", prev), ("next_item", [next_item])):
+                    for item_id in ids:
+                        if item_id not in known:
+                            raise DataFormatError(sessions_path, number, field,
+                                                  f"product {item_id!r} is not in {products_path.name} ({locale})",
+                                                  kind="unknown item")
         except DataFormatError as err:
             report.handle(err)
             continue
-        sequences.append(UserSequence(f"session-{number}", prev + [next_item]))
+        sequences.append(UserSequence(f"session-{number}", seq))
     return RawDataset("amazon-m2", Catalog(list(ATTRIBUTES), items), sequences, report,
                       files=[str(products_path), str(sessions_path)])
