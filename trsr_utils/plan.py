@@ -291,13 +291,13 @@ def kv_bytes_per_token(spec: ModelSpec, dtype: str) -> float:
 
 # ----------------------------------------------------------------------------- data statistics
 # Mean history items and tokens per item line where no run directory has measured them. MIND and Amazon-M2:
-# the paper's Table 1 (Llama tokenizer). MovieLens-100K: this package's demo run (notebooks 01-02, SmolLM2
-# tokenizer; 19-24-item histories under the 10-25 rule, each user has at least 20 ratings).
+# the paper's Table 1 (Llama tokenizer). MovieLens-100K: the demo's 68 users measured here (notebooks 01-02,
+# 2026-12-02; SmolLM2 tokenizer, a line's "- " marker included; 19-24-item histories under the 10-25 rule).
 DATASET_STATS: dict[str, dict[str, Any]] = {
     "mind": {"history": 16.23, "tokens_per_item": 40.83, "min_ratings": 1, "source": "paper Table 1"},
     "amazon-m2": {"history": 13.16, "tokens_per_item": 141.45, "min_ratings": 1, "source": "paper Table 1"},
-    "movielens-100k": {"history": 21.7, "tokens_per_item": 21.0, "min_ratings": 20,
-                       "source": "measured: demo run, notebooks 01-02"},
+    "movielens-100k": {"history": 20.99, "tokens_per_item": 22.9, "min_ratings": 20,
+                       "source": "the demo's users, notebooks 01-02"},
 }
 
 
@@ -346,7 +346,7 @@ def data_stats(cfg: Config) -> Stats:
     # A history of h items makes ceil(h / k) blocks: h/k plus, on average, half a block for the remainder.
     blocks = min(float(c.max_blocks), covered / c.items_per_block + 0.5 * (1 - 1 / c.items_per_block))
     block_tokens = covered / blocks * tpi if blocks else 0.0
-    sources["blocks"] = "estimate (history / items_per_block)"
+    sources["blocks"] = sources["block_tokens"] = "estimate (history / items_per_block)"
     # Without measurements: every answer runs to its budget (an upper bound; the sentence stop ends most earlier).
     summary_tokens, new_tokens, retry = float(s.max_new_tokens), float(s.max_new_tokens), 0.0
     sources["summary_tokens"] = "estimate (summary.max_new_tokens, an upper bound)"
@@ -364,7 +364,8 @@ def data_stats(cfg: Config) -> Stats:
         # n_tokens is the rendered block ("- " marker per line): per item, that marker counts with the item
         block_tokens = float(b["n_tokens"].mean())
         tpi = float(b["n_tokens"].sum() / b["n_items"].sum())
-        sources["blocks"] = sources["tokens_per_item"] = f"measured ({folder.parent.name}/{folder.name})"
+        sources["blocks"] = sources["block_tokens"] = sources["tokens_per_item"] = (
+            f"measured ({folder.parent.name}/{folder.name})")
     folder = _stage_dir(cfg, "03_hierarchical")
     if folder is not None:
         steps = pd.read_parquet(folder / "steps.parquet", columns=["calls", "new_tokens"])
@@ -762,7 +763,7 @@ class Plan:
                 "peak GB": part["memory_gb"].max(),
                 "fits": "; ".join(sorted(set(part["fits"]))),
                 "source": "measured" if part["source"].str.startswith("measured").all() else (
-                    "partly measured" if part["source"].str.contains("measured").any() else "estimate"),
+                    "partly measured" if part["source"].str.startswith("measured").any() else "estimate"),
             })
         table = pd.DataFrame(rows)
         total = {"stage": "total", "model": "", "fits": "", "source": "",

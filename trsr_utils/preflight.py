@@ -117,8 +117,13 @@ def check_bitsandbytes(cfg: Config) -> list[str]:
     if importlib.util.find_spec("bitsandbytes") is None:
         return [f"model quantization {'/'.join(quantized)} needs bitsandbytes, which is not installed: "
                 "pip install -e '.[gpu]' -c constraints.txt"]
+    import contextlib
+    import io
+
     try:
-        import bitsandbytes  # noqa: F401
+        # Without CUDA it logs which kernels it could not load: its import is checked, its chatter not shown.
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            import bitsandbytes  # noqa: F401
     except Exception as exc:  # it imports CUDA libraries: any failure is the message to show
         return [f"bitsandbytes is installed but does not import: {exc.__class__.__name__}: {exc}"]
     return []
