@@ -71,6 +71,14 @@ def test_mind_fixture_sequences_and_impressions():
         (b"99\tU1\t11/11/2019 9:00:00 AM\tN1\tN2-1 N3", 2, r"line {line}, field 'impressions': .*'N3'.*test split"),
         (b"99\tU1\t11/11/2019 9:00:00 AM\tN1 N999\tN2-1", 2, r"line {line}, field 'history': news 'N999' is not in news.tsv"),
         (b"99\tU1\t11/11/2019 9:00:00 AM\tN1\tN2-1 N998-0", 0, r"line {line}, field 'impressions': news 'N998'"),
+        # U1's own history text (checked once already): the impressions are still checked
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN17 N63 N30 N79\tN2-1 N998-0", 2,
+         r"line {line}, field 'impressions': news 'N998' is not in news.tsv"),
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN17 N63 N30 N79\tN2-1 N3-2", 2,
+         r"line {line}, field 'impressions': expected tokens like 'N123-1' \(1 = clicked\), found 'N3-2'$"),
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN1\tN2-1 -0", 2, r"line {line}, field 'impressions': .*found '-0'"),
+        (b"99\tU1\t13/11/2019 9:00:00 AM\tN1\tN2-1", 2, r"line {line}, field 'time': expected MM/DD/YYYY"),
+        (b"99\tU1\t11/11/2019 9:00:00 AM\tN17 N\xff3\tN2-1", 2, r"line {line}, field 'history': invalid UTF-8"),
     ],
 )
 def test_mind_broken_behaviors(fixture_copy, raw, after, pattern):
@@ -80,6 +88,41 @@ def test_mind_broken_behaviors(fixture_copy, raw, after, pattern):
         load_mind(folder)
     ds = load_mind(folder, on_error="skip")
     assert ds.report.total == 1 and len(ds.sequences) == 8
+
+
+def test_mind_time_parsing_matches_strptime():
+    import random
+    from datetime import datetime
+
+    from trsr_utils.data.mind import TIME_FORMAT, _Times
+
+    times, r = _Times(), random.Random(0)
+    for _ in range(2000):
+        text = (f"{r.randint(1, 12)}/{r.randint(1, 28)}/{r.randint(1990, 2030)} {r.randint(1, 12)}:"
+                f"{r.randint(0, 59):02d}:{r.randint(0, 59):02d} {r.choice(['AM', 'PM'])}")
+        assert times[text] == datetime.strptime(text, TIME_FORMAT).timestamp(), text
+    assert times["11/11/2019 12:05:00 AM"] == datetime(2019, 11, 11, 0, 5).timestamp()
+    assert times[" 01/02/2019 09:05:00 PM "] == datetime(2019, 1, 2, 21, 5).timestamp()
+    for bad in ["13/1/2019 1:00:00 AM", "1/1/2019 13:00:00 PM", "1/1/2019 0:00:00 AM", "2/30/2019 1:00:00 AM",
+                "1/1/2019 1:60:00 AM", "2019-11-11 09:00"]:
+        with pytest.raises(ValueError):
+            times[bad]
+
+
+def test_mind_last_negatives_follow_the_last_new_click(tmp_path):
+    """The latest impression's click was already read, so the negatives come from the one before."""
+    news = "".join(f"N{k}\tnews\tnewsus\tTitle {k}\t\turl\t[]\t[]\n" for k in range(1, 8))
+    (tmp_path / "news.tsv").write_text(news)
+    (tmp_path / "behaviors.tsv").write_text(
+        "1\tU1\t11/12/2019 9:00:00 AM\tN1\tN1-1 N4-0 N5-0\n"  # later, but N1 is in the history
+        "2\tU1\t11/11/2019 9:00:00 AM\tN1\tN2-1 N3-0\n"
+        "3\tU2\t11/11/2019 9:00:00 AM\t\tN6-0 N7-1\n")
+    ds = load_mind(tmp_path)
+    u1, u2 = ds.sequences
+    assert u1.items == ["N1", "N2"] and u1.impression_negatives == ["N3"]
+    assert u2.items == ["N7"] and u2.timestamps[0] is not None and u2.impression_negatives == ["N6"]
+    keys = {k: k for k in ds.catalog.items}
+    assert all(keys[i] is i for s in ds.sequences for i in (*s.items, *s.impression_negatives))  # shared strings
 
 
 def test_mind_broken_news(fixture_copy):
@@ -133,6 +176,7 @@ def test_amazon_fixture_locale_filter_and_wrapped_arrays():
         (b"\"['B000000001', 'B000000002']\",B000000003,UK", r"line {line}, field 'prev_items': expected a numpy-style list"),
         (b"\"['B000000001' 'B777777777']\",B000000003,UK", r"line {line}, field 'prev_items': product 'B777777777' is not in products_train.csv \(UK\)"),
         (b"\"['B000000001']\",,UK", r"line {line}, field 'next_item': empty item id"),
+        (b"\"['B000000001']\",B777777777,UK", r"line {line}, field 'next_item': product 'B777777777' is not in"),
         (b"\"['B000000001' 'B00000\xff002']\",B000000003,UK", r"line {line}, field 'prev_items': invalid UTF-8"),
     ],
 )
