@@ -1,6 +1,7 @@
 """Benchmarks that keep the speed claims honest (``make bench``).
 
     python -m trsr_utils.bench [--only summarize] [--model smollm2-135m-instruct] [--out runs/bench]
+    python -m trsr_utils.bench --only loaders [--scale 0.1]
 
 Each benchmark measures the compared variants in one process, one after the
 other, on the same inputs, so their *ratio* holds even on a noisy shared
@@ -20,6 +21,11 @@ by a timed test assertion.
   changes rank, or moves in or out of the top 10).
 * sft_shared: one training example per candidate vs one shared prefix per user,
   in float32 and under bf16 autocast (candidates trained per second).
+* loaders: the data stage (load + filter + split + negatives) with the paper
+  profiles' settings on synthetic files of MIND-large's and Amazon-M2's size
+  (:mod:`trsr_utils.data.synth`, generated once into ``<out>/synth``): wall
+  and CPU seconds and peak memory, each dataset in a child process.
+  ``--scale 0.1`` runs it on a tenth.
 """
 
 from __future__ import annotations
@@ -268,16 +274,123 @@ def bench_sft_shared(model_name: str = llm.SMOLLM2, n_train: int = 8, train_nega
             "goal": "shared prefix + bf16 >= 2x one example per candidate in float32", "met": speedup >= 2.0}
 
 
+# The paper profiles whose data settings the loaders benchmark uses, and its goals on a 2-core machine.
+LOADER_PROFILES = {"mind": "paper-mind", "amazon-m2": "paper-amazon"}
+LOADER_GOALS = {"mind": {"seconds": 300, "peak_gib": 8}, "amazon-m2": {"seconds": 600, "peak_gib": 12}}
+
+# Runs in a fresh interpreter so that its peak memory is the data stage's own (and nothing else is imported).
+_LOADER_CHILD = """
+import json, resource, sys, tempfile, time
+from trsr_utils.config import resolve_config
+from trsr_utils.data import prepare
+profile, folder, sizes, seed = json.loads(sys.argv[1])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+with tempfile.TemporaryDirectory(prefix="trsr-bench-loaders-") as tmp:
+    cfg = resolve_config(profile, tmp, {"data.source_dir": folder, "seed": seed,
+                                        **{f"data.n_{k}": v for k, v in sizes.items()}})
+    t0, c0 = time.perf_counter(), cpu()
+    raw = prepare.load_raw(cfg)
+    t1, c1 = time.perf_counter(), cpu()
+    prepared = prepare.prepare(cfg, raw)
+    t2, c2 = time.perf_counter(), cpu()
+meta = prepared.meta
+print(json.dumps({"load_s": t1 - t0, "load_cpu_s": c1 - c0, "prepare_s": t2 - t1, "prepare_cpu_s": c2 - c1,
+                  "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "catalog": meta["catalog_size"], "users": meta["users_loaded"], "filter": meta["filter"],
+                  "samples": prepared.samples["split"].value_counts().to_dict(),
+                  "items": len(prepared.items), "skipped_rows": meta["bad_input"]["skipped"],
+                  "negatives_topped_up": meta["sampling"]["negatives_topped_up"]}))
+"""
+
+
+def synthetic_data(dataset: str, scale: float, data_dir: str | Path, seed: int = 0,
+                   log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+    """The ``large`` synthetic preset at ``scale``, generated once into ``data_dir`` and reused while the
+    generator and its settings are unchanged; returns the folder and how it was generated (seconds, bytes)."""
+    import shutil
+    from dataclasses import asdict
+
+    from .data import synth
+
+    folder = Path(data_dir) / f"{dataset}-large-x{scale:g}-seed{seed}"
+    spec = asdict(synth.spec_for(dataset, "large", scale))
+    marker = folder / "synth.json"
+    if marker.exists():
+        info = io.read_json(marker)
+        if info.get("spec") == spec and info.get("version") == synth.VERSION:
+            return folder, {**info, "cached": True}
+    # Written beside the final folder and renamed: an interrupted run never leaves half a dataset to reuse.
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    log(f"  generating {dataset} (large preset x{scale:g}) into {folder} ...")
+    info = synth.generate(dataset, partial, "large", seed, scale)
+    info.update(spec=spec, version=synth.VERSION)
+    io.write_json(partial / "synth.json", info)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder, {**info, "cached": False}
+
+
+def bench_loaders(model_name: str | None = None, scale: float = 1.0, data_dir: str | Path = "runs/bench/synth",
+                  datasets: tuple[str, ...] = ("mind", "amazon-m2"), seed: int = 0,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The data stage at the real datasets' size: load + filter + split + negatives, as :func:`prepare.prepare`
+    does for the paper profiles, on synthetic files of MIND-large's and Amazon-M2's size (``scale`` 1).
+
+    Each dataset runs in its own child process (wall time, CPU time, peak RSS). The split sizes are the
+    paper's (10000/1000/1000) times ``scale``; the files are generated once and cached in ``data_dir``
+    (generation time is reported apart). ``model_name`` is unused (every benchmark gets it).
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    from .config import resolve_config
+
+    rows, cases = [], {}
+    for dataset in datasets:
+        folder, generated = synthetic_data(dataset, scale, data_dir, seed, log)
+        paper = resolve_config(LOADER_PROFILES[dataset], tempfile.gettempdir()).data
+        sizes = {k: max(1, round(getattr(paper, f"n_{k}") * scale)) for k in ("train", "valid", "test")}
+        args = json.dumps([LOADER_PROFILES[dataset], str(folder.resolve()), sizes, seed])
+        done = subprocess.run([sys.executable, "-c", _LOADER_CHILD, args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"loaders benchmark ({dataset}) failed:\n{done.stderr[-3000:]}")
+        case = json.loads(done.stdout.strip().splitlines()[-1])
+        goal = LOADER_GOALS[dataset]
+        seconds, peak_gib = case["load_s"] + case["prepare_s"], case["peak_rss_kb"] / 2**20
+        case.update(generated=generated, sizes=sizes,
+                    met=(seconds <= goal["seconds"] and peak_gib <= goal["peak_gib"]) if scale == 1 else None)
+        cases[dataset] = case
+        rows.append({"dataset": dataset, "rows_read": generated.get("impressions", generated.get("sessions")),
+                     "MB_read": round(sum(generated["bytes"].values()) / 1e6), "catalogue": case["catalog"],
+                     "users": case["users"], "kept": case["filter"]["kept"],
+                     "load_s": round(case["load_s"], 1), "prepare_s": round(case["prepare_s"], 1),
+                     "total_s": round(seconds, 1), "cpu_s": round(case["load_cpu_s"] + case["prepare_cpu_s"], 1),
+                     "peak_GiB": round(peak_gib, 2), "generate_s": generated["seconds"],
+                     "generated": "cached" if generated["cached"] else "now"})
+        log(f"  {dataset}: {seconds:.1f} s, peak {peak_gib:.2f} GiB")
+    met = None if scale != 1 else all(c["met"] for c in cases.values())
+    goal = "; ".join(f"{d} <= {g['seconds'] // 60} min and {g['peak_gib']} GiB" for d, g in LOADER_GOALS.items()
+                     if d in datasets)
+    return {"benchmark": "loaders", "scale": scale, "seed": seed, "rows": rows, "cases": cases,
+            "goal": goal + ("" if scale == 1 else " (checked at scale 1 only)"), "met": met}
+
+
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"summarize": bench_summarize, "scoring": bench_scoring,
                                                         "sft": bench_sft, "precision": bench_precision,
-                                                        "sft_shared": bench_sft_shared}
+                                                        "sft_shared": bench_sft_shared, "loaders": bench_loaders}
 
 
 def table(result: dict[str, Any]) -> str:
     import pandas as pd
 
-    head = f"== {result['benchmark']} ({result.get('model', '')}): speed-up {result['speedup']}x " \
-           f"(goal {result['goal']}: {'met' if result['met'] else 'NOT met'})"
+    model = f" ({result['model']})" if result.get("model") else ""
+    speed = f"speed-up {result['speedup']}x " if "speedup" in result else ""
+    verdict = "not checked" if result["met"] is None else ("met" if result["met"] else "NOT met")
+    head = f"== {result['benchmark']}{model}: {speed}(goal {result['goal']}: {verdict})"
     return head + "\n" + pd.DataFrame(result["rows"]).to_string(index=False)
 
 
@@ -286,14 +399,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these benchmarks")
     parser.add_argument("--model", default=llm.SMOLLM2, help="model name (default: the embedded SmolLM2)")
     parser.add_argument("--out", default="runs/bench", help="folder for the JSON results")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="loaders: size of the synthetic data as a fraction of MIND-large / Amazon-M2 (and of "
+                             "the paper's split sizes)")
+    parser.add_argument("--data-dir", default=None,
+                        help="loaders: where the generated files are cached (default: <out>/synth)")
     args = parser.parse_args(argv)
+    # Only the loaders benchmark takes these; the others are called with the model alone.
+    extra = {"loaders": {"scale": args.scale, "data_dir": args.data_dir or str(Path(args.out) / "synth")}}
     path = Path(args.out) / "bench.json"
     # Results of benchmarks not run this time are kept (each with its own machine and time).
     results = io.read_json(path) if path.exists() else {}
     results.setdefault("benchmarks", {})
     for name in args.only or list(BENCHMARKS):
         print(f"running {name} ...", flush=True)
-        result = BENCHMARKS[name](model_name=args.model)
+        result = BENCHMARKS[name](model_name=args.model, **extra.get(name, {}))
         result.update({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
         results["benchmarks"][name] = result
         print(table(result), flush=True)

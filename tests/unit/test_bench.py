@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from trsr_utils import bench
 
 
@@ -42,3 +44,50 @@ def test_shared_prefix_sft_benchmark_trains_the_same_candidates_four_ways():
     assert len(result["rows"]) == 4
     assert {r["candidates"] for r in result["rows"]} == {6} and {r["users"] for r in result["rows"]} == {2}
     assert [r["steps"] for r in result["rows"]] == [2, 2, 2, 2]  # one user's 3 candidates per step, each way
+
+
+def test_loaders_benchmark_runs_the_data_stage_on_cached_synthetic_data(tmp_path):
+    result = bench.bench_loaders(scale=0.002, data_dir=tmp_path, log=lambda *_: None)
+    assert [r["dataset"] for r in result["rows"]] == ["mind", "amazon-m2"]
+    assert result["met"] is None and "checked at scale 1 only" in result["goal"]  # goals are for full scale
+    for dataset, case in result["cases"].items():
+        assert case["sizes"] == {"train": 20, "valid": 2, "test": 2}  # the paper's 10000/1000/1000 x 0.002
+        assert case["samples"] == {"train": 20, "valid": 2, "test": 2}
+        assert 24 <= case["filter"]["kept"] < case["users"] and case["skipped_rows"] == 0
+        assert case["peak_rss_kb"] > 10_000 and case["load_s"] > 0 and case["met"] is None
+        assert not case["generated"]["cached"]
+    assert result["cases"]["mind"]["generated"]["impressions"] == 4465  # 2,232,748 x 0.002
+    assert result["cases"]["amazon-m2"]["generated"]["products"] == 3102  # 1,551,057 x 0.002
+    assert "loaders: (goal" in bench.table(result) and "speed-up" not in bench.table(result)
+
+    again = bench.bench_loaders(scale=0.002, data_dir=tmp_path, datasets=("mind",), log=lambda *_: None)
+    generated = again["cases"]["mind"]["generated"]
+    assert generated["cached"] and generated["seconds"] == result["cases"]["mind"]["generated"]["seconds"]
+    assert again["cases"]["mind"]["filter"] == result["cases"]["mind"]["filter"]
+
+
+def test_loaders_benchmark_regenerates_stale_data_and_reports_child_failures(tmp_path):
+    folder, info = bench.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
+    assert not info["cached"] and not list(tmp_path.glob("*.partial"))
+    marker = json.loads((folder / "synth.json").read_text())
+    marker["version"] = -1  # written by an older generator
+    (folder / "synth.json").write_text(json.dumps(marker))
+    _, info = bench.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
+    assert not info["cached"]
+    _, info = bench.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
+    assert info["cached"]
+    (folder / "news.tsv").unlink()
+    with pytest.raises(RuntimeError, match=r"loaders benchmark \(mind\) failed:(.|\n)*news.tsv not found"):
+        bench.bench_loaders(scale=0.001, data_dir=tmp_path, datasets=("mind",), log=lambda *_: None)
+
+
+def test_bench_main_passes_scale_and_data_dir_to_the_loaders_benchmark_only(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(model_name, scale, data_dir):
+        seen.update(scale=scale, data_dir=data_dir)
+        return {"benchmark": "loaders", "rows": [{"dataset": "mind"}], "goal": "x", "met": None}
+
+    monkeypatch.setitem(bench.BENCHMARKS, "loaders", fake)
+    assert bench.main(["--only", "loaders", "--scale", "0.1", "--out", str(tmp_path)]) == 0
+    assert seen == {"scale": 0.1, "data_dir": str(tmp_path / "synth")}

@@ -38,6 +38,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+# Bumped when the generator's output changes, so cached large files (runs/bench/synth/) are written again.
+VERSION = 1
+
 # ---------------------------------------------------------------- presets
 
 
@@ -715,5 +718,5 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["AmazonSpec", "MindSpec", "PRESETS", "generate", "generate_amazon_m2", "generate_mind",
+__all__ = ["AmazonSpec", "MindSpec", "PRESETS", "VERSION", "generate", "generate_amazon_m2", "generate_mind",
            "numpy_array_text", "spec_for", "zipf_cumulative"]
