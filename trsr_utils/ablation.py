@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import evaluation, io, metrics, stages
+from . import distributed, evaluation, io, metrics, stages
 from .config import with_overrides
 
 STAGE = "08_ablations"
@@ -116,7 +116,8 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
     tokenizer = llm.load_tokenizer(sub.model.summarizer)
     texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
     blocks, report = chunking.chunk_samples(samples, texter, chunking.Chunker.from_config(sub, tokenizer))
-    chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
+    if distributed.is_main():
+        chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
     log(f"{cell.name}: summarizing {len(samples)} test users ({len(blocks)} blocks)")
     summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log)
     return sub, summary_id
@@ -144,15 +145,23 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     tokenizer = llm.load_tokenizer(cfg.model.recommender)
     base = evaluation.recommender_loader(cfg)
 
+    # Every cell's summaries first, each summarizer loaded, used and released in turn, before the recommender
+    # is loaded: on a GPU the paper's 30B summarizer and 7B recommender would not share one card. New summaries
+    # only where no notebook-03 result has the cell's settings (a block size equal to the profile's is the
+    # profile's own summary).
+    summary_of = {}
+    for cell in grid(cfg):
+        cell_cfg = with_overrides(cfg, cell.overrides)
+        summary_of[cell.name] = cell_cfg, evaluation.summary_id(cell_cfg, cell.method)
+        if cell.needs_summaries and not stages.is_complete(cell_cfg, "03_hierarchical"):
+            summary_of[cell.name] = prepare_summaries(cfg, cell, prepared, samples, log)
+            llm.release()
+
     rows = []
     for cell in grid(cfg):
         cell_cfg = with_overrides(cfg, cell.overrides)
         adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
-        summary_cfg, summary_id = cell_cfg, evaluation.summary_id(cell_cfg, cell.method)
-        # New summaries only where no notebook-03 result has the cell's settings (a block size equal to the
-        # profile's is the profile's own summary).
-        if cell.needs_summaries and not stages.is_complete(cell_cfg, "03_hierarchical"):
-            summary_cfg, summary_id = prepare_summaries(cfg, cell, prepared, samples, log)
+        summary_cfg, summary_id = summary_of[cell.name]
         key = evaluation.llm_key(cell_cfg, cell.method, summary_id,
                                  evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
         source = same_as_evaluation(cfg, cell)
@@ -179,10 +188,12 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
         })
     table = pd.DataFrame(rows)
     table["llm_tokens_per_user"] = table["summary_tokens_per_user"] + table["scoring_tokens_per_user"]
-    out = stages.result_dir(cfg, STAGE, create=True)
-    io.write_text(out / "results.csv", table.to_csv(index=False))
-    io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
-    stages.finish(cfg, STAGE)
+    if distributed.is_main():  # under a launcher every process holds the table; rank 0 writes it
+        out = stages.result_dir(cfg, STAGE, create=True)
+        io.write_text(out / "results.csv", table.to_csv(index=False))
+        io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
+        stages.finish(cfg, STAGE)
+    distributed.barrier()
     return table
 
 
@@ -231,3 +242,26 @@ def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
         out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}) on top of scoring; "
                    "whether it buys quality is read from the summary axis above, within its uncertainty.")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Notebook 08's grid from the command line, on one process or several (torchrun / accelerate launch: each
+    cell's summaries and scores shared out, rank 0 writes; see :mod:`trsr_utils.distributed`)."""
+    import argparse
+
+    from .config import parse_sets, resolve_config
+
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.ablation", description=main.__doc__)
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    table = run(cfg, log=print if distributed.is_main() else (lambda _: None))
+    if distributed.is_main():
+        print(table[["cell", "recall@10", "seconds"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import baselines, io, metrics, stages
+from . import baselines, distributed, io, metrics, stages
 from .config import with_overrides
 
 STAGE = "07_eval"
@@ -170,9 +170,11 @@ def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.
     began = time.perf_counter()
     scores = compute()
     frame = _frame(samples, scores, round(time.perf_counter() - began, 2))
-    if key is not None:
-        io.write_json(path.with_suffix(".json"), key)
-    io.write_parquet(path, frame)
+    if distributed.is_main():  # under a launcher every process holds the scores; rank 0 stores them
+        if key is not None:
+            io.write_json(path.with_suffix(".json"), key)
+        io.write_parquet(path, frame)
+    distributed.barrier()
     return frame
 
 
@@ -293,16 +295,18 @@ def system_key(cfg: Any, name: str, adapter: Path | None = None, seed: int = 0) 
                    adapter_id(cfg, method, adapter, seed) if adapter else None)
 
 
-def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
+def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) -> pd.DataFrame | None:
     """Score every system of ``eval.baselines`` + ``eval.llm`` (each from the score store when its key matches)
-    and write the results table to ``07_eval/<fingerprint>/``."""
+    and write the results table to ``07_eval/<fingerprint>/``. ``llm_only``: only the LLM rows (and the
+    precision check) into the score store, no table: what a cluster runs over several processes before the
+    notebook (``python -m trsr_utils.evaluation``)."""
     from . import llm
     from .data import prepare
     from .user_prompts import build, summaries_for
 
     prepared = prepare.read(cfg)
     samples = test_samples(cfg, prepared)
-    names = systems(cfg)
+    names = [n for n in systems(cfg) if n in LLM_SYSTEMS or not llm_only]
     wanted = [n for n in names if n in LLM_SYSTEMS]
     # Fine-tuned rows: one adapter per SFT seed (eval.sft_seeds); seed 0 is notebook 06's settings.
     seeds = range(cfg.eval.sft_seeds)
@@ -325,6 +329,9 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     more_keys = {n: [system_key(cfg, n, a, i) for i, a in enumerate(every[n]) if i] for n in every}
     by_seed = {n: [frames[n], *(cached(scores_path(cfg, k), samples, lambda n=n, i=i: compute(n, i), log, k)
                                 for i, k in enumerate(more_keys[n], start=1))] for n in every}
+    if llm_only:
+        precision_check(cfg, prepared, samples, frames, log, base, tokenizer)
+        return None
     table = results_table(frames, cfg.eval.bootstrap, cfg.seed, by_seed)
     out = stages.result_dir(cfg, STAGE, create=True)
     io.write_parquet(out / "ranks.parquet", ranks_frame(frames, by_seed))
@@ -589,3 +596,25 @@ def read_ranks(cfg: Any, all_seeds: bool = False) -> pd.DataFrame:
     if "seed" not in ranks:  # written before SFT seeds existed
         ranks["seed"] = 0
     return ranks if all_seeds else ranks[ranks["seed"] == 0].reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Notebook 07's LLM rows (every fine-tuned row's adapter, trained first if missing, and the precision check)
+    into the score store, on one process or several (torchrun / accelerate launch: users shared out, rank 0
+    writes; see :mod:`trsr_utils.distributed`). Notebook 07 then takes them from the store."""
+    import argparse
+
+    from .config import parse_sets, resolve_config
+
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.evaluation", description=main.__doc__)
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    run(cfg, log=print if distributed.is_main() else (lambda _: None), llm_only=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -222,6 +222,17 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
     return model
 
 
+def release() -> None:
+    """Give the memory of models no longer referenced back (to the GPU's other users), before loading another."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def model_identity(name: str) -> str:
     """What identifies a model's weights: the embedded models by package and file, a local folder by its files'
     digests, a hub id by its name (pin a revision by giving a local folder)."""
@@ -304,6 +315,13 @@ class Generation:
     finish: str  # "eos" | "length" | "sentences" (stopped after max_sentences)
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length (stable), cut into batches: how :func:`generate` batches its prompts, so that a
+    process given one of these batches computes exactly what one process would (:mod:`trsr_utils.distributed`)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8,
              do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
              repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, max_sentences: int = 0,
@@ -326,13 +344,12 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
         tokenizer.pad_token = tokenizer.eos_token
     device = next(model.parameters()).device
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out: list[Generation | None] = [None] * len(prompts)
     configured = getattr(model.generation_config, "eos_token_id", None)
     eos = {tokenizer.eos_token_id} | set(configured if isinstance(configured, list) else [configured])
     eos.discard(None)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for b, idx in enumerate(length_batches([len(e) for e in encoded], batch_size)):
+        start = b * batch_size
         ids, mask = pad_ids([encoded[i] for i in idx], tokenizer.pad_token_id, left=True)
         width = ids.shape[1]
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,

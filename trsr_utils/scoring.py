@@ -26,7 +26,9 @@ from .prompts import AnswerTokens, UserPrompts
 
 
 def decoder_and_head(model: Any) -> tuple[Any, Any]:
-    """(decoder stack, output layer) of a causal LM, looking through a PEFT wrapper."""
+    """(decoder stack, output layer) of a causal LM, looking through DataParallel / DDP and PEFT wrappers."""
+    while hasattr(model, "module") and not hasattr(model, "get_output_embeddings"):  # (Distributed)DataParallel
+        model = model.module
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = getattr(base, "model", None)
     head = base.get_output_embeddings()
@@ -97,8 +99,11 @@ def suffix_states(decoder: Any, layers: list, mask: Any, owners: Any, s_ids: Any
 
 
 def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens, users_per_batch: int = 4,
-                pad_id: int = 0, progress: Any = None, suffix_rows: int = 21) -> list[np.ndarray]:
+                pad_id: int = 0, progress: Any = None, suffix_rows: int = 21, shard: bool = True) -> list[np.ndarray]:
     """p(yes) per candidate for each user (arrays in the users' candidate order), prefix computed once per user.
+
+    Under a launcher (:mod:`trsr_utils.distributed`) the batches are shared out over the processes, which must
+    all call this; ``shard=False`` scores everything in this process (rank 0's validation inside SFT).
 
     The candidate suffixes of a batch of users are sorted by length and run ``suffix_rows`` at a time, each
     row on its own copy of its user's prefix cache: candidate texts differ in length, and padding them all to
@@ -106,11 +111,17 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
     """
     import torch
 
+    from . import distributed
+
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
-    out: list[np.ndarray] = []
+    starts = list(range(0, len(prompts), users_per_batch))
+    # Under a launcher each process scores every world-th batch of users (the same batches as alone, so the
+    # same numbers) and every process receives all of them.
+    mine = [starts[b] for b in distributed.my_batches(len(starts))] if shard else starts
+    done: list[tuple[int, list[np.ndarray]]] = []  # (first user of the batch, its users' scores)
     with torch.no_grad():
-        for start in range(0, len(prompts), users_per_batch):
+        for start in mine:
             group = prompts[start:start + users_per_batch]
             ids, mask = pad_ids([p.prefix_ids for p in group], pad_id, left=True)
             mask = mask.to(device)
@@ -125,13 +136,12 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
                                         left=False)
                 states = suffix_states(decoder, layers, mask, owners, s_ids.to(device), s_mask.to(device))
                 probs[chunk] = _answer_probs(states, head, answer).cpu().numpy()
-            at = 0
-            for p in group:
-                out.append(probs[at:at + len(p.suffix_ids)].copy())
-                at += len(p.suffix_ids)
+            bounds = np.cumsum([0] + [len(p.suffix_ids) for p in group])
+            done.append((start, [probs[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])]))
             if progress is not None:
                 progress.update(len(group))
-    return out
+    by_start = dict(distributed.gather(done) if shard else done)  # every process's batches, on every process
+    return [scores for start in starts for scores in by_start[start]]
 
 
 def score_full(model: Any, sequences: Sequence[Sequence[int]], answer: AnswerTokens, batch_size: int = 21,

@@ -190,8 +190,9 @@ class Validator:
         model.eval()
         began = time.perf_counter()
         # (a bfloat16 copy under model.scoring_dtype: the training weights stay as they are)
+        # (rank 0 alone validates under a launcher: no sharing out)
         scores = score_users(for_scoring(model, self.dtype), self.prompts, self.answer, self.users_per_batch,
-                             self.pad_id)
+                             self.pad_id, shard=False)
         if was_training:
             model.train()
         m = metrics.evaluate(scores)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import io, llm, prompts, stages, summary_checks
+from . import distributed, io, llm, prompts, stages, summary_checks
 from .progress import bar
 from .text import item_categories
 
@@ -107,8 +107,12 @@ class CallCache:
 
 
 def open_cache(cfg: Any) -> CallCache:
-    """The run directory's call cache (shared by all summarizers of the run)."""
-    return CallCache(Path(cfg.run_dir) / CACHE_FILE)
+    """The run directory's call cache (shared by all summarizers of the run). A run folder nested inside another
+    (notebook 08's cells) shares the outer run's cache: a call is keyed by model, precision, prompt and
+    parameters, so a cell re-uses every call the run already made instead of starting from an empty cache."""
+    run = Path(cfg.run_dir).resolve()
+    outer = next((p for p in reversed(run.parents) if (p / CACHE_FILE).exists()), None)
+    return CallCache((outer or run) / CACHE_FILE)
 
 
 @dataclass
@@ -127,6 +131,24 @@ class LLMCaller:
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.cache, self.batch_size, self.seed, self.quiet = cache, batch_size, seed, quiet
         self.stats = CallStats()
+
+    def _generate_shared(self, texts: list[str], gen_args: Mapping[str, Any],
+                         persist: Callable[[list[llm.Generation], list[int]], None]) -> None:
+        """Under a launcher: the batches one process would run, dealt to the processes a round at a time (same
+        prompts, padding and seed per batch as alone), each round's results gathered on every process."""
+        lengths = [len(llm.encode_prompt(self.tokenizer, t)) for t in texts]
+        batches = llm.length_batches(lengths, self.batch_size)
+        rank = distributed.world()[0]
+        for group in distributed.rounds(len(batches)):
+            mine: list[tuple[int, llm.Generation]] = []
+            if rank < len(group):
+                idx = batches[group[rank]]
+                made = llm.generate(self.model, self.tokenizer, [texts[i] for i in idx],
+                                    batch_size=self.batch_size, seed=self.seed + group[rank] * self.batch_size,
+                                    **gen_args)
+                mine = list(zip(idx, made))
+            got = distributed.gather(mine)
+            persist([g for _, g in got], [i for i, _ in got])
 
     def __call__(self, texts: Sequence[str], params: Mapping[str, Any], desc: str = "LLM calls") -> list[Call]:
         params = dict(params)
@@ -150,11 +172,16 @@ class LLMCaller:
                         rows.append((todo[i], self.model_id, todo_texts[i], params, call))
                         self.stats.generated_tokens += g.new_tokens
                         self.stats.seconds += g.seconds
-                    self.cache.put_many(rows)
+                    if distributed.is_main():  # one writer: every process holds every result
+                        self.cache.put_many(rows)
                     progress_bar.update(len(indices))
 
-                llm.generate(self.model, self.tokenizer, todo_texts, batch_size=self.batch_size,
-                             seed=self.seed, on_batch=persist, **gen_args)
+                if distributed.active():
+                    self._generate_shared(todo_texts, gen_args, persist)
+                else:
+                    llm.generate(self.model, self.tokenizer, todo_texts, batch_size=self.batch_size,
+                                 seed=self.seed, on_batch=persist, **gen_args)
+                distributed.barrier()  # the cache holds every call before any process reads it again
         # A key seen twice in one request (identical prompts) was generated once; report it as a hit.
         fresh: set[str] = set()
         out = []
@@ -618,7 +645,9 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
         if caller.stats.seconds else None,
         "wall_seconds": round(seconds, 2), "degeneracy": degeneracy_report(steps),
     }
-    write(cfg, method, summaries, steps, report)
+    if distributed.is_main():
+        write(cfg, method, summaries, steps, report)
+    distributed.barrier()
     log(f"{method}: {len(summaries)} users, {len(steps)} summaries, {caller.stats.misses} new calls, "
         f"{caller.stats.hits} from cache, {seconds:.1f} s")
     return report
@@ -652,3 +681,40 @@ def read_summaries(cfg: Any, method: str) -> Any:
 
 def read_report(cfg: Any, method: str) -> dict[str, Any]:
     return io.read_json(stages.require(cfg, _stage(method)) / "meta.json")
+
+
+# ----------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> int:
+    """Notebooks 03 and 04 from the command line, on one process or several (torchrun / accelerate launch: the
+    summarizer's batches are shared out, rank 0 writes; see :mod:`trsr_utils.distributed`). The notebooks then
+    find every call in the cache."""
+    import argparse
+    import json
+
+    from . import chunking
+    from .config import parse_sets, resolve_config
+    from .data import prepare
+
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.summarize", description=main.__doc__)
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    parser.add_argument("--method", choices=["hierarchical", "recurrent", "both"], default="both")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    blocks, prepared = chunking.read_blocks(cfg), prepare.read(cfg)  # notebooks 01 and 02 first
+    name = cfg.model.summarizer
+    tokenizer = llm.load_tokenizer(name)
+    model = llm.load_model(name, *cfg.model.precision("summarizer"), cfg.model.device)
+    quiet = not distributed.is_main()
+    for method in (["hierarchical", "recurrent"] if args.method == "both" else [args.method]):
+        report = summarize(cfg, method, blocks, prepared.catalog, model, tokenizer,
+                           log=(lambda _: None) if quiet else print)
+        if not quiet:
+            print(json.dumps({k: report[k] for k in ("method", "users", "cache_hits", "cache_misses",
+                                                     "wall_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,9 @@
 """Stages spread over processes, for real: 2 CPU processes (gloo) under torchrun with the tiny model.
 
-The same global batch on two processes must follow the one-process run: SFT (DDP, shared prefix, the demo's
-default) gives the same losses and the same adapter, written once by rank 0 into the folder of the one-process
-settings, which notebook 06 then re-uses instead of training again.
+Two processes must give what one gives: the same greedy summaries (03, 04) with every LLM call in the cache once,
+the same scores (07's LLM rows), and for SFT at the same global batch (DDP, shared prefix, the demo's default) the
+same losses and the same adapter, written once by rank 0 into the folder of the one-process settings, which
+notebook 06 then re-uses instead of training again.
 """
 
 from __future__ import annotations
@@ -117,3 +118,64 @@ def test_resuming_a_deepspeed_run_without_deepspeed_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="--gpus 8"):
         sft._check_launch(ckpt, SimpleNamespace(deepspeed=None, world_size=1), str(ckpt / "checkpoint-2"), True)
     sft._check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=4), str(ckpt / "checkpoint-2"), True)
+
+
+
+@pytest.fixture(scope="module")
+def llm_runs(tmp_path_factory):
+    """Notebooks 01-02 on the smoke profile, then 03 + 04 and 07's zero-shot row from the command line on one
+    process and on two."""
+    from trsr_utils import chunking, llm
+    from trsr_utils.text import ItemTexter
+
+    root = tmp_path_factory.mktemp("dist-llm")
+    one, two = root / "one", root / "two"
+    cfg = resolve_config("smoke", one)
+    prepared = prepare.prepare(cfg)
+    prepare.write(cfg, prepared)
+    tok = llm.load_tokenizer(cfg.model.summarizer)
+    texter = ItemTexter.from_config(cfg, prepared.catalog, tok)
+    blocks, report = chunking.chunk_samples(prepared.samples, texter, chunking.Chunker.from_config(cfg, tok))
+    chunking.write_blocks(cfg, blocks, {"chunking": cfg.to_dict()["chunking"], **report})
+    shutil.copytree(one, two)
+    zero_shot = ["--set", "eval.llm=[zero_shot]"]
+    for run, launch in ((one, [sys.executable]), (two, torchrun(2))):
+        for module, extra in (("trsr_utils.summarize", []), ("trsr_utils.evaluation", zero_shot)):
+            _run([*launch, "-m", module, "--profile", "smoke", "--run-dir", str(run), *extra],
+                 root / f"{run.name}-{module}.log")
+    return one, two
+
+
+def test_two_process_summaries_are_identical_and_every_call_is_cached_once(llm_runs):
+    import sqlite3
+
+    import pandas as pd
+
+    from trsr_utils import summarize
+
+    cfgs = [resolve_config("smoke", run) for run in llm_runs]
+    for method in ("hierarchical", "recurrent"):
+        one, two = (summarize.read_steps(c, method) for c in cfgs)
+        assert len(one) > 50 and one["summary"].tolist() == two["summary"].tolist(), method
+        assert one["flag"].tolist() == two["flag"].tolist()
+        pd.testing.assert_frame_equal(summarize.read_summaries(cfgs[0], method)[["user_id", "summary"]],
+                                      summarize.read_summaries(cfgs[1], method)[["user_id", "summary"]])
+    calls = []
+    for run in llm_runs:
+        with sqlite3.connect(run / summarize.CACHE_FILE) as db:
+            calls.append(sorted(db.execute("SELECT key, text FROM calls").fetchall()))
+    assert len(calls[0]) == len({k for k, _ in calls[0]}) > 100  # no call repeated
+    assert calls[0] == calls[1]  # none lost, none extra, the same text
+
+
+def test_two_process_scores_equal_one_process(llm_runs):
+    import numpy as np
+
+    from trsr_utils import evaluation
+
+    stores = [sorted((run / evaluation.SCORES_DIR).glob("*.parquet")) for run in llm_runs]
+    assert [p.name for p in stores[0]] == [p.name for p in stores[1]] and len(stores[0]) == 1  # the same key
+    one, two = (evaluation.io.read_parquet(p[0]) for p in stores)
+    assert one["user_id"].tolist() == two["user_id"].tolist()
+    assert max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(one["scores"], two["scores"])) < 1e-5
+    assert one["rank"].tolist() == two["rank"].tolist()

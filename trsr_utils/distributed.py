@@ -1,0 +1,75 @@
+"""Spreading a stage's LLM work over processes: one per GPU on a cluster, several nodes through accelerate.
+
+Launch any stage's command line under torchrun or ``accelerate launch``::
+
+    torchrun --nproc_per_node 8 -m trsr_utils.summarize --profile paper-mind --method both   # 03 + 04
+    accelerate launch --num_processes 8 -m trsr_utils.sft --profile paper-mind --all        # 06 (DDP)
+    torchrun --nproc_per_node 8 -m trsr_utils.evaluation --profile paper-mind               # 07's LLM rows
+    torchrun --nproc_per_node 8 -m trsr_utils.ablation --profile paper-mind                 # 08's cells
+
+then run the notebooks as usual: they find the summaries in the call cache, the adapters and the scores in
+their stores. The work is cut where one process already cuts it, into its batches (of prompts to generate, of
+users to score), and the batches are dealt to the processes in turn. Each batch is the same computation it is
+in one process (same prompts, same padding, same sampling seed), so greedy summaries are identical and scores
+equal to float rounding; every process then receives every result (``gather``), so all of them follow the same
+control flow (the hierarchical merges, retries) and rank 0 alone writes files and the call cache.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) from the launcher's environment (0, 1 when run alone)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def active() -> bool:
+    return world()[1] > 1
+
+
+def is_main() -> bool:
+    """Rank 0: the process that writes (always true when run alone)."""
+    return world()[0] == 0
+
+
+def _state() -> Any:
+    from accelerate import PartialState
+
+    import torch
+
+    # The process group (gloo on CPU, NCCL on GPUs), set up once from the launcher's environment.
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def barrier() -> None:
+    if active():
+        _state().wait_for_everyone()
+
+
+def my_batches(n_batches: int) -> list[int]:
+    """The batch indices this process runs: every world-th one, starting at its rank (neighbouring batches,
+    similar in length after sorting, go to different processes, so each round costs about the same)."""
+    rank, size = world()
+    return list(range(rank, n_batches, size))
+
+
+def gather(items: Sequence[T]) -> list[T]:
+    """Every process's ``items``, concatenated in rank order, on every process (``items`` as is when alone)."""
+    if not active():
+        return list(items)
+    from accelerate.utils import gather_object
+
+    _state()
+    return list(gather_object(list(items)))
+
+
+def rounds(n_batches: int) -> list[list[int]]:
+    """Batch indices in rounds of one batch per process: ``[[0, 1], [2, 3], [4]]`` for 5 batches and 2
+    processes. Results are gathered after each round, so an interrupted run loses at most one round."""
+    size = world()[1]
+    return [list(range(start, min(start + size, n_batches))) for start in range(0, n_batches, size)]
