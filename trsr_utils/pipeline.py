@@ -196,6 +196,10 @@ def run(
 
     overrides = dict(overrides or {})
     cfg = resolve_config(profile, run_dir=out, overrides=overrides)  # unknown keys fail here, before any work
+    from . import preflight
+
+    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine, before a minute is spent
+        preflight.require(cfg)
     run_dir = Path(cfg.run_dir)
     home = stages.home(cfg, overrides)  # the run directory itself, or the variant's folder
     executed_dir = home / "notebooks"

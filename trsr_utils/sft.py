@@ -609,7 +609,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="train every adapter notebook 07's table needs (eval.llm rows x eval.sft_seeds), "
                              "not only notebook 06's")
     args = parser.parse_args(argv)
+    from . import preflight
+
     cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine before any work
+        preflight.require(cfg)
     if args.gpus > 1 and world()[1] == 1:
         accumulation(cfg, args.gpus)  # a grad_accum that does not divide fails here, before the launch
         cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus, ["--all"] if args.all else [])

@@ -692,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from . import chunking
+    from . import preflight
     from .config import parse_sets, resolve_config
     from .data import prepare
 
@@ -702,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=["hierarchical", "recurrent", "both"], default="both")
     args = parser.parse_args(argv)
     cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine before any work
+        preflight.require(cfg)
     blocks, prepared = chunking.read_blocks(cfg), prepare.read(cfg)  # notebooks 01 and 02 first
     name = cfg.model.summarizer
     tokenizer = llm.load_tokenizer(name)
