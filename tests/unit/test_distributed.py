@@ -179,3 +179,23 @@ def test_two_process_scores_equal_one_process(llm_runs):
     assert one["user_id"].tolist() == two["user_id"].tolist()
     assert max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(one["scores"], two["scores"])) < 1e-5
     assert one["rank"].tolist() == two["rank"].tolist()
+
+
+def test_the_command_line_trains_every_adapter_07_needs_each_in_its_own_folder(tmp_path):
+    """--all: notebook 06's adapter, then one per other fine-tuned row (and SFT seed), each under its own
+    settings; none shares a folder (and so a checkpoint or a report) with another."""
+    cfg = resolve_config("smoke", tmp_path, {"eval.sft_seeds": 2})
+    wanted = sft.adapters_for_table(cfg)
+    assert wanted[0] is cfg
+    assert sorted((c.sft.summary, c.sft.seed_offset) for c in wanted) == sorted(
+        (m, s) for m in ("hierarchical", "none", "recurrent") for s in (0, 1))
+    assert len({stages.result_dir(c, sft.STAGE) for c in wanted}) == len(wanted) == 6
+
+
+def test_the_call_cache_keeps_generations_of_each_precision_apart():
+    from trsr_utils import llm, summarize
+
+    params = {"max_new_tokens": 8}
+    keys = {(d, q): summarize.call_key(llm.model_id("some/model", d, q), "prompt", params)
+            for d in ("bfloat16", "float32") for q in (None, "8bit")}
+    assert len(set(keys.values())) == 4
