@@ -549,7 +549,7 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
     out = stages.result_dir(cfg, STAGE)
     report = io.read_json(out / "report.json")
     log(f"re-using the adapter trained with these settings: {out / 'adapter'}")
-    if cfg.sft.validate_zero_shot and report.get("zero_shot") is None:
+    if cfg.sft.validate_zero_shot and report.get("zero_shot") is None and world()[0] == 0:  # rank 0 writes
         m = cfg.model
         tokenizer = tokenizer or llm.load_tokenizer(m.recommender)
         validator = Validator(cfg, tokenizer, out / "validation.json")
