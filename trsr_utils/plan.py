@@ -25,7 +25,8 @@ The model is a roofline, written out so that it can be redone by hand:
   embedding and output layer stay in 16 bits), the key/value cache of a batch at its longest sequence
   (``2·L·n_kv·d_head`` values per token), and for training LoRA's parameters, gradients and AdamW moments
   (16 bytes per trainable parameter in float32) plus the activations kept for the backward pass
-  (``s·b·L·(34·d + 5·heads·s)`` bytes in 16 bits: Korthikanti et al. 2022, a rough upper bound).
+  (``34·s·b·L·d`` bytes in 16 bits, Korthikanti et al. 2022 without the attention scores SDPA does not keep:
+  a rough upper bound, since frozen weights need no stored inputs).
 
 Peak FLOP/s and bandwidth come from the vendors' datasheets for GPUs (dense bf16, no sparsity) and from a
 measurement for ``cpu`` (a matrix product at the model's own shapes, and a large array read), so a CPU plan
@@ -87,69 +88,123 @@ GPUS: dict[str, Hardware] = {
 DEFAULT_UTILIZATION = 0.4  # share of the datasheet peak a tuned training/inference job typically reaches
 
 
-def _rate(rows: int, inner: int, outer: int, dtype: str, seconds: float = 0.15, repeats: int = 3) -> float:
-    """Best measured FLOP/s of a [rows x inner] @ [inner x outer] product over ``repeats`` windows."""
+def _per_cpu_second(work: float, run, seconds: float, repeats: int) -> float:
+    """Best ``work`` per second of ``run()`` over ``repeats`` windows, counted in this process's CPU time per
+    torch thread: on a machine shared with other processes the wall clock also counts the time they hold the
+    cores, the CPU time does not (so the rate is the idle machine's)."""
     import time
 
     import torch
 
-    a = torch.randn(rows, inner).to(getattr(torch, dtype))
-    b = torch.randn(inner, outer).to(getattr(torch, dtype))
-    a @ b  # warm-up (first call allocates, picks a kernel)
+    threads = torch.get_num_threads()
+    run()  # warm-up (first call allocates, picks a kernel)
     best = 0.0
     for _ in range(repeats):
-        began, n = time.perf_counter(), 0
+        began, cpu, n = time.perf_counter(), time.process_time(), 0
         while time.perf_counter() - began < seconds:
-            a @ b
+            run()
             n += 1
-        best = max(best, 2.0 * rows * inner * outer * n / (time.perf_counter() - began))
+        used = (time.process_time() - cpu) / threads
+        best = max(best, work * n / used) if used > 0 else best
     return best
+
+
+def _one_layer(spec: "ModelSpec", dtype: str) -> Any:
+    """A decoder of one layer with ``spec``'s shapes (random weights, a vocabulary of 8: no embedding cost)."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    from .progress import quiet_libraries
+
+    quiet_libraries()
+    config = LlamaConfig(vocab_size=8, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
+                         num_hidden_layers=1, num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
+                         max_position_embeddings=8192)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return LlamaModel(config).to(getattr(torch, dtype)).eval()
+
+
+def _layer_rates(spec: "ModelSpec", dtype: str, decode_rows: int = 32, context: int = 256,
+                 steps: int = 4) -> tuple[float, float]:
+    """(prefill, decoding) FLOP/s of one real decoder layer of ``spec``'s shape, per CPU second: a left-padded
+    batch of 256-token prompts as ``generate`` reads them, and single-token steps of ``decode_rows`` rows on a
+    ``context``-token key/value cache. A layer, not a bare matrix product: its norms, rotary embeddings, SiLU and
+    softmax are memory-bound work that a FLOP count leaves out and a bare matrix product would not measure."""
+    import torch
+
+    model = _one_layer(spec, dtype)
+    per_layer = (spec.layer_params - spec.hidden) / spec.layers
+    d, s = spec.hidden, 256
+    rows = max(1, min(8, int(2e9 / (2 * per_layer * s))))  # about 2 GFLOP per call, whatever the model's size
+    ids = torch.zeros(rows, s, dtype=torch.long)
+    mask = torch.ones(rows, s, dtype=torch.long)
+    mask[0, :16] = 0  # left padding, as in a batch of prompts of different lengths
+    with torch.no_grad():
+        prefill = _per_cpu_second(rows * s * (2 * per_layer + 2 * d * s),
+                                  lambda: model(input_ids=ids, attention_mask=mask, use_cache=False), 0.1, 3)
+        cache = model(input_ids=torch.zeros(decode_rows, context, dtype=torch.long), use_cache=True).past_key_values
+        one = torch.zeros(decode_rows, 1, dtype=torch.long)
+
+        def decode() -> None:
+            extra = cache.get_seq_length() - context  # back to the context the last call started from
+            if extra > 0:
+                cache.crop(-extra)
+            for k in range(steps):
+                pos = torch.full((decode_rows, 1), context + k)
+                model(input_ids=one, past_key_values=cache, position_ids=pos, use_cache=True)
+
+        rate = _per_cpu_second(steps * decode_rows * (2 * per_layer + 4 * d * (context + steps / 2)), decode, 0.1, 3)
+    return prefill, rate
 
 
 def _bandwidth(megabytes: int = 256, repeats: int = 3) -> float:
-    """Best measured bytes/s reading a float32 array far larger than the caches."""
-    import time
-
+    """Bytes/s reading a float32 array far larger than the caches (best window, CPU time per thread)."""
     import torch
 
     x = torch.ones(megabytes * 2**20 // 4)
-    best = 0.0
-    for _ in range(repeats):
-        began = time.perf_counter()
-        x.sum()
-        best = max(best, x.numel() * 4 / (time.perf_counter() - began))
-    return best
+    return _per_cpu_second(x.numel() * 4.0, x.sum, 0.05, repeats)
 
 
-_CPU: dict[tuple[int, int, int], Hardware] = {}
+_CPU: dict[tuple[int, ...], Hardware] = {}
 
 
-def measure_cpu(hidden: int = 1024, intermediate: int = 4096, decode_rows: int = 32) -> Hardware:
-    """This machine as a :class:`Hardware`: matrix products at a layer's shapes ([2048 tokens x hidden] @
-    [hidden x intermediate] for reading prompts and training, [``decode_rows`` x hidden] @ ... for a decoding
-    step), in float32 and bfloat16, and the read bandwidth of a 256 MB array. Measured once per process."""
+def measure_cpu(spec: "ModelSpec", decode_rows: int = 32) -> Hardware:
+    """This machine as a :class:`Hardware` for ``spec``'s layers: the FLOP/s of one real decoder layer of its
+    shape reading prompts (also used for training) and decoding ``decode_rows`` rows, in float32 and bfloat16,
+    and the read bandwidth of a 256 MB array.
+
+    Measured on one thread per CPU second of this process, then multiplied by torch's thread count: a plan is
+    for an otherwise idle machine whose threads each run as fast as one alone (other processes on the same
+    cores slow a measurement on several threads far more than their share of the time: threads wait for each
+    other). Measured once per process, shape and thread count."""
     import torch
 
-    key = (hidden, intermediate, decode_rows)
+    threads = torch.get_num_threads()
+    key = (spec.hidden, spec.intermediate, spec.heads, spec.kv_heads, decode_rows, threads)
     if key not in _CPU:
-        fp32, bf16 = (_rate(2048, hidden, intermediate, t) for t in ("float32", "bfloat16"))
-        dec32, dec16 = (_rate(decode_rows, hidden, intermediate, t) for t in ("float32", "bfloat16"))
+        torch.set_num_threads(1)
+        try:
+            (fp32, dec32), (bf16, dec16) = (_layer_rates(spec, t, decode_rows) for t in ("float32", "bfloat16"))
+            bandwidth = _bandwidth()
+        finally:
+            torch.set_num_threads(threads)
         try:
             memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
         except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
             memory = float("nan")
         _CPU[key] = Hardware(
-            "cpu", bf16 / 1e12, fp32 / 1e12, memory, _bandwidth() / GB,
-            f"measured here: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, matmul "
-            f"[2048x{hidden}]@[{hidden}x{intermediate}]", measured=True,
-            decode_fp32_tflops=dec32 / 1e12, decode_bf16_tflops=dec16 / 1e12)
+            "cpu", threads * bf16 / 1e12, threads * fp32 / 1e12, memory, threads * bandwidth / GB,
+            f"measured here: one decoder layer of {spec.name}'s shape on one thread, per CPU second, x "
+            f"{threads} torch threads ({os.cpu_count()} cores)", measured=True,
+            decode_fp32_tflops=threads * dec32 / 1e12, decode_bf16_tflops=threads * dec16 / 1e12)
     return _CPU[key]
 
 
 def hardware(name: str, model: "ModelSpec | None" = None) -> Hardware:
     """A known GPU by name, or ``cpu`` measured at ``model``'s layer shapes."""
     if name == "cpu":
-        return measure_cpu(model.hidden, model.intermediate) if model else measure_cpu()
+        return measure_cpu(model or model_spec("smollm2-135m-instruct"))
     if name not in GPUS:
         raise ValueError(f"unknown hardware {name!r}; known: {sorted(GPUS) + ['cpu']}")
     return GPUS[name]
@@ -310,6 +365,7 @@ class Stats:
     tokens_per_item: float  # tokens of one item line (without its "- " marker)
     blocks: float  # mean blocks per user
     block_tokens: float  # mean tokens of a block's item lines
+    block_tokens_max: float  # the longest block (what a batch's key/value cache is sized for)
     summary_tokens: float  # tokens of one generated summary (what merges, updates and prompts carry)
     new_tokens: float  # decoding steps of one summarizer batch (its longest answer)
     retry_rate: float  # share of summarizer calls retried
@@ -346,6 +402,8 @@ def data_stats(cfg: Config) -> Stats:
     # A history of h items makes ceil(h / k) blocks: h/k plus, on average, half a block for the remainder.
     blocks = min(float(c.max_blocks), covered / c.items_per_block + 0.5 * (1 - 1 / c.items_per_block))
     block_tokens = covered / blocks * tpi if blocks else 0.0
+    # without measurements the longest block is taken as twice the mean, within the block budget (an assumption)
+    block_max = min(float(c.block_token_budget), 2 * block_tokens)
     sources["blocks"] = sources["block_tokens"] = "estimate (history / items_per_block)"
     # Without measurements: every answer runs to its budget (an upper bound; the sentence stop ends most earlier).
     summary_tokens, new_tokens, retry = float(s.max_new_tokens), float(s.max_new_tokens), 0.0
@@ -363,6 +421,7 @@ def data_stats(cfg: Config) -> Stats:
         blocks = float(b.groupby("user_id").size().mean())
         # n_tokens is the rendered block ("- " marker per line): per item, that marker counts with the item
         block_tokens = float(b["n_tokens"].mean())
+        block_max = float(b["n_tokens"].max())
         tpi = float(b["n_tokens"].sum() / b["n_items"].sum())
         sources["blocks"] = sources["block_tokens"] = sources["tokens_per_item"] = (
             f"measured ({folder.parent.name}/{folder.name})")
@@ -378,7 +437,7 @@ def data_stats(cfg: Config) -> Stats:
             new_tokens = sum(b["steps"] for b in batches) / len(batches)
             sources["new_tokens"] = "measured (cache/llm_calls.sqlite: the longest answer of each batch)"
     sources.setdefault("new_tokens", "estimate (summary.max_new_tokens: a batch runs until its longest answer)")
-    return Stats(users, history, tpi, blocks, block_tokens, summary_tokens, new_tokens, retry, sources)
+    return Stats(users, history, tpi, blocks, block_tokens, block_max, summary_tokens, new_tokens, retry, sources)
 
 
 def summarizer_batches(cfg: Config, between: tuple[float, float] | None = None) -> list[dict[str, Any]]:
@@ -411,9 +470,18 @@ def summarizer_batches(cfg: Config, between: tuple[float, float] | None = None) 
 _OVERHEAD: dict[tuple[str, str, int, int], dict[str, float]] = {}
 
 
+_TOKENIZERS: dict[str, tuple[Any, str]] = {}
+
+
 def plan_tokenizer(name: str) -> tuple[Any, str]:
     """The tokenizer to count prompt tokens with: ``name``'s own where it loads offline, else SmolLM2's as a
-    stand-in (said in the sources)."""
+    stand-in (said in the sources). Loaded once per process."""
+    if name not in _TOKENIZERS:
+        _TOKENIZERS[name] = _load_plan_tokenizer(name)
+    return _TOKENIZERS[name]
+
+
+def _load_plan_tokenizer(name: str) -> tuple[Any, str]:
     from . import llm
 
     local = name in (llm.SMOLLM2, llm.TINY) or Path(name).expanduser().is_dir() or cached_hub_file(
@@ -483,7 +551,9 @@ class Work:
     suffix_tokens: float = 0.0
     passes: float = 1.0  # train: epochs
     longest: float = 0.0  # the longest sequence (memory)
-    scales: bool = False  # divides over GPUs as the code ships: only notebook 06's SFT (sft --gpus N)
+    # How the work divides over GPUs: "batches" (its batches dealt to the processes in turn), "ddp" (training
+    # with the global batch split), "one" (one process: shared-prefix SFT, validations on rank 0).
+    parallel: str = "batches"
     model: str = ""  # another model than the role's (08's summarizer cells)
     source: str = "estimate"
     note: str = ""
@@ -507,14 +577,17 @@ def _interp(x: float, f) -> float:
 
 
 def _summary_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, users: float, method: str,
-                  blocks: float, block_tokens: float, model: str = "", label: str = "") -> list[Work]:
+                  blocks: float, block_tokens: float, model: str = "", label: str = "",
+                  block_max: float | None = None) -> list[Work]:
     """The summarizer calls of one method for ``users`` users (estimated from the statistics)."""
     s = cfg.summary
     src = "estimate from " + ", ".join(sorted({st.sources["blocks"].split(" (")[0], st.sources["summary_tokens"]
                                                 .split(" (")[0]}))
     retry = 1 + st.retry_rate * s.retry_token_factor  # retried calls, with 1.5x the answer budget
     block_prompt = ov["block"] + block_tokens
-    longest = min(cfg.chunking.block_token_budget, 2 * block_tokens) + ov["block"] + s.max_new_tokens
+    if block_max is None:  # the longest block: twice the mean within the budget, unless measured
+        block_max = min(float(cfg.chunking.block_token_budget), 2 * block_tokens)
+    longest = block_max + ov["block"] + s.max_new_tokens
     out = []
     if method == "hierarchical":
         out.append(Work(stage, f"{label}block summaries", "summarizer", "generate", users * blocks * retry,
@@ -531,7 +604,7 @@ def _summary_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, user
         update_prompt = ov["update"] + st.summary_tokens + block_tokens
         out.append(Work(stage, f"{label}updates (steps 1..)", "summarizer", "generate",
                         users * max(0.0, blocks - 1) * retry, update_prompt, st.new_tokens, s.batch_size,
-                        longest=update_prompt + block_tokens + s.max_new_tokens, model=model, source=src,
+                        longest=update_prompt - block_tokens + block_max + s.max_new_tokens, model=model, source=src,
                         note="step 0 = notebook 03's block 0 (cache hit)"))
     return out
 
@@ -549,7 +622,7 @@ def _prompt_tokens(cfg: Config, st: Stats, ov: dict[str, float], summary: bool, 
 
 
 def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: str, label: str,
-              validations: bool = True, zero_shot: bool = True, scales: bool = True) -> list[Work]:
+              validations: bool = True, zero_shot: bool = True) -> list[Work]:
     """One adapter's training (and the validations that select its checkpoint)."""
     t, d = cfg.sft, cfg.data
     prefix, suffix = _prompt_tokens(cfg, st, ov, method != "none")
@@ -563,11 +636,11 @@ def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: 
     if t.shared_prefix:
         out.append(Work(stage, f"{label}training (shared prefix)", "recommender", "train", rows, prefix,
                         batch=t.batch_size, suffixes=candidates, suffix_tokens=suffix, passes=passes,
-                        longest=prefix + suffix, scales=False, source=st.sources["tokens_per_item"],
+                        longest=prefix + suffix, parallel="one", source=st.sources["tokens_per_item"],
                         note="shared prefix trains in one process"))
     else:
         out.append(Work(stage, f"{label}training", "recommender", "train", rows, prefix + suffix,
-                        batch=t.batch_size, passes=passes, longest=prefix + suffix, scales=scales,
+                        batch=t.batch_size, passes=passes, longest=prefix + suffix, parallel="ddp",
                         source=st.sources["tokens_per_item"]))
     if validations:
         checkpoints = math.ceil(steps / t.save_steps) if t.save_steps else max(1, math.ceil(t.epochs))
@@ -575,7 +648,7 @@ def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: 
         users = min(t.valid_users, d.n_valid) if t.valid_users else d.n_valid
         out.append(Work(stage, f"{label}validations ({n} x {users} users)", "recommender", "score", n * users,
                         prefix, batch=t.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
-                        longest=prefix + suffix, scales=False, source=st.sources["tokens_per_item"],
+                        longest=prefix + suffix, parallel="one", source=st.sources["tokens_per_item"],
                         note="on rank 0 only"))
     return out
 
@@ -590,8 +663,10 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
     d, e = cfg.data, cfg.eval
     everyone = sum(st.users.values())
     test = min(e.test_users, st.users.get("test", 0)) if e.test_users else st.users.get("test", 0)
-    work = _summary_work(cfg, st, ov, "03", everyone, "hierarchical", st.blocks, st.block_tokens)
-    work += _summary_work(cfg, st, ov, "04", everyone, "recurrent", st.blocks, st.block_tokens)
+    work = _summary_work(cfg, st, ov, "03", everyone, "hierarchical", st.blocks, st.block_tokens,
+                         block_max=st.block_tokens_max)
+    work += _summary_work(cfg, st, ov, "04", everyone, "recurrent", st.blocks, st.block_tokens,
+                          block_max=st.block_tokens_max)
     work += _sft_work(cfg, st, ov, "06", cfg.sft.summary, "")
     # 07: the LLM rows (each fine-tuned row once per SFT seed), and the adapters notebook 06 did not train
     for row in e.llm:
@@ -606,7 +681,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
                 if method == cfg.sft.summary and seed == 0:
                     continue  # notebook 06's adapter
                 work += _sft_work(cfg, st, ov, "07", method, f"adapter {method}{f' seed {seed}' if seed else ''}: ",
-                                  zero_shot=False, scales=False)
+                                  zero_shot=False)
     if cfg.model.scoring_dtype is not None:
         prefix, suffix = _prompt_tokens(cfg, st, ov, True)
         work.append(Work("07", "precision check (main row again)", "recommender", "score", test, prefix,
@@ -641,14 +716,17 @@ def measured_summary_work(cfg: Config) -> list[Work]:
     (``stage.json``: finished at ``created``, after ``seconds``) contains it."""
     from . import stages
 
-    out = []
+    out, seen = [], set()
     for name, number in (("03_hierarchical", "03"), ("04_recurrent", "04")):
         folder = _stage_dir(cfg, name)
         rec = stages.record(folder) if folder is not None else None
         if not rec or not rec.get("seconds"):
             continue
-        window = (rec["created"] - rec["seconds"] - 5.0, rec["created"] + 1.0)
+        window = (rec["created"] - rec["seconds"] - 0.5, rec["created"])
         for b in summarizer_batches(cfg, window):
+            if b["created"] in seen:  # a batch at the border of two windows belongs to the earlier stage
+                continue
+            seen.add(b["created"])
             out.append(Work(number, "batch", "summarizer", "generate", b["rows"], b["width"], b["steps"], b["rows"],
                             longest=b["width"] + b["steps"], source="measured (call cache)"))
     return out
@@ -713,7 +791,9 @@ def cost(work: Work, spec: ModelSpec, hw: Hardware, prec: Precision, utilization
         factor = 6 if checkpointing else 4
         attn = 2 * L * d * per_row * per_row * n * work.passes * (factor / 2)
         flops = factor * N * tokens + attn
-        activations = work.batch * work.longest * L * (34 * d + 5 * spec.heads * work.longest) * act_bytes / 2
+        # Korthikanti et al.'s 34·s·b·d bytes per layer in 16 bits; their 5·heads·s² term (the stored attention
+        # scores) is left out: PyTorch's SDPA, transformers' default attention, does not keep them.
+        activations = work.batch * work.longest * L * 34 * d * act_bytes / 2
         if checkpointing:
             activations = work.batch * work.longest * L * 2 * d * act_bytes + activations / L
         lora = spec.lora_params(8, ("q_proj", "k_proj", "v_proj", "o_proj")) * 16
@@ -729,6 +809,28 @@ def cost(work: Work, spec: ModelSpec, hw: Hardware, prec: Precision, utilization
 # ----------------------------------------------------------------------------- the plan
 STAGE_NAMES = {"03": "03 hierarchical summaries", "04": "04 recurrent summaries", "06": "06 LoRA SFT",
                "07": "07 scoring + adapters", "08": "08 ablations"}
+
+
+def sharded_seconds(work: Work, seconds: float, gpus: int) -> float:
+    """``work``'s time on ``gpus`` devices, one model copy each: its batches dealt to them in turn (the slowest
+    device runs ceil(batches / gpus) of them), training's global batch split, one-process work not divided."""
+    if gpus == 1 or work.parallel == "one":
+        return seconds
+    if work.parallel == "ddp":
+        return seconds / gpus
+    batches = math.ceil(work.sequences / max(work.batch, 1))
+    return seconds * math.ceil(batches / gpus) / batches if batches else 0.0
+
+
+def multi_gpu_stages() -> set[str]:
+    """The stages whose work the shipped code spreads over several GPUs: notebook 06's fine-tuning
+    (``python -m trsr_utils.sft --gpus N``), and every LLM stage where :mod:`trsr_utils.distributed` exists
+    (each stage's command line under torchrun deals its batches to the processes)."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.distributed") is not None:
+        return {"03", "04", "06", "07", "08"}
+    return {"06"}
 
 
 @dataclass
@@ -758,8 +860,8 @@ class Plan:
                 "generated (M)": part["generated"].sum() / 1e6,
                 "PFLOP": part["flops"].sum() / 1e15,
                 "hours (1)": part["seconds"].sum() / 3600,
-                f"hours ({self.gpus}, sharded)": part["seconds_sharded"].sum() / 3600,
-                f"hours ({self.gpus}, as shipped)": part["seconds_shipped"].sum() / 3600,
+                **({f"hours ({self.gpus}, sharded)": part["seconds_sharded"].sum() / 3600,
+                    f"hours ({self.gpus}, as shipped)": part["seconds_shipped"].sum() / 3600} if self.gpus > 1 else {}),
                 "peak GB": part["memory_gb"].max(),
                 "fits": "; ".join(sorted(set(part["fits"]))),
                 "source": "measured" if part["source"].str.startswith("measured").all() else (
@@ -813,19 +915,21 @@ def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float 
         dev = hardware("cpu", spec) if hw.measured else hw  # a CPU is measured at each model's own shapes
         prec = precision_of(cfg, w.role)
         c = cost(w, spec, dev, prec, util, cfg.sft.gradient_checkpointing and w.kind == "train", quant_slowdown)
-        # sharded: every item split evenly over the devices (one model copy each); as shipped: see the notes
-        sharded = c["seconds"] / gpus
-        shipped = c["seconds"] / gpus if w.scales else c["seconds"]
+        sharded = sharded_seconds(w, c["seconds"], gpus)
+        shipped = sharded if w.stage in multi_gpu_stages() else c["seconds"]
         items.append({**asdict(w), "model": spec.name, "precision": prec.label, **c,
                       "seconds_sharded": sharded, "seconds_shipped": shipped,
                       "fits": _fit(c["memory_gb"], c["weights_gb"], dev, prec.quantization, w)})
     notes = [
         f"Utilisation {util:g} of {hw.source} peaks ({hw.bf16_tflops:g} TFLOP/s bf16, {hw.bandwidth_gbs:g} GB/s).",
         "Decoding time is bandwidth-bound: every step reads all weights once for the whole batch.",
-        "Sharded: users (and SFT batches) split evenly over the GPUs, one model copy each. As shipped: the pipeline "
-        "runs each notebook in one process on one GPU; only notebook 06's SFT uses several "
-        "(python -m trsr_utils.sft --gpus N, DeepSpeed ZeRO-2), its validations run on rank 0 only, and the "
-        "adapters notebook 07 trains run in-process on one GPU.",
+        "Sharded: one model copy per GPU, each stage's batches dealt to them in turn (a GPU runs ceil(batches / "
+        "GPUs) of them: few batches leave GPUs idle), training's global batch split; validations (rank 0) and "
+        "shared-prefix training (one process) do not divide. As shipped: " + (
+            "every LLM stage can run under torchrun (trsr_utils.distributed), so as sharded."
+            if len(multi_gpu_stages()) > 1 else
+            "the pipeline runs each notebook in one process on one GPU; only notebook 06's fine-tuning uses "
+            "several (python -m trsr_utils.sft --gpus N, DeepSpeed ZeRO-2)."),
         "Not modelled: model loading, tokenization, Python overhead, the non-LLM baselines (CPU).",
     ]
     if any(precision_of(cfg, r).quantization for r in ("summarizer", "recommender")):
