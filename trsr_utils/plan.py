@@ -349,10 +349,9 @@ def kv_bytes_per_token(spec: ModelSpec, dtype: str) -> float:
 # the paper's Table 1 (Llama tokenizer). MovieLens-100K: the demo's 68 users measured here (notebooks 01-02,
 # 2026-12-02; SmolLM2 tokenizer, a line's "- " marker included; 19-24-item histories under the 10-25 rule).
 DATASET_STATS: dict[str, dict[str, Any]] = {
-    "mind": {"history": 16.23, "tokens_per_item": 40.83, "min_ratings": 1, "source": "paper Table 1"},
-    "amazon-m2": {"history": 13.16, "tokens_per_item": 141.45, "min_ratings": 1, "source": "paper Table 1"},
-    "movielens-100k": {"history": 20.99, "tokens_per_item": 22.9, "min_ratings": 20,
-                       "source": "the demo's users, notebooks 01-02"},
+    "mind": {"history": 16.23, "tokens_per_item": 40.83, "source": "paper Table 1"},
+    "amazon-m2": {"history": 13.16, "tokens_per_item": 141.45, "source": "paper Table 1"},
+    "movielens-100k": {"history": 20.99, "tokens_per_item": 22.9, "source": "the demo's users, notebooks 01-02"},
 }
 
 
@@ -404,6 +403,7 @@ def data_stats(cfg: Config) -> Stats:
     block_tokens = covered / blocks * tpi if blocks else 0.0
     # without measurements the longest block is taken as twice the mean, within the block budget (an assumption)
     block_max = min(float(c.block_token_budget), 2 * block_tokens)
+    sources["block_tokens_max"] = "estimate (twice the mean block, within chunking.block_token_budget)"
     sources["blocks"] = sources["block_tokens"] = "estimate (history / items_per_block)"
     # Without measurements: every answer runs to its budget (an upper bound; the sentence stop ends most earlier).
     summary_tokens, new_tokens, retry = float(s.max_new_tokens), float(s.max_new_tokens), 0.0
@@ -422,6 +422,7 @@ def data_stats(cfg: Config) -> Stats:
         # n_tokens is the rendered block ("- " marker per line): per item, that marker counts with the item
         block_tokens = float(b["n_tokens"].mean())
         block_max = float(b["n_tokens"].max())
+        sources["block_tokens_max"] = sources["blocks"]
         tpi = float(b["n_tokens"].sum() / b["n_items"].sum())
         sources["blocks"] = sources["block_tokens"] = sources["tokens_per_item"] = (
             f"measured ({folder.parent.name}/{folder.name})")
@@ -559,6 +560,13 @@ class Work:
     note: str = ""
 
 
+def _source(st: Stats, *keys: str) -> str:
+    """Where a work item's token counts come from: the run's measured statistics, some of them, or estimates."""
+    measured = [st.sources.get(k, "").startswith("measured") for k in keys]
+    return ("measured statistics" if all(measured) else "partly measured statistics" if any(measured)
+            else "estimated statistics")
+
+
 def _merge_calls(parts: int, fan_in: int) -> int:
     """Merge calls of the hierarchical method for ``parts`` block summaries (level by level, a group of one
     is carried up without a call)."""
@@ -581,8 +589,7 @@ def _summary_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, user
                   block_max: float | None = None) -> list[Work]:
     """The summarizer calls of one method for ``users`` users (estimated from the statistics)."""
     s = cfg.summary
-    src = "estimate from " + ", ".join(sorted({st.sources["blocks"].split(" (")[0], st.sources["summary_tokens"]
-                                                .split(" (")[0]}))
+    src = _source(st, "blocks", "block_tokens", "summary_tokens", "new_tokens")
     retry = 1 + st.retry_rate * s.retry_token_factor  # retried calls, with 1.5x the answer budget
     block_prompt = ov["block"] + block_tokens
     if block_max is None:  # the longest block: twice the mean within the budget, unless measured
@@ -636,19 +643,19 @@ def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: 
     if t.shared_prefix:
         out.append(Work(stage, f"{label}training (shared prefix)", "recommender", "train", rows, prefix,
                         batch=t.batch_size, suffixes=candidates, suffix_tokens=suffix, passes=passes,
-                        longest=prefix + suffix, parallel="one", source=st.sources["tokens_per_item"],
+                        longest=prefix + suffix, parallel="one", source=_source(st, "tokens_per_item", "summary_tokens"),
                         note="shared prefix trains in one process"))
     else:
         out.append(Work(stage, f"{label}training", "recommender", "train", rows, prefix + suffix,
                         batch=t.batch_size, passes=passes, longest=prefix + suffix, parallel="ddp",
-                        source=st.sources["tokens_per_item"]))
+                        source=_source(st, "tokens_per_item", "summary_tokens")))
     if validations:
         checkpoints = math.ceil(steps / t.save_steps) if t.save_steps else max(1, math.ceil(t.epochs))
         n = checkpoints + (1 if zero_shot and t.validate_zero_shot else 0)
         users = min(t.valid_users, d.n_valid) if t.valid_users else d.n_valid
         out.append(Work(stage, f"{label}validations ({n} x {users} users)", "recommender", "score", n * users,
                         prefix, batch=t.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
-                        longest=prefix + suffix, parallel="one", source=st.sources["tokens_per_item"],
+                        longest=prefix + suffix, parallel="one", source=_source(st, "tokens_per_item", "summary_tokens"),
                         note="on rank 0 only"))
     return out
 
@@ -675,7 +682,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
         prefix, suffix = _prompt_tokens(cfg, st, ov, method != "none")
         work.append(Work("07", f"scoring {row}" + (f" x {seeds} seeds" if seeds > 1 else ""), "recommender",
                          "score", test * seeds, prefix, batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives,
-                         suffix_tokens=suffix, longest=prefix + suffix, source=st.sources["tokens_per_item"]))
+                         suffix_tokens=suffix, longest=prefix + suffix, source=_source(st, "tokens_per_item", "summary_tokens")))
         if row != "zero_shot":
             for seed in range(seeds):
                 if method == cfg.sft.summary and seed == 0:
@@ -696,7 +703,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
         prefix, suffix = _prompt_tokens(cfg, st, ov, cell.method != "none", recent)
         work.append(Work("08", f"scoring {cell.name}", "recommender", "score", test, prefix,
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
-                         longest=prefix + suffix, source=st.sources["tokens_per_item"]))
+                         longest=prefix + suffix, source=_source(st, "tokens_per_item", "summary_tokens")))
         if cell.needs_summaries:
             c = cell_cfg.chunking
             covered = min(st.history, c.items_per_block * c.max_blocks)
@@ -864,12 +871,12 @@ class Plan:
                     f"hours ({self.gpus}, as shipped)": part["seconds_shipped"].sum() / 3600} if self.gpus > 1 else {}),
                 "peak GB": part["memory_gb"].max(),
                 "fits": "; ".join(sorted(set(part["fits"]))),
-                "source": "measured" if part["source"].str.startswith("measured").all() else (
-                    "partly measured" if part["source"].str.startswith("measured").any() else "estimate"),
+                "statistics": "measured" if part["source"].str.startswith("measured").all() else (
+                    "partly measured" if part["source"].str.contains("measured").any() else "estimated"),
             })
         table = pd.DataFrame(rows)
-        total = {"stage": "total", "model": "", "fits": "", "source": "",
-                 **{c: table[c].sum() for c in table.columns if c not in ("stage", "model", "fits", "source",
+        total = {"stage": "total", "model": "", "fits": "", "statistics": "",
+                 **{c: table[c].sum() for c in table.columns if c not in ("stage", "model", "fits", "statistics",
                                                                           "peak GB")},
                  "peak GB": table["peak GB"].max()}
         return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
@@ -1003,7 +1010,8 @@ def validate(cfg: Config) -> Any:
     blank = with_overrides(cfg, {}, run_dir=Path(cfg.run_dir) / ".plan-no-results")  # nothing measured there
     estimate = plan(blank, "cpu")
     from_run = plan(cfg, "cpu")
-    batches = plan(cfg, "cpu", work=measured_summary_work(cfg)) if measured_summary_work(cfg) else None
+    ran = measured_summary_work(cfg)
+    batches = plan(cfg, "cpu", work=ran) if ran else None
 
     def seconds(p: Plan, stage: str, kinds: tuple[str, ...] = ("generate", "score", "train"),
                 exclude_label: str = "") -> float:

@@ -194,7 +194,7 @@ def test_paper_plan_scales_over_gpus_and_says_what_does_not(tmp_path, monkeypatc
     stages = one.stages()
     assert list(stages["stage"]) == [*plan.STAGE_NAMES.values(), "total"]
     assert stages.iloc[-1]["hours (1)"] == pytest.approx(one.hours())
-    assert (stages["source"].iloc[:-1] == "estimate").all()  # no run directory: every number is estimated
+    assert (stages["statistics"].iloc[:-1] == "estimated").all()  # no run directory: every number is estimated
     assert one.models["summarizer"]["precision"] == "8bit" and one.models["recommender"]["precision"] == "bfloat16"
     assert any("lower bound" in n for n in one.notes)  # the 8-bit summarizer's kernels are not modelled
 
@@ -285,3 +285,31 @@ def test_command_line_table_and_json(capsys):
     assert data["gpus"] == 1 and data["stages"][-1]["stage"] == "total"
     assert math.isclose(data["stages"][-1]["hours (1)"], sum(i["seconds"] for i in data["items"]) / 3600)
     assert plan.main(["--profile", "paper-mind", "--gpu", "tpu"]) == 1
+
+
+def test_validate_puts_the_plan_beside_what_the_run_measured(demo, monkeypatch):
+    import torch
+
+    from trsr_utils import io, stages
+    from trsr_utils.summarize import CACHE_FILE
+
+    spec = plan.model_spec("smollm2-135m-instruct")
+    key = (spec.hidden, spec.intermediate, spec.heads, spec.kv_heads, 32, torch.get_num_threads())
+    fake = plan.Hardware("cpu", 0.1, 0.1, 24.0, 10.0, "fake", True, 0.05, 0.05)  # 100 GFLOP/s, 10 GB/s
+    monkeypatch.setitem(plan._CPU, key, fake)
+    assert plan.validate(demo).empty  # nothing measured yet
+    folder = stages.result_dir(demo, "03_hierarchical", create=True)
+    io.write_parquet(folder / "steps.parquet", pd.DataFrame({"calls": [1, 2], "new_tokens": [30, 50]}))
+    stages.finish(demo, "03_hierarchical", 12.5)
+    finished = stages.record(folder)["created"]
+    # two batches inside notebook 03's window, one from before it (another notebook's calls)
+    _write_cache(plan.Path(demo.run_dir) / CACHE_FILE, [(finished - 100, [(50, 5)]), (finished - 8, [(200, 40)] * 32),
+                                                        (finished - 2, [(220, 40)] * 16)])
+    assert [w.sequences for w in plan.measured_summary_work(demo)] == [32, 16]
+    table = plan.validate(demo)
+    assert list(table["stage"]) == ["03 hierarchical summaries"] and table.loc[0, "measured s"] == 12.5
+    by_hand = sum(plan.cost(w, spec, fake, plan.Precision("float32", None))["seconds"]
+                  for w in plan.measured_summary_work(demo))
+    assert table.loc[0, "predicted s (from the run)"] == pytest.approx(by_hand)
+    assert table.loc[0, "ratio"] == pytest.approx(by_hand / 12.5)
+    assert table.loc[0, "predicted s (from settings)"] > 0
