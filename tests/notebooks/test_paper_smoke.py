@@ -67,11 +67,13 @@ def test_amazon_descriptions_are_cut_by_tokens_and_other_locales_left_out(paper_
     profile, out, _ = paper_run
     if profile != "smoke-amazon":
         pytest.skip("Amazon-M2 only")
-    r02 = results(out, "02_chunking_and_prompts")
-    assert r02["truncated_items"] > 0  # long multi-line descriptions meet text.max_field_tokens
+    cfg = resolve_config(profile, out)
+    blocks = pd.read_parquet(stages.result_dir(cfg, "02_text") / "blocks.parquet")
+    lines = [line for block in blocks["lines"] for line in block]
+    assert any("…" in line for line in lines)  # long multi-line descriptions meet text.max_field_tokens
+    assert all("\n" not in line for line in lines)  # and their line breaks become spaces
     from trsr_utils.config import REPO_ROOT
 
-    cfg = resolve_config(profile, out)
     products = pd.read_csv(REPO_ROOT / cfg.data.source_dir / "products_train.csv", dtype=str)
     assert products["locale"].nunique() > 1 and products["desc"].str.contains("\n", na=False).any()
     items = pd.read_parquet(stages.result_dir(cfg, "01_data") / "items.parquet")
