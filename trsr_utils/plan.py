@@ -1,4 +1,4 @@
-"""What a run costs: tokens, FLOPs, memory and hours per stage, on a given accelerator (notebook 09).
+"""What a run costs: tokens, FLOPs, memory and hours per stage, on a given accelerator (notebook 10).
 
     python -m trsr_utils.plan --profile paper-mind [--gpu a100-80gb|a100-40gb|h100-80gb|h200|cpu] [--gpus N]
                               [--utilization 0.4] [--out DIR] [--json]

@@ -1,4 +1,4 @@
-"""Before a long run: everything that would stop it, found in seconds instead of hours in (notebook 09).
+"""Before a long run: everything that would stop it, found in seconds instead of hours (notebook 10).
 
     python -m trsr_utils.preflight --profile paper-mind [--out DIR] [--set KEY=VALUE ...]
 

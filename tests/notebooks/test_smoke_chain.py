@@ -194,6 +194,21 @@ def _without_timings(obj):
     return obj
 
 
+def test_10_scaling_plan(smoke_run):
+    out, _ = smoke_run
+    res = results(out, "10_scaling_plan")
+    assert res["by_hand_agrees"] is True and res["preflight_problems"] == []
+    assert set(res["gpu_hours"]) == {"a100-40gb", "a100-80gb", "h100-80gb", "h200"}
+    paper = res["paper_gpu_hours"]
+    assert paper["h200"] < paper["h100-80gb"] < paper["a100-80gb"] < paper["a100-40gb"]
+    scaling = res["paper_scaling_hours"]
+    assert scaling["paper-mind / 8 x a100-80gb"] < scaling["paper-mind / 1 x a100-80gb"] / 6
+    assert any(f.startswith("only batch") for f in res["paper_fits"]["a100-40gb"])  # 8-bit 30B + its cache on 40 GB
+    assert [r["stage"] for r in res["validation_seconds"]][:2] == ["03 hierarchical summaries", "04 recurrent summaries"]
+    assert all(r["measured s"] > 0 and r["predicted s (from the run)"] > 0 for r in res["validation_seconds"])
+    assert res["stats_sources"]["history"].startswith("measured")
+
+
 def test_same_seed_same_results_in_a_second_run(smoke_run, tmp_path):
     """The whole chain again, in another run directory: every recorded result is identical."""
     out, _ = smoke_run
