@@ -10,7 +10,7 @@ STAMP := $(VENV)/.trsr-installed
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo run test test-unit test-notebooks test-slow test-browser lab bench strip lock clean-runs
+.PHONY: help setup demo run test test-unit test-notebooks test-slow test-browser lab bench plan preflight strip lock clean-runs
 
 help:
 	@echo "make demo        run the notebook chain on the demo profile (real data, SmolLM2-135M, CPU)"
@@ -19,6 +19,8 @@ help:
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make run PROFILE=smoke   run the chain with any profile"
 	@echo "make bench       speed benchmarks (tables + runs/bench/bench.json)"
+	@echo "make plan PROFILE=paper-mind GPU=h100-80gb GPUS=8   what a run costs (tokens, FLOPs, memory, hours)"
+	@echo "make preflight PROFILE=paper-mind   everything that would stop a run on this machine"
 	@echo "make strip       strip notebook outputs before committing"
 	@echo "make lock        refresh constraints.txt from the current .venv"
 
@@ -61,6 +63,12 @@ test-browser: setup
 
 bench: setup
 	$(PY) -m trsr_utils.bench
+
+plan: setup
+	$(PY) -m trsr_utils.plan --profile $(PROFILE) $(if $(GPU),--gpu $(GPU)) $(if $(GPUS),--gpus $(GPUS))
+
+preflight: setup
+	$(PY) -m trsr_utils.preflight --profile $(PROFILE)
 
 # JupyterLab refuses to run as root unless told to (containers often run as root).
 lab: setup
