@@ -370,6 +370,7 @@ def bench_loaders(model_name: str | None = None, scale: float = 1.0, data_dir: s
                      "load_s": round(case["load_s"], 1), "prepare_s": round(case["prepare_s"], 1),
                      "total_s": round(seconds, 1), "cpu_s": round(case["load_cpu_s"] + case["prepare_cpu_s"], 1),
                      "peak_GiB": round(peak_gib, 2), "generate_s": generated["seconds"],
+                     "generate_cpu_s": generated.get("cpu_seconds"),
                      "generated": "cached" if generated["cached"] else "now"})
         log(f"  {dataset}: {seconds:.1f} s, peak {peak_gib:.2f} GiB")
     met = None if scale != 1 else all(c["met"] for c in cases.values())

@@ -205,3 +205,23 @@ def test_error_message_shape():
     err = DataFormatError("/d/news.tsv", 12, "title", "empty title")
     assert str(err) == "/d/news.tsv, line 12, field 'title': empty title"
     assert re.match(r".*line 12", str(DataFormatError("f", 12, None, "x")))
+
+
+def test_paused_gc_restores_the_callers_setting_even_on_errors():
+    import gc
+
+    from trsr_utils.data.core import paused_gc
+
+    assert gc.isenabled()
+    with pytest.raises(DataFormatError):
+        with paused_gc():
+            assert not gc.isenabled()
+            raise DataFormatError("f", 1, None, "x")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()

@@ -27,6 +27,7 @@ from .core import (
     UserSequence,
     clean_value,
     make_row,
+    paused_gc,
     read_lines,
 )
 
@@ -116,7 +117,12 @@ def load_amazon_m2(source_dir: str | Path, locale: str = "UK", on_error: str = "
     for p in (products_path, sessions_path):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found. See data/README.md for how to get Amazon-M2 (KDD Cup 2023).")
-    report = ErrorReport(on_error)
+    with paused_gc():
+        return _load(products_path, sessions_path, locale, ErrorReport(on_error))
+
+
+def _load(products_path: Path, sessions_path: Path, locale: str, report: ErrorReport) -> RawDataset:
+    """The parsing behind :func:`load_amazon_m2` (its files exist)."""
     items = load_products(products_path, locale, report)
     if not items:
         raise DataFormatError(products_path, None, "locale", f"no product has locale {locale!r}")

@@ -28,6 +28,7 @@ from .core import (
     RawDataset,
     UserSequence,
     clean_value,
+    paused_gc,
     read_lines,
     split_tsv,
     tsv_rows,
@@ -142,7 +143,12 @@ def load_mind(source_dir: str | Path, on_error: str = "raise") -> RawDataset:
             raise FileNotFoundError(
                 f"{p} not found. Download MIND first: python -m trsr_utils.data.download mind --dest {folder.parent}"
             )
-    report = ErrorReport(on_error)
+    with paused_gc():
+        return _load(news_path, behaviors_path, ErrorReport(on_error))
+
+
+def _load(news_path: Path, behaviors_path: Path, report: ErrorReport) -> RawDataset:
+    """The parsing behind :func:`load_mind` (its files exist)."""
     items = load_news(news_path, report)
     known = {news_id: news_id for news_id in items}
     times = _Times()

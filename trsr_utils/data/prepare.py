@@ -29,7 +29,7 @@ import pandas as pd
 from .. import io, stages
 from ..config import Config
 from .amazon_m2 import load_amazon_m2
-from .core import Catalog, RawDataset
+from .core import Catalog, RawDataset, paused_gc
 from .filtering import FilterReport, filter_sequences
 from .mind import load_mind
 from .movielens import load_movielens
@@ -102,11 +102,12 @@ def prepare(cfg: Config, raw: RawDataset | None = None) -> PreparedData:
     d = cfg.data
     raw = raw if raw is not None else load_raw(cfg)
     raw.report.warn()
-    kept, freport = filter_sequences(raw.sequences, d.min_interactions, d.max_interactions, d.long_history)
-    sizes = {"train": d.n_train, "valid": d.n_valid, "test": d.n_test}
-    samples, counters = build_samples(kept, list(raw.catalog.items), sizes, d.train_negatives, d.eval_negatives,
-                                      cfg.seed, d.negative_source)
-    items = items_frame(raw.catalog, samples)
+    with paused_gc():  # the raw dataset can hold tens of millions of objects (MIND-large)
+        kept, freport = filter_sequences(raw.sequences, d.min_interactions, d.max_interactions, d.long_history)
+        sizes = {"train": d.n_train, "valid": d.n_valid, "test": d.n_test}
+        samples, counters = build_samples(kept, list(raw.catalog.items), sizes, d.train_negatives,
+                                          d.eval_negatives, cfg.seed, d.negative_source)
+        items = items_frame(raw.catalog, samples)
     meta = {
         "format_version": FORMAT_VERSION,
         "dataset": raw.name,
