@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import io, llm, metrics, stages
+from .distributed import world
 from .config import REPO_ROOT, parse_sets, resolve_config
 from .progress import headless
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
@@ -340,11 +341,6 @@ def _trainer_class(loss: str) -> type:
     if loss == "whole":
         return SFTTrainer
     return AnswerLossTrainer
-
-
-def world() -> tuple[int, int]:
-    """(rank, number of processes) from the launcher's environment (torchrun / accelerate launch)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def accumulation(cfg: Any, processes: int) -> int:
