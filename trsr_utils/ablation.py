@@ -119,7 +119,7 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
     if distributed.is_main():
         chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
     log(f"{cell.name}: summarizing {len(samples)} test users ({len(blocks)} blocks)")
-    summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log)
+    summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log, cache_from=cfg)
     return sub, summary_id
 
 

@@ -150,7 +150,7 @@ class SFTSettings:
     gradient_checkpointing: bool = False  # TRL turns it on by default, even on CPU: we decide explicitly
     # One prefix forward per training user, the loss on each of its candidates' answers (the prefix's keys and
     # values shared, as scoring does): batch_size then counts users, each with 1 + data.train_negatives
-    # candidates. Needs loss answer or yes_no, no gradient checkpointing, one process.
+    # candidates. Needs loss answer or yes_no and no gradient checkpointing; trains under DDP too.
     shared_prefix: bool = False
     # Added to the run's seed for the fine-tuning only (LoRA initialisation, example order, dropout); the data,
     # its negatives and everything else keep the run's seed. eval.sft_seeds trains offsets 0, 1, ...

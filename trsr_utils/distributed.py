@@ -21,6 +21,7 @@ import os
 from typing import Any, Sequence, TypeVar
 
 T = TypeVar("T")
+TIMEOUT_SECONDS = 6 * 3600  # of any collective: the SFT trainer's ddp_timeout too
 
 
 def world() -> tuple[int, int]:
@@ -42,8 +43,11 @@ def _state() -> Any:
 
     import torch
 
-    # The process group (gloo on CPU, NCCL on GPUs), set up once from the launcher's environment.
-    return PartialState(cpu=not torch.cuda.is_available())
+    # The process group (gloo on CPU, NCCL on GPUs), set up once from the launcher's environment; the first
+    # caller's timeout stands for the run, so it is SFT's (rank 0 validating 1,000 users while the others wait).
+    from datetime import timedelta
+
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=TIMEOUT_SECONDS))
 
 
 def barrier() -> None:

@@ -101,7 +101,7 @@ def test_samples(cfg: Any, prepared: Any = None) -> pd.DataFrame:
 
 # ----------------------------------------------------------------- cached scores per system
 SCORES_DIR = Path("cache") / "scores"
-SCORE_VERSION = 1
+SCORE_VERSION = 2  # 2: p(yes) is the float64 sigmoid of the yes-no gap (confident candidates no longer tie)
 RECBOLE_FIELDS = ("eval.recbole_epochs", "eval.recbole_embedding_size", "eval.recbole_max_seq_length",
                   "eval.recbole_learning_rate")
 
@@ -243,6 +243,8 @@ def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print, se
     # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one);
     # validate_zero_shot is not part of the adapter's fingerprint.
     sft.train(with_overrides(settings, {"sft.validate_zero_shot": False}), base, tokenizer, log=log)
+    del base
+    llm.release()  # the trained copy of the base model gives its memory back before scoring loads one
     return stages.result_dir(settings, sft.STAGE) / "adapter"
 
 

@@ -189,8 +189,8 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
     target = placement(device)
     if quantization is not None:
         if target.type != "cuda":
-            raise ModelNotAvailable(f"quantization={quantization!r} needs a CUDA GPU (bitsandbytes); "
-                                    "set it to null on CPU")
+            raise ModelNotAvailable(f"quantization={quantization!r} needs a CUDA GPU (bitsandbytes): set "
+                                    "model.quantization / model.summarizer_quantization to null on CPU")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ModelNotAvailable("bitsandbytes is not installed: pip install -e '.[gpu]' -c constraints.txt")
     if name == TINY:

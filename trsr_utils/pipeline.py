@@ -196,10 +196,6 @@ def run(
 
     overrides = dict(overrides or {})
     cfg = resolve_config(profile, run_dir=out, overrides=overrides)  # unknown keys fail here, before any work
-    from . import preflight
-
-    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine, before a minute is spent
-        preflight.require(cfg)
     run_dir = Path(cfg.run_dir)
     home = stages.home(cfg, overrides)  # the run directory itself, or the variant's folder
     executed_dir = home / "notebooks"
@@ -207,6 +203,12 @@ def run(
     notebooks = select(discover(Path(notebooks_dir)), only, start)
     if not notebooks:
         raise PipelineError(f"no notebooks to run in {notebooks_dir}")
+    from . import preflight
+
+    # A GPU profile running a notebook that loads an LLM (03-08): every problem with this machine, before a
+    # minute is spent (01, 02 and 10 run anywhere).
+    if preflight.needs_gpu(cfg) and any("03" <= p.name[:2] <= "08" for p in notebooks):
+        preflight.require(cfg)
 
     manifest_path = home / "manifest.json"
     manifest = _load_manifest(manifest_path)

@@ -553,7 +553,7 @@ class Work:
     passes: float = 1.0  # train: epochs
     longest: float = 0.0  # the longest sequence (memory)
     # How the work divides over GPUs: "batches" (its batches dealt to the processes in turn), "ddp" (training
-    # with the global batch split), "one" (one process: shared-prefix SFT, validations on rank 0).
+    # with the global batch split), "one" (one process: validations on rank 0).
     parallel: str = "batches"
     model: str = ""  # another model than the role's (08's summarizer cells)
     source: str = "estimate"
@@ -643,8 +643,8 @@ def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: 
     if t.shared_prefix:
         out.append(Work(stage, f"{label}training (shared prefix)", "recommender", "train", rows, prefix,
                         batch=t.batch_size, suffixes=candidates, suffix_tokens=suffix, passes=passes,
-                        longest=prefix + suffix, parallel="one", source=_source(st, "tokens_per_item", "summary_tokens"),
-                        note="shared prefix trains in one process"))
+                        longest=prefix + suffix, parallel="ddp", source=_source(st, "tokens_per_item", "summary_tokens"),
+                        note="shared prefix: one prefix pass per user"))
     else:
         out.append(Work(stage, f"{label}training", "recommender", "train", rows, prefix + suffix,
                         batch=t.batch_size, passes=passes, longest=prefix + suffix, parallel="ddp",
@@ -830,14 +830,10 @@ def sharded_seconds(work: Work, seconds: float, gpus: int) -> float:
 
 
 def multi_gpu_stages() -> set[str]:
-    """The stages whose work the shipped code spreads over several GPUs: notebook 06's fine-tuning
-    (``python -m trsr_utils.sft --gpus N``), and every LLM stage where :mod:`trsr_utils.distributed` exists
-    (each stage's command line under torchrun deals its batches to the processes)."""
-    import importlib.util
-
-    if importlib.util.find_spec(f"{__package__}.distributed") is not None:
-        return {"03", "04", "06", "07", "08"}
-    return {"06"}
+    """The stages whose work the shipped code spreads over several GPUs: every LLM stage (its command line under
+    torchrun deals its batches to the processes, :mod:`trsr_utils.distributed`; 06 trains with DDP or
+    DeepSpeed, ``python -m trsr_utils.sft --gpus N``)."""
+    return {"03", "04", "06", "07", "08"}
 
 
 @dataclass
@@ -931,12 +927,8 @@ def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float 
         f"Utilisation {util:g} of {hw.source} peaks ({hw.bf16_tflops:g} TFLOP/s bf16, {hw.bandwidth_gbs:g} GB/s).",
         "Decoding time is bandwidth-bound: every step reads all weights once for the whole batch.",
         "Sharded: one model copy per GPU, each stage's batches dealt to them in turn (a GPU runs ceil(batches / "
-        "GPUs) of them: few batches leave GPUs idle), training's global batch split; validations (rank 0) and "
-        "shared-prefix training (one process) do not divide. As shipped: " + (
-            "every LLM stage can run under torchrun (trsr_utils.distributed), so as sharded."
-            if len(multi_gpu_stages()) > 1 else
-            "the pipeline runs each notebook in one process on one GPU; only notebook 06's fine-tuning uses "
-            "several (python -m trsr_utils.sft --gpus N, DeepSpeed ZeRO-2)."),
+        "GPUs) of them: few batches leave GPUs idle), training's global batch split; validations (rank 0) do not "
+        "divide. As shipped, every LLM stage's command line runs so under torchrun (trsr_utils.distributed).",
         "Not modelled: model loading, tokenization, Python overhead, the non-LLM baselines (CPU).",
     ]
     if any(precision_of(cfg, r).quantization for r in ("summarizer", "recommender")):

@@ -93,18 +93,22 @@ def memory_needed(cfg: Config) -> dict[str, dict[str, float]]:
 
 
 def check_gpu_memory(cfg: Config) -> list[str]:
-    """Each role's largest planned need against the free memory of GPU 0 (only where CUDA is visible)."""
+    """Each role's largest planned need against the free memory of this process's GPU (``LOCAL_RANK`` under a
+    launcher, else 0; only where CUDA is visible)."""
     import torch
+
+    from .llm import local_rank
 
     if not needs_gpu(cfg) or not torch.cuda.is_available():
         return []
-    free, total = torch.cuda.mem_get_info(0)
+    gpu = local_rank()
+    free, total = torch.cuda.mem_get_info(gpu)
     problems = []
     for role, need in memory_needed(cfg).items():
         if need["total"] * GB > free:
             problems.append(
                 f"{role}: needs about {need['total']:.1f} GB ({need['weights']:.1f} GB of weights; the rest is the "
-                f"key/value cache or training state of {need['label']}, batch {need['batch']:g}) but GPU 0 has "
+                f"key/value cache or training state of {need['label']}, batch {need['batch']:g}) but GPU {gpu} has "
                 f"{free / GB:.1f} of {total / GB:.1f} GB free: use a larger GPU, quantize "
                 "(model.summarizer_quantization / model.quantization: 8bit), or lower the batch size")
     return problems
@@ -228,7 +232,10 @@ def check(cfg: Config) -> list[str]:
     """Every problem that would stop a run of ``cfg`` (empty: none found)."""
     problems: list[str] = []
     for fn in CHECKS:
-        problems += fn(cfg)
+        try:
+            problems += fn(cfg)
+        except Exception as exc:  # a check that cannot run is a problem to list, not a traceback hiding the rest
+            problems.append(f"{fn.__name__} could not run: {exc.__class__.__name__}: {exc}")
     return problems
 
 

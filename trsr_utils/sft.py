@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import io, llm, metrics, stages
+from . import distributed, io, llm, metrics, stages
 from .distributed import world
 from .config import REPO_ROOT, parse_sets, resolve_config
 from .progress import headless
@@ -376,7 +376,7 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
         save_only_model=False,
         # Every LoRA matrix gets a gradient each step; rank 0 validates while the others wait at the next
         # all-reduce, which may take long on the paper's 1,000 users.
-        ddp_find_unused_parameters=False, ddp_timeout=6 * 3600,
+        ddp_find_unused_parameters=False, ddp_timeout=distributed.TIMEOUT_SECONDS,
         ddp_backend="gloo" if device == "cpu" and world()[1] > 1 else None,
     )
     if DEEPSPEED_ZERO2.exists() and world()[1] > 1 and os.environ.get("TRSR_DEEPSPEED"):
@@ -492,7 +492,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     peft_model.eval()
     _wait_for_everyone(args)  # every rank has finished its steps and rank 0 its last validation
     if not main_process:  # rank 0 alone picks the checkpoint and writes the adapter, the report, stage.json
-        return {"rank": args.process_index, "global_step": trainer.state.global_step, "written_by": 0}
+        _wait_for_everyone(args)  # ... and the others return only once it has (they read them next)
+        return {"rank": args.process_index, "global_step": trainer.state.global_step, "written_by": 0,
+                "adapter": str(out / "adapter")}
 
     trained = [r for r in validator.records if r["step"] > 0 and r["checkpoint"]]
     if not trained:
@@ -537,6 +539,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
     log(f"best checkpoint: step {best['step']} (selection score {best['selection']:.3f} of 3); adapter saved to "
         f"{adapter}")
+    _wait_for_everyone(args)  # the other ranks wait here for the files just written
     return report
 
 
@@ -553,6 +556,9 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
                                                                                m.quantization, m.device), log)
         report.update(zero_shot=r, validation=sorted(validator.records, key=lambda x: x["step"]))
         io.write_json(out / "report.json", report)
+    from . import distributed
+
+    distributed.barrier()  # under a launcher, nobody reads the report before rank 0 has written it
     # What this call did, not what the training run did: no steps, and the adapter where it lies now (a run
     # directory copied or handed out keeps the training run's absolute path in the stored report).
     return {**report, "steps_this_run": 0, "reused": True, "adapter": str(out / "adapter")}
@@ -618,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = world()[0]
     for settings in adapters_for_table(cfg) if args.all else [cfg]:
         report = train(settings, log=print if rank == 0 else (lambda _: None))
+        llm.release()  # the next adapter's base model loads onto a GPU the last one no longer holds
         if rank == 0:
             print(json.dumps({"adapter": report["adapter"], "sft.summary": settings.sft.summary,
                               "sft.seed_offset": settings.sft.seed_offset,

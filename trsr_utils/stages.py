@@ -72,27 +72,30 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size",),
           models=("model.summarizer",), code=("block prompt", "merge prompt"),
-          version=3),  # 2: summary checks; 3: unquoted invented names flagged
+          version=4),  # 2: summary checks; 3: unquoted invented names flagged; 4: BOS where the tokenizer adds one
     Stage("04_recurrent", "04_recurrent_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size", "summary.merge_fan_in"),
-          models=("model.summarizer",), code=("block prompt", "update prompt"), version=3),
+          models=("model.summarizer",), code=("block prompt", "update prompt"), version=4),
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
           ("prompt.domain",), code=("mention aliases",)),
     Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),
           ("seed", "sft", "prompt", "text", *_LLM_PRECISION, "model.scoring_dtype"),
           exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
-          models=("model.recommender",), code=("recommendation prompt",)),
+          models=("model.recommender",), code=("recommendation prompt",),
+          version=2),  # 2: BOS where the tokenizer adds one; validation by the float64 p(yes)
     Stage("07_eval", "07_evaluation", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval", "prompt", "text", *_LLM_PRECISION, "model.scoring_dtype"),
           exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
                    "eval.ablation_finetuned"),
-          models=("model.recommender",), code=("recommendation prompt",)),
+          models=("model.recommender",), code=("recommendation prompt",),
+          version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)
     Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
            "eval.ablation_summarizers", "eval.ablation_finetuned", "prompt", "text", "chunking", "summary",
            "sft.summary", *_LLM_PRECISION, "model.scoring_dtype"),
           exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
-          code=("block prompt", "merge prompt", "update prompt", "recommendation prompt")),
+          code=("block prompt", "merge prompt", "update prompt", "recommendation prompt"),
+          version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)
 )}
 SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
 

@@ -107,12 +107,10 @@ class CallCache:
 
 
 def open_cache(cfg: Any) -> CallCache:
-    """The run directory's call cache (shared by all summarizers of the run). A run folder nested inside another
-    (notebook 08's cells) shares the outer run's cache: a call is keyed by model, precision, prompt and
-    parameters, so a cell re-uses every call the run already made instead of starting from an empty cache."""
-    run = Path(cfg.run_dir).resolve()
-    outer = next((p for p in reversed(run.parents) if (p / CACHE_FILE).exists()), None)
-    return CallCache((outer or run) / CACHE_FILE)
+    """The run directory's call cache (shared by all summarizers of the run; notebook 08's cells pass the run's
+    own config: a call is keyed by model, precision, prompt and parameters, so a cell re-uses every call the run
+    already made instead of starting from an empty cache)."""
+    return CallCache(Path(cfg.run_dir) / CACHE_FILE)
 
 
 @dataclass
@@ -140,29 +138,35 @@ class LLMCaller:
         batches = llm.length_batches(lengths, self.batch_size)
         rank = distributed.world()[0]
         for group in distributed.rounds(len(batches)):
-            mine: list[tuple[int, llm.Generation]] = []
+            mine: list[tuple[int, list[int], list[llm.Generation]]] = []  # (batch, its prompts, generations)
             if rank < len(group):
-                idx = batches[group[rank]]
-                made = llm.generate(self.model, self.tokenizer, [texts[i] for i in idx],
-                                    batch_size=self.batch_size, seed=self.seed + group[rank] * self.batch_size,
-                                    **gen_args)
-                mine = list(zip(idx, made))
-            got = distributed.gather(mine)
-            persist([g for _, g in got], [i for i, _ in got])
+                b = group[rank]
+                made = llm.generate(self.model, self.tokenizer, [texts[i] for i in batches[b]],
+                                    batch_size=self.batch_size, seed=self.seed + b * self.batch_size, **gen_args)
+                mine = [(b, batches[b], made)]
+            for _, idx, made in sorted(distributed.gather(mine)):  # one cache write per batch, in batch order
+                persist(made, idx)
 
     def __call__(self, texts: Sequence[str], params: Mapping[str, Any], desc: str = "LLM calls") -> list[Call]:
         params = dict(params)
         if params.get("do_sample"):
             params["seed"] = self.seed  # sampled outputs depend on the seed: it is part of the key
+        if llm.adds_bos(self.tokenizer):  # the model reads <s> + prompt (llm.encode_prompt): another input
+            params["bos"] = True
         keys = [call_key(self.model_id, t, params) for t in texts]
         done = self.cache.get_many(keys)
         self.stats.hits += sum(k in done for k in keys)
         todo = list(dict.fromkeys(k for k in keys if k not in done))
+        if distributed.active() and len(set(distributed.gather([len(todo)]))) > 1:
+            # Every process must see the same cache (rank 0 writes it): one run directory on a filesystem they
+            # all share. Raised on every process alike, so none is left waiting in a collective.
+            raise RuntimeError(f"the processes see different call caches ({self.cache.path}): put the run "
+                               "directory on a filesystem every process (and node) shares")
         self.stats.misses += len(todo)
         if todo:
             prompt_of = {k: t for k, t in zip(keys, texts)}
             todo_texts = [prompt_of[k] for k in todo]
-            gen_args = {k: v for k, v in params.items() if k != "seed"}
+            gen_args = {k: v for k, v in params.items() if k not in ("seed", "bos")}
             with bar(total=len(todo), desc=desc, unit="call", quiet=self.quiet) as progress_bar:
                 def persist(generations: list[llm.Generation], indices: list[int]) -> None:
                     rows = []
@@ -607,7 +611,8 @@ def reading(report: Mapping[str, Any], summaries: Any) -> list[str]:
 
 
 def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[str, str]],
-              model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+              model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print,
+              cache_from: Any = None) -> dict[str, Any]:
     """Run one method for every user in ``blocks`` and write its stage folder; returns the run's report.
 
     Loads the profile's summarizer unless a model and tokenizer are given. Re-running is cheap: finished calls
@@ -624,7 +629,7 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
         model = llm.load_model(name, dtype, quantization, cfg.model.device)
     domain = text.domain_of(cfg)
     template = TemplateSummarizer(catalog, domain)
-    cache = open_cache(cfg)
+    cache = open_cache(cache_from or cfg)  # cache_from: the run whose call cache to share (08's cells)
     model_id = llm.model_id(name, dtype, quantization)  # the cache key: weights and the precision they ran in
     caller = LLMCaller(model, tokenizer, model_id, cache, cfg.summary.batch_size, cfg.seed)
     began = time.perf_counter()
