@@ -249,17 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     cell's summaries and scores shared out, rank 0 writes; see :mod:`trsr_utils.distributed`)."""
     import argparse
 
-    from . import preflight
-    from .config import parse_sets, resolve_config
+    from .config import stage_arguments, stage_config
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.ablation", description=main.__doc__)
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--run-dir", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    stage_arguments(parser)
     args = parser.parse_args(argv)
-    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
-    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine before any work
-        preflight.require(cfg)
+    cfg = stage_config(args)
     table = run(cfg, log=print if distributed.is_main() else (lambda _: None))
     if distributed.is_main():
         print(table[["cell", "recall@10", "seconds"]].to_string(index=False))

@@ -439,3 +439,22 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def stage_arguments(parser: Any) -> Any:
+    """The options every stage's command line takes (``python -m trsr_utils.summarize`` etc.)."""
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    return parser
+
+
+def stage_config(args: Any) -> Config:
+    """The validated config of a stage's command line; on a GPU profile, preflight first: every problem with
+    this machine is listed before any work."""
+    from . import preflight
+
+    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
+    if preflight.needs_gpu(cfg):
+        preflight.require(cfg)
+    return cfg

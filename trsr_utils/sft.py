@@ -52,7 +52,7 @@ from typing import Any, Callable, Sequence
 
 from . import distributed, io, llm, metrics, stages
 from .distributed import world
-from .config import REPO_ROOT, parse_sets, resolve_config
+from .config import REPO_ROOT, stage_arguments, stage_config
 from .progress import headless
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
 from .scoring import for_scoring, score_users
@@ -603,19 +603,13 @@ def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.sft", description="LoRA SFT of the recommender")
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--run-dir", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    stage_arguments(parser)
     parser.add_argument("--gpus", type=int, default=1, help="> 1: launch through accelerate with DeepSpeed ZeRO-2")
     parser.add_argument("--all", action="store_true",
                         help="train every adapter notebook 07's table needs (eval.llm rows x eval.sft_seeds), "
                              "not only notebook 06's")
     args = parser.parse_args(argv)
-    from . import preflight
-
-    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
-    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine before any work
-        preflight.require(cfg)
+    cfg = stage_config(args)
     if args.gpus > 1 and world()[1] == 1:
         accumulation(cfg, args.gpus)  # a grad_accum that does not divide fails here, before the launch
         cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus, ["--all"] if args.all else [])

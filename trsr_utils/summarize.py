@@ -697,19 +697,14 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from . import chunking
-    from . import preflight
-    from .config import parse_sets, resolve_config
+    from .config import stage_arguments, stage_config
     from .data import prepare
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.summarize", description=main.__doc__)
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--run-dir", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    stage_arguments(parser)
     parser.add_argument("--method", choices=["hierarchical", "recurrent", "both"], default="both")
     args = parser.parse_args(argv)
-    cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
-    if preflight.needs_gpu(cfg):  # a GPU profile: every problem with this machine before any work
-        preflight.require(cfg)
+    cfg = stage_config(args)
     blocks, prepared = chunking.read_blocks(cfg), prepare.read(cfg)  # notebooks 01 and 02 first
     name = cfg.model.summarizer
     tokenizer = llm.load_tokenizer(name)
