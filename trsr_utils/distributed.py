@@ -29,6 +29,11 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_rank() -> int:
+    """This process's index on its machine (its GPU) under torchrun / accelerate launch (0 when run alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def active() -> bool:
     return world()[1] > 1
 

@@ -156,11 +156,6 @@ def smollm2_dir() -> Path:
     return converted("smollm2-135m-instruct", build)
 
 
-def local_rank() -> int:
-    """This process's index on its machine under torchrun / accelerate launch (0 when run alone)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def placement(device: str = "auto") -> Any:
     """The torch device this process computes on: its own GPU under a launcher (``cuda:LOCAL_RANK``), else the
     resolved device. Every model is loaded straight there."""
@@ -168,6 +163,8 @@ def placement(device: str = "auto") -> Any:
 
     resolved = resolve_device(device)
     if resolved == "cuda":
+        from .distributed import local_rank
+
         index = local_rank()
         if index >= torch.cuda.device_count():
             raise ModelNotAvailable(f"LOCAL_RANK={index} but torch sees {torch.cuda.device_count()} GPU(s): "
@@ -274,12 +271,12 @@ def adds_bos(tokenizer: Any) -> bool:
     return bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"][:1] == [bos]
 
 
-def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+def encode_prompt(tokenizer: Any, text: str, bos: bool | None = None) -> list[int]:
     """A prompt's ids as the model saw them in training: the text tokenized without special tokens (a chat
     template writes its own), then BOS in front when the tokenizer adds one and the text does not start with it.
     Every prompt the package runs (summaries, scoring, SFT) starts here, so they all agree."""
     ids = tokenizer.encode(text, add_special_tokens=False)
-    if adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
+    if (adds_bos(tokenizer) if bos is None else bos) and ids[:1] != [tokenizer.bos_token_id]:
         ids = [tokenizer.bos_token_id] + ids
     return ids
 
@@ -343,7 +340,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = next(model.parameters()).device
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    bos = adds_bos(tokenizer)  # asked once, not per prompt
+    encoded = [encode_prompt(tokenizer, p, bos) for p in prompts]
     out: list[Generation | None] = [None] * len(prompts)
     configured = getattr(model.generation_config, "eos_token_id", None)
     eos = {tokenizer.eos_token_id} | set(configured if isinstance(configured, list) else [configured])

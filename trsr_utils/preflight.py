@@ -97,7 +97,7 @@ def check_gpu_memory(cfg: Config) -> list[str]:
     launcher, else 0; only where CUDA is visible)."""
     import torch
 
-    from .llm import local_rank
+    from .distributed import local_rank
 
     if not needs_gpu(cfg) or not torch.cuda.is_available():
         return []

@@ -402,13 +402,6 @@ def _check_launch(ckpt_dir: Path, args: Any, resume: str | None, main_process: b
         io.write_json(marker, now)
 
 
-def _wait_for_everyone(args: Any) -> None:
-    if args.world_size > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
-
-
 def _peak_memory_mb(device: str) -> float:
     import resource
 
@@ -463,7 +456,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     torch.manual_seed(cfg.seed + cfg.sft.seed_offset)
     if cfg.sft.validate_zero_shot and validator.done(0) is None and main_process:  # the curve's reference point
         validator.zero_shot(model, log)
-    _wait_for_everyone(args)
+    distributed.barrier()
     peft_model = with_lora(cfg, model)
     counts = parameter_counts(peft_model)
     log(f"LoRA r={cfg.sft.lora_r} on {list(cfg.sft.target_modules)}: {counts['trainable']:,} trainable of "
@@ -490,9 +483,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     seconds = time.perf_counter() - began - (validator.seconds - validating)
     remove_answer_loss(peft_model)
     peft_model.eval()
-    _wait_for_everyone(args)  # every rank has finished its steps and rank 0 its last validation
+    distributed.barrier()  # every rank has finished its steps and rank 0 its last validation
     if not main_process:  # rank 0 alone picks the checkpoint and writes the adapter, the report, stage.json
-        _wait_for_everyone(args)  # ... and the others return only once it has (they read them next)
+        distributed.barrier()  # ... and the others return only once it has (they read them next)
         return {"rank": args.process_index, "global_step": trainer.state.global_step, "written_by": 0,
                 "adapter": str(out / "adapter")}
 
@@ -539,7 +532,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
     log(f"best checkpoint: step {best['step']} (selection score {best['selection']:.3f} of 3); adapter saved to "
         f"{adapter}")
-    _wait_for_everyone(args)  # the other ranks wait here for the files just written
+    distributed.barrier()  # the other ranks wait here for the files just written
     return report
 
 

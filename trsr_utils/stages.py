@@ -64,27 +64,27 @@ class Stage:
         return self.notebook[:2]
 
 
-# A model's precision (model.dtype / quantization, or the summarizer's own) is part of its entry under "models".
-_LLM_PRECISION = ("model.device",)
+# A model's precision (model.dtype / quantization, or the summarizer's own) is part of its entry under "models";
+# the device is a setting of every stage that runs an LLM.
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("01_data", "01_data_filtering", (), ("seed", "data")),
     Stage("02_text", "02_chunking_and_prompts", ("01_data",), ("text", "chunking"), tokenizers=("model.summarizer",)),
     Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
-          ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size",),
+          ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size",),
           models=("model.summarizer",), code=("block prompt", "merge prompt"),
           version=4),  # 2: summary checks; 3: unquoted invented names flagged; 4: BOS where the tokenizer adds one
     Stage("04_recurrent", "04_recurrent_summary", ("01_data", "02_text"),
-          ("summary", "prompt.domain", *_LLM_PRECISION), exclude=("summary.batch_size", "summary.merge_fan_in"),
+          ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size", "summary.merge_fan_in"),
           models=("model.summarizer",), code=("block prompt", "update prompt"), version=4),
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
           ("prompt.domain",), code=("mention aliases",)),
     Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),
-          ("seed", "sft", "prompt", "text", *_LLM_PRECISION, "model.scoring_dtype"),
+          ("seed", "sft", "prompt", "text", "model.device", "model.scoring_dtype"),
           exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
           models=("model.recommender",), code=("recommendation prompt",),
           version=2),  # 2: BOS where the tokenizer adds one; validation by the float64 p(yes)
     Stage("07_eval", "07_evaluation", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
-          ("seed", "eval", "prompt", "text", *_LLM_PRECISION, "model.scoring_dtype"),
+          ("seed", "eval", "prompt", "text", "model.device", "model.scoring_dtype"),
           exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
                    "eval.ablation_finetuned"),
           models=("model.recommender",), code=("recommendation prompt",),
@@ -92,7 +92,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
            "eval.ablation_summarizers", "eval.ablation_finetuned", "prompt", "text", "chunking", "summary",
-           "sft.summary", *_LLM_PRECISION, "model.scoring_dtype"),
+           "sft.summary", "model.device", "model.scoring_dtype"),
           exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
           code=("block prompt", "merge prompt", "update prompt", "recommendation prompt"),
           version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)

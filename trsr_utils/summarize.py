@@ -134,7 +134,8 @@ class LLMCaller:
                          persist: Callable[[list[llm.Generation], list[int]], None]) -> None:
         """Under a launcher: the batches one process would run, dealt to the processes a round at a time (same
         prompts, padding and seed per batch as alone), each round's results gathered on every process."""
-        lengths = [len(llm.encode_prompt(self.tokenizer, t)) for t in texts]
+        bos = llm.adds_bos(self.tokenizer)
+        lengths = [len(llm.encode_prompt(self.tokenizer, t, bos)) for t in texts]
         batches = llm.length_batches(lengths, self.batch_size)
         rank = distributed.world()[0]
         for group in distributed.rounds(len(batches)):
