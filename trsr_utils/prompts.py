@@ -5,6 +5,8 @@
 * recurrent update: previous summary + the next block -> a complete new summary
 * recommendation: instruction + preference summary + the last k items +
   candidate -> "Yes" or "No"
+* listwise recommendation (notebook 09): the same, with every candidate in one
+  prompt, labelled A, B, C, ... -> the letter of the one the user will choose
 
 Small models summarise better when the data comes first and the task after it,
 when they are asked for two or three sentences about tastes (not a list), and
@@ -110,6 +112,32 @@ def recommendation_messages(summary: str | None, recent: Sequence[str], domain: 
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def listwise_messages(summary: str | None, recent: Sequence[str], candidates: Sequence[str],
+                      domain: str) -> list[dict[str, str]]:
+    """One prompt for all of a user's candidates, labelled with letters; the answer is one letter."""
+    w = _words(domain)
+    if len(candidates) > len(LETTERS):
+        raise ValueError(f"a listwise prompt labels candidates A-Z: {len(candidates)} candidates are more than "
+                         f"{len(LETTERS)} (lower data.eval_negatives or beyond.retrieve)")
+    parts = [f"Decide which of the candidate {w['items']} below a user will {w['will']}, given "
+             + ("a summary of their preferences and " if summary is not None else "")
+             + f"the {w['items']} they {w['did']} most recently. Answer with one letter only."]
+    if summary is not None:
+        parts.append(f"Preference summary: {summary}")
+    if recent:
+        parts.append(f"Most recent {w['items']}, oldest first:\n{block_text(recent)}")
+    else:
+        parts.append(f"Most recent {w['items']}: (none shown)")
+    listed = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(candidates))
+    parts.append(f"Candidate {w['items']}:\n{listed}")
+    parts.append(f"Which candidate will the user {w['will']}? Answer with its letter ({LETTERS[0]}-"
+                 f"{LETTERS[len(candidates) - 1]}) only.")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
 def render(tokenizer: Any, messages: list[dict[str, str]], answer_start: str = "") -> str:
     """Chat template with the generation prompt (plain layout without one), then ``answer_start``."""
     if getattr(tokenizer, "chat_template", None):
@@ -152,6 +180,39 @@ def answer_tokens(tokenizer: Any, prompt_tail: str | None = None) -> AnswerToken
                              f"tokens {token_ids}: yes/no scoring needs single-token answers")
         ids[word] = token_ids[0]
     return AnswerTokens(ids["Yes"], ids["No"], space + "Yes", space + "No")
+
+
+def letter_tokens(tokenizer: Any, n: int, prompt_tail: str | None = None) -> list[int]:
+    """The token ids of the first ``n`` letters as they follow the prompt (no leading space after a newline, as
+    :func:`answer_tokens`). Each must be one token, and all distinct: a candidate's score is its letter's logit
+    at the answer position, which a letter split over two tokens would not define."""
+    if prompt_tail is None:
+        prompt_tail = render(tokenizer, [{"role": "user", "content": "x"}])
+    space = "" if (not prompt_tail or prompt_tail[-1].isspace()) else " "
+    if n > len(LETTERS):
+        raise ValueError(f"{n} candidates: the letter verbalizer has {len(LETTERS)} letters")
+    ids = []
+    for letter in LETTERS[:n]:
+        token_ids = tokenizer.encode(space + letter, add_special_tokens=False)
+        if len(token_ids) != 1:
+            name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+            raise ValueError(f"tokenizer {name!r} splits the letter {space + letter!r} into {len(token_ids)} tokens "
+                             f"{token_ids}: listwise scoring needs single-token letters")
+        ids.append(token_ids[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"two letters share a token id ({ids}): listwise scores would be ambiguous")
+    return ids
+
+
+@dataclass
+class ListwisePrompt:
+    """One user's listwise prompt: every candidate in it, the answer (a letter) after it."""
+
+    text: str
+    ids: list[int]
+    n_candidates: int
+    summary_tokens_cut: int
+    recent_items_dropped: int
 
 
 @dataclass
@@ -239,3 +300,33 @@ class RecommendationPrompter:
                 )
         cut = original_summary_tokens - keep if summary is not None else 0
         return UserPrompts(prefix, [s + tail for s in suffix_texts], prefix_ids, suffix_ids, cut, dropped)
+
+
+class ListwisePrompter(RecommendationPrompter):
+    """Builds length-fitted listwise prompts (all candidates in one prompt) for one tokenizer and domain."""
+
+    def build_list(self, summary: str | None, recent: Sequence[str], candidates: Sequence[str]) -> ListwisePrompt:
+        """The prompt within ``max_length`` tokens (answer included): the summary is shortened first, then the
+        oldest recent items are dropped; never the instruction, never a candidate."""
+        if not candidates:
+            raise ValueError("at least one candidate is needed")
+        recent = list(recent)
+        original = len(self._encode(summary)) if summary is not None else 0
+        keep, dropped = min(self.summary_max_tokens, original), 0
+        while True:
+            shown = self._cut_summary(summary, keep) if summary is not None else None
+            text = render(self.tokenizer, listwise_messages(shown, recent, candidates, self.domain))
+            ids = encode_prompt(self.tokenizer, text)
+            over = len(ids) + 1 - self.max_length  # 1: the answer letter
+            if over <= 0:
+                return ListwisePrompt(text, ids, len(candidates), original - keep if summary is not None else 0,
+                                      dropped)
+            if summary is not None and keep > 0:
+                keep = max(0, keep - over)
+            elif recent:
+                recent.pop(0)
+                dropped += 1
+            else:
+                raise ValueError(f"the listwise instruction and its {len(candidates)} candidates alone need "
+                                 f"{len(ids) + 1} tokens, more than prompt.max_length={self.max_length}: raise it "
+                                 "(a listwise prompt holds every candidate) or cap item text (text.max_field_tokens)")
