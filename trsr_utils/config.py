@@ -208,6 +208,23 @@ class EvalConfig:
 
 
 @dataclass
+class BeyondConfig:
+    """Beyond yes/no per candidate (notebook 09): listwise ranking, position bias, two-stage ranking."""
+
+    users: int = 0  # the first n of notebook 07's test users (0: all of them)
+    # Seeded candidate orders per user for the listwise prompt: the position-bias measurement, and the
+    # order-averaged (debiased) score averages them. Pointwise scoring is checked in two orders.
+    orders: int = 3
+    # Listwise fine-tuning: the first n training users (0: all), each in train_orders seeded candidate orders.
+    train_users: int = 0
+    train_orders: int = 1
+    retrieve: int = 20  # items retrieved from the whole catalogue per user before the LLM re-ranks them
+    # The order a listwise re-ranker reads the retrieved items in: the retriever's (LlamaRec) or a seeded shuffle.
+    rerank_order: str = "retriever"
+    timing_users: int = 8  # users scored pointwise and listwise back to back for candidates/s
+
+
+@dataclass
 class Config:
     """Everything one run needs; built by :func:`resolve_config`."""
 
@@ -223,6 +240,7 @@ class Config:
     summary: SummaryConfig = field(default_factory=SummaryConfig)
     sft: SFTSettings = field(default_factory=SFTSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    beyond: BeyondConfig = field(default_factory=BeyondConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -243,6 +261,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "sft.summary": ("hierarchical", "recurrent", "none"),
     "sft.loss": ("answer", "yes_no", "whole"),
     "sft.mixed_precision": (None, "bfloat16"),
+    "beyond.rerank_order": ("retriever", "shuffled"),
 }
 
 
@@ -387,6 +406,10 @@ def _validate(cfg: Config) -> None:
     if cfg.model.scoring_dtype is not None and cfg.model.quantization is not None:
         raise ConfigError("model.scoring_dtype needs unquantized weights (model.quantization: null): a quantized "
                           "model computes in its own precision")
+    b = cfg.beyond
+    if b.users < 0 or b.train_users < 0 or b.orders < 1 or b.train_orders < 1 or b.timing_users < 1 or not 1 <= b.retrieve <= 26:
+        raise ConfigError("beyond: users and train_users must be >= 0, orders, train_orders and timing_users >= 1, and retrieve "
+                          "between 1 and 26 (a listwise prompt labels its candidates A-Z)")
     e = cfg.eval
     for key, names, known in (("eval.baselines", e.baselines, BASELINES), ("eval.llm", e.llm, LLM_ROWS),
                               ("eval.all_interactions", e.all_interactions, ID_BASELINES)):

@@ -146,7 +146,7 @@ def scores_path(cfg: Any, key: dict[str, Any]) -> Path:
     return Path(cfg.run_dir) / SCORES_DIR / f"{stages.digest(key)[:stages.DIGEST_CHARS]}.parquet"
 
 
-def _frame(samples: pd.DataFrame, scores: Sequence[np.ndarray], seconds: float) -> pd.DataFrame:
+def score_frame(samples: pd.DataFrame, scores: Sequence[np.ndarray], seconds: float) -> pd.DataFrame:
     cands = baselines.candidates(samples)
     for s, c, u in zip(scores, cands, samples["user_id"]):
         if len(s) != len(c):
@@ -169,7 +169,7 @@ def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.
         log(f"{path.name}: stored scores are for other users or candidates; scoring again")
     began = time.perf_counter()
     scores = compute()
-    frame = _frame(samples, scores, round(time.perf_counter() - began, 2))
+    frame = score_frame(samples, scores, round(time.perf_counter() - began, 2))
     if distributed.is_main():  # under a launcher every process holds the scores; rank 0 stores them
         if key is not None:
             io.write_json(path.with_suffix(".json"), key)

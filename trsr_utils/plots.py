@@ -262,3 +262,90 @@ def _place_labels(fig, ax, labels: Mapping[tuple[float, float], str], fontsize: 
             note = ax.annotate(text, (x, y), textcoords="offset points", xytext=offsets[0], fontsize=fontsize)
             box = note.get_window_extent(renderer)
         placed.append(box)
+
+
+def listwise_vs_pointwise(table: pd.DataFrame, timing: Mapping[str, object], random10: float | None = None):
+    """Left: Recall@10 of each system on the same users and candidates (whiskers: 95% interval over users);
+    right: candidates scored per second, pointwise and listwise, measured back to back."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 1]})
+    mid = table["recall@10"].to_numpy()
+    colours = ["tab:blue" if s.startswith("pointwise") else "tab:orange" if s.startswith("listwise") else "tab:gray"
+               for s in table["system"]]
+    left.bar(range(len(table)), mid, color=colours)
+    left.errorbar(range(len(table)), mid, yerr=[mid - table["recall@10_low"].to_numpy(),
+                                                table["recall@10_high"].to_numpy() - mid],
+                  fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    if random10 is not None:
+        left.axhline(random10, color="grey", linestyle="--", linewidth=0.8)
+    left.set_xticks(range(len(table)), table["label"])
+    _slanted_labels(left)
+    left.set_ylim(0, 1)
+    left.set_ylabel("Recall@10")
+    left.set_title("Same users, same 21 candidates (dashed: random; whiskers: 95% interval)")
+    rows = pd.DataFrame(timing["rows"])
+    right.bar(rows["scoring"], rows["candidates_per_s"], color=["tab:blue", "tab:orange"][:len(rows)])
+    right.set_ylabel("candidates / s")
+    right.set_title(f"Speed, back to back ({rows['users'].iloc[0]} users)")
+    fig.tight_layout()
+    return fig
+
+
+def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7):
+    """Left: the positive's mean rank by where it was shown (letters grouped in ``bins`` bands), one line per
+    system: flat = no position bias. Right: how often the top-ranked candidate was the one shown at each band,
+    against the uniform share."""
+    band = n_candidates / bins
+    p = positions.assign(band=(positions["position"] // band).astype(int),
+                         top_band=(positions["top_position"] // band).astype(int))
+    names = [f"{chr(65 + int(b * band))}-{chr(65 + min(n_candidates, int((b + 1) * band)) - 1)}" for b in range(bins)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for system, g in p.groupby("system", sort=False):
+        by = g.groupby("band")["rank"].mean().reindex(range(bins))
+        left.plot(range(bins), by.to_numpy(), marker="o", label=system)
+        share = g["top_band"].value_counts(normalize=True).reindex(range(bins), fill_value=0)
+        right.plot(range(bins), share.to_numpy(), marker="o", label=system)
+    left.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8)
+    left.set_ylim(n_candidates + 0.5, 0.5)
+    left.set_ylabel("mean rank of the positive (1 = top)")
+    left.set_title("The positive's rank by where it was listed")
+    right.axhline(1 / bins, color="grey", linestyle="--", linewidth=0.8)
+    right.set_ylabel("share of prompts")
+    right.set_title("Where the top-ranked candidate was listed (dashed: uniform)")
+    for ax in (left, right):
+        ax.set_xticks(range(bins), names)
+        ax.set_xlabel("letters")
+    right.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def rank_moves(positions: pd.DataFrame):
+    """Per user, how far the positive's rank moved over the candidate orders (largest minus smallest rank)."""
+    spread = positions.groupby(["system", "user_id"], sort=False)["rank"].agg(lambda r: r.max() - r.min()).reset_index()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    sns.boxplot(spread, x="system", y="rank", ax=ax, color="#cfe0f3", fliersize=0)
+    sns.stripplot(spread, x="system", y="rank", ax=ax, size=3, alpha=0.6, color="#1f4e79")
+    ax.set_xlabel("")
+    ax.set_ylabel("largest - smallest rank")
+    ax.set_title("How far one user's positive moves when only the order changes")
+    _slanted_labels(ax)
+    fig.tight_layout()
+    return fig
+
+
+def two_stage(table: pd.DataFrame, k: int):
+    """Full-catalogue Recall@10 and NDCG@10 of each retriever alone and with each LLM re-ranker; the black tick on
+    each group is the share of users whose positive was retrieved at all (what no re-ranker can exceed)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    order = list(dict.fromkeys(table["retriever"]))
+    for ax, metric in zip(axes, ("recall@10", "ndcg@10")):
+        sns.barplot(table, x="retriever", y=metric, hue="reranker", order=order, ax=ax)
+        ceiling = table.groupby("retriever", sort=False)[f"retrieved@{k}"].first().reindex(order)
+        ax.scatter(range(len(order)), ceiling.to_numpy(), marker="_", s=900, color="black", zorder=3,
+                   label=f"retrieved in the top {k}")
+        ax.set_title(f"{metric} over the whole catalogue")
+        ax.set_xlabel("retriever")
+        ax.legend(fontsize=8, frameon=False)
+    axes[0].set_ylim(0, max(0.05, float(table[[f"retrieved@{k}", "recall@10"]].to_numpy().max()) * 1.15))
+    fig.tight_layout()
+    return fig

@@ -96,6 +96,14 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
           code=("block prompt", "merge prompt", "update prompt", "recommendation prompt"),
           version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)
+    # Listwise vs pointwise on 07's test users (07's pointwise scores re-used from the score store), position
+    # bias, the summary retriever and two-stage ranking over the whole catalogue (SASRec retrains here).
+    Stage("09_beyond", "09_beyond_pointwise", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
+          ("seed", "beyond", "eval.test_users", "eval.recbole_epochs", "eval.recbole_embedding_size",
+           "eval.recbole_max_seq_length", "eval.recbole_learning_rate", "sft", "prompt", "text", "model.device",
+           "model.scoring_dtype"),
+          exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot", "beyond.timing_users"),
+          models=("model.recommender",), code=("recommendation prompt", "listwise prompt")),
 )}
 SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
 
@@ -111,7 +119,9 @@ def _prompt(kind: str) -> Any:
                 "merge": lambda: prompts.merge_messages(["<summary 1>", "<summary 2>"], d),
                 "update": lambda: [prompts.recurrent_messages("<summary>", lines, d) for lines in (one, two)],
                 "recommendation": lambda: [prompts.recommendation_messages("<summary>", two, d),
-                                           prompts.recommendation_messages(None, [], d)]}[kind]()
+                                           prompts.recommendation_messages(None, [], d)],
+                "listwise": lambda: [prompts.listwise_messages("<summary>", two, two, d),
+                                     prompts.listwise_messages(None, [], one, d)]}[kind]()
         return {"messages": made, "opening": prompts.SUMMARY_OPENING if kind != "recommendation" else ""}
     return render
 
@@ -125,7 +135,8 @@ def _mention_aliases(cfg: Config) -> Any:
 # Parts of the package a course invites you to edit (a prompt's wording, the genre aliases of notebook 05): what
 # they produce is part of the fingerprint of the stages that use them, so an edited prompt gets new results in a
 # new folder instead of overwriting the old ones under the old name. Other code is covered by Stage.version.
-CODE: dict[str, Any] = {**{f"{kind} prompt": _prompt(kind) for kind in ("block", "merge", "update", "recommendation")},
+CODE: dict[str, Any] = {**{f"{kind} prompt": _prompt(kind)
+                           for kind in ("block", "merge", "update", "recommendation", "listwise")},
                         "mention aliases": _mention_aliases}
 # Settings that change nothing while another setting is off: greedy decoding ignores temperature and top_p.
 INACTIVE: dict[str, tuple[str, Any]] = {"summary.temperature": ("summary.do_sample", False),
@@ -178,6 +189,9 @@ def inputs(cfg: Config, name: str) -> dict[str, tuple[str, Config]]:
                 own = s == "06_sft" or _same_result(cfg, c, s)
                 out[label if own else f"{label}[{cell.name}]"] = (s, c)
         return out
+    if name == "09_beyond":  # the main summary, notebook 06's adapter for it
+        method = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
+        return {"01_data": ("01_data", cfg), **_llm_inputs(cfg, cfg, method, True)}
     return {r: (r, cfg) for r in stage.reads}
 
 

@@ -9,7 +9,7 @@ is scored on exactly the token ids it was trained on.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -27,9 +27,11 @@ def summaries_for(cfg: Any, method: str) -> dict[str, str] | None:
 
 
 def build(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, str]],
-          summaries: Mapping[str, str] | None, tokenizer: Any) -> list[UserPrompts]:
+          summaries: Mapping[str, str] | None, tokenizer: Any,
+          candidate_lists: Sequence[Sequence[str]] | None = None) -> list[UserPrompts]:
     """One prompt set per sample: the summary (or none), the last ``prompt.recent_items`` items, and the
-    candidates (the positive first, then the negatives)."""
+    candidates (the positive first, then the negatives; or each sample's list of ``candidate_lists``, in its
+    order: a retriever's items, notebook 09)."""
     from .text import ItemTexter
 
     if summaries is not None:
@@ -40,9 +42,11 @@ def build(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, st
     prompter = RecommendationPrompter.from_config(cfg, tokenizer)
     k = cfg.prompt.recent_items
     built = []
-    for s in samples.itertuples(index=False):
+    lists = candidate_lists if candidate_lists is not None else [[s.positive, *s.negatives]
+                                                                 for s in samples.itertuples(index=False)]
+    for s, items in zip(samples.itertuples(index=False), lists):
         recent = [texter(i) for i in list(s.history)[-k:]] if k else []
-        candidates = [texter(s.positive)] + [texter(i) for i in s.negatives]
+        candidates = [texter(i) for i in items]
         built.append(prompter.build(summaries[s.user_id] if summaries is not None else None, recent, candidates))
     return built
 

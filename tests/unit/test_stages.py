@@ -14,8 +14,8 @@ from trsr_utils.data import prepare
 
 ALL = set(stages.STAGES)
 AFTER_TEXT = ALL - {"01_data"}
-SUMMARIES = {"03_hierarchical", "04_recurrent", "05_compare", "06_sft", "07_eval", "08_ablations"}
-RECOMMENDER = {"06_sft", "07_eval", "08_ablations"}
+SUMMARIES = {"03_hierarchical", "04_recurrent", "05_compare", "06_sft", "07_eval", "08_ablations", "09_beyond"}
+RECOMMENDER = {"06_sft", "07_eval", "08_ablations", "09_beyond"}
 LLM_SUMMARIZER_AND_RECOMMENDER = SUMMARIES  # precision settings: both LLMs
 # What changing each configuration field must recompute (written from what each stage does, not read back from the
 # registry). A new field fails the test until it is listed here.
@@ -43,20 +43,26 @@ EXPECTED: dict[str, set[str]] = {
     "summary.batch_size": set(),  # batching changes no result (the LLM call cache ignores it too)
     # Only the hierarchical summary is merged: the recurrent one, and what reads only it, stay.
     "summary.merge_fan_in": SUMMARIES - {"04_recurrent"},
-    # The profile's sft.summary picks notebook 06's adapter and 08's main summary; 07's rows each name their own.
-    "sft.summary": {"06_sft", "08_ablations"},
+    # The profile's sft.summary picks notebook 06's adapter and 08's and 09's main summary; 07's rows each name
+    # their own.
+    "sft.summary": {"06_sft", "08_ablations", "09_beyond"},
     **{f"sft.{f}": RECOMMENDER for f in ("loss", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
                                          "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps",
                                          "save_steps", "warmup_ratio", "weight_decay", "gradient_checkpointing",
                                          "mixed_precision", "shared_prefix", "seed_offset", "valid_users")},
     "sft.logging_steps": set(), "sft.validate_zero_shot": set(), "sft.score_batch_users": set(),
-    "eval.baselines": {"07_eval"}, "eval.llm": {"07_eval"}, "eval.test_users": {"07_eval", "08_ablations"},
-    "eval.recbole_epochs": {"07_eval"}, "eval.recbole_embedding_size": {"07_eval"},
-    "eval.recbole_max_seq_length": {"07_eval"}, "eval.recbole_learning_rate": {"07_eval"},
+    "eval.baselines": {"07_eval"}, "eval.llm": {"07_eval"},
+    "eval.test_users": {"07_eval", "08_ablations", "09_beyond"},
+    # 09 trains SASRec as a retriever with 07's RecBole settings.
+    "eval.recbole_epochs": {"07_eval", "09_beyond"}, "eval.recbole_embedding_size": {"07_eval", "09_beyond"},
+    "eval.recbole_max_seq_length": {"07_eval", "09_beyond"}, "eval.recbole_learning_rate": {"07_eval", "09_beyond"},
     "eval.bootstrap": {"07_eval"}, "eval.full_catalogue": {"07_eval"}, "eval.all_interactions": {"07_eval"},
     "eval.recbole_epochs_all": {"07_eval"}, "eval.sft_seeds": {"07_eval"},
     "eval.ablation_recent_items": {"08_ablations"}, "eval.ablation_items_per_block": {"08_ablations"},
     "eval.ablation_summarizers": {"08_ablations"}, "eval.ablation_finetuned": {"08_ablations"},
+    **{f"beyond.{f}": {"09_beyond"} for f in ("users", "train_users", "orders", "train_orders", "retrieve",
+                                                   "rerank_order")},
+    "beyond.timing_users": set(),  # a speed measurement on the first users, not a result
 }
 # A valid other value for fields whose type alone does not give one.
 CHANGED = {
@@ -69,6 +75,7 @@ CHANGED = {
     "sft.summary": "recurrent", "sft.loss": "whole", "sft.mixed_precision": "bfloat16", "sft.target_modules": ["q_proj"],
     "eval.baselines": ["popularity"], "eval.all_interactions": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
     "eval.ablation_recent_items": [2], "eval.ablation_items_per_block": [4], "summary.do_sample": True,
+    "beyond.rerank_order": "shuffled",
 }
 
 
@@ -144,11 +151,12 @@ def test_each_model_is_fingerprinted_in_its_own_precision(tmp_path):
 
 
 @pytest.mark.parametrize("part, function, expected", [
-    # the profile fine-tunes on hierarchical summaries: 06 does not read the recurrent ones
-    ("update prompt", "recurrent_messages", SUMMARIES - {"03_hierarchical", "06_sft"}),
+    # the profile fine-tunes on hierarchical summaries: 06 and 09 do not read the recurrent ones
+    ("update prompt", "recurrent_messages", SUMMARIES - {"03_hierarchical", "06_sft", "09_beyond"}),
     ("merge prompt", "merge_messages", SUMMARIES - {"04_recurrent"}),
     ("block prompt", "block_summary_messages", SUMMARIES),
     ("recommendation prompt", "recommendation_messages", RECOMMENDER),
+    ("listwise prompt", "listwise_messages", {"09_beyond"}),
 ])
 def test_an_edited_prompt_is_a_new_result_not_an_overwritten_one(tmp_path, monkeypatch, part, function, expected):
     from trsr_utils import prompts
