@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from trsr_utils import pipeline, stages
+from trsr_utils import io, pipeline, stages
 from trsr_utils.config import resolve_config
 
 pytestmark = pytest.mark.notebook
@@ -192,6 +192,56 @@ def _without_timings(obj):
     if isinstance(obj, list):
         return [_without_timings(v) for v in obj]
     return obj
+
+
+def test_09_beyond_pointwise(smoke_run, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from trsr_utils import beyond, listwise
+
+    out, _ = smoke_run
+    cfg = resolve_config("smoke", out)
+    r = beyond.read(cfg)
+    table, record = r["table"].set_index("system"), r["record"]
+    assert record["n_users"] == 6 and record["n_candidates"] == 21 and record["orders"] == 3
+    # pointwise rows are notebook 07's, re-used from the score store: the same numbers
+    r07 = results(out, "07_evaluation")["systems"]
+    for tuned, row in beyond.POINTWISE.items():
+        assert table.loc[row, "recall@10"] == r07["hierarchical" if tuned else "zero_shot"]["recall@10"]
+    # listwise scores are log-probabilities over each prompt's 21 letters; the averaged row is their mean
+    scores = {k: [np.array(s) for s in v] for k, v in record["scores"].items()}
+    assert all(abs(np.exp(s).sum() - 1) < 1e-6 for s in scores["listwise fine-tuned"])
+    frames = [io.read_parquet(beyond.scores_path(cfg, beyond.listwise_key(cfg, None, o))) for o in range(3)]
+    by_hand = np.mean([[np.array(s) for s in f["scores"]] for f in frames], axis=0)
+    assert np.allclose(by_hand, scores["listwise zero-shot, order-averaged"])
+    # position bias: one candidate per prompt leaves pointwise scoring nothing to move
+    bias = r["bias"].set_index("system")
+    assert bias.loc["pointwise fine-tuned", "rank_range_mean"] == 0 and bias.loc["pointwise fine-tuned", "orders"] == 2
+    assert set(r["positions"]["order"]) == {0, 1, 2} and len(r["positions"]) == 6 * (3 + 3 + 2)
+    # two-stage: a re-ranker never finds a positive its retriever missed
+    two = r["two_stage"]
+    assert len(two) == 9 and set(two["reranker"]) == {"none", "pointwise", "listwise"}
+    for _, g in two.groupby("retriever"):
+        assert g["retrieved@20"].nunique() == 1 and (g["recall@10"] <= g["retrieved@20"] + 1e-12).all()
+    assert all(row["candidates_per_s"] > 0 for row in r["timing"]["rows"])
+    adapter = record["listwise_adapter"]
+    assert adapter["examples"] == 12 and adapter["global_step"] == 4  # one prompt per training user, max_steps 4
+    # The tables made again in a copy compute nothing: every score, retrieval and the adapter come from the store.
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    said = []
+    again = beyond.run(resolve_config("smoke", copy), log=said.append, force=True)
+    assert not [line for line in said if "scoring" in line or "fine-tuning" in line or "retriev" in line
+                or "re-ranking" in line], said
+    assert again["two_stage"].drop(columns="seconds").equals(two.drop(columns="seconds"))
+    # ... and a changed setting recomputes only what it touches (the re-ranking order of the listwise LLM)
+    said.clear()
+    beyond.run(resolve_config("smoke", copy, {"beyond.rerank_order": "shuffled"}), log=said.append)
+    computed = [line for line in said if "LLM (" in line]
+    assert computed and all("listwise LLM" in line for line in computed), said
+    assert not [line for line in said if "fine-tuning" in line or "retrieving" in line], said
 
 
 def test_10_scaling_plan(smoke_run):
