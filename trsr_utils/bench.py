@@ -21,6 +21,9 @@ by a timed test assertion.
   changes rank, or moves in or out of the top 10).
 * sft_shared: one training example per candidate vs one shared prefix per user,
   in float32 and under bf16 autocast (candidates trained per second).
+* listwise: one listwise prompt per user (21 candidates labelled A-U, one
+  forward pass; :mod:`trsr_utils.listwise`) vs pointwise shared-prefix p(yes),
+  on the same users, in float32 and bfloat16: candidates/s and tokens per user.
 * loaders: the data stage (load + filter + split + negatives) with the paper
   profiles' settings on synthetic files of MIND-large's and Amazon-M2's size
   (:mod:`trsr_utils.data.synth`, generated once into ``<out>/synth``): wall
@@ -99,12 +102,12 @@ def bench_summarize(model_name: str = llm.SMOLLM2, n: int = 32, batch_size: int 
             "example_output": same[0]}
 
 
-def scoring_prompts(tokenizer: Any, n_users: int, recent_items: int = 5, seed: int = 0) -> list[Any]:
-    """Real recommendation prompts of ``n_users`` MovieLens-100K test users: a rule-based preference summary
-    (no LLM needed), the last ``recent_items`` items and 21 candidates each."""
+def bench_users(tokenizer: Any, n_users: int, recent_items: int = 5, seed: int = 0) -> list[tuple[str, list[str],
+                                                                                                list[str]]]:
+    """(preference summary, recent item lines, 21 candidate lines) of ``n_users`` MovieLens-100K test users: a
+    rule-based summary (no LLM needed), the last ``recent_items`` items, the positive and 20 negatives."""
     from .config import resolve_config
     from .data import prepare
-    from .prompts import RecommendationPrompter
     from .summarize import TemplateSummarizer
     from .text import ItemTexter
 
@@ -113,13 +116,20 @@ def scoring_prompts(tokenizer: Any, n_users: int, recent_items: int = 5, seed: i
     prepared = prepare.prepare(cfg)
     texter = ItemTexter.from_config(cfg, prepared.catalog, tokenizer)
     template = TemplateSummarizer(prepared.catalog, "movies")
-    prompter = RecommendationPrompter(tokenizer, "movies", 2048)
     out = []
     for s in prepared.samples.itertuples(index=False):
         history = list(s.history)
-        out.append(prompter.build(template(history, history[-5:]), [texter(i) for i in history[-recent_items:]],
-                                  [texter(i) for i in [s.positive, *s.negatives]]))
+        out.append((template(history, history[-5:]), [texter(i) for i in history[-recent_items:]],
+                    [texter(i) for i in [s.positive, *s.negatives]]))
     return out
+
+
+def scoring_prompts(tokenizer: Any, n_users: int, recent_items: int = 5, seed: int = 0) -> list[Any]:
+    """Real recommendation prompts of ``n_users`` MovieLens-100K test users (:func:`bench_users`)."""
+    from .prompts import RecommendationPrompter
+
+    prompter = RecommendationPrompter(tokenizer, "movies", 2048)
+    return [prompter.build(*parts) for parts in bench_users(tokenizer, n_users, recent_items, seed)]
 
 
 def bench_scoring(model_name: str = llm.SMOLLM2, n_users: int = 8, users_per_batch: int = 4, pad_to: int = 2048,
@@ -380,9 +390,57 @@ def bench_loaders(model_name: str | None = None, scale: float = 1.0, data_dir: s
             "goal": goal + ("" if scale == 1 else " (checked at scale 1 only)"), "met": met}
 
 
+def bench_listwise(model_name: str = llm.SMOLLM2, n_users: int = 16, users_per_batch: int = 4,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Candidates/s of listwise scoring (one prompt per user, the letter logits at its answer position) vs
+    pointwise shared-prefix scoring (:func:`trsr_utils.scoring.score_users`), on the same users' summaries,
+    recent items and 21 candidates, in float32 and bfloat16; each variant timed twice, alternating, the faster
+    kept."""
+    import numpy as np
+
+    from . import listwise
+    from .prompts import ListwisePrompter, RecommendationPrompter, answer_tokens
+    from .scoring import for_scoring, score_users
+
+    tokenizer = llm.load_tokenizer(model_name)
+    model = llm.load_model(model_name, device="auto")
+    users = bench_users(tokenizer, n_users)
+    point = [RecommendationPrompter(tokenizer, "movies", 2048).build(*parts) for parts in users]
+    lists = [ListwisePrompter(tokenizer, "movies", 2048).build_list(*parts) for parts in users]
+    answer, letters = answer_tokens(tokenizer, point[0].suffixes[0]), listwise.letters_for(tokenizer, lists)
+    pad = tokenizer.pad_token_id or 0
+    n_cand = sum(len(p.suffix_ids) for p in point)
+    rows = []
+    for dtype in ("float32", "bfloat16"):
+        m = for_scoring(model, dtype)
+        run = {"pointwise (shared prefix)": lambda: score_users(m, point, answer, users_per_batch, pad, shard=False),
+               "listwise (letters)": lambda: listwise.letter_logprobs(m, lists, letters, users_per_batch, pad,
+                                                                      shard=False)}
+        for f in run.values():  # warm-up
+            f()
+        best = {k: float("inf") for k in run}
+        for _ in range(2):
+            for k, f in run.items():
+                best[k] = min(best[k], _timed(f)[1])
+        for k in run:
+            tokens = (np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids)) for p in point]) if "point" in k
+                      else np.mean([len(p.ids) for p in lists]))
+            rows.append({"variant": f"{k}, {dtype}", "users": n_users, "candidates": n_cand,
+                         "seconds": round(best[k], 2), "candidates_per_s": round(n_cand / best[k], 1),
+                         "tokens_per_user": round(float(tokens), 1)})
+            log(f"  {k}, {dtype}: {n_cand} candidates in {best[k]:.1f} s")
+    speedup = rows[1]["candidates_per_s"] / rows[0]["candidates_per_s"]
+    return {"benchmark": "listwise", "model": llm.model_id(model_name), "users_per_batch": users_per_batch,
+            "rows": rows, "speedup": round(speedup, 2),
+            "speedup_bfloat16": round(rows[3]["candidates_per_s"] / rows[2]["candidates_per_s"], 2),
+            "goal": "measured, no target (both read each candidate's tokens once: about the same tokens per user)",
+            "met": None}
+
+
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"summarize": bench_summarize, "scoring": bench_scoring,
                                                         "sft": bench_sft, "precision": bench_precision,
-                                                        "sft_shared": bench_sft_shared, "loaders": bench_loaders}
+                                                        "sft_shared": bench_sft_shared, "listwise": bench_listwise,
+                                                        "loaders": bench_loaders}
 
 
 def table(result: dict[str, Any]) -> str:

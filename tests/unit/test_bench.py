@@ -91,3 +91,15 @@ def test_bench_main_passes_scale_and_data_dir_to_the_loaders_benchmark_only(tmp_
     monkeypatch.setitem(bench.BENCHMARKS, "loaders", fake)
     assert bench.main(["--only", "loaders", "--scale", "0.1", "--out", str(tmp_path)]) == 0
     assert seen == {"scale": 0.1, "data_dir": str(tmp_path / "synth")}
+
+
+def test_listwise_benchmark_times_both_scorings_on_the_same_users_and_candidates():
+    result = bench.bench_listwise("tiny-random", n_users=2, users_per_batch=2, log=lambda *_: None)
+    assert [r["variant"] for r in result["rows"]] == [
+        "pointwise (shared prefix), float32", "listwise (letters), float32",
+        "pointwise (shared prefix), bfloat16", "listwise (letters), bfloat16"]
+    assert {r["candidates"] for r in result["rows"]} == {42} and all(r["candidates_per_s"] > 0 for r in result["rows"])
+    # the same summary, recent items and candidates: the listwise prompt has about the pointwise tokens
+    point, lists = result["rows"][0]["tokens_per_user"], result["rows"][1]["tokens_per_user"]
+    assert 0.7 * point < lists < 1.1 * point
+    assert "speed-up" in bench.table(result)
