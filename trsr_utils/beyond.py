@@ -79,12 +79,18 @@ def _llm_settings(cfg: Any) -> dict[str, Any]:
 def adapter_key(cfg: Any) -> dict[str, Any]:
     """Everything the listwise adapter depends on: the training users and their candidates, the summaries, the
     sft section's training settings, the prompt, the model, the training orders."""
+    # What listwise training does not read: the pointwise-only settings (loss, shared prefix, validation) and
+    # the scoring precision.
     skip = ("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot", "sft.valid_users",
-            "sft.summary", "sft.shared_prefix")
+            "sft.summary", "sft.shared_prefix", "sft.loss")
+    m = cfg.model
     return {"listwise adapter": ADAPTER_VERSION, "01_data": stages.fingerprint(cfg, "01_data").digest,
             "summary": evaluation.summary_id(cfg, method_of(cfg)), "seed": cfg.seed,
             "sft": stages.settings(cfg, ["sft"], skip), "train_users": cfg.beyond.train_users,
-            "train_orders": cfg.beyond.train_orders, **_llm_settings(cfg)}
+            "train_orders": cfg.beyond.train_orders,
+            "settings": stages.settings(cfg, ["prompt", "text", "model.device"]),
+            "recommender": llm.model_id(m.recommender, m.dtype, m.quantization),
+            "listwise prompt": stages.digest(stages.CODE["listwise prompt"](cfg))}
 
 
 def adapter_dir(cfg: Any) -> Path:
@@ -180,9 +186,9 @@ def score_listwise(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any
 def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: Any, tokenizer: Any,
                     base: Callable[[], Any], log: Callable[[str], None],
                     perms: Sequence[np.ndarray] | None = None) -> pd.DataFrame:
-    """Pointwise p(yes) with the main summary, zero-shot or with notebook 06's adapter: notebook 07's zero-shot
-    or LLM-TRSR row (the same key: its stored scores, the first users of 07's frame when ``beyond.users`` takes
-    fewer), else scored here. ``perms``: the candidates' suffixes scored in this order instead (stored under a
+    """Pointwise p(yes) with the main summary, zero-shot or with notebook 06's adapter: with the hierarchical
+    summary, notebook 07's zero-shot or LLM-TRSR row (the same key: its stored scores, the first users of 07's
+    frame when ``beyond.users`` takes fewer), else scored here. ``perms``: the candidates' suffixes scored in this order instead (stored under a
     key with the order; the scores come back in candidate order)."""
     from .user_prompts import build, summaries_for
 

@@ -139,6 +139,9 @@ def llm_key(cfg: Any, method: str, summary_id: str | None, adapter_id: dict[str,
     return {"system": "llm", "version": SCORE_VERSION, "samples": samples_key(cfg), "method": method,
             "settings": stages.settings(cfg, ["prompt", "text", "model.device", "model.scoring_dtype"]),
             "recommender": llm.model_id(m.recommender, m.dtype, m.quantization),
+            # an edited recommendation prompt is a new score (a fine-tuned row's adapter key has it too; zero-shot's
+            # had nothing else to show it)
+            "code": stages.digest(stages.CODE["recommendation prompt"](cfg)),
             "summary": summary_id, "adapter": adapter_id}
 
 

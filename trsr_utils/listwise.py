@@ -74,6 +74,12 @@ def build(cfg: Any, samples: pd.DataFrame, catalog: Any, summaries: dict[str, st
     candidates of ``candidate_lists`` in the order given."""
     from .text import ItemTexter
 
+    if len(candidate_lists) != len(samples):
+        raise ValueError(f"{len(candidate_lists)} candidate lists for {len(samples)} samples")
+    if summaries is not None:
+        missing = sorted(set(samples["user_id"]) - set(summaries))
+        if missing:
+            raise ValueError(f"{len(missing)} users have no summary (e.g. {missing[:3]})")
     texter = ItemTexter.from_config(cfg, catalog, tokenizer)
     prompter = ListwisePrompter.from_config(cfg, tokenizer)
     k = cfg.prompt.recent_items
@@ -94,6 +100,9 @@ def letter_logprobs(model: Any, prompts: Sequence[ListwisePrompt], letters: Sequ
     float64, whatever the model's precision (as :func:`trsr_utils.scoring._answer_probs`)."""
     import torch
 
+    if prompts and len(letters) < max(p.n_candidates for p in prompts):
+        raise ValueError(f"{len(letters)} letter ids for prompts of up to {max(p.n_candidates for p in prompts)} "
+                         "candidates")
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
     starts = list(range(0, len(prompts), batch_size))
@@ -130,14 +139,16 @@ def letters_for(tokenizer: Any, prompts: Sequence[ListwisePrompt]) -> list[int]:
 def position_frame(system: str, user_ids: Sequence[str], per_order: Sequence[Sequence[np.ndarray]],
                    order_list: Sequence[Sequence[np.ndarray]]) -> pd.DataFrame:
     """One row per user and order: where the positive (candidate 0) was shown (0 = letter A), its rank, and the
-    position of the candidate ranked first."""
+    position of the candidate ranked first (among tied first candidates a negative, as ranks are pessimistic)."""
     rows = []
     for o, (scores, perms) in enumerate(zip(per_order, order_list)):
         for u, (s, perm) in enumerate(zip(scores, perms)):
             perm = np.asarray(perm)
+            s = np.asarray(s, dtype=np.float64)
+            top = int(np.lexsort((np.arange(len(s)) == 0, -s))[0])  # a tie at the top goes to a negative
             rows.append({"system": system, "user_id": user_ids[u], "order": o,
                          "position": int(np.flatnonzero(perm == 0)[0]), "rank": metrics.positive_rank(s),
-                         "top_position": int(np.flatnonzero(perm == int(np.argmax(s)))[0])})
+                         "top_position": int(np.flatnonzero(perm == top)[0])})
     return pd.DataFrame(rows)
 
 
@@ -180,6 +191,8 @@ def training_candidates(cfg: Any, samples: pd.DataFrame, catalog_ids: Sequence[s
 def training_examples(prompts: Sequence[ListwisePrompt], answers: Sequence[int],
                       letters: Sequence[int]) -> list[dict[str, Any]]:
     """One example per prompt: its ids and the answer letter, the only labelled token (the answer-only loss)."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
     out = []
     for p, a in zip(prompts, answers):
         ids = list(p.ids) + [letters[a]]
@@ -197,8 +210,11 @@ def train(cfg: Any, base: Any, tokenizer: Any, examples: Sequence[dict[str, Any]
 
     from . import sft
 
+    import torch
+
     device = llm.resolve_device(cfg.model.device)
     args = sft.training_arguments(cfg, out / "checkpoints", device)
+    torch.manual_seed(cfg.seed + cfg.sft.seed_offset)  # the LoRA initialisation: before the Trainer seeds anything
     model = sft.with_lora(cfg, base)
     counts = sft.parameter_counts(model)
     dataset = Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
@@ -228,6 +244,7 @@ def train(cfg: Any, base: Any, tokenizer: Any, examples: Sequence[dict[str, Any]
               "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history],
               "adapter": str(adapter)}
     io.write_json(out / "report.json", report)  # last: its presence marks the adapter finished
-    model.unload()  # the base model without the LoRA layers
+    model.eval()
+    model.unload()  # the base model without the LoRA layers, in eval mode
     return report
 

@@ -359,6 +359,8 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
     from trl import SFTConfig
 
     s = cfg.sft
+    if device == "cpu":  # say so to DeepSpeed (imported by the Trainer), which would warn that it found no GPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     bf16 = (device == "cuda" and cfg.model.dtype == "bfloat16") or s.mixed_precision == "bfloat16"
     fp16 = device == "cuda" and cfg.model.dtype == "float16"
     kwargs: dict[str, Any] = dict(

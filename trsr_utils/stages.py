@@ -99,10 +99,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     # Listwise vs pointwise on 07's test users (07's pointwise scores re-used from the score store), position
     # bias, the summary retriever and two-stage ranking over the whole catalogue (SASRec retrains here).
     Stage("09_beyond", "09_beyond_pointwise", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
-          ("seed", "beyond", "eval.test_users", "eval.recbole_epochs", "eval.recbole_embedding_size",
-           "eval.recbole_max_seq_length", "eval.recbole_learning_rate", "sft", "prompt", "text", "model.device",
-           "model.scoring_dtype"),
-          exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot", "beyond.timing_users"),
+          ("seed", "beyond", "eval.test_users", "eval.bootstrap", "eval.recbole_epochs",
+           "eval.recbole_embedding_size", "eval.recbole_max_seq_length", "eval.recbole_learning_rate", "sft",
+           "prompt", "text", "model.device", "model.scoring_dtype"),
+          exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
           models=("model.recommender",), code=("recommendation prompt", "listwise prompt")),
 )}
 SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}

@@ -290,7 +290,7 @@ def test_executed_notebooks_carry_no_noise(smoke_run):
                 browser = path.name.startswith("05_") and "Dropdown(description='user'" in plain
                 if "application/vnd.jupyter.widget-view+json" in data and not browser:
                     found.append(f"{where}: a widget ({plain[:60]!r})")
-                if "Warning" in text or "Warning" in plain or "\r" in text:
+                if "Warning" in text or "Warning" in plain or "[WARNING]" in text or "\r" in text:
                     found.append(f"{where}: {(text or plain)[:120]!r}")
     assert not found, "\n".join(found)
 

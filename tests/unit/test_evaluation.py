@@ -167,3 +167,22 @@ def test_a_baseline_trained_on_every_interaction_is_its_own_labelled_row(tmp_pat
 
     with pytest.raises(ConfigError, match="eval.all_interactions: unknown \\['tfidf'\\]"):
         resolve_config("smoke", tmp_path, {"eval.all_interactions": ["tfidf"]})
+
+
+def test_an_edited_recommendation_prompt_gives_zero_shot_scores_a_new_key(tmp_path, monkeypatch):
+    """A zero-shot row has no adapter whose key would show the edit: the prompt's own digest does."""
+    from trsr_utils import beyond, prompts
+    from trsr_utils.config import resolve_config
+
+    cfg = resolve_config("smoke", tmp_path)
+    before = evaluation.llm_key(cfg, "hierarchical", "summaries", None)
+    listwise_before = beyond.listwise_key(cfg, None, 0)
+    original = prompts.recommendation_messages
+    monkeypatch.setattr(prompts, "recommendation_messages",
+                        lambda *a: [*original(*a)[:-1], {**original(*a)[-1], "content": "Reworded."}])
+    assert evaluation.llm_key(cfg, "hierarchical", "summaries", None) != before
+    assert beyond.listwise_key(cfg, None, 0) == listwise_before  # the listwise prompt is another prompt
+    original_list = prompts.listwise_messages
+    monkeypatch.setattr(prompts, "listwise_messages",
+                        lambda *a: [*original_list(*a)[:-1], {**original_list(*a)[-1], "content": "Reworded."}])
+    assert beyond.listwise_key(cfg, None, 0) != listwise_before

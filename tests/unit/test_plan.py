@@ -140,10 +140,10 @@ def demo(tmp_path):
 
 def test_demo_workload_counts(demo):
     st = plan.data_stats(demo)
-    assert st.users == {"train": 32, "valid": 6, "test": 30} and "estimate" in st.sources["history"]
+    assert st.users == {"train": 32, "valid": 6, "test": 20} and "estimate" in st.sources["history"]
     work = plan.workload(demo, st)
     blocks = next(w for w in work if w.stage == "03" and w.label == "block summaries")
-    assert blocks.sequences == pytest.approx(68 * st.blocks) and blocks.batch == 32
+    assert blocks.sequences == pytest.approx(58 * st.blocks) and blocks.batch == 32
     assert 4 <= st.blocks <= 5  # 19-24-item histories in blocks of 5
     rows = [w.label for w in work if w.stage == "07" and w.label.startswith("scoring")]
     assert rows == ["scoring zero_shot", "scoring tallrec", "scoring hierarchical", "scoring recurrent"]
