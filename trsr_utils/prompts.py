@@ -93,18 +93,21 @@ def recurrent_messages(previous: str, lines: Sequence[str], domain: str) -> list
     ]
 
 
+def _what_the_user_did(summary: str | None, recent: Sequence[str], w: dict[str, str]) -> list[str]:
+    """The parts of a recommendation prompt (pointwise or listwise) that describe the user."""
+    parts = [f"Preference summary: {summary}"] if summary is not None else []
+    if recent:
+        return parts + [f"Most recent {w['items']}, oldest first:\n{block_text(recent)}"]
+    return parts + [f"Most recent {w['items']}: (none shown)"]
+
+
 def recommendation_messages(summary: str | None, recent: Sequence[str], domain: str) -> list[dict[str, str]]:
     """The recommendation conversation with a placeholder where the candidate goes."""
     w = _words(domain)
     parts = [f"Decide whether a user will {w['will']} a candidate {w['item']}, given "
              + ("a summary of their preferences and " if summary is not None else "")
-             + f"the {w['items']} they {w['did']} most recently. Answer with Yes or No only."]
-    if summary is not None:
-        parts.append(f"Preference summary: {summary}")
-    if recent:
-        parts.append(f"Most recent {w['items']}, oldest first:\n{block_text(recent)}")
-    else:
-        parts.append(f"Most recent {w['items']}: (none shown)")
+             + f"the {w['items']} they {w['did']} most recently. Answer with Yes or No only.",
+             *_what_the_user_did(summary, recent, w)]
     # The question comes before the candidate, so that the part repeated for each of the 21 candidates
     # (the suffix) is the candidate alone: it is scored 21 times per user, the prefix once.
     parts.append(f"Will the user {w['will']} the candidate {w['item']} below? Answer Yes or No.\n\n"
@@ -124,13 +127,8 @@ def listwise_messages(summary: str | None, recent: Sequence[str], candidates: Se
                          f"{len(LETTERS)} (lower data.eval_negatives or beyond.retrieve)")
     parts = [f"Decide which of the candidate {w['items']} below a user will {w['will']}, given "
              + ("a summary of their preferences and " if summary is not None else "")
-             + f"the {w['items']} they {w['did']} most recently. Answer with one letter only."]
-    if summary is not None:
-        parts.append(f"Preference summary: {summary}")
-    if recent:
-        parts.append(f"Most recent {w['items']}, oldest first:\n{block_text(recent)}")
-    else:
-        parts.append(f"Most recent {w['items']}: (none shown)")
+             + f"the {w['items']} they {w['did']} most recently. Answer with one letter only.",
+             *_what_the_user_did(summary, recent, w)]
     listed = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(candidates))
     parts.append(f"Candidate {w['items']}:\n{listed}")
     parts.append(f"Which candidate will the user {w['will']}? Answer with its letter ({LETTERS[0]}-"
