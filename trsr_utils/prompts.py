@@ -24,7 +24,7 @@ and concatenate the ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .chunking import block_text
 from .llm import encode_prompt
@@ -261,6 +261,28 @@ class RecommendationPrompter:
             return summary
         return self.tokenizer.decode(ids[:keep]).rstrip("\ufffd").rstrip() + "…"
 
+    def _fit(self, summary: str | None, recent: Sequence[str],
+             over: Callable[[str | None, list[str]], tuple[int, Any]], too_long: Callable[[int], str]) -> tuple[Any, int, int]:
+        """(what ``over`` built, summary tokens cut, recent items dropped) for the first fit within the limit:
+        ``over(shown summary, recent items)`` -> (tokens over the limit, what it built). The summary is shortened
+        first (to ``summary_max_tokens``, then as needed), then the oldest recent items are dropped; when nothing
+        is left to shorten, ``too_long(tokens over)`` is the error."""
+        recent = list(recent)
+        original = len(self._encode(summary)) if summary is not None else 0
+        keep, dropped = min(self.summary_max_tokens, original), 0
+        while True:
+            shown = self._cut_summary(summary, keep) if summary is not None else None
+            excess, built = over(shown, recent)
+            if excess <= 0:
+                return built, original - keep if summary is not None else 0, dropped
+            if summary is not None and keep > 0:
+                keep = max(0, keep - excess)
+            elif recent:
+                recent.pop(0)
+                dropped += 1
+            else:
+                raise ValueError(too_long(excess))
+
     def build(self, summary: str | None, recent: Sequence[str], candidates: Sequence[str]) -> UserPrompts:
         """Prefix + one suffix per candidate, all within ``max_length`` tokens (answer included).
 
@@ -274,29 +296,15 @@ class RecommendationPrompter:
         _, tail = self._parts(summary, recent)
         suffix_ids = [self._encode(s + tail) for s in suffix_texts]
         budget = self.max_length - max(len(s) for s in suffix_ids) - 1  # 1: the answer token
-        recent = list(recent)
-        original_summary_tokens = len(self._encode(summary)) if summary is not None else 0
-        keep = min(self.summary_max_tokens, original_summary_tokens)
-        dropped = 0
-        while True:
-            shown = self._cut_summary(summary, keep) if summary is not None else None
-            prefix, _ = self._parts(shown, recent)
+
+        def over(shown: str | None, kept: list[str]) -> tuple[int, tuple[str, list[int]]]:
+            prefix, _ = self._parts(shown, kept)
             prefix_ids = encode_prompt(self.tokenizer, prefix)  # with BOS where the tokenizer adds one
-            over = len(prefix_ids) - budget
-            if over <= 0:
-                break
-            if summary is not None and keep > 0:
-                keep = max(0, keep - over)
-            elif recent:
-                recent.pop(0)
-                dropped += 1
-            else:
-                raise ValueError(
-                    f"the instruction and the longest candidate alone need {len(prefix_ids) - budget + self.max_length}"
-                    f" tokens, more than prompt.max_length={self.max_length}: raise it or cap item text "
-                    "(text.max_field_tokens)"
-                )
-        cut = original_summary_tokens - keep if summary is not None else 0
+            return len(prefix_ids) - budget, (prefix, prefix_ids)
+
+        (prefix, prefix_ids), cut, dropped = self._fit(summary, recent, over, lambda excess: (
+            f"the instruction and the longest candidate alone need {excess + self.max_length} tokens, more than "
+            f"prompt.max_length={self.max_length}: raise it or cap item text (text.max_field_tokens)"))
         return UserPrompts(prefix, [s + tail for s in suffix_texts], prefix_ids, suffix_ids, cut, dropped)
 
 
@@ -308,23 +316,14 @@ class ListwisePrompter(RecommendationPrompter):
         oldest recent items are dropped; never the instruction, never a candidate."""
         if not candidates:
             raise ValueError("at least one candidate is needed")
-        recent = list(recent)
-        original = len(self._encode(summary)) if summary is not None else 0
-        keep, dropped = min(self.summary_max_tokens, original), 0
-        while True:
-            shown = self._cut_summary(summary, keep) if summary is not None else None
-            text = render(self.tokenizer, listwise_messages(shown, recent, candidates, self.domain))
+
+        def over(shown: str | None, kept: list[str]) -> tuple[int, tuple[str, list[int]]]:
+            text = render(self.tokenizer, listwise_messages(shown, kept, candidates, self.domain))
             ids = encode_prompt(self.tokenizer, text)
-            over = len(ids) + 1 - self.max_length  # 1: the answer letter
-            if over <= 0:
-                return ListwisePrompt(text, ids, len(candidates), original - keep if summary is not None else 0,
-                                      dropped)
-            if summary is not None and keep > 0:
-                keep = max(0, keep - over)
-            elif recent:
-                recent.pop(0)
-                dropped += 1
-            else:
-                raise ValueError(f"the listwise instruction and its {len(candidates)} candidates alone need "
-                                 f"{len(ids) + 1} tokens, more than prompt.max_length={self.max_length}: raise it "
-                                 "(a listwise prompt holds every candidate) or cap item text (text.max_field_tokens)")
+            return len(ids) + 1 - self.max_length, (text, ids)  # 1: the answer letter
+
+        (text, ids), cut, dropped = self._fit(summary, recent, over, lambda excess: (
+            f"the listwise instruction and its {len(candidates)} candidates alone need {excess + self.max_length} "
+            f"tokens, more than prompt.max_length={self.max_length}: raise it (a listwise prompt holds every "
+            "candidate) or cap item text (text.max_field_tokens)"))
+        return ListwisePrompt(text, ids, len(candidates), cut, dropped)
