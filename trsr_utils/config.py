@@ -407,9 +407,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("model.scoring_dtype needs unquantized weights (model.quantization: null): a quantized "
                           "model computes in its own precision")
     b = cfg.beyond
-    if b.users < 0 or b.train_users < 0 or b.orders < 1 or b.train_orders < 1 or b.timing_users < 1 or not 1 <= b.retrieve <= 26:
-        raise ConfigError("beyond: users and train_users must be >= 0, orders, train_orders and timing_users >= 1, and retrieve "
-                          "between 1 and 26 (a listwise prompt labels its candidates A-Z)")
+    if (b.users < 0 or b.train_users < 0 or not 1 <= b.orders <= 50 or b.train_orders < 1 or b.timing_users < 1
+            or not 1 <= b.retrieve <= 26):
+        raise ConfigError("beyond: users and train_users must be >= 0, orders between 1 and 50 (the seeds of the "
+                          "training and re-ranking orders come after them), train_orders and timing_users >= 1, and "
+                          "retrieve between 1 and 26 (a listwise prompt labels its candidates A-Z)")
     e = cfg.eval
     for key, names, known in (("eval.baselines", e.baselines, BASELINES), ("eval.llm", e.llm, LLM_ROWS),
                               ("eval.all_interactions", e.all_interactions, ID_BASELINES)):

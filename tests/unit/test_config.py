@@ -78,3 +78,10 @@ def test_with_overrides_is_validated_like_a_profile_and_leaves_the_original_alon
         with_overrides(cfg, {"prompt.recent_item": 1})
     with pytest.raises(ConfigError, match="sft.summary must be one of"):
         with_overrides(cfg, {"sft.summary": "flat"})
+
+
+@pytest.mark.parametrize("key, value", [("beyond.orders", 0), ("beyond.orders", 51), ("beyond.retrieve", 27),
+                                        ("beyond.users", -1), ("beyond.rerank_order", "random")])
+def test_beyond_settings_outside_their_range_are_refused(key, value):
+    with pytest.raises(ConfigError, match=key.split(".")[1] if key != "beyond.rerank_order" else "rerank_order"):
+        resolve_config("smoke", overrides={key: value})
