@@ -551,9 +551,11 @@ def reading(results: dict[str, Any]) -> list[str]:
                f"candidates/s, pointwise shared-prefix {t['pointwise']['candidates_per_s']:.1f} "
                f"({results['timing']['speedup_listwise']:.2f}x).")
     for system, r in bias.iterrows():
-        out.append(f"{system}: over {int(r['orders'])} orders the positive's rank moves by {r['rank_range_mean']:.1f} places "
-                   f"on average ({r['users_rank_moved']:.0%} of users' ranks move); the top candidate was the one "
-                   f"shown first in {r['top_is_first']:.0%} of prompts (unbiased: {r['uniform_top_share']:.0%}).")
+        moved = (f"{system}: over {int(r['orders'])} orders the positive's rank moves by {r['rank_range_mean']:.1f} "
+                 f"places on average ({r['users_rank_moved']:.0%} of users' ranks move)")
+        out.append(moved + (" (one candidate per prompt: no list to be biased by)." if system.startswith("pointwise")
+                            else f"; the top candidate was the one shown first in {r['top_is_first']:.0%} of prompts "
+                                 f"(unbiased: {r['uniform_top_share']:.0%})."))
     best, k = two.loc[two["recall@10"].idxmax()], results["record"]["retrieve"]
     out.append(f"Over the whole catalogue the best pipeline is {best['retriever']} + "
                f"{'no re-ranker' if best['reranker'] == 'none' else best['reranker'] + ' LLM'} (Recall@10 "
