@@ -70,25 +70,13 @@ def order_averaged(per_order: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray
 # ----------------------------------------------------------------- prompts
 def build(cfg: Any, samples: pd.DataFrame, catalog: Any, summaries: dict[str, str] | None, tokenizer: Any,
           candidate_lists: Sequence[Sequence[str]]) -> list[ListwisePrompt]:
-    """One listwise prompt per sample: its summary (or none), its last ``prompt.recent_items`` items and the
-    candidates of ``candidate_lists`` in the order given."""
-    from .text import ItemTexter
+    """One listwise prompt per sample: what its pointwise prompt shows (:func:`trsr_utils.user_prompts.user_parts`),
+    the candidates of ``candidate_lists`` in the order given."""
+    from .user_prompts import user_parts
 
-    if len(candidate_lists) != len(samples):
-        raise ValueError(f"{len(candidate_lists)} candidate lists for {len(samples)} samples")
-    if summaries is not None:
-        missing = sorted(set(samples["user_id"]) - set(summaries))
-        if missing:
-            raise ValueError(f"{len(missing)} users have no summary (e.g. {missing[:3]})")
-    texter = ItemTexter.from_config(cfg, catalog, tokenizer)
     prompter = ListwisePrompter.from_config(cfg, tokenizer)
-    k = cfg.prompt.recent_items
-    out = []
-    for s, cands in zip(samples.itertuples(index=False), candidate_lists):
-        recent = [texter(i) for i in list(s.history)[-k:]] if k else []
-        out.append(prompter.build_list(summaries[s.user_id] if summaries is not None else None, recent,
-                                       [texter(i) for i in cands]))
-    return out
+    return [prompter.build_list(*parts) for parts in user_parts(cfg, samples, catalog, summaries, tokenizer,
+                                                                candidate_lists)]
 
 
 # ----------------------------------------------------------------- scoring

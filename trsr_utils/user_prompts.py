@@ -26,29 +26,36 @@ def summaries_for(cfg: Any, method: str) -> dict[str, str] | None:
     return dict(zip(frame["user_id"], frame["summary"]))
 
 
-def build(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, str]],
-          summaries: Mapping[str, str] | None, tokenizer: Any,
-          candidate_lists: Sequence[Sequence[str]] | None = None) -> list[UserPrompts]:
-    """One prompt set per sample: the summary (or none), the last ``prompt.recent_items`` items, and the
-    candidates (the positive first, then the negatives; or each sample's list of ``candidate_lists``, in its
-    order: a retriever's items, notebook 09)."""
+def user_parts(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, str]],
+               summaries: Mapping[str, str] | None, tokenizer: Any,
+               candidate_lists: Sequence[Sequence[str]] | None = None) -> list[tuple[str | None, list[str], list[str]]]:
+    """Per sample, what its recommendation prompt (pointwise or listwise) shows: the summary (or None), the text
+    lines of its last ``prompt.recent_items`` items and of its candidates (the positive first, then the
+    negatives; or the sample's list of ``candidate_lists``, in its order: a retriever's items, notebook 09)."""
+    from .baselines import candidates
     from .text import ItemTexter
 
     if summaries is not None:
         missing = sorted(set(samples["user_id"]) - set(summaries))
         if missing:
             raise ValueError(f"{len(missing)} users have no summary (e.g. {missing[:3]})")
+    lists = candidates(samples) if candidate_lists is None else candidate_lists
+    if len(lists) != len(samples):
+        raise ValueError(f"{len(lists)} candidate lists for {len(samples)} samples")
     texter = ItemTexter.from_config(cfg, catalog, tokenizer)
-    prompter = RecommendationPrompter.from_config(cfg, tokenizer)
     k = cfg.prompt.recent_items
-    built = []
-    lists = candidate_lists if candidate_lists is not None else [[s.positive, *s.negatives]
-                                                                 for s in samples.itertuples(index=False)]
-    for s, items in zip(samples.itertuples(index=False), lists):
-        recent = [texter(i) for i in list(s.history)[-k:]] if k else []
-        candidates = [texter(i) for i in items]
-        built.append(prompter.build(summaries[s.user_id] if summaries is not None else None, recent, candidates))
-    return built
+    return [(summaries[s.user_id] if summaries is not None else None,
+             [texter(i) for i in list(s.history)[-k:]] if k else [], [texter(i) for i in items])
+            for s, items in zip(samples.itertuples(index=False), lists)]
+
+
+def build(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, str]],
+          summaries: Mapping[str, str] | None, tokenizer: Any,
+          candidate_lists: Sequence[Sequence[str]] | None = None) -> list[UserPrompts]:
+    """One pointwise prompt set per sample (:func:`user_parts`): a shared prefix and one suffix per candidate."""
+    prompter = RecommendationPrompter.from_config(cfg, tokenizer)
+    return [prompter.build(*parts) for parts in user_parts(cfg, samples, catalog, summaries, tokenizer,
+                                                           candidate_lists)]
 
 
 def for_split(cfg: Any, split: str, method: str, tokenizer: Any, limit: int = 0) -> tuple[pd.DataFrame,
