@@ -328,19 +328,16 @@ def retrieve(cfg: Any, samples: pd.DataFrame, whole: Any, log: Callable[[str], N
 def _stored(cfg: Any, key: dict[str, Any], samples: pd.DataFrame, compute: Callable[[], pd.DataFrame],
             log: Callable[[str], None], what: str, lists: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
     """A retrieval or re-ranking frame from the score store when it is for exactly these users (and lists);
-    else computed and stored with its key beside it."""
-    path = scores_path(cfg, key)
-    if path.exists():
-        frame = io.read_parquet(path)
-        if list(frame["user_id"]) == list(samples["user_id"]) and (
-                lists is None or [list(x) for x in frame["items"]] == [list(x) for x in lists]):
-            return frame
-        log(f"{path.name}: stored for other users or items; computing again")
-    log(what)
-    frame = compute()
-    io.write_json(path.with_suffix(".json"), key)
-    io.write_parquet(path, frame)
-    return frame
+    else computed (saying ``what``) and stored with its key beside it (:func:`evaluation.stored_frame`)."""
+    def same(frame: pd.DataFrame) -> bool:
+        return list(frame["user_id"]) == list(samples["user_id"]) and (
+            lists is None or [list(x) for x in frame["items"]] == [list(x) for x in lists])
+
+    def made() -> pd.DataFrame:
+        log(what)
+        return compute()
+
+    return evaluation.stored_frame(scores_path(cfg, key), same, made, log, key)
 
 
 def rerank(cfg: Any, retrieved: pd.DataFrame, retrieved_key: str, reranker: str, samples: pd.DataFrame,

@@ -159,26 +159,39 @@ def score_frame(samples: pd.DataFrame, scores: Sequence[np.ndarray], seconds: fl
                          "rank": [metrics.positive_rank(s) for s in scores], "seconds": seconds})
 
 
-def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.ndarray]],
-           log: Callable[[str], None] = print, key: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Scores from ``path`` (named by their key) when they are for exactly these users and candidates; else
-    computed and saved, with the key beside them (``.json``) to say what made them."""
+def stored_frame(path: Path, matches: Callable[[pd.DataFrame], bool], compute: Callable[[], pd.DataFrame],
+                 log: Callable[[str], None] = print, key: dict[str, Any] | None = None,
+                 stale: str = "stored for other users or items; computing again") -> pd.DataFrame:
+    """The frame at ``path`` (named by its key) when ``matches`` it; else ``compute()``'s, saved with the key beside
+    it (``.json``) to say what made it. Under a launcher every process holds the frame and rank 0 stores it."""
     if path.exists():
         frame = io.read_parquet(path)
-        same = (list(frame["user_id"]) == list(samples["user_id"])
-                and [list(c) for c in frame["candidates"]] == baselines.candidates(samples))
-        if same:
+        if matches(frame):
             return frame
-        log(f"{path.name}: stored scores are for other users or candidates; scoring again")
-    began = time.perf_counter()
-    scores = compute()
-    frame = score_frame(samples, scores, round(time.perf_counter() - began, 2))
-    if distributed.is_main():  # under a launcher every process holds the scores; rank 0 stores them
+        log(f"{path.name}: {stale}")
+    frame = compute()
+    if distributed.is_main():
         if key is not None:
             io.write_json(path.with_suffix(".json"), key)
         io.write_parquet(path, frame)
     distributed.barrier()
     return frame
+
+
+def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.ndarray]],
+           log: Callable[[str], None] = print, key: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Scores from ``path`` when they are for exactly these users and candidates; else computed, timed and saved
+    (:func:`stored_frame`)."""
+    def same(frame: pd.DataFrame) -> bool:
+        return (list(frame["user_id"]) == list(samples["user_id"])
+                and [list(c) for c in frame["candidates"]] == baselines.candidates(samples))
+
+    def scored() -> pd.DataFrame:
+        began = time.perf_counter()
+        scores = compute()
+        return score_frame(samples, scores, round(time.perf_counter() - began, 2))
+
+    return stored_frame(path, same, scored, log, key, "stored scores are for other users or candidates; scoring again")
 
 
 # ----------------------------------------------------------------- baselines
