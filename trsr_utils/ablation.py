@@ -38,6 +38,7 @@ import pandas as pd
 
 from . import distributed, evaluation, io, metrics, stages
 from .config import with_overrides
+from .user_prompts import main_summary
 
 STAGE = "08_ablations"
 
@@ -65,7 +66,7 @@ def grid(cfg: Any) -> list[Cell]:
     """The profile's grid: every axis value on its own, around the profile's setting."""
     e = cfg.eval
     ft = e.ablation_finetuned
-    main = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
+    main = main_summary(cfg)
     # The summary axis is shown zero-shot and fine-tuned (does a summary help a model never taught to use one?);
     # the other axes with one model, the fine-tuned one by default, as in the paper's ablations.
     cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent")
@@ -207,7 +208,7 @@ def reference_pairs(table: pd.DataFrame, cfg: Any) -> list[tuple[str, str]]:
     """Each cell against the profile's own setting with the same model state (zero-shot cells against the
     zero-shot reference); cells scored by the very same scores as their reference are left out (a zero difference
     by construction)."""
-    main = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
+    main = main_summary(cfg)
     by_name = table.set_index("cell")
     pairs = []
     for row in table.itertuples():

@@ -394,13 +394,10 @@ def bench_listwise(model_name: str = llm.SMOLLM2, n_users: int = 16, users_per_b
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Candidates/s of listwise scoring (one prompt per user, the letter logits at its answer position) vs
     pointwise shared-prefix scoring (:func:`trsr_utils.scoring.score_users`), on the same users' summaries,
-    recent items and 21 candidates, in float32 and bfloat16; each variant timed twice, alternating, the faster
-    kept."""
-    import numpy as np
-
+    recent items and 21 candidates, in float32 and bfloat16 (:func:`trsr_utils.listwise.compare_speed`)."""
     from . import listwise
     from .prompts import ListwisePrompter, RecommendationPrompter, answer_tokens
-    from .scoring import for_scoring, score_users
+    from .scoring import for_scoring
 
     tokenizer = llm.load_tokenizer(model_name)
     model = llm.load_model(model_name, device="auto")
@@ -408,27 +405,17 @@ def bench_listwise(model_name: str = llm.SMOLLM2, n_users: int = 16, users_per_b
     point = [RecommendationPrompter(tokenizer, "movies", 2048).build(*parts) for parts in users]
     lists = [ListwisePrompter(tokenizer, "movies", 2048).build_list(*parts) for parts in users]
     answer, letters = answer_tokens(tokenizer, point[0].suffixes[0]), listwise.letters_for(tokenizer, lists)
-    pad = tokenizer.pad_token_id or 0
     n_cand = sum(len(p.suffix_ids) for p in point)
+    names = {"pointwise": "pointwise (shared prefix)", "listwise": "listwise (letters)"}
     rows = []
     for dtype in ("float32", "bfloat16"):
-        m = for_scoring(model, dtype)
-        run = {"pointwise (shared prefix)": lambda: score_users(m, point, answer, users_per_batch, pad, shard=False),
-               "listwise (letters)": lambda: listwise.letter_logprobs(m, lists, letters, users_per_batch, pad,
-                                                                      shard=False)}
-        for f in run.values():  # warm-up
-            f()
-        best = {k: float("inf") for k in run}
-        for _ in range(2):
-            for k, f in run.items():
-                best[k] = min(best[k], _timed(f)[1])
-        for k in run:
-            tokens = (np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids)) for p in point]) if "point" in k
-                      else np.mean([len(p.ids) for p in lists]))
-            rows.append({"variant": f"{k}, {dtype}", "users": n_users, "candidates": n_cand,
-                         "seconds": round(best[k], 2), "candidates_per_s": round(n_cand / best[k], 1),
-                         "tokens_per_user": round(float(tokens), 1)})
-            log(f"  {k}, {dtype}: {n_cand} candidates in {best[k]:.1f} s")
+        measured = listwise.compare_speed(for_scoring(model, dtype), point, lists, answer, letters, users_per_batch,
+                                          tokenizer.pad_token_id or 0)
+        for k, m in measured.items():
+            rows.append({"variant": f"{names[k]}, {dtype}", "users": n_users, "candidates": n_cand,
+                         "seconds": round(m["seconds"], 2), "candidates_per_s": round(n_cand / m["seconds"], 1),
+                         "tokens_per_user": round(m["tokens_per_user"], 1)})
+            log(f"  {names[k]}, {dtype}: {n_cand} candidates in {m['seconds']:.1f} s")
     speedup = rows[1]["candidates_per_s"] / rows[0]["candidates_per_s"]
     return {"benchmark": "listwise", "model": llm.model_id(model_name), "users_per_batch": users_per_batch,
             "rows": rows, "speedup": round(speedup, 2),

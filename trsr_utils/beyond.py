@@ -36,6 +36,7 @@ import pandas as pd
 
 from . import evaluation, io, listwise, llm, metrics, retrieval, stages
 from .evaluation import cached, scores_path
+from .user_prompts import main_summary
 
 STAGE = "09_beyond"
 VERSION = 1  # of the listwise and retrieval score keys
@@ -49,12 +50,6 @@ LABELS = {"pointwise zero-shot": "Pointwise p(yes), zero-shot", "pointwise fine-
           "listwise fine-tuned": "Listwise letters, fine-tuned (one order)",
           "listwise fine-tuned, order-averaged": "Listwise letters, fine-tuned, order-averaged",
           "summary retriever": "Summary retriever (MiniLM cosine)"}
-
-
-def method_of(cfg: Any) -> str:
-    """The summary the prompts carry: the profile's ``sft.summary`` (hierarchical when that is none: the summary
-    retriever needs a summary)."""
-    return cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
 
 
 def users(cfg: Any, prepared: Any) -> pd.DataFrame:
@@ -85,7 +80,7 @@ def adapter_key(cfg: Any) -> dict[str, Any]:
             "sft.summary", "sft.shared_prefix", "sft.loss")
     m = cfg.model
     return {"listwise adapter": ADAPTER_VERSION, "01_data": stages.fingerprint(cfg, "01_data").digest,
-            "summary": evaluation.summary_id(cfg, method_of(cfg)), "seed": cfg.seed,
+            "summary": evaluation.summary_id(cfg, main_summary(cfg)), "seed": cfg.seed,
             "sft": stages.settings(cfg, ["sft"], skip), "train_users": cfg.beyond.train_users,
             "train_orders": cfg.beyond.train_orders,
             "settings": stages.settings(cfg, ["prompt", "text", "model.device"]),
@@ -114,7 +109,7 @@ def training_set(cfg: Any, prepared: Any, catalog: Any, tokenizer: Any) -> tuple
     repeated = pd.concat([train] * cfg.beyond.train_orders, ignore_index=True)
     lists = [[c[j] for j in perm] for p in perms for c, perm in zip(cands, p)]
     answers = [int(np.flatnonzero(perm == 0)[0]) for p in perms for perm in p]
-    prompts = listwise.build(cfg, repeated, catalog, summaries_for(cfg, method_of(cfg)), tokenizer, lists)
+    prompts = listwise.build(cfg, repeated, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, lists)
     return prompts, answers
 
 
@@ -145,8 +140,8 @@ def listwise_adapter_id(adapter: Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------- scoring the sampled candidates
 def listwise_key(cfg: Any, adapter: Path | None, order: int) -> dict[str, Any]:
-    return {"system": "listwise", "version": VERSION, "samples": samples_key(cfg), "method": method_of(cfg),
-            "summary": evaluation.summary_id(cfg, method_of(cfg)), "seed": cfg.seed, "order": order,
+    return {"system": "listwise", "version": VERSION, "samples": samples_key(cfg), "method": main_summary(cfg),
+            "summary": evaluation.summary_id(cfg, main_summary(cfg)), "seed": cfg.seed, "order": order,
             "adapter": listwise_adapter_id(adapter) if adapter else None, **_llm_settings(cfg)}
 
 
@@ -164,15 +159,15 @@ def _release(model: Any, base: Any) -> None:
 
 
 def score_listwise(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any, base: Callable[[], Any],
-                   adapter: Path | None, perms: Sequence[np.ndarray], desc: str) -> list[np.ndarray]:
-    """Log-probabilities of each user's candidates (positive first) from one listwise prompt per user listing
-    them in ``perms[u]`` order."""
+                   adapter: Path | None, candidate_lists: Sequence[Sequence[str]], perms: Sequence[np.ndarray],
+                   desc: str) -> list[np.ndarray]:
+    """Log-probabilities of each user's ``candidate_lists`` items (in that order) from one listwise prompt per user
+    listing them in ``perms[u]`` order: ``base`` alone (zero-shot) or with the listwise ``adapter``."""
     from .progress import bar
     from .user_prompts import summaries_for
 
-    cands = [[s.positive, *s.negatives] for s in samples.itertuples(index=False)]
-    lists = [[c[j] for j in perm] for c, perm in zip(cands, perms)]
-    prompts = listwise.build(cfg, samples, catalog, summaries_for(cfg, method_of(cfg)), tokenizer, lists)
+    shown = [[c[j] for j in perm] for c, perm in zip(candidate_lists, perms)]
+    prompts = listwise.build(cfg, samples, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, shown)
     model, scorer = _scoring_model(cfg, base(), adapter)
     try:
         with bar(len(prompts), desc, "user") as progress:
@@ -192,7 +187,7 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
     key with the order; the scores come back in candidate order)."""
     from .user_prompts import build, summaries_for
 
-    method = method_of(cfg)
+    method = main_summary(cfg)
     adapter = evaluation.ensure_adapter(cfg, method, log) if finetuned else None
     key07 = evaluation.llm_key(cfg, method, evaluation.summary_id(cfg, method),
                                evaluation.adapter_id(cfg, method, adapter) if adapter else None)
@@ -207,7 +202,7 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
                                                     if perms is not None else {})}
 
     def compute() -> list[np.ndarray]:
-        cands = [[s.positive, *s.negatives] for s in samples.itertuples(index=False)]
+        cands = evaluation.baselines.candidates(samples)
         lists = [[c[j] for j in perm] for c, perm in zip(cands, perms)] if perms is not None else None
         label = POINTWISE[finetuned]
         log(f"{label}: scoring {len(samples)} users" + (" in another order" if perms is not None else ""))
@@ -220,38 +215,25 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
 
 def timing(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any, base: Any) -> dict[str, Any]:
     """Candidates/s of pointwise shared-prefix scoring and of listwise scoring (zero-shot, the scoring precision),
-    on the same first ``beyond.timing_users`` users back to back; each timed twice, alternating, the faster kept."""
+    on the same first ``beyond.timing_users`` users back to back (:func:`listwise.compare_speed`)."""
     from .prompts import answer_tokens
-    from .scoring import for_scoring, score_users
+    from .scoring import for_scoring
     from .user_prompts import build, summaries_for
 
     sub = samples.head(cfg.beyond.timing_users)
-    summaries = summaries_for(cfg, method_of(cfg))
+    summaries = summaries_for(cfg, main_summary(cfg))
     point = build(cfg, sub, catalog, summaries, tokenizer)
-    lists = listwise.build(cfg, sub, catalog, summaries, tokenizer, [[s.positive, *s.negatives]
-                                                                      for s in sub.itertuples(index=False)])
-    model = for_scoring(base, cfg.model.scoring_dtype)
-    answer, letters, pad = answer_tokens(tokenizer, point[0].suffixes[0]), listwise.letters_for(tokenizer, lists), \
-        tokenizer.pad_token_id or 0
-    n = cfg.sft.score_batch_users
-    run = {"pointwise": lambda: score_users(model, point, answer, n, pad, shard=False),
-           "listwise": lambda: listwise.letter_logprobs(model, lists, letters, n, pad, shard=False)}
-    for f in run.values():  # warm-up
-        f()
-    best = {k: float("inf") for k in run}
-    for _ in range(2):
-        for k, f in run.items():
-            began = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - began)
+    lists = listwise.build(cfg, sub, catalog, summaries, tokenizer, evaluation.baselines.candidates(sub))
+    measured = listwise.compare_speed(for_scoring(base, cfg.model.scoring_dtype), point, lists,
+                                      answer_tokens(tokenizer, point[0].suffixes[0]),
+                                      listwise.letters_for(tokenizer, lists), cfg.sft.score_batch_users,
+                                      tokenizer.pad_token_id or 0)
     n_cand = sum(len(p.suffix_ids) for p in point)
-    tokens = {"pointwise": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids)) for p in point])),
-              "listwise": float(np.mean([len(p.ids) for p in lists]))}
-    rows = [{"scoring": k, "users": len(sub), "candidates": n_cand, "seconds": round(best[k], 3),
-             "candidates_per_s": round(n_cand / best[k], 2), "tokens_per_user": round(tokens[k], 1),
+    rows = [{"scoring": k, "users": len(sub), "candidates": n_cand, "seconds": round(m["seconds"], 3),
+             "candidates_per_s": round(n_cand / m["seconds"], 2), "tokens_per_user": round(m["tokens_per_user"], 1),
              "forward_passes_per_user": "1 (every candidate)" if k == "listwise"
-             else f"1 prefix + {n_cand // len(sub)} candidate suffixes"} for k in run]
-    return {"rows": rows, "speedup_listwise": round(best["pointwise"] / best["listwise"], 2),
+             else f"1 prefix + {n_cand // len(sub)} candidate suffixes"} for k, m in measured.items()]
+    return {"rows": rows, "speedup_listwise": round(measured["pointwise"]["seconds"] / measured["listwise"]["seconds"], 2),
             "dtype": cfg.model.scoring_dtype or cfg.model.dtype}
 
 
@@ -284,13 +266,12 @@ def summary_retriever_key(cfg: Any) -> dict[str, Any]:
     from .baselines.embeddings import identity
 
     return {"system": "summary retriever", "version": VERSION, "samples": samples_key(cfg),
-            "summary": evaluation.summary_id(cfg, method_of(cfg)), "model": identity(),
+            "summary": evaluation.summary_id(cfg, main_summary(cfg)), "model": identity(),
             "text": stages.settings(cfg, ["text"])}
 
 
 def retrieve(cfg: Any, samples: pd.DataFrame, whole: Any, log: Callable[[str], None], catalogue: list[str],
-             vectors: Callable[[], tuple[list[str], np.ndarray, np.ndarray]]) -> tuple[dict[str, pd.DataFrame],
-                                                                                   dict[str, str]]:
+             vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """Each retriever's top ``beyond.retrieve`` items per user over the whole catalogue with the positive's rank
     (stored under the retriever's key; the union is merged from the other two), and the digest of each
     retriever's key (what a re-ranking of its lists depends on)."""
@@ -307,7 +288,7 @@ def retrieve(cfg: Any, samples: pd.DataFrame, whole: Any, log: Callable[[str], N
         return retrieval.frame(samples["user_id"], *zip(*rows), round(time.perf_counter() - began, 2))
 
     def summary() -> pd.DataFrame:
-        _, item_vecs, summary_vecs = vectors()
+        item_vecs, summary_vecs = vectors()
         began = time.perf_counter()
         sims = retrieval.cosine_scores(summary_vecs, item_vecs)
         rows = [retrieval.top_k(sims[u], catalogue, s.positive, set(s.history), k)
@@ -346,39 +327,27 @@ def rerank(cfg: Any, retrieved: pd.DataFrame, retrieved_key: str, reranker: str,
     """The retrieved lists (stored under the key with digest ``retrieved_key``) re-ranked by the fine-tuned
     ``reranker`` (pointwise p(yes) or listwise letters); the positive's rank within its list (``inf`` when it was
     not retrieved)."""
-    from .progress import bar
     from .user_prompts import build, summaries_for
 
     lists = [list(x) for x in retrieved["items"]]
-    summaries = summaries_for(cfg, method_of(cfg))
     shuffled = cfg.beyond.rerank_order == "shuffled"
     perms = [listwise.order_rng(cfg.seed, 50, u).permutation(len(x)) if shuffled else np.arange(len(x))
              for u, x in zip(samples["user_id"], lists)]
-    adapter_id = (evaluation.adapter_id(cfg, method_of(cfg), adapter) if reranker == "pointwise"
+    adapter_id = (evaluation.adapter_id(cfg, main_summary(cfg), adapter) if reranker == "pointwise"
                   else listwise_adapter_id(adapter))
     key = {"system": f"rerank:{reranker}", "version": VERSION, "retrieved": retrieved_key,
-           "method": method_of(cfg), "summary": evaluation.summary_id(cfg, method_of(cfg)), "adapter": adapter_id,
+           "method": main_summary(cfg), "summary": evaluation.summary_id(cfg, main_summary(cfg)), "adapter": adapter_id,
            **({"order": cfg.beyond.rerank_order, "seed": cfg.seed} if reranker == "listwise" else {}),
            **_llm_settings(cfg)}
 
     def compute() -> pd.DataFrame:
         began = time.perf_counter()
         if reranker == "pointwise":
-            prompts = build(cfg, samples, catalog, summaries, tokenizer, lists)
-            scores = evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter,
-                                              f"{desc}: pointwise")
+            prompts = build(cfg, samples, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, lists)
+            scores = evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"{desc}: pointwise")
         else:
-            shown = [[x[j] for j in perm] for x, perm in zip(lists, perms)]
-            prompts = listwise.build(cfg, samples, catalog, summaries, tokenizer, shown)
-            model, scorer = _scoring_model(cfg, base(), adapter)
-            try:
-                with bar(len(prompts), f"{desc}: listwise", "user") as progress:
-                    by_letter = listwise.letter_logprobs(scorer, prompts, listwise.letters_for(tokenizer, prompts),
-                                                         cfg.sft.score_batch_users, tokenizer.pad_token_id or 0,
-                                                         progress)
-            finally:
-                _release(model, base())
-            scores = [listwise.to_candidates(s, perm) for s, perm in zip(by_letter, perms)]
+            scores = score_listwise(cfg, samples, catalog, tokenizer, base, adapter, lists, perms,
+                                    f"{desc}: listwise")
         ranks = [retrieval.list_rank(x, p, s) for x, p, s in zip(lists, samples["positive"], scores)]
         return retrieval.frame(samples["user_id"], lists, scores, ranks, round(time.perf_counter() - began, 2))
 
@@ -413,6 +382,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
               for tuned, label in POINTWISE.items()}
     adapter = ensure_adapter(cfg, prepared, catalog, tokenizer, log)
     perms = listwise.orders(ids, n_cand, b.orders, cfg.seed)
+    candidates = evaluation.baselines.candidates(samples)
     per_order: dict[str, list[list[np.ndarray]]] = {}
     for label, lw_adapter in (("listwise zero-shot", None), ("listwise fine-tuned", adapter)):
         per_order[label], seconds = [], 0.0
@@ -420,7 +390,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
             key = listwise_key(cfg, lw_adapter, o)
             frame = cached(scores_path(cfg, key), samples,
                            lambda o=o, a=lw_adapter, label=label: score_listwise(
-                               cfg, samples, catalog, tokenizer, base, a, perms[o], f"{label}, order {o}"),
+                               cfg, samples, catalog, tokenizer, base, a, candidates, perms[o], f"{label}, order {o}"),
                            log, key)
             per_order[label].append([np.asarray(s) for s in frame["scores"]])
             seconds += float(frame["seconds"].iloc[0])
@@ -430,15 +400,14 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
         frames[f"{label}, order-averaged"] = evaluation.score_frame(samples, averaged, seconds)
 
     # 2. position bias: the fine-tuned pointwise row in a second order (order 1 of the listwise orders)
-    second = pointwise_frame(cfg, True, samples, prepared, tokenizer, base, log,
-                             perms=listwise.orders(ids, n_cand, 2, cfg.seed)[1])
+    order_1 = listwise.orders(ids, n_cand, 2, cfg.seed)[1]
+    second = pointwise_frame(cfg, True, samples, prepared, tokenizer, base, log, perms=order_1)
     pointwise_orders = [[np.asarray(s) for s in frames["pointwise fine-tuned"]["scores"]],
                         [np.asarray(s) for s in second["scores"]]]
     identity_order = [np.arange(n_cand) for _ in ids]  # 07 scored the candidates positive first
     positions = pd.concat(
         [listwise.position_frame(label, ids, per_order[label], perms) for label in per_order]
-        + [listwise.position_frame("pointwise fine-tuned", ids, pointwise_orders,
-                                   [identity_order, listwise.orders(ids, n_cand, 2, cfg.seed)[1]])],
+        + [listwise.position_frame("pointwise fine-tuned", ids, pointwise_orders, [identity_order, order_1])],
         ignore_index=True)
     bias = listwise.position_bias(positions, n_cand)
 
@@ -446,23 +415,23 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
     catalogue = sorted(catalog)
 
     @functools.cache
-    def vectors() -> tuple[list[str], np.ndarray, np.ndarray]:  # MiniLM, only if something is not stored
-        summaries = summaries_for(cfg, method_of(cfg))
+    def vectors() -> tuple[np.ndarray, np.ndarray]:  # (items, summaries) by MiniLM, only if something is not stored
+        summaries = summaries_for(cfg, main_summary(cfg))
         log(f"embedding {len(catalogue)} catalogue items and {len(samples)} summaries with MiniLM")
-        return catalogue, item_vectors(cfg, catalog, catalogue), retrieval.summary_vectors([summaries[u] for u in ids])
+        return item_vectors(cfg, catalog, catalogue), retrieval.summary_vectors([summaries[u] for u in ids])
 
     def sampled() -> list[np.ndarray]:
-        _, item_vecs, summary_vecs = vectors()
+        item_vecs, summary_vecs = vectors()
         row_of = {i: r for r, i in enumerate(catalogue)}
         return [retrieval.cosine_scores(summary_vecs[u:u + 1], item_vecs[[row_of[i] for i in c]])[0]
-                for u, c in enumerate(evaluation.baselines.candidates(samples))]
+                for u, c in enumerate(candidates)]
 
     key = summary_retriever_key(cfg)
     frames["summary retriever"] = cached(scores_path(cfg, key), samples, sampled, log, key)
 
     # 4. two-stage ranking over the whole catalogue
     retrieved, retrieved_keys = retrieve(cfg, samples, whole, log, catalogue, vectors)
-    pointwise_adapter = evaluation.ensure_adapter(cfg, method_of(cfg), log)
+    pointwise_adapter = evaluation.ensure_adapter(cfg, main_summary(cfg), log)
     two_stage, stored = [], {}
     for r in RETRIEVERS:
         two_stage.append(_two_stage_row(r, "none", retrieved[r]["rank"], b.retrieve, cfg, retrieved[r]))

@@ -123,6 +123,29 @@ def letters_for(tokenizer: Any, prompts: Sequence[ListwisePrompt]) -> list[int]:
     return letter_tokens(tokenizer, max(p.n_candidates for p in prompts), prompts[0].text)
 
 
+def compare_speed(model: Any, pointwise: Sequence[Any], lists: Sequence[ListwisePrompt], answer: Any,
+                  letters: Sequence[int], batch_size: int = 4, pad_id: int = 0) -> dict[str, dict[str, float]]:
+    """Pointwise shared-prefix scoring (:func:`trsr_utils.scoring.score_users` of ``pointwise``) and listwise
+    scoring of ``lists`` (the same users and candidates) in one process, one after the other: after a warm-up,
+    each timed twice, alternating, the faster kept. Per scoring: ``seconds`` and ``tokens_per_user`` (pointwise:
+    the prefix once and every suffix)."""
+    from .scoring import score_users
+
+    run = {"pointwise": lambda: score_users(model, pointwise, answer, batch_size, pad_id, shard=False),
+           "listwise": lambda: letter_logprobs(model, lists, letters, batch_size, pad_id, shard=False)}
+    for f in run.values():  # warm-up
+        f()
+    best = {k: float("inf") for k in run}
+    for _ in range(2):
+        for k, f in run.items():
+            began = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - began)
+    tokens = {"pointwise": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids)) for p in pointwise])),
+              "listwise": float(np.mean([len(p.ids) for p in lists]))}
+    return {k: {"seconds": best[k], "tokens_per_user": tokens[k]} for k in run}
+
+
 # ----------------------------------------------------------------- position bias
 def position_frame(system: str, user_ids: Sequence[str], per_order: Sequence[Sequence[np.ndarray]],
                    order_list: Sequence[Sequence[np.ndarray]]) -> pd.DataFrame:

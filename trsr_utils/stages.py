@@ -190,8 +190,9 @@ def inputs(cfg: Config, name: str) -> dict[str, tuple[str, Config]]:
                 out[label if own else f"{label}[{cell.name}]"] = (s, c)
         return out
     if name == "09_beyond":  # the main summary, notebook 06's adapter for it
-        method = cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
-        return {"01_data": ("01_data", cfg), **_llm_inputs(cfg, cfg, method, True)}
+        from .user_prompts import main_summary
+
+        return {"01_data": ("01_data", cfg), **_llm_inputs(cfg, cfg, main_summary(cfg), True)}
     return {r: (r, cfg) for r in stage.reads}
 
 

@@ -16,6 +16,12 @@ import pandas as pd
 from .prompts import RecommendationPrompter, UserPrompts
 
 
+def main_summary(cfg: Any) -> str:
+    """The profile's own summary method: ``sft.summary``, hierarchical when that is none (notebook 08's main axis,
+    and what notebook 09's prompts and summary retriever use)."""
+    return cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
+
+
 def summaries_for(cfg: Any, method: str) -> dict[str, str] | None:
     """user -> summary text of ``method`` (hierarchical | recurrent) under ``cfg``, or None for "none"."""
     if method == "none":
