@@ -11,7 +11,7 @@ keeps its 5% meaning across the family.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,57 @@ def users_needed(sd: float, delta: float, alpha: float = ALPHA, power: float = 0
         return None
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     return max(2, math.ceil((z * sd / abs(delta)) ** 2))
+
+
+def equivalence(a: Sequence[float], b: Sequence[float], margin: float, alpha: float = ALPHA) -> dict[str, float]:
+    """Two one-sided tests (TOST) that the mean paired difference ``a - b`` lies within ``(-margin, margin)``.
+
+    H0 is "the difference is at least ``margin`` in size"; rejecting both one-sided nulls (t-tests on the per-user
+    differences: mean > -margin and mean < margin) shows equivalence. The p-value is the larger of the two; the
+    (1 - 2 alpha) interval of the mean lies inside the margin exactly when p < alpha."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or len(d) < 2 or margin <= 0:
+        raise ValueError(f"need at least 2 paired users and a positive margin, got {d.shape} and {margin}")
+    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:  # every user moved by the same amount: the difference is known exactly
+        p_low = p_high = 0.0 if -margin < mean < margin else 1.0
+        low = high = mean
+    else:
+        se = sd / math.sqrt(n)
+        p_low = float(stats.t.sf((mean + margin) / se, n - 1))  # H0: mean <= -margin
+        p_high = float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= +margin
+        half = float(stats.t.ppf(1 - alpha, n - 1)) * se
+        low, high = mean - half, mean + half
+    p = max(p_low, p_high)
+    return {"diff": mean, "margin": margin, "p_lower": p_low, "p_upper": p_high, "p": p, "low": low, "high": high,
+            "equivalent": p < alpha, "sd": sd, "users": n}
+
+
+def users_needed_equivalence(sd: float, margin: float, true_diff: float = 0.0, alpha: float = ALPHA,
+                             power: float = 0.8) -> int | None:
+    """Users a TOST needs to show equivalence within ``margin`` with ``power`` when the true difference is
+    ``true_diff`` (normal approximation: n = ((z_{1-alpha} + z_{1-beta/2}) sd / (margin - |true_diff|))^2 at a
+    true difference of 0, z_{1-beta} otherwise)."""
+    gap = margin - abs(true_diff)
+    if gap <= 0 or not math.isfinite(sd):
+        return None
+    z_beta = stats.norm.ppf(1 - (1 - power) / 2) if true_diff == 0 else stats.norm.ppf(power)
+    return max(2, math.ceil(((stats.norm.ppf(1 - alpha) + z_beta) * sd / gap) ** 2))
+
+
+def decision(difference: Mapping[str, float], tost: Mapping[str, float], metric: str = "recall@10") -> str:
+    """The answer to "does A differ from B?" in one sentence: shown (Holm p < alpha), bounded (TOST p < alpha:
+    within the margin), or undecided, with the users a decision would need."""
+    d, m, n = difference["diff"], tost["margin"], int(tost["users"])
+    if difference.get("p_holm", difference["p"]) < ALPHA:
+        return (f"shown: {d:+.3f} {metric} (Holm p = {difference.get('p_holm', difference['p']):.3f}) on {n} users")
+    if tost["equivalent"]:
+        return (f"bounded: the difference {d:+.3f} {metric} lies within ±{m:.2f} (TOST p = {tost['p']:.3f}, 90% "
+                f"interval {tost['low']:+.3f} to {tost['high']:+.3f}) on {n} users")
+    need = users_needed_equivalence(tost["sd"], m)
+    more = f"; about {need} users would bound it within ±{m:.2f} if the true difference is 0" if need else ""
+    return (f"undecided: {d:+.3f} {metric} (p = {difference['p']:.3f}; TOST p = {tost['p']:.3f}, 90% interval "
+            f"{tost['low']:+.3f} to {tost['high']:+.3f} is not within ±{m:.2f}) on {n} users{more}")
 
 
 def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names: Sequence[str] = METRICS,
