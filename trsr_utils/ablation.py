@@ -12,6 +12,17 @@ time) and ranks the same test users' candidates as notebook 07:
   trained on the profile's block size)
 * ``summarizer``: another summarizer model (where the profile lists one)
 
+and the controls that ask whether the summary matters (section 4 of the notebook; their own family of paired
+tests, so they do not dilute the ablations' Holm correction):
+
+* ``reliance``: the fine-tuned recommender scored with its summary replaced at inference (no training): another
+  test user's summary (a seeded derangement), an empty summary, the template summary (``eval.reliance_controls``);
+* ``positive_control``: a recommender fine-tuned and scored with the template summary (informative, no LLM), and
+  with the *oracle* summary that names the held-out positive's attributes: it leaks the answer on purpose, is
+  labelled so in every table, and is never a result (``eval.positive_controls``);
+* ``order``: the test users' histories summarized again in a seeded shuffled order (``eval.order_test``): does
+  the summarizer use the sequence?
+
 Scores go to the run's score store (``cache/scores/<key>.parquet``, see
 :mod:`trsr_utils.evaluation`) under a key of everything they depend on, so a
 cell whose settings equal one of notebook 07's rows finds that row's scores,
@@ -28,6 +39,7 @@ candidates (the shared prefix once, plus every candidate suffix).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +48,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import distributed, evaluation, io, metrics, stages
+from . import audit, distributed, evaluation, io, metrics, significance, stages
 from .config import with_overrides
 from .user_prompts import main_summary
 
@@ -48,8 +60,11 @@ class Cell:
     axis: str
     value: str
     finetuned: bool
-    method: str  # the summary in the prompt: none | hierarchical | recurrent
+    method: str  # the summary in the prompt: none | hierarchical | recurrent | template | oracle
     overrides: dict[str, Any] = field(default_factory=dict)
+    # "": the method's own summaries; a reliance control (audit.CONTROLS: replaced at inference); "shuffled": the
+    # method's summaries of the histories in a seeded shuffled order
+    control: str = ""
 
     @property
     def name(self) -> str:
@@ -59,7 +74,21 @@ class Cell:
     @property
     def needs_summaries(self) -> bool:
         """Cells that change how summaries are written need their own summaries."""
-        return any(k.startswith(("chunking.", "model.summarizer", "summary.")) for k in self.overrides)
+        return self.control == "shuffled" or any(k.startswith(("chunking.", "model.summarizer", "summary."))
+                                                 for k in self.overrides)
+
+    @property
+    def is_control(self) -> bool:
+        """A cell of section 4 (does the summary matter?), tested in its own family."""
+        return self.axis in CONTROL_AXES
+
+    @property
+    def label(self) -> str:
+        """The cell's value as tables show it: the oracle says what it is wherever it appears."""
+        return audit.ORACLE if self.method == "oracle" else self.value
+
+
+CONTROL_AXES = ("reliance", "positive_control", "order")
 
 
 def grid(cfg: Any) -> list[Cell]:
@@ -79,6 +108,13 @@ def grid(cfg: Any) -> list[Cell]:
                    {"chunking.items_per_block": int(n), "chunking.max_blocks": -(-covered // int(n))})
               for n in e.ablation_items_per_block]
     cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
+    # Does the summary matter? The profile's recommender with its summary replaced at inference; recommenders
+    # fine-tuned on an informative (template) and a leaking (oracle) summary; summaries of shuffled histories.
+    cells += [Cell("reliance", c, ft, main, control=c) for c in e.reliance_controls if c != main]
+    if ft:
+        cells += [Cell("positive_control", c, True, c) for c in e.positive_controls if c != main]
+    if e.order_test:
+        cells.append(Cell("order", "shuffled", ft, "hierarchical", control="shuffled"))
     return cells
 
 
@@ -88,7 +124,7 @@ def _is_default(cfg: Any, cell: Cell) -> bool:
 
 def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
     """The notebook 07 system with exactly this cell's settings, if any."""
-    if not _is_default(cfg, cell):
+    if not _is_default(cfg, cell) or cell.control or cell.method not in ("none", "hierarchical", "recurrent"):
         return None
     if not cell.finetuned:
         return "zero_shot" if cell.method == "hierarchical" else None
@@ -98,7 +134,7 @@ def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
 def cell_dir(cfg: Any, cell: Cell, samples_key: dict[str, Any]) -> Path:
     """The run folder of a cell's own summaries: named by the cell and what its summaries depend on."""
     key = stages.digest({"03": stages.fingerprint(with_overrides(cfg, cell.overrides), "03_hierarchical").digest,
-                         "samples": samples_key})
+                         "samples": samples_key, **({"order": cell.control, "seed": cfg.seed} if cell.control else {})})
     return Path(cfg.run_dir) / STAGE / "cells" / f"{cell.name}-{key[:stages.DIGEST_CHARS]}"
 
 
@@ -111,9 +147,12 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
 
     sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell, evaluation.samples_key(cfg))))
     summary_id = stages.digest({"cell_summaries": stages.fingerprint(sub, "03_hierarchical").digest,
-                                "users": list(samples["user_id"])})
+                                "users": list(samples["user_id"]),
+                                **({"order": cell.control, "seed": cfg.seed} if cell.control else {})})
     if stages.is_complete(sub, "03_hierarchical"):
         return sub, summary_id
+    if cell.control == "shuffled":
+        samples = shuffled_histories(samples, cfg.seed)
     tokenizer = llm.load_tokenizer(sub.model.summarizer)
     texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
     blocks, report = chunking.chunk_samples(samples, texter, chunking.Chunker.from_config(sub, tokenizer))
@@ -124,9 +163,18 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
     return sub, summary_id
 
 
+def shuffled_histories(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The samples with each history in a seeded random order (the same items; the order test of section 4)."""
+    rng = np.random.default_rng(seed)
+    out = samples.copy()
+    out["history"] = [list(np.asarray(h, dtype=object)[rng.permutation(len(h))]) for h in samples["history"]]
+    return out
+
+
 def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
-    """Mean summarizer tokens (prompt + generated) per user for ``method`` in ``cfg``'s run folder."""
-    if method == "none":
+    """Mean summarizer tokens (prompt + generated) per user for ``method`` in ``cfg``'s run folder (the template
+    and the oracle use no LLM)."""
+    if method in ("none", "template", "oracle"):
         return 0.0
     from . import summarize
 
@@ -154,22 +202,30 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     for cell in grid(cfg):
         cell_cfg = with_overrides(cfg, cell.overrides)
         summary_of[cell.name] = cell_cfg, evaluation.summary_id(cell_cfg, cell.method)
-        if cell.needs_summaries and not stages.is_complete(cell_cfg, "03_hierarchical"):
+        if cell.needs_summaries and (cell.control or not stages.is_complete(cell_cfg, "03_hierarchical")):
             summary_of[cell.name] = prepare_summaries(cfg, cell, prepared, samples, log)
             llm.release()
 
+    users = list(samples["user_id"])
     rows = []
     for cell in grid(cfg):
         cell_cfg = with_overrides(cfg, cell.overrides)
         adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
         summary_cfg, summary_id = summary_of[cell.name]
+        summaries = summaries_for(summary_cfg, cell.method,
+                                  control=audit.ORACLE if cell.axis == "positive_control" else "")
+        if cell.control in audit.CONTROLS:  # the summary replaced at inference: its key says by what
+            template = summaries_for(cfg, "template") if cell.control == "template" else None
+            summaries = audit.replaced(summaries, users, cell.control, cfg.seed, template)
+            summary_id = stages.digest({"control": cell.control, "summary": summary_id, "seed": cfg.seed,
+                                        "template": evaluation.summary_id(cfg, "template") if template else None})
         key = evaluation.llm_key(cell_cfg, cell.method, summary_id,
                                  evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
         source = same_as_evaluation(cfg, cell)
         if source and evaluation.system_key(cfg, source, adapter) != key:
             source = None
 
-        prompts = build(cell_cfg, samples, prepared.catalog, summaries_for(summary_cfg, cell.method), tokenizer)
+        prompts = build(cell_cfg, samples, prepared.catalog, summaries, tokenizer)
 
         def compute(cell=cell, prompts=prompts, adapter=adapter) -> list[np.ndarray]:
             log(f"{cell.name}: scoring {len(samples)} users")
@@ -177,11 +233,12 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
 
         frame = evaluation.cached(evaluation.scores_path(cfg, key), samples, compute, log, key)
         m = metrics.metrics_from_ranks(frame["rank"])
+        paid = cell.method if cell.control not in ("empty", "template") else "none"  # what the shown summary cost
         rows.append({
-            "cell": cell.name, "axis": cell.axis, "value": cell.value, "finetuned": cell.finetuned,
-            "method": cell.method, "source": f"07:{source}" if source else "08",
+            "cell": cell.name, "axis": cell.axis, "value": cell.label, "finetuned": cell.finetuned,
+            "method": cell.method, "control": cell.control, "source": f"07:{source}" if source else "08",
             **{c: m[c] for c in evaluation.COLUMNS},
-            "summary_tokens_per_user": summary_tokens(summary_cfg, cell.method, samples["user_id"]),
+            "summary_tokens_per_user": summary_tokens(summary_cfg, paid, samples["user_id"]),
             "scoring_tokens_per_user": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids))
                                                       for p in prompts])),
             "seconds": float(frame["seconds"].iloc[0]), "users": len(frame),
@@ -204,18 +261,73 @@ def read_ranks(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["system", "user_id", "rank"]]
 
 
-def reference_pairs(table: pd.DataFrame, cfg: Any) -> list[tuple[str, str]]:
+def reference(cfg: Any, finetuned: bool) -> str:
+    """The name of the cell with the profile's own setting and model state: what every other cell is against."""
+    main = main_summary(cfg)
+    return Cell("summary", main, bool(finetuned), main).name
+
+
+def reference_pairs(table: pd.DataFrame, cfg: Any, controls: bool = False) -> list[tuple[str, str]]:
     """Each cell against the profile's own setting with the same model state (zero-shot cells against the
     zero-shot reference); cells scored by the very same scores as their reference are left out (a zero difference
-    by construction)."""
-    main = main_summary(cfg)
+    by construction). ``controls``: the cells of section 4 instead of the ablations (each family is corrected on
+    its own)."""
     by_name = table.set_index("cell")
     pairs = []
     for row in table.itertuples():
-        reference = Cell("summary", main, bool(row.finetuned), main).name
-        if reference in by_name.index and by_name.loc[reference, "scores"] != row.scores:
-            pairs.append((row.cell, reference))
+        ref = reference(cfg, row.finetuned)
+        if (row.axis in CONTROL_AXES) == controls and ref in by_name.index and by_name.loc[ref, "scores"] != row.scores:
+            pairs.append((row.cell, ref))
     return pairs
+
+
+def probability_shift(table: pd.DataFrame, cfg: Any) -> pd.DataFrame:
+    """Per cell against its reference (same users, same candidates): the mean |Δp(yes)| per candidate, the share
+    of users whose positive changed rank, and, for scale, the reference's mean spread of p(yes) across one user's
+    candidates (a shift well below it cannot reorder much)."""
+    rows = []
+    frames = {r.cell: io.read_parquet(r.scores) for r in table.itertuples()}
+    for r in table.itertuples():
+        ref = reference(cfg, r.finetuned)
+        if ref not in frames or ref == r.cell:
+            continue
+        a, b = frames[r.cell], frames[ref]
+        if list(a["user_id"]) != list(b["user_id"]):
+            raise ValueError(f"{r.cell} and {ref} scored different users")
+        pa, pb = (np.concatenate([np.asarray(x, dtype=float) for x in f["scores"]]) for f in (a, b))
+        rows.append({"cell": r.cell, "against": ref, "mean_abs_dp": float(np.abs(pa - pb).mean()),
+                     "rank_changed": float((a["rank"].to_numpy() != b["rank"].to_numpy()).mean()),
+                     "reference_spread": float(np.mean([np.std(np.asarray(x, dtype=float)) for x in b["scores"]]))})
+    return pd.DataFrame(rows, columns=["cell", "against", "mean_abs_dp", "rank_changed", "reference_spread"])
+
+
+def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_resamples: int = 9999) -> pd.DataFrame:
+    """The question of the lab: does the summary help the fine-tuned recommender over TALLRec (the same model
+    fine-tuned without a summary)? Per LLM summary method: the paired difference (Holm over the methods), the two
+    one-sided tests at ``eval.equivalence_margin`` and the one-sentence decision (shown, bounded or undecided, with
+    the users a decision would need)."""
+    none = Cell("summary", "none", True, "none").name
+    cells = [Cell("summary", m, True, m).name for m in ("hierarchical", "recurrent")]
+    cells = [c for c in cells if c in set(table["cell"])]
+    if none not in set(table["cell"]) or not cells:
+        return pd.DataFrame()
+    ranks = read_ranks(table[table["cell"].isin([none, *cells])])
+    by = {c: g.set_index("user_id")["rank"] for c, g in ranks.groupby("system")}
+    rows = []
+    for c in cells:
+        users = by[none].index
+        a, b = metrics.per_user(by[c].reindex(users), metric), metrics.per_user(by[none].reindex(users), metric)
+        d = significance.paired_difference(a, b, n_resamples, cfg.seed)
+        t = significance.equivalence(a, b, cfg.eval.equivalence_margin)
+        rows.append({"cell": c, "method": c.split("=")[1].split("-")[0], "metric": metric, **d,
+                     "tost_p": t["p"], "low90": t["low"], "high90": t["high"], "equivalent": t["equivalent"],
+                     "margin": t["margin"], "users_to_bound": significance.users_needed_equivalence(d["sd"], t["margin"]),
+                     "tost": t})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = significance.holm(out["p"])
+    out["decision"] = [significance.decision({**r, "p_holm": r["p_holm"]}, r["tost"], metric)
+                       for r in out.to_dict(orient="records")]
+    return out.drop(columns=["tost"])
 
 
 def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
@@ -225,6 +337,8 @@ def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
     out = [f"{n} test users: one user moves {metric} by {1 / n:.3f}; a 95% interval of {metric} over this many users "
            f"is about {width:.2f} wide (normal approximation at a rate of 0.5), so cells closer than that are not "
            "shown to differ."]
+    controls = table[table["axis"].isin(CONTROL_AXES)]
+    table = table[~table["axis"].isin(CONTROL_AXES)]
     for axis, sub in table.groupby("axis", sort=False):
         for tuned, cells in sub.groupby("finetuned", sort=False):
             if len(cells) < 2:
@@ -242,7 +356,106 @@ def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
         extra = ", ".join(f"{m} {v:.0f}" for m, v in cost.items() if m != "none")
         out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}) on top of scoring; "
                    "whether it buys quality is read from the summary axis above, within its uncertainty.")
+    if len(controls):
+        out.append(f"{len(controls)} control cells (section 4) are read there, in their own family of tests.")
     return out
+
+
+def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFrame, effect: pd.DataFrame,
+                     metric: str = "recall@10") -> list[str]:
+    """What the controls say about why the summary helps or not, in sentences computed from their tables:
+    does the recommender read the summary (reliance), can it learn from one at all (positive controls), does the
+    summarizer use the order (order test), and the decision on the summary's effect over TALLRec."""
+    out = [f"{r.method}: {r.decision}." for r in effect.itertuples()] if len(effect) else []
+    rows = paired[paired["metric"] == metric].set_index("a") if len(paired) else pd.DataFrame()
+    moved = shift.set_index("cell") if len(shift) else pd.DataFrame()
+    for cell in table[table["axis"].isin(CONTROL_AXES)].itertuples():
+        if cell.cell not in rows.index:
+            continue
+        r = rows.loc[cell.cell]
+        sig = "significant after Holm" if r["significant"] else "not distinguishable after Holm"
+        change = (f"; p(yes) moves by {moved.loc[cell.cell, 'mean_abs_dp']:.3f} per candidate (the reference's spread "
+                  f"across a user's candidates: {moved.loc[cell.cell, 'reference_spread']:.3f}) and the positive's "
+                  f"rank changes for {moved.loc[cell.cell, 'rank_changed']:.0%} of users"
+                  if cell.cell in moved.index else "")
+        what = {"reliance": f"with the summary replaced by {cell.value.replace('_', ' ')}",
+                "positive_control": f"fine-tuned and scored with the {cell.value} summary",
+                "order": "with summaries of the histories in a shuffled order"}[cell.axis]
+        out.append(f"{what}: {r['diff']:+.3f} {metric} against the profile's setting (p = {r['p']:.3f}, Holm "
+                   f"{r['p_holm']:.3f}: {sig}){change}.")
+        if cell.control == "other_user":
+            out.append("The recommender " + ("reads whose summary it is: another user's summary costs it "
+                                             f"{-r['diff']:.3f} {metric}." if r["significant"] and r["diff"] < 0 else
+                                             "is not shown to use whose summary it reads: another user's summary "
+                                             "ranks as well" + (" (it moves the scores: the text acts as noise)."
+                                                                if cell.cell in moved.index and
+                                                                moved.loc[cell.cell, "rank_changed"] > 0 else ".")))
+        if cell.method == "oracle":
+            out.append("The oracle leaks the positive's attributes (a control, never a result): " + (
+                "a recommender can learn to use a summary that carries the answer, so the bottleneck is what the "
+                "summaries carry." if r["significant"] and r["diff"] > 0 else
+                "even a summary that carries the answer is not shown to help: the bottleneck is the recommender's "
+                "training (or too few users to tell), not the summarizer."))
+        if cell.method == "template" and cell.axis == "positive_control":
+            out.append("The no-LLM template " + ("beats the LLM summary: the bottleneck is the summarizer."
+                                                 if r["significant"] and r["diff"] > 0 else
+                                                 "is not shown to beat the LLM summary."))
+    return out
+
+
+# The recorded control results of the runs that decide (course, course-long), shipped with the repository so that
+# notebook 08 on the demo prints them beside its own cells. Written by `python -m trsr_utils.ablation --record`.
+SHIPPED = Path(__file__).resolve().parent.parent / "docs" / "results" / "controls.json"
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """Plain JSON rows (numpy scalars and NaN made JSON's own)."""
+    return json.loads(frame[[c for c in columns if c in frame]].to_json(orient="records")) if len(frame) else []
+
+
+def control_results(cfg: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """What section 4 found on this run, with the run's fingerprint and commit: the decision on the summary's
+    effect, each control's paired difference (Holm within the controls) and score shift, and the reading."""
+    pairs = significance.compare(read_ranks(table), reference_pairs(table, cfg, controls=True), seed=cfg.seed)
+    shift, effect = probability_shift(table, cfg), summary_effect(table, cfg)
+    rec = stages.record(stages.result_dir(cfg, STAGE)) or {}
+    rows = pairs[pairs["metric"] == "recall@10"] if len(pairs) else pairs
+    return {"profile": cfg.profile, "fingerprint": stages.fingerprint(cfg, STAGE).digest, "git": rec.get("git"),
+            "users": int(table["users"].iloc[0]), "equivalence_margin": cfg.eval.equivalence_margin,
+            "effect": _records(effect, ["method", "diff", "low", "high", "p", "p_holm", "tost_p", "low90", "high90",
+                                        "equivalent", "users_to_bound", "decision"]),
+            "controls": _records(rows, ["a", "b", "mean_a", "mean_b", "diff", "low", "high", "p", "p_holm",
+                                        "significant"]),
+            "shift": _records(shift, ["cell", "mean_abs_dp", "rank_changed", "reference_spread"]),
+            "reading": controls_reading(table, pairs, shift, effect)}
+
+
+def record_controls(cfg: Any, table: pd.DataFrame, path: Path = SHIPPED) -> Path:
+    """Add (or replace) this profile's control results in the shipped results file."""
+    shipped = shipped_controls(path) or {"runs": {}}
+    shipped["runs"][cfg.profile] = control_results(cfg, table)
+    return io.write_json(path, shipped)
+
+
+def shipped_controls(path: Path = SHIPPED) -> dict[str, Any] | None:
+    """The shipped control results (None when this copy has none)."""
+    return io.read_json(path) if Path(path).exists() else None
+
+
+def shipped_reading(shipped: dict[str, Any] | None) -> str:
+    """The shipped results as notebook 08 prints them (Markdown), or what to run when there are none."""
+    if not shipped or not shipped.get("runs"):
+        return (f"**No recorded results of the deciding runs ship with this copy** ({SHIPPED.name} is missing or "
+                "empty). Make them once (about 2 hours each on 2 cores): `python -m trsr_utils.pipeline run --profile "
+                "course-long --only 01,02,03,04,05,06,07`, then `python -m trsr_utils.ablation --profile course-long "
+                "--record docs/results/controls.json` (the same for `course`).")
+    out = []
+    for profile, run in shipped["runs"].items():
+        commit = (run.get("git") or {}).get("commit", "?")
+        out.append(f"**{profile}** ({run['users']} test users; 08's fingerprint {run['fingerprint'][:12]}, commit "
+                   f"{str(commit)[:10]}):")
+        out += [f"- {line}" for line in run["reading"]]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,11 +467,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.ablation", description=main.__doc__)
     stage_arguments(parser)
+    parser.add_argument("--record", metavar="PATH", default=None,
+                        help=f"add this run's control results (section 4) to a results file, e.g. {SHIPPED}")
     args = parser.parse_args(argv)
     cfg = stage_config(args)
     table = run(cfg, log=print if distributed.is_main() else (lambda _: None))
     if distributed.is_main():
         print(table[["cell", "recall@10", "seconds"]].to_string(index=False))
+        if args.record:
+            print(f"recorded {cfg.profile}'s control results in {record_controls(cfg, table, Path(args.record))}")
     return 0
 
 

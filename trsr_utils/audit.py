@@ -35,6 +35,7 @@ import pandas as pd
 
 from . import metrics, prompts, significance
 from .compare import jaccard, mentions
+from .config import RELIANCE_CONTROLS
 from .summary_checks import unknown_titles
 from .text import item_categories
 
@@ -192,6 +193,28 @@ def query_ranks(queries: Mapping[str, Mapping[str, np.ndarray]], candidates: Map
     return pd.DataFrame(rows)
 
 
+def predictiveness(samples: pd.DataFrame, summaries: Mapping[str, Mapping[str, str]], lines: Callable[[str], str],
+                   embed: Callable[[list[str]], np.ndarray], recent: int, main: str, seed: int) -> pd.DataFrame:
+    """Each query's rank of the positive among every sample's candidates (the positive first, then its negatives),
+    by MiniLM cosine: each summary method's text (``summaries``: name -> {user: text}), the centroid of the last
+    ``recent`` items, the centroid of the whole history, and another user's ``main`` summary (a derangement: a
+    query that knows nothing of the user). ``embed`` maps texts to L2-normalised rows."""
+    users = list(samples["user_id"])
+    items = sorted({i for s in samples.itertuples(index=False) for i in [*s.history, s.positive, *s.negatives]})
+    vec = dict(zip(items, embed([lines(i) for i in items])))
+    cands = {s.user_id: np.stack([vec[i] for i in [s.positive, *s.negatives]]) for s in samples.itertuples(index=False)}
+    queries: dict[str, dict[str, np.ndarray]] = {}
+    for name, texts in summaries.items():
+        queries[f"{name} summary"] = dict(zip(users, embed([texts[u] for u in users])))
+    hist = dict(zip(samples["user_id"], samples["history"]))
+    if recent:
+        queries[f"last {recent} items"] = {u: centroid([vec[i] for i in list(hist[u])[-recent:]]) for u in users}
+    queries["whole history"] = {u: centroid([vec[i] for i in hist[u]]) for u in users}
+    other = derangement(users, seed)
+    queries[f"another user's {main} summary"] = {u: queries[f"{main} summary"][other[u]] for u in users}
+    return query_ranks(queries, cands)
+
+
 def kept_share(summary: float, history: float, floor: float) -> float:
     """How much of what the whole history knows the summary keeps: (summary - floor) / (history - floor), with
     ``floor`` what a query that knows nothing of the user reaches (another user's summary). NaN when the history
@@ -214,7 +237,7 @@ def derangement(users: Sequence[str], seed: int) -> dict[str, str]:
     return {users[i]: users[perm[i]] for i in range(len(users))}
 
 
-CONTROLS = ("other_user", "empty", "template")  # the summary replaced at inference (notebook 08's reliance cells)
+CONTROLS = RELIANCE_CONTROLS  # the summary replaced at inference (notebook 08's reliance cells)
 
 
 def replaced(summaries: Mapping[str, str], users: Sequence[str], control: str, seed: int,
@@ -253,6 +276,26 @@ def oracle_summaries(samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, s
         cats = item_categories(catalog.get(s.positive, {}))
         named = " and ".join(cats[:3]) if cats else "no listed category of"
         out[s.user_id] = f"{prompts.SUMMARY_OPENING} most often chose {named} {items}."
+    return out
+
+
+def drift_reading(table: pd.DataFrame) -> list[str]:
+    """What the recurrent updates did, in sentences computed from the per-update table."""
+    if table.empty:
+        return ["No recurrent updates (every history fits one block)."]
+    by = drift_by_step(table)
+    took = table["took_new"].dropna()
+    out = [f"{table['unchanged'].mean():.1%} of {len(table)} updates return the previous summary word for word "
+           f"(step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%}).",
+           f"An update names its new block's top attributes {table['new_block_coverage'].mean():.0%} of the time"
+           + (f"; of the {len(took)} updates whose block brings an attribute no earlier block had, "
+              f"{took.mean():.0%} name one." if len(took) else ".")]
+    kept = table["kept"].dropna()
+    if len(kept):
+        out.append(f"An update keeps {kept.mean():.0%} of the attributes the previous summary named: "
+                   + ("the summary holds on to the oldest blocks rather than taking in the newest."
+                      if kept.mean() > table["new_block_coverage"].mean() else
+                      "the newest block weighs at least as much as what was kept."))
     return out
 
 

@@ -101,13 +101,16 @@ def highlight(text: str, other: str, shared_style: str = "background:#c8ecc8",
 STAGE = "05_compare"
 
 
-def write(cfg: Any, template: Any, table: Any) -> Path:
-    """Notebook 05's outputs (the template summaries and the comparison table) in the stage's folder."""
+def write(cfg: Any, template: Any, table: Any, **frames: Any) -> Path:
+    """Notebook 05's outputs (the template summaries, the comparison table and any further named frames: the
+    audit, drift and predictiveness tables) in the stage's folder."""
     from . import io, stages
 
     out = stages.result_dir(cfg, STAGE, create=True)
     io.write_parquet(out / "template_summaries.parquet", template)
     io.write_parquet(out / "comparison.parquet", table)
+    for name, frame in frames.items():
+        io.write_parquet(out / f"{name}.parquet", frame)
     return stages.finish(cfg, STAGE)
 
 

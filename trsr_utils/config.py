@@ -167,6 +167,8 @@ class SFTSettings:
 BASELINES = ("random", "popularity", "item_cf", "tfidf", "embedding",
              "NeuMF", "DIN", "DIEN", "GRU4Rec", "NARM", "SASRec", "CORE")
 LLM_ROWS = ("zero_shot", "tallrec", "hierarchical", "recurrent")
+RELIANCE_CONTROLS = ("other_user", "empty", "template")
+POSITIVE_CONTROLS = ("template", "oracle")
 # The baselines that learn from interactions (the others read text, or nothing).
 ID_BASELINES = ("popularity", "item_cf", "NeuMF", "DIN", "DIEN", "GRU4Rec", "NARM", "SASRec", "CORE")
 
@@ -205,6 +207,18 @@ class EvalConfig:
     ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
     ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare
     ablation_finetuned: bool = True  # False: the whole grid zero-shot (no adapters needed)
+    # Does the summary matter? (notebook 08, section 4.) Reliance controls: the profile's fine-tuned recommender
+    # scored with its summary replaced at inference (no training): another test user's summary (a seeded
+    # derangement), an empty summary, the no-LLM template summary.
+    reliance_controls: list[str] = field(default_factory=lambda: list(RELIANCE_CONTROLS))
+    # Positive controls (each trains one adapter): fine-tuned with the template summary (informative, no LLM), and
+    # with the oracle summary that names the held-out positive's attributes (leaks the answer on purpose: a
+    # control, never a result).
+    positive_controls: list[str] = field(default_factory=lambda: list(POSITIVE_CONTROLS))
+    # The order test: the test users' histories summarized again in a seeded shuffled order (new summaries).
+    order_test: bool = True
+    # The summary's effect over TALLRec is shown (Holm) or bounded by two one-sided tests at this Recall@10 margin.
+    equivalence_margin: float = 0.05
 
 
 @dataclass
@@ -258,7 +272,9 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "model.summarizer_quantization": (None, "8bit", "4bit"),
     "model.device": ("auto", "cpu", "cuda"),
     "prompt.domain": (None, "news", "products", "movies"),
-    "sft.summary": ("hierarchical", "recurrent", "none"),
+    # template: the no-LLM summary of notebook 05; oracle: notebook 08's leaking positive control only (refused
+    # in a profile or --set, see _validate)
+    "sft.summary": ("hierarchical", "recurrent", "none", "template", "oracle"),
     "sft.loss": ("answer", "yes_no", "whole"),
     "sft.mixed_precision": (None, "bfloat16"),
     "beyond.rerank_order": ("retriever", "shuffled"),
@@ -372,7 +388,18 @@ def _check_type(key: str, default: Any, value: Any) -> Any:
     return value
 
 
-def _validate(cfg: Config) -> None:
+def _validate(cfg: Config, control: bool = False) -> None:
+    if cfg.sft.summary == "oracle" and not control:
+        raise ConfigError("sft.summary: oracle names the held-out positive's attributes (it leaks the answer); it "
+                          "exists only as notebook 08's positive-control cell (eval.positive_controls), never as a "
+                          "profile's or a command line's setting")
+    e = cfg.eval
+    for name, allowed in (("reliance_controls", RELIANCE_CONTROLS), ("positive_controls", POSITIVE_CONTROLS)):
+        unknown = [c for c in getattr(e, name) if c not in allowed]
+        if unknown:
+            raise ConfigError(f"eval.{name}: unknown {unknown}; known: {', '.join(allowed)}")
+    if not 0 < e.equivalence_margin < 1:
+        raise ConfigError(f"eval.equivalence_margin must lie in (0, 1), got {e.equivalence_margin}")
     d = cfg.data
     if not 1 <= d.min_interactions <= d.max_interactions:
         raise ConfigError(
@@ -420,16 +447,18 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: unknown {unknown}; known: {list(known)}")
 
 
-def with_overrides(cfg: Config, overrides: Mapping[str, Any], run_dir: str | os.PathLike[str] | None = None) -> Config:
+def with_overrides(cfg: Config, overrides: Mapping[str, Any], run_dir: str | os.PathLike[str] | None = None,
+                   control: bool = False) -> Config:
     """A validated copy of ``cfg`` with dotted ``overrides`` applied (and another run_dir if given).
 
-    The same checks as :func:`resolve_config` (unknown keys, types, choices); ``cfg`` is not modified.
+    The same checks as :func:`resolve_config` (unknown keys, types, choices); ``cfg`` is not modified. ``control``:
+    the settings of notebook 08's oracle positive control (``sft.summary: oracle``), refused everywhere else.
     """
     raw = _deep_merge(cfg.to_dict(), _expand_dotted(overrides))
     if run_dir is not None:
         raw["run_dir"] = str(Path(run_dir).resolve())
     new = _build(Config, raw, "")
-    _validate(new)
+    _validate(new, control or cfg.sft.summary == "oracle")  # a control's own settings stay its own
     return new
 
 

@@ -349,3 +349,55 @@ def two_stage(table: pd.DataFrame, k: int):
     axes[0].set_ylim(0, max(0.05, float(table[[f"retrieved@{k}", "recall@10"]].to_numpy().max()) * 1.15))
     fig.tight_layout()
     return fig
+
+
+def audit_specificity(table: pd.DataFrame, measure: str = "coverage"):
+    """Per summary method: ``measure`` against the user's own history and (mean) against other users' histories,
+    one line per user between the two (a specific summary slopes down from own to others)."""
+    methods = list(dict.fromkeys(table["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.2), sharey=True, squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        sub = table[table["method"] == m][[measure, f"{measure}_others"]].dropna()
+        for own, others in sub.itertuples(index=False):
+            ax.plot([0, 1], [own, others], color="0.75", lw=0.8)
+        ax.plot([0, 1], [sub[measure].mean(), sub[f"{measure}_others"].mean()], color="C3", lw=2.5, marker="o",
+                label="mean")
+        ax.set_xticks([0, 1], ["own history", "other users'"])
+        ax.set_xlim(-0.2, 1.2)
+        ax.set_title(m)
+    axes[0][0].set_ylabel(f"{measure} of the top attributes")
+    axes[0][0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"Specificity: does a summary describe its own user better than others? ({measure})")
+    fig.tight_layout()
+    return fig
+
+
+def drift_by_step(by_step: pd.DataFrame):
+    """Recurrent updates per step: the share returned unchanged, naming the new block's top attributes, and
+    taking in an attribute the new block brings."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for col, label in (("unchanged", "returned unchanged"), ("new_block_coverage", "names the new block's top 2"),
+                       ("took_new", "names what the block brings new")):
+        ax.plot(by_step.index, by_step[col], marker="o", label=label)
+    ax.set_xlabel("update step (block)")
+    ax.set_ylabel("share of updates")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(list(by_step.index))
+    ax.legend(fontsize=8)
+    ax.set_title("Recurrent summaries: what each update takes in")
+    fig.tight_layout()
+    return fig
+
+
+def predictiveness(metrics_table: pd.DataFrame, metric: str = "recall@10", random: float | None = None):
+    """The positive found by each query alone (MiniLM cosine over the user's candidates): ``metric`` per query."""
+    frame = metrics_table.sort_values(metric)
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(frame) + 1.2))
+    ax.barh(frame.index, frame[metric], color=["C3" if "another" in q else "C0" for q in frame.index])
+    if random is not None:
+        ax.axvline(random, color="0.4", ls="--", lw=1, label="random order")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel(f"{metric} (the query alone ranks the candidates)")
+    ax.set_title("What each query knows of the positive")
+    fig.tight_layout()
+    return fig

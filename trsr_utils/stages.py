@@ -77,7 +77,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size", "summary.merge_fan_in"),
           models=("model.summarizer",), code=("block prompt", "update prompt"), version=4),
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
-          ("prompt.domain",), code=("mention aliases",)),
+          ("seed", "prompt.domain", "prompt.recent_items", "text"), code=("mention aliases",),
+          version=2),  # 2: the summary audit (faithfulness, coverage, specificity, drift, predictiveness)
     Stage("06_sft", "06_lora_sft", ("01_data", "03_hierarchical", "04_recurrent"),
           ("seed", "sft", "prompt", "text", "model.device", "model.scoring_dtype"),
           exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
@@ -86,16 +87,18 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("07_eval", "07_evaluation", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval", "prompt", "text", "model.device", "model.scoring_dtype"),
           exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
-                   "eval.ablation_finetuned"),
+                   "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls", "eval.order_test",
+                   "eval.equivalence_margin"),
           models=("model.recommender",), code=("recommendation prompt",),
           version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)
     Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
-           "eval.ablation_summarizers", "eval.ablation_finetuned", "prompt", "text", "chunking", "summary",
+           "eval.ablation_summarizers", "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls",
+           "eval.order_test", "eval.equivalence_margin", "prompt", "text", "chunking", "summary",
            "sft.summary", "model.device", "model.scoring_dtype"),
           exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
           code=("block prompt", "merge prompt", "update prompt", "recommendation prompt"),
-          version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)
+          version=3),  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the controls of section 4
     # Listwise vs pointwise on 07's test users (07's pointwise scores re-used from the score store), position
     # bias, the summary retriever and two-stage ranking over the whole catalogue (SASRec retrains here).
     Stage("09_beyond", "09_beyond_pointwise", ("01_data", "03_hierarchical", "04_recurrent", "06_sft"),
@@ -105,7 +108,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
           models=("model.recommender",), code=("recommendation prompt", "listwise prompt")),
 )}
-SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent"}
+# The stage whose result a summary method's texts come from: the template is made from notebook 02's blocks, the
+# oracle (notebook 08's positive control) from notebook 01's held-out positives.
+SUMMARY_STAGE = {"hierarchical": "03_hierarchical", "recurrent": "04_recurrent", "template": "02_text",
+                 "oracle": "01_data"}
 
 
 def _prompt(kind: str) -> Any:
@@ -218,7 +224,7 @@ def adapter_config(cfg: Config, method: str, seed: int = 0) -> Config:
         overrides["sft.summary"] = method
     if seed:
         overrides["sft.seed_offset"] = cfg.sft.seed_offset + seed
-    return with_overrides(cfg, overrides) if overrides else cfg
+    return with_overrides(cfg, overrides, control=method == "oracle") if overrides else cfg
 
 
 # ----------------------------------------------------------------- fingerprints

@@ -22,13 +22,25 @@ def main_summary(cfg: Any) -> str:
     return cfg.sft.summary if cfg.sft.summary != "none" else "hierarchical"
 
 
-def summaries_for(cfg: Any, method: str) -> dict[str, str] | None:
-    """user -> summary text of ``method`` (hierarchical | recurrent) under ``cfg``, or None for "none"."""
+def summaries_for(cfg: Any, method: str, control: str = "") -> dict[str, str] | None:
+    """user -> summary text of ``method`` under ``cfg``, or None for "none": hierarchical | recurrent (notebooks
+    03/04), template (the no-LLM summary of notebook 05, from the blocks of notebook 02) or oracle (notebook 08's
+    leaking positive control: only under the control's own settings, ``sft.summary: oracle``, or when the caller
+    names it, ``control=audit.ORACLE``)."""
     if method == "none":
         return None
-    from . import summarize
+    from . import audit, chunking, summarize, text
+    from .data import prepare
 
-    frame = summarize.read_summaries(cfg, method)
+    if method == "template":
+        template = summarize.TemplateSummarizer(prepare.read(cfg).catalog, text.domain_of(cfg))
+        frame = summarize.template_summaries(chunking.read_blocks(cfg), template)
+    elif method == "oracle":
+        prepared = prepare.read(cfg)
+        return audit.oracle_summaries(prepared.samples, prepared.catalog, text.domain_of(cfg),
+                                      control=audit.ORACLE if cfg.sft.summary == "oracle" else control)
+    else:
+        frame = summarize.read_summaries(cfg, method)
     return dict(zip(frame["user_id"], frame["summary"]))
 
 

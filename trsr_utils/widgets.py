@@ -22,6 +22,10 @@ def _steps_html(steps: Any, label: str) -> str:
     return "<ol style='padding-left:1.2em'>" + "".join(rows) + "</ol>"
 
 
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.0%}"  # NaN (nothing named, nothing to cover) shows as "-"
+
+
 class SummaryComparison:
     """User selector, the user's blocks, and two methods' summaries side by side.
 
@@ -30,13 +34,14 @@ class SummaryComparison:
     fills every pane; the panes are plain ``HTML`` widgets so tests can read them.
     """
 
-    def __init__(self, blocks: Any, steps: Mapping[str, Any], summaries: Mapping[str, Any]):
+    def __init__(self, blocks: Any, steps: Mapping[str, Any], summaries: Mapping[str, Any], audit: Any = None):
+        """``audit``: the per-user audit table (:func:`trsr_utils.audit.audit`); shown beside the summaries."""
         import ipywidgets as w
 
         if len(steps) != 2 or set(steps) != set(summaries):
             raise ValueError("SummaryComparison compares exactly two methods, with steps and summaries for both")
         self.methods = list(steps)
-        self.blocks, self.steps, self.summaries = blocks, steps, summaries
+        self.blocks, self.steps, self.summaries, self.audit = blocks, steps, summaries, audit
         users = sorted(set(summaries[self.methods[0]]["user_id"]) & set(summaries[self.methods[1]]["user_id"]),
                        key=lambda u: (len(u), u))
         if not users:
@@ -70,7 +75,7 @@ class SummaryComparison:
         self.stats.value = (
             f"<div style='{_PANE}'>user {html.escape(user)}: {a} {len(row[a]['summary'].split())} words, "
             f"{b} {len(row[b]['summary'].split())} words; content words shared {len(wa & wb)}, "
-            f"only {a} {len(wa - wb)}, only {b} {len(wb - wa)}</div>")
+            f"only {a} {len(wa - wb)}, only {b} {len(wb - wa)}{self._audit_html(user)}</div>")
         mine = self.blocks[self.blocks["user_id"] == user].sort_values("block")
         self.history.value = "".join(
             f"<div style='{_PANE}'><small>block {r.block}: {r.n_items} items, {r.n_tokens} tokens</small>"
@@ -78,6 +83,21 @@ class SummaryComparison:
             for r in mine.itertuples(index=False))
         if self.user.value != user:
             self.user.value = user
+
+    def _audit_html(self, user: str) -> str:
+        """The user's audit rows: what each summary names, invents and covers of the history's top attributes."""
+        if self.audit is None:
+            return ""
+        mine = self.audit[self.audit["user_id"] == user]
+        if mine.empty:
+            return ""
+        rows = "".join(
+            f"<tr><td>{html.escape(r.method)}</td><td>{r.named}</td><td>{html.escape(r.invented_names) or '-'}</td>"
+            f"<td>{_pct(r.coverage)}</td><td>{_pct(r.coverage_others)}</td><td>{_pct(r.faithfulness)}</td>"
+            f"<td>{r.invented_titles}</td></tr>" for r in mine.itertuples(index=False))
+        return (f"<br><b>Audit</b> (history's top attributes: {html.escape(mine['top'].iloc[0])})"
+                "<table class='audit'><tr><th>summary</th><th>names</th><th>invented</th><th>covers top</th>"
+                "<th>covers others' top</th><th>faithful</th><th>invented titles</th></tr>" + rows + "</table>")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from trsr_utils import ablation
 from trsr_utils.config import resolve_config
 
@@ -9,7 +11,7 @@ from trsr_utils.config import resolve_config
 def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3, 5],
                                              "eval.ablation_items_per_block": [3, 5, 10]})
-    cells = ablation.grid(cfg)
+    cells = [c for c in ablation.grid(cfg) if not c.is_control]  # the controls of section 4: their own test below
     assert len(cells) == 6 + 3 + 3  # summaries x {zero-shot, fine-tuned}; the other axes fine-tuned
     assert all(c.finetuned for c in cells if c.axis != "summary")
     assert len({c.name for c in cells}) == len(cells)
@@ -74,7 +76,7 @@ def test_each_cell_is_compared_with_the_profiles_setting_in_the_same_model_state
         key = "hier-ft" if cell.name == "recent_items=3-ft" else cell.name
         path = tmp_path / f"{key}.parquet"
         io.write_parquet(path, pd.DataFrame({"user_id": ["u1", "u2"], "rank": [1 + index, 2]}))
-        rows.append({"cell": cell.name, "finetuned": cell.finetuned,
+        rows.append({"cell": cell.name, "finetuned": cell.finetuned, "axis": cell.axis,
                      "scores": str(tmp_path / ("hier-ft.parquet" if cell.name == "summary=hierarchical-ft" else
                                                f"{key}.parquet"))})
     table = pd.DataFrame(rows)
@@ -86,3 +88,90 @@ def test_each_cell_is_compared_with_the_profiles_setting_in_the_same_model_state
     assert all(a != b for a, b in pairs) and ("recent_items=3-ft", "summary=hierarchical-ft") not in pairs
     ranks = ablation.read_ranks(table)
     assert list(ranks.columns) == ["system", "user_id", "rank"] and len(ranks) == 2 * len(table)
+    # the controls are their own family: never in the ablations' pairs, all in the controls' pairs
+    controls = ablation.reference_pairs(table, cfg, controls=True)
+    assert {a for a, _ in controls} == {c.name for c in ablation.grid(cfg) if c.is_control}
+    assert not {a for a, _ in pairs} & {a for a, _ in controls}
+
+
+def test_control_cells_of_section_4(tmp_path):
+    cfg = resolve_config("smoke", tmp_path)
+    by_name = {c.name: c for c in ablation.grid(cfg) if c.is_control}
+    assert set(by_name) == {"reliance=other_user-ft", "reliance=empty-ft", "reliance=template-ft",
+                            "positive_control=template-ft", "positive_control=oracle-ft", "order=shuffled-ft"}
+    assert by_name["reliance=other_user-ft"].method == "hierarchical"  # the profile's summary, replaced at inference
+    assert not by_name["reliance=other_user-ft"].needs_summaries and by_name["order=shuffled-ft"].needs_summaries
+    oracle = by_name["positive_control=oracle-ft"]
+    assert oracle.label == ablation.audit.ORACLE and "never a result" in oracle.label  # labelled wherever it shows
+    assert all(ablation.same_as_evaluation(cfg, c) is None for c in by_name.values())
+    # the order test summarizes in its own folder, apart from the profile's order
+    assert ablation.cell_dir(cfg, by_name["order=shuffled-ft"], {"s": 1}) != ablation.cell_dir(
+        cfg, ablation.Cell("order", "shuffled", True, "hierarchical"), {"s": 1})
+    demo = resolve_config("demo", tmp_path)
+    assert [c.name for c in ablation.grid(demo) if c.is_control] == ["reliance=other_user-ft"]
+    zero_shot = ablation.grid(resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False}))
+    assert not any(c.axis == "positive_control" for c in zero_shot)  # a positive control is a training
+    assert {c.name for c in zero_shot if c.is_control} == {"reliance=other_user-zs", "reliance=empty-zs",
+                                                          "reliance=template-zs", "order=shuffled-zs"}
+
+
+def test_shuffled_histories_keep_the_items():
+    import pandas as pd
+
+    samples = pd.DataFrame({"user_id": ["a", "b"], "history": [list("abcdefgh"), list("xyz")]})
+    out = ablation.shuffled_histories(samples, 0)
+    assert [sorted(h) for h in out["history"]] == [sorted(h) for h in samples["history"]]
+    assert list(out["history"][0]) != list("abcdefgh") and samples["history"][0] == list("abcdefgh")
+    assert [list(h) for h in ablation.shuffled_histories(samples, 0)["history"]] == [list(h) for h in out["history"]]
+
+
+def _scores(tmp_path, name, ranks_and_scores):
+    import pandas as pd
+
+    from trsr_utils import io
+
+    path = tmp_path / f"{name}.parquet"
+    io.write_parquet(path, pd.DataFrame({"user_id": [f"u{i}" for i in range(len(ranks_and_scores))],
+                                         "rank": [r for r, _ in ranks_and_scores],
+                                         "scores": [s for _, s in ranks_and_scores]}))
+    return str(path)
+
+
+def test_probability_shift_and_summary_effect(tmp_path):
+    import pandas as pd
+
+    cfg = resolve_config("smoke", tmp_path, {"eval.equivalence_margin": 0.05})
+    n = 40
+    ref = [(1, [0.9, 0.1]) for _ in range(n)]
+    table = pd.DataFrame([
+        {"cell": "summary=hierarchical-ft", "finetuned": True, "axis": "summary", "users": n,
+         "scores": _scores(tmp_path, "h", ref)},
+        {"cell": "summary=none-ft", "finetuned": True, "axis": "summary", "users": n,
+         "scores": _scores(tmp_path, "n", ref)},  # the very same ranks: a difference of exactly 0
+        {"cell": "reliance=other_user-ft", "finetuned": True, "axis": "reliance", "users": n,
+         "scores": _scores(tmp_path, "o", [(2, [0.4, 0.6]) if i % 2 else (1, [0.9, 0.1]) for i in range(n)])},
+    ])
+    shift = ablation.probability_shift(table, cfg).set_index("cell")
+    assert shift.loc["reliance=other_user-ft", "mean_abs_dp"] == pytest.approx(0.25)  # half the users move by .5
+    assert shift.loc["reliance=other_user-ft", "rank_changed"] == 0.5
+    assert shift.loc["reliance=other_user-ft", "reference_spread"] == pytest.approx(0.4)  # std of [.9, .1]
+    effect = ablation.summary_effect(table, cfg)
+    assert list(effect["method"]) == ["hierarchical"] and effect["diff"].iloc[0] == 0
+    assert bool(effect["equivalent"].iloc[0]) and effect["decision"].iloc[0].startswith("bounded")
+    lines = ablation.controls_reading(
+        table.assign(value=["hierarchical", "none", "other_user"], method="hierarchical",
+                     control=["", "", "other_user"]),
+        pd.DataFrame([{"a": "reliance=other_user-ft", "b": "summary=hierarchical-ft", "metric": "recall@10",
+                       "diff": -0.5, "p": 0.001, "p_holm": 0.001, "significant": True}]),
+        ablation.probability_shift(table, cfg), effect)
+    assert lines[0].startswith("hierarchical: bounded")
+    assert any("reads whose summary it is" in line for line in lines)
+
+
+def test_shipped_control_results_are_printed_or_missing_said(tmp_path):
+    assert "No recorded results" in ablation.shipped_reading(None)
+    shipped = {"runs": {"course": {"users": 100, "fingerprint": "f" * 64, "git": {"commit": "abc"},
+                                   "reading": ["hierarchical: undecided."]}}}
+    text = ablation.shipped_reading(shipped)
+    assert "**course** (100 test users" in text and "- hierarchical: undecided." in text
+    assert ablation.shipped_controls(tmp_path / "none.json") is None

@@ -161,3 +161,21 @@ def test_users_needed_for_equivalence_and_decision():
     assert "549 users" in significance.decision({"diff": 0.05, "p": 0.5}, tost)
     assert significance.decision({"diff": 0.2, "p": 0.01, "p_holm": 0.02}, tost).startswith("shown")
     assert significance.decision({"diff": 0.0, "p": 1.0}, {**tost, "equivalent": True}).startswith("bounded")
+
+
+def test_the_oracle_is_refused_as_a_setting_outside_its_control_cell(tmp_path):
+    from trsr_utils import stages
+    from trsr_utils.config import ConfigError, resolve_config, with_overrides
+
+    with pytest.raises(ConfigError, match="leaks the answer"):
+        resolve_config("smoke", tmp_path, {"sft.summary": "oracle"})
+    cfg = resolve_config("smoke", tmp_path)
+    with pytest.raises(ConfigError, match="leaks the answer"):
+        with_overrides(cfg, {"sft.summary": "oracle"})
+    oracle = stages.adapter_config(cfg, "oracle")  # the positive-control cell's adapter settings
+    assert oracle.sft.summary == "oracle"
+    assert with_overrides(oracle, {"sft.validate_zero_shot": False}).sft.summary == "oracle"  # stays its own
+    assert "01_data" in stages.inputs(oracle, "06_sft")  # its summaries come from the held-out positives
+    assert resolve_config("smoke", tmp_path, {"sft.summary": "template"}).sft.summary == "template"
+    with pytest.raises(ConfigError, match="reliance_controls"):
+        resolve_config("smoke", tmp_path, {"eval.reliance_controls": ["oracle"]})

@@ -33,7 +33,8 @@ EXPECTED: dict[str, set[str]] = {
     # The summarizer's own precision: its summaries and everything that reads them, not 02's tokenizer use.
     "model.summarizer_dtype": SUMMARIES, "model.summarizer_quantization": SUMMARIES,
     "model.device": LLM_SUMMARIZER_AND_RECOMMENDER, "model.scoring_dtype": RECOMMENDER,
-    "prompt.domain": SUMMARIES, "prompt.recent_items": RECOMMENDER, "prompt.max_length": RECOMMENDER,
+    # notebook 05's predictiveness ranks with the last k items as one of its queries
+    "prompt.domain": SUMMARIES, "prompt.recent_items": RECOMMENDER | {"05_compare"}, "prompt.max_length": RECOMMENDER,
     "prompt.summary_max_tokens": RECOMMENDER,
     **{f"summary.{f}": SUMMARIES for f in ("max_new_tokens", "max_sentences", "do_sample",
                                            "retry_repetition_penalty", "retry_no_repeat_ngram_size",
@@ -60,6 +61,8 @@ EXPECTED: dict[str, set[str]] = {
     "eval.recbole_epochs_all": {"07_eval"}, "eval.sft_seeds": {"07_eval"},
     "eval.ablation_recent_items": {"08_ablations"}, "eval.ablation_items_per_block": {"08_ablations"},
     "eval.ablation_summarizers": {"08_ablations"}, "eval.ablation_finetuned": {"08_ablations"},
+    **{f"eval.{f}": {"08_ablations"} for f in ("reliance_controls", "positive_controls", "order_test",
+                                                "equivalence_margin")},
     # timing_users: what the stored speed measurement was made on
     **{f"beyond.{f}": {"09_beyond"} for f in ("users", "train_users", "orders", "train_orders", "retrieve",
                                                    "rerank_order", "timing_users")},
@@ -76,6 +79,7 @@ CHANGED = {
     "eval.baselines": ["popularity"], "eval.all_interactions": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
     "eval.ablation_recent_items": [2], "eval.ablation_items_per_block": [4], "summary.do_sample": True,
     "beyond.rerank_order": "shuffled",
+    "eval.reliance_controls": ["empty"], "eval.positive_controls": ["template"], "eval.equivalence_margin": 0.1,
 }
 
 
