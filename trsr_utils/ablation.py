@@ -89,6 +89,8 @@ class Cell:
 
 
 CONTROL_AXES = ("reliance", "positive_control", "order")
+RELIANCE_WORDS = {"other_user": "another test user's summary", "empty": "an empty summary",
+                  "template": "the template summary"}
 
 
 def grid(cfg: Any) -> list[Cell]:
@@ -378,7 +380,7 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
                   f"across a user's candidates: {moved.loc[cell.cell, 'reference_spread']:.3f}) and the positive's "
                   f"rank changes for {moved.loc[cell.cell, 'rank_changed']:.0%} of users"
                   if cell.cell in moved.index else "")
-        what = {"reliance": f"with the summary replaced by {cell.value.replace('_', ' ')}",
+        what = {"reliance": f"with the summary replaced by {RELIANCE_WORDS.get(cell.value, cell.value)}",
                 "positive_control": f"fine-tuned and scored with the {cell.value} summary",
                 "order": "with summaries of the histories in a shuffled order"}[cell.axis]
         out.append(f"{what}: {r['diff']:+.3f} {metric} against the profile's setting (p = {r['p']:.3f}, Holm "

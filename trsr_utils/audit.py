@@ -42,6 +42,7 @@ from .text import item_categories
 TOP_K = 3  # the history's dominant attributes a summary should name (the template names its top 3 too)
 ORACLE = "oracle (leaks the positive's attributes: a positive control, never a result)"
 MEASURES = ("faithfulness", "coverage")
+MAX_VOCABULARY = 2000  # attributes matched against every summary (MovieLens: 19 genres; MIND: ~18 categories)
 
 
 # ----------------------------------------------------------------- attributes of a history, and of a summary
@@ -66,13 +67,26 @@ def named_attributes(summary: str, attributes: Sequence[str]) -> set[str]:
     return {a for a in attributes if mentions(summary, a)}
 
 
+def coverage(named: set[str], counts: Counter, k: int = TOP_K) -> float:
+    """The share of the history's top-``k`` places the summary names (NaN for a history without attributes).
+
+    Attributes counted more often than the k-th are matched one by one; the places left are filled by any named
+    attribute *tied* with the k-th, so the measure does not depend on how ties happen to be ordered."""
+    top = dominant(counts, k)
+    if not top:
+        return float("nan")
+    threshold = counts[top[-1]]
+    above = {a for a in top if counts[a] > threshold}
+    tied = {a for a, n in counts.items() if n == threshold}
+    return (len(named & above) + min(len(named & tied), len(top) - len(above))) / len(top)
+
+
 def measures(named: set[str], counts: Counter, k: int = TOP_K) -> dict[str, float]:
     """Faithfulness and coverage of a summary that names ``named`` against a history with attribute ``counts``.
 
-    faithfulness = |named ∩ history| / |named| (NaN when it names none); coverage = |named ∩ top-k| / |top-k|."""
-    present, top = set(counts), dominant(counts, k)
-    return {"faithfulness": len(named & present) / len(named) if named else float("nan"),
-            "coverage": len(named & set(top)) / len(top) if top else float("nan")}
+    faithfulness = |named ∩ history| / |named| (NaN when it names none); coverage: :func:`coverage`."""
+    return {"faithfulness": len(named & set(counts)) / len(named) if named else float("nan"),
+            "coverage": coverage(named, counts, k)}
 
 
 # ----------------------------------------------------------------- the audit table
@@ -87,7 +101,9 @@ def audit(summaries: Mapping[str, Mapping[str, str]], histories: Mapping[str, Se
     if len(users) < 2:
         raise ValueError("the audit compares each user with the others: it needs at least 2 users")
     counts = {u: history_attributes(histories[u], catalog) for u in users}
-    attrs = vocabulary(catalog, [i for u in users for i in histories[u]])
+    attrs = vocabulary(catalog)  # what the summary could name: a genre no audited user has is invented too
+    if len(attrs) > MAX_VOCABULARY:  # e.g. every brand of a large catalogue: those of the audited histories
+        attrs = vocabulary(catalog, [i for u in users for i in histories[u]])
     rows = []
     for method, texts in summaries.items():
         missing = [u for u in users if u not in texts]
@@ -154,10 +170,9 @@ def drift(steps: pd.DataFrame, blocks: pd.DataFrame, catalog: Mapping[str, Mappi
             block = history_attributes(items.get((user, step), []), catalog)
             new = set(block) - set(seen)
             now, before = named_attributes(texts[step], attrs), named_attributes(texts[step - 1], attrs)
-            top = dominant(block, k)
             rows.append({"user_id": user, "step": step, "unchanged": texts[step] == texts[step - 1],
                          "overlap_with_previous": jaccard(texts[step], texts[step - 1]),
-                         "new_block_coverage": len(now & set(top)) / len(top) if top else float("nan"),
+                         "new_block_coverage": coverage(now, block, k),
                          "took_new": float(bool(now & new)) if new else float("nan"),
                          "kept": len(now & before) / len(before) if before else float("nan")})
             seen = seen + block
@@ -306,7 +321,7 @@ def reading(summary: pd.DataFrame, spec: pd.DataFrame, k: int = TOP_K) -> list[s
         cov = spec[(spec["method"] == method) & (spec["measure"] == "coverage")].iloc[0]
         verdict = ("describes its own user better than other users" if cov["specific"] else
                    "is not shown to describe its own user better than other users")
-        p = f"p = {cov['p']:.3f}" if not np.isnan(cov["p"]) else "no test"
+        p = "no test" if np.isnan(cov["p"]) else "p < 0.001" if cov["p"] < 0.001 else f"p = {cov['p']:.3f}"
         out.append(f"{method}: names {row['named']:.1f} attributes per summary ({row['invented']:.2f} not in the "
                    f"history; {row['names_nothing']:.0%} name none); covers {row['coverage']:.0%} of its user's top "
                    f"{k} and {row['coverage_others']:.0%} of other users' ({p}): it {verdict}.")

@@ -76,13 +76,22 @@ def equivalence(a: Sequence[float], b: Sequence[float], margin: float, alpha: fl
 
     H0 is "the difference is at least ``margin`` in size"; rejecting both one-sided nulls (t-tests on the per-user
     differences: mean > -margin and mean < margin) shows equivalence. The p-value is the larger of the two; the
-    (1 - 2 alpha) interval of the mean lies inside the margin exactly when p < alpha."""
+    (1 - 2 alpha) interval of the mean lies inside the margin exactly when p < alpha.
+
+    When no user's value differs at all, a t-test has no spread to work with. Then the question is how often users
+    could differ while none of these ``n`` did: per-user values in [0, 1] move the mean by at most the share of
+    users that change, and seeing 0 of ``n`` change has probability ``(1 - margin)^n`` if that share were
+    ``margin`` (the exact binomial test; its bound ``1 - alpha^(1/n)`` is the "rule of three", about 3/n)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.ndim != 1 or len(d) < 2 or margin <= 0:
         raise ValueError(f"need at least 2 paired users and a positive margin, got {d.shape} and {margin}")
     n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
-    if sd == 0:  # every user moved by the same amount: the difference is known exactly
-        p_low = p_high = 0.0 if -margin < mean < margin else 1.0
+    if sd == 0 and mean == 0:  # no user changed
+        p_low = p_high = float((1 - margin) ** n)
+        bound = 1 - alpha ** (1 / n)
+        low, high = -bound, bound
+    elif sd == 0:  # every user moved by the same amount: known exactly
+        p_low = p_high = 0.0 if abs(mean) < margin else 1.0
         low = high = mean
     else:
         se = sd / math.sqrt(n)

@@ -86,6 +86,20 @@ def test_05_compare_summaries(smoke_run):
     assert res["mentions_top_category"]["template"] == 1.0  # names it by construction
     table = pd.read_parquet(stage_dir(out, "05_compare") / "comparison.parquet")
     assert len(table) == 22 and "overlap_hierarchical_recurrent" in table
+    # the audit: every measure, every method, every user
+    audit = pd.read_parquet(stage_dir(out, "05_compare") / "audit.parquet")
+    assert len(audit) == 3 * 22 and set(audit["method"]) == {"hierarchical", "recurrent", "template"}
+    assert res["audit"]["template"]["coverage"] == 1.0 and res["audit"]["template"]["invented"] == 0
+    assert set(res["specificity_p"]) == {f"{m}/{k}" for m in ("hierarchical", "recurrent", "template")
+                                         for k in ("faithfulness", "coverage")}
+    assert all(0 < p <= 1 for p in res["specificity_p"].values())
+    drift = pd.read_parquet(stage_dir(out, "05_compare") / "drift.parquet")
+    assert len(drift) == res["drift"]["updates"] == 22 * 4  # 5 blocks: 4 updates per user
+    queries = set(res["predictiveness_recall10"])
+    assert queries == {"hierarchical summary", "recurrent summary", "template summary", "last 3 items",
+                       "whole history", "another user's hierarchical summary"}
+    ranks = pd.read_parquet(stage_dir(out, "05_compare") / "predictiveness.parquet")
+    assert len(ranks) == 6 * len(queries) and ranks["rank"].between(1, 21).all()
 
 
 def test_06_lora_sft(smoke_run):
@@ -150,8 +164,9 @@ def test_08_ablations(smoke_run):
     out, _ = smoke_run
     res = results(out, "08_ablations")
     rows = res["rows"]
-    # smoke grid: 3 summaries x {zero-shot, fine-tuned}, recent items {1, 3}, items per block {3, 5}
-    assert res["cells"] == 10 and len(rows) == 10
+    # smoke grid: 3 summaries x {zero-shot, fine-tuned}, recent items {1, 3}, items per block {3, 5}; and the six
+    # controls of section 4 (3 reliance, 2 positive, the order test)
+    assert res["cells"] == 16 and len(rows) == 16
     assert rows["summary=hierarchical-ft"]["source"] == "07:hierarchical"
     assert rows["summary=none-ft"]["source"] == "07:tallrec"
     assert rows["recent_items=1-ft"]["source"] == "08" and rows["items_per_block=3-ft"]["source"] == "08"
@@ -162,8 +177,8 @@ def test_08_ablations(smoke_run):
     assert table.loc["summary=none-zs", "summary_tokens_per_user"] == 0
     assert table.loc["items_per_block=3-ft", "summary_tokens_per_user"] > 0
     # the profile's own block size (5) re-uses notebook 03's summaries; only the 3-item cell summarized again
-    cells = list((out / "08_ablations" / "cells").iterdir())
-    assert [c.name.rsplit("-", 1)[0] for c in cells] == ["items_per_block=3-ft"]
+    cells = sorted((out / "08_ablations" / "cells").iterdir())
+    assert [c.name.rsplit("-", 1)[0] for c in cells] == ["items_per_block=3-ft", "order=shuffled-ft"]
     cell_cfg = resolve_config("smoke", cells[0], {"chunking.items_per_block": 3, "chunking.max_blocks": 9})
     cell_blocks = pd.read_parquet(stages.result_dir(cell_cfg, "02_text") / "blocks.parquet")
     test_users = pd.read_parquet(stage_dir(out, "01_data") / "samples.parquet").query("split == 'test'")["user_id"]
@@ -352,3 +367,37 @@ def test_a_handed_out_run_directory_is_up_to_date_where_it_is_unpacked(smoke_run
     assert all(s.state == "up to date" for s in stages.status(student)), stages.format_status(stages.status(student))
     with pytest.raises(pipeline.PipelineError, match="not a run directory"):
         pipeline.handout(tmp_path, tmp_path / "x.tar.gz")
+
+
+def test_08_controls_of_section_4(smoke_run):
+    from trsr_utils import audit
+
+    out, _ = smoke_run
+    res = results(out, "08_ablations")
+    rows = res["rows"]
+    controls = {"reliance=other_user-ft", "reliance=empty-ft", "reliance=template-ft", "positive_control=template-ft",
+                "positive_control=oracle-ft", "order=shuffled-ft"}
+    assert controls <= set(rows) and all(rows[c]["source"] == "08" for c in controls)
+    assert rows["positive_control=oracle-ft"]["value"] == audit.ORACLE  # labelled a control wherever it shows
+    # each control against the profile's setting, in its own family; never in the ablations' family
+    assert {k.split(" vs ")[0] for k in res["controls"]} == controls
+    assert not {k.split(" vs ")[0] for k in res["paired"]} & controls
+    # the recommender with another user's / an empty summary: its scores moved (the tiny model reads every token)
+    assert res["probability_shift"]["reliance=other_user-ft"]["mean_abs_dp"] > 0
+    assert res["probability_shift"]["reliance=empty-ft"]["mean_abs_dp"] > 0
+    # the decision on the summary's effect over TALLRec, for both methods, with its numbers
+    effect = res["summary_effect"]
+    assert set(effect) == {"hierarchical", "recurrent"}
+    assert all(e["decision"].split(":")[0] in ("shown", "bounded", "undecided") for e in effect.values())
+    # the positive controls trained their own adapters (template, oracle) beside notebook 06's
+    summaries = {json.loads((p / "stage.json").read_text())["parts"]["settings"]["sft.summary"]
+                 for p in (out / "06_sft").iterdir() if (p / "stage.json").exists()}
+    assert {"template", "oracle", "hierarchical", "recurrent", "none"} <= summaries
+    # the order test summarized the test users' shuffled histories in its own folder
+    order = next(p for p in (out / "08_ablations" / "cells").iterdir() if p.name.startswith("order=shuffled"))
+    shuffled = pd.read_parquet(next(order.glob("02_text/*/blocks.parquet")))
+    main = pd.read_parquet(stage_dir(out, "02_text") / "blocks.parquet")
+    mine = main[main["user_id"].isin(set(shuffled["user_id"]))]
+    assert sorted(i for ids in shuffled["item_ids"] for i in ids) == sorted(i for ids in mine["item_ids"] for i in ids)
+    assert [list(x) for x in shuffled.sort_values(["user_id", "block"])["item_ids"]] != [
+        list(x) for x in mine.sort_values(["user_id", "block"])["item_ids"]]

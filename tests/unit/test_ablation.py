@@ -141,7 +141,7 @@ def test_probability_shift_and_summary_effect(tmp_path):
     import pandas as pd
 
     cfg = resolve_config("smoke", tmp_path, {"eval.equivalence_margin": 0.05})
-    n = 40
+    n = 100  # no user changes between the first two cells: 100 users bound that (.95^100 < .05)
     ref = [(1, [0.9, 0.1]) for _ in range(n)]
     table = pd.DataFrame([
         {"cell": "summary=hierarchical-ft", "finetuned": True, "axis": "summary", "users": n,

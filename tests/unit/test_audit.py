@@ -43,6 +43,16 @@ def test_faithfulness_coverage_and_invented():
     assert math.isnan(audit.measures(set(), audit.history_attributes(["a1"], CATALOG))["faithfulness"])
 
 
+def test_coverage_does_not_depend_on_how_ties_are_ordered():
+    from collections import Counter
+
+    counts = Counter({"A": 10, "B": 2, "C": 2, "D": 2, "E": 2})  # top 3: A, then two of the four tied at 2
+    assert audit.coverage({"A", "D", "E"}, counts, 3) == 1.0  # any two of the tied fill the two places
+    assert audit.coverage({"B", "C", "D"}, counts, 3) == pytest.approx(2 / 3)  # missing A is not made up by a third
+    assert audit.coverage({"A"}, counts, 1) == 1.0 and audit.coverage({"B"}, counts, 1) == 0.0
+    assert math.isnan(audit.coverage({"A"}, Counter(), 3))
+
+
 def test_audit_table_and_specificity():
     summaries = {"good": {"u1": "This user watches sci-fi adventures and horror.",
                           "u2": "This user likes comedy and romance.",
@@ -51,8 +61,9 @@ def test_audit_table_and_specificity():
     table = audit.audit(summaries, HISTORIES, CATALOG, lines, k=3)
     good = table[table["method"] == "good"].set_index("user_id")
     assert good.loc["u1", "coverage"] == 1.0 and good.loc["u1", "invented"] == 0
-    # u1's summary against u2's and u3's histories: covers none of u2's top 3, one of u3's (Sci-Fi)
-    assert good.loc["u1", "coverage_others"] == pytest.approx((0 + 1 / 3) / 2)
+    # u1's summary against u2's and u3's histories: none of u2's top 3; u3's four attributes are tied (once each),
+    # so naming two of them (Sci-Fi, Horror) fills two of its three places
+    assert good.loc["u1", "coverage_others"] == pytest.approx((0 + 2 / 3) / 2)
     generic = table[table["method"] == "generic"].set_index("user_id")
     assert generic.loc["u1", "invented"] == 1 and generic.loc["u1", "invented_names"] == "Drama"
     spec = audit.specificity(table, n_resamples=999)
@@ -145,8 +156,11 @@ def test_equivalence_by_hand_and_against_scipy():
     assert res["equivalent"] == (-0.1 < res["low"] and res["high"] < 0.1)  # the 90% interval inside the margin
     far = significance.equivalence(np.ones(30), np.r_[np.zeros(15), np.ones(15)], 0.05)
     assert not far["equivalent"]  # a difference of .5 is not within .05
-    same = significance.equivalence(np.ones(5), np.ones(5), 0.05)
-    assert same["equivalent"] and same["p"] == 0.0
+    # no user changed: 5 users cannot bound the share of users that change below .05; 100 can (rule of three)
+    few = significance.equivalence(np.ones(5), np.ones(5), 0.05)
+    assert not few["equivalent"] and few["p"] == pytest.approx(0.95 ** 5) and few["high"] == pytest.approx(1 - 0.05 ** 0.2)
+    many = significance.equivalence(np.ones(100), np.ones(100), 0.05)
+    assert many["equivalent"] and many["p"] == pytest.approx(0.95 ** 100) and many["high"] < 0.05
     with pytest.raises(ValueError):
         significance.equivalence([1.0], [1.0], 0.05)
 

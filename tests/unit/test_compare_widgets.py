@@ -78,6 +78,22 @@ def test_browser_shows_the_selected_user():
     assert "title: C" in ui.static_html() and "U2 hates" in ui.static_html()
 
 
+def test_browser_shows_each_summarys_audit():
+    from trsr_utils import audit
+
+    blocks, steps, finals = frames()
+    catalog = {"1": {"genres": "Comedy"}, "2": {"genres": "Comedy, War"}, "3": {"genres": "Drama"},
+               "4": {"genres": "Romance"}}  # in the catalogue, in nobody's history
+    histories = {"u1": ["1", "2"], "u2": ["3"]}
+    texts = {m: dict(zip(f["user_id"], f["summary"])) for m, f in finals.items()}
+    table = audit.audit(texts, histories, catalog, lambda i: f"genres: {catalog[i]['genres']}")
+    ui = widgets.SummaryComparison(blocks, steps, finals, audit=table)
+    assert "<b>Audit</b> (history's top attributes: Comedy, War)" in ui.stats.value
+    assert "<td>recurrent</td><td>2</td><td>Romance</td>" in ui.stats.value  # names 2; romance is invented
+    ui.user.value = "u2"
+    assert "top attributes: Drama" in ui.stats.value and "Audit" in ui.static_html()
+
+
 def test_browser_refuses_bad_input():
     blocks, steps, finals = frames()
     with pytest.raises(ValueError, match="exactly two methods"):
