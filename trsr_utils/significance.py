@@ -112,6 +112,8 @@ def users_needed_equivalence(sd: float, margin: float, true_diff: float = 0.0, a
     gap = margin - abs(true_diff)
     if gap <= 0 or not math.isfinite(sd):
         return None
+    if sd == 0:  # no user changed: the exact binomial bound of :func:`equivalence`, (1 - margin)^n < alpha
+        return max(2, math.floor(math.log(alpha) / math.log(1 - margin)) + 1)
     z_beta = stats.norm.ppf(1 - (1 - power) / 2) if true_diff == 0 else stats.norm.ppf(power)
     return max(2, math.ceil(((stats.norm.ppf(1 - alpha) + z_beta) * sd / gap) ** 2))
 

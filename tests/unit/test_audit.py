@@ -170,6 +170,7 @@ def test_users_needed_for_equivalence_and_decision():
     # ((1.645 + 1.282) * 0.4 / 0.05)^2 = 548.1 -> 549 users
     assert n == 549 == math.ceil(((stats.norm.ppf(0.95) + stats.norm.ppf(0.9)) * 0.4 / 0.05) ** 2)
     assert significance.users_needed_equivalence(0.4, 0.05, 0.06) is None
+    assert significance.users_needed_equivalence(0.0, 0.05) == 59  # .95^59 = .049 < .05 <= .95^58
     tost = {"margin": 0.05, "users": 20, "equivalent": False, "p": 0.4, "low": -0.1, "high": 0.2, "sd": 0.4}
     assert significance.decision({"diff": 0.05, "p": 0.5}, tost).startswith("undecided")
     assert "549 users" in significance.decision({"diff": 0.05, "p": 0.5}, tost)
