@@ -91,13 +91,20 @@ def measures(named: set[str], counts: Counter, k: int = TOP_K) -> dict[str, floa
 
 # ----------------------------------------------------------------- the audit table
 def audit(summaries: Mapping[str, Mapping[str, str]], histories: Mapping[str, Sequence[str]],
-          catalog: Mapping[str, Mapping[str, str]], lines: Callable[[str], str], k: int = TOP_K) -> pd.DataFrame:
+          catalog: Mapping[str, Mapping[str, str]], lines: Callable[[str], str], k: int = TOP_K,
+          max_others: int = 200, seed: int = 0) -> pd.DataFrame:
     """One row per (method, user): what the summary names, faithfulness and coverage against the user's own
     history and (mean) against every other audited user's history, and invented titles.
 
     ``summaries``: method -> {user: summary}; ``histories``: user -> item ids (oldest first); ``lines``: item id ->
-    the item's text line (what the summarizer read: titles are looked up there)."""
+    the item's text line (what the summarizer read: titles are looked up there). With more than ``max_others``
+    other users, each summary is compared with a seeded sample of that many (the mean is then an estimate; the
+    cost grows with users x sample instead of users squared)."""
     users = list(histories)
+    rng = np.random.default_rng(seed)
+    others_of = {u: [v for v in users if v != u] for u in users} if len(users) <= max_others + 1 else {
+        u: [users[j] for j in rng.choice(len(users), max_others + 1, replace=False) if users[j] != u][:max_others]
+        for u in users}
     if len(users) < 2:
         raise ValueError("the audit compares each user with the others: it needs at least 2 users")
     counts = {u: history_attributes(histories[u], catalog) for u in users}
@@ -112,7 +119,7 @@ def audit(summaries: Mapping[str, Mapping[str, str]], histories: Mapping[str, Se
         for u in users:
             named = named_attributes(texts[u], attrs)
             own = measures(named, counts[u], k)
-            others = [measures(named, counts[v], k) for v in users if v != u]
+            others = [measures(named, counts[v], k) for v in others_of[u]]
             invented = named - set(counts[u])
             rows.append({"method": method, "user_id": u, "named": len(named),
                          "invented": len(invented), "invented_names": ", ".join(sorted(invented)),

@@ -75,6 +75,15 @@ def test_audit_table_and_specificity():
     assert any("good" in line for line in audit.reading(summary, spec, 3))
 
 
+def test_audit_samples_other_users_beyond_max_others():
+    full = audit.audit({"m": {u: "This user likes sci-fi." for u in HISTORIES}}, HISTORIES, CATALOG, lines)
+    sampled = audit.audit({"m": {u: "This user likes sci-fi." for u in HISTORIES}}, HISTORIES, CATALOG, lines,
+                          max_others=1)
+    # u1 against one other user (u2: 0 or u3: 1/3 of its tied places), not the mean of both
+    assert sampled.set_index("user_id").loc["u1", "coverage_others"] in (0.0, pytest.approx(1 / 3))
+    assert full.set_index("user_id").loc["u1", "coverage_others"] == pytest.approx((0 + 1 / 3) / 2)
+
+
 def test_audit_counts_invented_titles_and_needs_two_users():
     table = audit.audit({"m": {"u1": 'This user liked "Alien Planet" and "Moon Walk".', "u2": "x", "u3": "y"}},
                         HISTORIES, CATALOG, lines)
