@@ -6,7 +6,9 @@ p(yes) with the user's own summary and with the edited text, for the
 fine-tuned and the zero-shot recommender side by side, and the positive's rank
 (1 = best, ties against the positive) before and after. The prompts are built
 and scored exactly as notebooks 07 and 08 score (:func:`scorer`), so the
-own-summary column is the evaluation's number for that user.
+own-summary column is the evaluation's number for that user (to float32
+rounding: the evaluation pads several users into one batch, the widget
+scores one).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def _delta_style(d: float) -> str:
 
 def table_html(user: UserInput, scores: Mapping[str, Mapping[str, Any]]) -> str:
     """The comparison table: one row per candidate (the positive first and marked), per scorer p(yes) with the own
-    summary, with the edited text and the change; the positive's rank per scorer in the last row.
+    summary, with the edited text and the change; the positive's rank per scorer in the first row.
 
     ``scores``: scorer name -> {"own", "edited": p arrays, "rank_own", "rank_edited": ints}. Every p cell carries
     its full-precision value in ``data-p`` (and the tooltip): four decimals can hide a small change."""
@@ -144,12 +146,13 @@ def table_html(user: UserInput, scores: Mapping[str, Mapping[str, Any]]) -> str:
     ranks = []
     for n in names:
         a, b = scores[n]["rank_own"], scores[n]["rank_edited"]
-        # a better rank is a smaller number: an improvement is green
+        change = f"{b - a:+d}" if b != a else "0"  # a better rank is a smaller number: an improvement is green
         ranks.append(f"<td class='rank-own' data-scorer='{html.escape(n)}' style='{_CELL}text-align:right'>{a}</td>"
                      f"<td class='rank-edited' data-scorer='{html.escape(n)}' style='{_CELL}text-align:right'>{b}</td>"
-                     f"<td style='{_CELL}text-align:right;{_delta_style(a - b)}'>{b - a:+d}</td>")
-    rows.append(f"<tr style='border-top:2px solid #999'><td style='{_CELL}'><b>positive's rank</b> "
-                f"(1 = best of {len(user.candidates)})</td>{''.join(ranks)}</tr>")
+                     f"<td style='{_CELL}text-align:right;{_delta_style(a - b)}'>{change}</td>")
+    # First, above the candidates: the number a student looks for is visible without scrolling 21 rows.
+    rows.insert(0, f"<tr style='background:#eef3fb'><td style='{_CELL}'><b>positive's rank</b> "
+                   f"(1 = best of {len(user.candidates)}; ties count against it)</td>{''.join(ranks)}</tr>")
     return (f"<table class='counterfactual' style='border-collapse:collapse;font-size:90%'>"
             f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
 
@@ -181,7 +184,7 @@ class Counterfactual:
         self.own_button = w.Button(description="own summary")
         self.empty_button = w.Button(description="empty summary")
         self.none_button = w.Button(description="no summary", tooltip="the prompt without a summary section")
-        self.score_button = w.Button(description="score", button_style="primary", icon="play")
+        self.score_button = w.Button(description="score", button_style="primary")
         self.status = w.HTML()
         self.table = w.HTML()
         self.user.observe(lambda change: self.show(change["new"]), names="value")

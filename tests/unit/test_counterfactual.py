@@ -24,6 +24,18 @@ def _samples() -> pd.DataFrame:
                          "negatives": [["6", "7", "8", "9"], ["11", "12", "1", "2"], ["12", "4", "5", "6"]]})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model on one thread: its matrices are too small to share out, and on a busy 2-core machine torch's
+    threads wait for each other (one prompt scored 0.9 s on two threads, 0.01 s on one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     return resolve_config("smoke", tmp_path_factory.mktemp("run"), {})
