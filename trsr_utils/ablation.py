@@ -43,7 +43,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -353,29 +353,53 @@ def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
                 continue
             out.append(f"{where}: {metric} from {worst[metric]:.3f} ({worst['value']}) to {best[metric]:.3f} "
                        f"({best['value']}), {users} user{'s' if users != 1 else ''} apart.")
-    cost = table.groupby("method")["summary_tokens_per_user"].mean()
+    cost = table[table["axis"] == "summary"].groupby("method")["summary_tokens_per_user"].mean()
     if "none" in cost and len(cost) > 1:
         extra = ", ".join(f"{m} {v:.0f}" for m, v in cost.items() if m != "none")
         out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}) on top of scoring; "
                    "whether it buys quality is read from the summary axis above, within its uncertainty.")
     if len(controls):
-        out.append(f"{len(controls)} control cells (section 4) are read there, in their own family of tests.")
+        out.append(f"{len(controls)} control cell{'s' if len(controls) != 1 else ''} (section 4) "
+                   f"{'are' if len(controls) != 1 else 'is'} read there, in their own family of tests.")
     return out
 
 
+def cell_labels(table: pd.DataFrame) -> dict[str, str]:
+    """Readable names of the cells (figures, tables): the axis and its value in words."""
+    words = {"reliance": lambda v: f"reliance: {RELIANCE_WORDS.get(v, v)}",
+             "positive_control": lambda v: "positive control: oracle (leaks the answer)" if v == audit.ORACLE
+             else f"positive control: fine-tuned on the {v}", "order": lambda v: "order test: shuffled histories"}
+    return {r.cell: words[r.axis](r.value) if r.axis in words else f"{r.axis}={r.value}"
+            + (" (fine-tuned)" if r.finetuned else " (zero-shot)") for r in table.itertuples()}
+
+
 def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFrame, effect: pd.DataFrame,
-                     metric: str = "recall@10") -> list[str]:
-    """What the controls say about why the summary helps or not, in sentences computed from their tables:
-    does the recommender read the summary (reliance), can it learn from one at all (positive controls), does the
-    summarizer use the order (order test), and the decision on the summary's effect over TALLRec."""
+                     random: Mapping[str, float] | None = None) -> list[str]:
+    """What the controls say about why the summary helps or not, in sentences computed from their tables (every
+    metric of the paired tests read, not only Recall@10): is the reference above chance, does the recommender read
+    the summary (reliance), can it learn from one at all (positive controls), does the summarizer use the order,
+    and the decision on the summary's effect over TALLRec."""
     out = [f"{r.method}: {r.decision}." for r in effect.itertuples()] if len(effect) else []
-    rows = paired[paired["metric"] == metric].set_index("a") if len(paired) else pd.DataFrame()
+    n = int(table["users"].iloc[0]) if len(table) else 0
+    by_cell = table.set_index("cell")
+    refs = {c for c in (paired["b"] if len(paired) else [])}
+    if random and n:
+        for ref in sorted(refs):
+            r10, chance = float(by_cell.loc[ref, "recall@10"]), random["recall@10"]
+            width = 1.96 * (chance * (1 - chance) / n) ** 0.5
+            out.append(f"The reference ({ref}) reaches {r10:.3f} Recall@10 where a random order reaches {chance:.3f}"
+                       + (f": within the ±{width:.2f} that {n} users' chance alone spans, so no summary effect can "
+                          "show here." if abs(r10 - chance) <= width else "."))
     moved = shift.set_index("cell") if len(shift) else pd.DataFrame()
     for cell in table[table["axis"].isin(CONTROL_AXES)].itertuples():
-        if cell.cell not in rows.index:
+        rows = paired[paired["a"] == cell.cell] if len(paired) else pd.DataFrame()
+        if rows.empty:
             continue
-        r = rows.loc[cell.cell]
-        sig = "significant after Holm" if r["significant"] else "not distinguishable after Holm"
+        main_row = rows[rows["metric"] == "recall@10"].iloc[0] if (rows["metric"] == "recall@10").any() else rows.iloc[0]
+        better = sorted(rows[rows["significant"] & (rows["diff"] > 0)]["metric"])
+        worse = sorted(rows[rows["significant"] & (rows["diff"] < 0)]["metric"])
+        sig = (f"significant after Holm on {', '.join(better + worse)}" if better or worse else
+               "no metric differs after Holm")
         change = (f"; p(yes) moves by {moved.loc[cell.cell, 'mean_abs_dp']:.3f} per candidate (the reference's spread "
                   f"across a user's candidates: {moved.loc[cell.cell, 'reference_spread']:.3f}) and the positive's "
                   f"rank changes for {moved.loc[cell.cell, 'rank_changed']:.0%} of users"
@@ -383,25 +407,28 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
         what = {"reliance": f"with the summary replaced by {RELIANCE_WORDS.get(cell.value, cell.value)}",
                 "positive_control": f"fine-tuned and scored with the {cell.value} summary",
                 "order": "with summaries of the histories in a shuffled order"}[cell.axis]
-        out.append(f"{what}: {r['diff']:+.3f} {metric} against the profile's setting (p = {r['p']:.3f}, Holm "
-                   f"{r['p_holm']:.3f}: {sig}){change}.")
+        out.append(f"{what}: {main_row['diff']:+.3f} {main_row['metric']} against the profile's setting "
+                   f"(p = {main_row['p']:.3f}, Holm {main_row['p_holm']:.3f}; {sig}){change}.")
         if cell.control == "other_user":
-            out.append("The recommender " + ("reads whose summary it is: another user's summary costs it "
-                                             f"{-r['diff']:.3f} {metric}." if r["significant"] and r["diff"] < 0 else
-                                             "is not shown to use whose summary it reads: another user's summary "
-                                             "ranks as well" + (" (it moves the scores: the text acts as noise)."
-                                                                if cell.cell in moved.index and
-                                                                moved.loc[cell.cell, "rank_changed"] > 0 else ".")))
+            if worse:
+                out.append(f"The recommender reads whose summary it is: another user's summary costs it "
+                           f"{-main_row['diff']:.3f} {main_row['metric']}.")
+            elif better:
+                out.append(f"Another user's summary ranks *better* ({', '.join(better)}): the profile's summary does "
+                           "not help this recommender; what it reads in a summary acts as noise.")
+            else:
+                out.append("The recommender is not shown to use whose summary it reads: another user's summary ranks "
+                           "as well" + (" (it moves the scores: the text acts as noise)." if cell.cell in moved.index
+                                        and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
         if cell.method == "oracle":
             out.append("The oracle leaks the positive's attributes (a control, never a result): " + (
                 "a recommender can learn to use a summary that carries the answer, so the bottleneck is what the "
-                "summaries carry." if r["significant"] and r["diff"] > 0 else
-                "even a summary that carries the answer is not shown to help: the bottleneck is the recommender's "
-                "training (or too few users to tell), not the summarizer."))
+                "summaries carry." if better else
+                f"even a summary that carries the answer is not shown to help on these {n} users; if that holds with "
+                "enough users, the bottleneck is the recommender's training, not the summarizer."))
         if cell.method == "template" and cell.axis == "positive_control":
-            out.append("The no-LLM template " + ("beats the LLM summary: the bottleneck is the summarizer."
-                                                 if r["significant"] and r["diff"] > 0 else
-                                                 "is not shown to beat the LLM summary."))
+            out.append("The no-LLM template " + ("beats the LLM summary: the bottleneck is the summarizer." if better
+                                                 else "is not shown to beat the LLM summary."))
     return out
 
 
@@ -429,7 +456,8 @@ def control_results(cfg: Any, table: pd.DataFrame) -> dict[str, Any]:
             "controls": _records(rows, ["a", "b", "mean_a", "mean_b", "diff", "low", "high", "p", "p_holm",
                                         "significant"]),
             "shift": _records(shift, ["cell", "mean_abs_dp", "rank_changed", "reference_spread"]),
-            "reading": controls_reading(table, pairs, shift, effect)}
+            "reading": controls_reading(table, pairs, shift, effect,
+                                        metrics.random_expectation(1 + cfg.data.eval_negatives))}
 
 
 def record_controls(cfg: Any, table: pd.DataFrame, path: Path = SHIPPED) -> Path:

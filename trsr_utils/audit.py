@@ -92,14 +92,15 @@ def measures(named: set[str], counts: Counter, k: int = TOP_K) -> dict[str, floa
 # ----------------------------------------------------------------- the audit table
 def audit(summaries: Mapping[str, Mapping[str, str]], histories: Mapping[str, Sequence[str]],
           catalog: Mapping[str, Mapping[str, str]], lines: Callable[[str], str], k: int = TOP_K,
-          max_others: int = 200, seed: int = 0) -> pd.DataFrame:
+          max_others: int = 200, seed: int = 0, fallbacks: Mapping[str, set[str]] | None = None) -> pd.DataFrame:
     """One row per (method, user): what the summary names, faithfulness and coverage against the user's own
     history and (mean) against every other audited user's history, and invented titles.
 
     ``summaries``: method -> {user: summary}; ``histories``: user -> item ids (oldest first); ``lines``: item id ->
     the item's text line (what the summarizer read: titles are looked up there). With more than ``max_others``
     other users, each summary is compared with a seeded sample of that many (the mean is then an estimate; the
-    cost grows with users x sample instead of users squared)."""
+    cost grows with users x sample instead of users squared). ``fallbacks``: method -> the users whose summary is
+    the template fallback (a degenerate generation replaced), marked in the ``fallback`` column."""
     users = list(histories)
     rng = np.random.default_rng(seed)
     others_of = {u: [v for v in users if v != u] for u in users} if len(users) <= max_others + 1 else {
@@ -121,7 +122,8 @@ def audit(summaries: Mapping[str, Mapping[str, str]], histories: Mapping[str, Se
             own = measures(named, counts[u], k)
             others = [measures(named, counts[v], k) for v in others_of[u]]
             invented = named - set(counts[u])
-            rows.append({"method": method, "user_id": u, "named": len(named),
+            rows.append({"method": method, "user_id": u, "fallback": u in (fallbacks or {}).get(method, set()),
+                         "named": len(named),
                          "invented": len(invented), "invented_names": ", ".join(sorted(invented)),
                          "top": ", ".join(dominant(counts[u], k)),
                          **own, **{f"{m}_others": float(np.nanmean([o[m] for o in others]))
@@ -156,17 +158,18 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
         users=("user_id", "size"), named=("named", "mean"), invented=("invented", "mean"),
         faithfulness=("faithfulness", "mean"), faithfulness_others=("faithfulness_others", "mean"),
         coverage=("coverage", "mean"), coverage_others=("coverage_others", "mean"),
-        names_nothing=("named", lambda n: float((n == 0).mean())),
+        names_nothing=("named", lambda n: float((n == 0).mean())), fallbacks=("fallback", "sum"),
         invented_titles=("invented_titles", "mean"))
 
 
 # ----------------------------------------------------------------- recurrent drift
 def drift(steps: pd.DataFrame, blocks: pd.DataFrame, catalog: Mapping[str, Mapping[str, str]],
           k: int = 2) -> pd.DataFrame:
-    """Each recurrent update (step >= 1): did it change the summary, does it name the new block's ``k``
-    dominant attributes (``new_block_coverage``), does it name an attribute the new block brings that no
-    earlier block had (``took_new``, NaN when the block brings none), and which share of the previous
-    summary's named attributes it keeps (``kept``)."""
+    """Each recurrent update (step >= 1): did it change the summary, the share of the new block's ``k`` top
+    places it names (``new_block_coverage``: 0, 1/k, ..., 1) beside what the previous summary already named of them
+    (``previous_coverage``: the fair baseline, since a stale summary names the usual genres anyway), does it name
+    an attribute the new block brings that no earlier block had (``took_new``, NaN when the block brings none), and
+    which share of the previous summary's named attributes it keeps (``kept``)."""
     attrs = vocabulary(catalog, [i for ids in blocks["item_ids"] for i in ids])
     items = {(r.user_id, r.block): list(r.item_ids) for r in blocks.itertuples(index=False)}
     rows = []
@@ -180,11 +183,12 @@ def drift(steps: pd.DataFrame, blocks: pd.DataFrame, catalog: Mapping[str, Mappi
             rows.append({"user_id": user, "step": step, "unchanged": texts[step] == texts[step - 1],
                          "overlap_with_previous": jaccard(texts[step], texts[step - 1]),
                          "new_block_coverage": coverage(now, block, k),
+                         "previous_coverage": coverage(before, block, k),
                          "took_new": float(bool(now & new)) if new else float("nan"),
                          "kept": len(now & before) / len(before) if before else float("nan")})
             seen = seen + block
     return pd.DataFrame(rows, columns=["user_id", "step", "unchanged", "overlap_with_previous",
-                                       "new_block_coverage", "took_new", "kept"])
+                                       "new_block_coverage", "previous_coverage", "took_new", "kept"])
 
 
 def drift_by_step(table: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +196,9 @@ def drift_by_step(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("step").agg(updates=("user_id", "size"), unchanged=("unchanged", "mean"),
                                      overlap_with_previous=("overlap_with_previous", "mean"),
                                      new_block_coverage=("new_block_coverage", "mean"),
-                                     took_new=("took_new", "mean"), kept=("kept", "mean"))
+                                     previous_coverage=("previous_coverage", "mean"),
+                                     brings_new=("took_new", "count"), took_new=("took_new", "mean"),
+                                     kept=("kept", "mean"))
 
 
 # ----------------------------------------------------------------- predictiveness: the summary as a query
@@ -301,23 +307,26 @@ def oracle_summaries(samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, s
     return out
 
 
-def drift_reading(table: pd.DataFrame) -> list[str]:
+def drift_reading(table: pd.DataFrame, k: int = 2) -> list[str]:
     """What the recurrent updates did, in sentences computed from the per-update table."""
     if table.empty:
         return ["No recurrent updates (every history fits one block)."]
     by = drift_by_step(table)
+    changed = table[~table["unchanged"]]
     took = table["took_new"].dropna()
     out = [f"{table['unchanged'].mean():.1%} of {len(table)} updates return the previous summary word for word "
-           f"(step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%}).",
-           f"An update names its new block's top attributes {table['new_block_coverage'].mean():.0%} of the time"
-           + (f"; of the {len(took)} updates whose block brings an attribute no earlier block had, "
-              f"{took.mean():.0%} name one." if len(took) else ".")]
-    kept = table["kept"].dropna()
-    if len(kept):
-        out.append(f"An update keeps {kept.mean():.0%} of the attributes the previous summary named: "
-                   + ("the summary holds on to the oldest blocks rather than taking in the newest."
-                      if kept.mean() > table["new_block_coverage"].mean() else
-                      "the newest block weighs at least as much as what was kept."))
+           f"(step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%})."]
+    if len(changed):
+        both, some = (changed["new_block_coverage"] == 1).mean(), (changed["new_block_coverage"] > 0).mean()
+        out.append(f"Of the {len(changed)} updates that changed the summary, {both:.0%} name all of the new block's "
+                   f"top {k} attributes and {some:.0%} at least one (mean share {changed['new_block_coverage'].mean():.0%}"
+                   f", against {changed['previous_coverage'].mean():.0%} that the previous summary already named).")
+        kept = changed["kept"].dropna()
+        if len(kept):
+            out.append(f"They keep {kept.mean():.0%} of the attributes the previous summary named.")
+    if len(took):
+        out.append(f"{int(took.sum())} of the {len(took)} updates whose block brings an attribute no earlier block had "
+                   f"({took.mean():.0%}) name one.")
     return out
 
 
@@ -329,8 +338,11 @@ def reading(summary: pd.DataFrame, spec: pd.DataFrame, k: int = TOP_K) -> list[s
         verdict = ("describes its own user better than other users" if cov["specific"] else
                    "is not shown to describe its own user better than other users")
         p = "no test" if np.isnan(cov["p"]) else "p < 0.001" if cov["p"] < 0.001 else f"p = {cov['p']:.3f}"
-        out.append(f"{method}: names {row['named']:.1f} attributes per summary ({row['invented']:.2f} not in the "
-                   f"history; {row['names_nothing']:.0%} name none); covers {row['coverage']:.0%} of its user's top "
-                   f"{k} and {row['coverage_others']:.0%} of other users' ({p}): it {verdict}.")
+        fb = int(row.get("fallbacks", 0))
+        out.append(f"{method}: names {row['named']:.1f} attributes per summary (of them {row['invented']:.2f} on "
+                   f"average not in the history; {row['names_nothing']:.0%} of summaries name none); covers "
+                   f"{row['coverage']:.0%} of its user's top {k} and {row['coverage_others']:.0%} of other users' "
+                   f"({p}): it {verdict}" + (f" ({fb} of its {int(row['users'])} summaries are the template fallback)."
+                                             if fb else "."))
     return out
 

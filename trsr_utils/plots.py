@@ -376,11 +376,13 @@ def drift_by_step(by_step: pd.DataFrame):
     """Recurrent updates per step: the share returned unchanged, naming the new block's top attributes, and
     taking in an attribute the new block brings."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    for col, label in (("unchanged", "returned unchanged"), ("new_block_coverage", "names the new block's top 2"),
-                       ("took_new", "names what the block brings new")):
-        ax.plot(by_step.index, by_step[col], marker="o", label=label)
+    for col, label, style in (("unchanged", "share returned unchanged", "-"),
+                              ("new_block_coverage", "new block's top 2 named (mean share)", "-"),
+                              ("previous_coverage", "... already named before the update", ":"),
+                              ("took_new", "share naming what the block brings new", "-")):
+        ax.plot(by_step.index, by_step[col], marker="o", ls=style, label=label)
     ax.set_xlabel("update step (block)")
-    ax.set_ylabel("share of updates")
+    ax.set_ylabel("share")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(list(by_step.index))
     ax.legend(fontsize=8)
@@ -393,10 +395,12 @@ def predictiveness(metrics_table: pd.DataFrame, metric: str = "recall@10", rando
     """The positive found by each query alone (MiniLM cosine over the user's candidates): ``metric`` per query."""
     frame = metrics_table.sort_values(metric)
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(frame) + 1.2))
-    ax.barh(frame.index, frame[metric], color=["C3" if "another" in q else "C0" for q in frame.index])
+    colors = ["C3" if "another" in q else "C0" for q in frame.index]
+    ax.barh(frame.index, frame[metric], color=colors)
+    ax.barh([], [], color="C3", label="a query that knows nothing of the user")
     if random is not None:
         ax.axvline(random, color="0.4", ls="--", lw=1, label="random order")
-        ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel(f"{metric} (the query alone ranks the candidates)")
     ax.set_title("What each query knows of the positive")
     fig.tight_layout()

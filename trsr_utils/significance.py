@@ -127,8 +127,10 @@ def decision(difference: Mapping[str, float], tost: Mapping[str, float], metric:
     if tost["equivalent"]:
         return (f"bounded: the difference {d:+.3f} {metric} lies within ±{m:.2f} (TOST p = {tost['p']:.3f}, 90% "
                 f"interval {tost['low']:+.3f} to {tost['high']:+.3f}) on {n} users")
-    need = users_needed_equivalence(tost["sd"], m)
-    more = f"; about {need} users would bound it within ±{m:.2f} if the true difference is 0" if need else ""
+    detect = users_needed(tost["sd"], d) if d else None
+    bound = users_needed_equivalence(tost["sd"], m)
+    more = "".join([f"; about {detect} users would detect a difference of {d:+.3f} (power .8)" if detect else "",
+                    f"; about {bound} would bound it within ±{m:.2f} if the true difference were 0" if bound else ""])
     return (f"undecided: {d:+.3f} {metric} (p = {difference['p']:.3f}; TOST p = {tost['p']:.3f}, 90% interval "
             f"{tost['low']:+.3f} to {tost['high']:+.3f} is not within ±{m:.2f}) on {n} users{more}")
 

@@ -166,6 +166,17 @@ def test_probability_shift_and_summary_effect(tmp_path):
         ablation.probability_shift(table, cfg), effect)
     assert lines[0].startswith("hierarchical: bounded")
     assert any("reads whose summary it is" in line for line in lines)
+    # another user's summary significantly *better* on one metric (not Recall@10): said, from every metric
+    better = pd.DataFrame([{"a": "reliance=other_user-ft", "b": "summary=hierarchical-ft", "metric": m,
+                            "diff": d, "p": p, "p_holm": p, "significant": p < 0.05}
+                           for m, d, p in (("recall@10", 0.2, 0.2), ("mrr@10", 0.06, 0.01))])
+    lines = ablation.controls_reading(
+        table.assign(value=["hierarchical", "none", "other_user"], method="hierarchical",
+                     control=["", "", "other_user"], **{"recall@10": [0.5, 0.45, 0.7]}),
+        better, ablation.probability_shift(table, cfg), effect, {"recall@10": 10 / 21})
+    text = "\n".join(lines)
+    assert "significant after Holm on mrr@10" in text and "ranks *better* (mrr@10)" in text
+    assert "reaches 0.500 Recall@10 where a random order reaches 0.476: within the ±0.10" in text
 
 
 def test_shipped_control_results_are_printed_or_missing_said(tmp_path):

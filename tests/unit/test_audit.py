@@ -58,7 +58,8 @@ def test_audit_table_and_specificity():
                           "u2": "This user likes comedy and romance.",
                           "u3": "This user mixes comedy, drama and sci-fi."},
                  "generic": {u: "This user likes drama." for u in HISTORIES}}
-    table = audit.audit(summaries, HISTORIES, CATALOG, lines, k=3)
+    table = audit.audit(summaries, HISTORIES, CATALOG, lines, k=3, fallbacks={"generic": {"u2"}})
+    assert list(table[table["method"] == "generic"]["fallback"]) == [False, True, False]
     good = table[table["method"] == "good"].set_index("user_id")
     assert good.loc["u1", "coverage"] == 1.0 and good.loc["u1", "invented"] == 0
     # u1's summary against u2's and u3's histories: none of u2's top 3; u3's four attributes are tied (once each),
@@ -72,6 +73,7 @@ def test_audit_table_and_specificity():
     assert not cov.loc["generic", "specific"]
     summary = audit.summary_table(table)
     assert summary.loc["generic", "named"] == 1 and summary.loc["good", "invented"] == 0
+    assert summary.loc["generic", "fallbacks"] == 1 and summary.loc["good", "fallbacks"] == 0
     assert any("good" in line for line in audit.reading(summary, spec, 3))
 
 
@@ -102,11 +104,14 @@ def test_drift_per_step():
                                       "This user likes sci-fi, comedy and romance."]})
     d = audit.drift(steps, blocks, CATALOG, k=2).set_index("step")
     assert bool(d.loc[1, "unchanged"]) and d.loc[1, "new_block_coverage"] == 0 and d.loc[1, "took_new"] == 0
-    assert d.loc[1, "kept"] == 1.0
+    assert d.loc[1, "kept"] == 1.0 and d.loc[1, "previous_coverage"] == 0  # block 1 (Comedy, Romance) not named before
+    assert d.loc[2, "previous_coverage"] == 0  # step 1's summary (sci-fi only) named none of block 2's Romance
     # step 2's block brings only Romance, which block 1 already had: nothing new to take in
     assert not d.loc[2, "unchanged"] and d.loc[2, "new_block_coverage"] == 1.0 and math.isnan(d.loc[2, "took_new"])
     by = audit.drift_by_step(d.reset_index())
-    assert list(by.index) == [1, 2] and by.loc[1, "unchanged"] == 1.0
+    assert list(by.index) == [1, 2] and by.loc[1, "unchanged"] == 1.0 and list(by["brings_new"]) == [1, 0]
+    text = " ".join(audit.drift_reading(d.reset_index()))
+    assert "50.0% of 2 updates" in text and "Of the 1 updates that changed" in text and "0 of the 1 updates" in text
 
 
 def test_query_ranks_and_kept_share():
@@ -182,7 +187,9 @@ def test_users_needed_for_equivalence_and_decision():
     assert significance.users_needed_equivalence(0.0, 0.05) == 59  # .95^59 = .049 < .05 <= .95^58
     tost = {"margin": 0.05, "users": 20, "equivalent": False, "p": 0.4, "low": -0.1, "high": 0.2, "sd": 0.4}
     assert significance.decision({"diff": 0.05, "p": 0.5}, tost).startswith("undecided")
-    assert "549 users" in significance.decision({"diff": 0.05, "p": 0.5}, tost)
+    assert "about 549 would bound" in significance.decision({"diff": 0.05, "p": 0.5}, tost)
+    assert f"about {significance.users_needed(0.4, 0.05)} users would detect" in significance.decision(
+        {"diff": 0.05, "p": 0.5}, tost)
     assert significance.decision({"diff": 0.2, "p": 0.01, "p_holm": 0.02}, tost).startswith("shown")
     assert significance.decision({"diff": 0.0, "p": 1.0}, {**tost, "equivalent": True}).startswith("bounded")
 
