@@ -48,7 +48,10 @@ def test_every_notebook_runs_on_the_papers_dataset(paper_run):
     # a cell equal to the profile's own setting re-uses its summaries instead of summarizing again
     assert r08["items_per_block=5-ft"]["source"] == "07:hierarchical"
     cells = {p.name.rsplit("-", 1)[0] for p in (out / "08_ablations" / "cells").iterdir()}
-    assert cells == {"items_per_block=3-ft"}
+    assert cells == {"items_per_block=3-ft", "order=shuffled-ft"}  # and the order test's shuffled histories
+    # the controls of section 4 in the news / product domain, the oracle naming a category or a brand
+    assert {"reliance=other_user-ft", "positive_control=oracle-ft", "order=shuffled-ft"} <= set(r08)
+    assert set(results(out, "08_ablations")["summary_effect"]) == {"hierarchical", "recurrent"}
 
 
 def test_mind_negatives_are_news_the_user_was_shown_and_skipped(paper_run):
