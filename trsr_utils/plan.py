@@ -694,7 +694,8 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
         work.append(Work("07", "precision check (main row again)", "recommender", "score", test, prefix,
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
                          longest=prefix + suffix))
-    # 08: the grid cells notebook 07 has not scored, and new summaries for other block sizes / summarizers
+    # 08: the grid cells notebook 07 has not scored, new summaries for other block sizes / summarizers / the order
+    # test, and the positive controls' adapters
     for cell in ablation.grid(cfg):
         if ablation.same_as_evaluation(cfg, cell):
             continue
@@ -704,6 +705,8 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
         work.append(Work("08", f"scoring {cell.name}", "recommender", "score", test, prefix,
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
                          longest=prefix + suffix, source=_source(st, "tokens_per_item", "summary_tokens")))
+        if cell.axis == "positive_control":  # a recommender fine-tuned on the template / oracle summary
+            work += _sft_work(cfg, st, ov, "08", cell.method, f"adapter {cell.method}: ", zero_shot=False)
         if cell.needs_summaries:
             c = cell_cfg.chunking
             covered = min(st.history, c.items_per_block * c.max_blocks)

@@ -150,14 +150,25 @@ def test_demo_workload_counts(demo):
     # two adapters trained in 07 (no summary, recurrent); notebook 06 trained the hierarchical one
     trained = [w.label for w in work if w.stage == "07" and w.kind == "train"]
     assert len(trained) == 2 and any("none" in t for t in trained) and any("recurrent" in t for t in trained)
-    # 08: the cells notebook 07 did not score (the README: three new cells on the demo)
-    assert len([w for w in work if w.stage == "08" and w.kind == "score"]) == 3
+    # 08: the cells notebook 07 did not score (three new grid cells on the demo, and one reliance control)
+    assert len([w for w in work if w.stage == "08" and w.kind == "score"]) == 4
+    assert not [w for w in work if w.stage == "08" and w.kind == "train"]  # the demo trains no positive control
     sft = next(w for w in work if w.stage == "06" and w.kind == "train")
     assert sft.sequences == 32 and sft.suffixes == 2 and sft.passes == pytest.approx(1.0)  # shared prefix, 1 epoch
     # no summary: a shorter prompt
     tallrec = next(w for w in work if w.label == "scoring tallrec")
     hier = next(w for w in work if w.label == "scoring hierarchical")
     assert tallrec.prompt_tokens < hier.prompt_tokens
+
+
+def test_course_long_prices_the_controls(tmp_path):
+    from trsr_utils.config import resolve_config
+
+    cfg = resolve_config("course-long", tmp_path)
+    work = plan.workload(cfg, plan.data_stats(cfg))
+    trained = [w.label for w in work if w.stage == "08" and w.kind == "train"]
+    assert len(trained) == 2 and any("template" in t for t in trained) and any("oracle" in t for t in trained)
+    assert any(w.stage == "08" and w.label.startswith("order=shuffled") for w in work)  # the order test's summaries
 
 
 def test_sharding_deals_batches_and_leaves_one_process_work_alone():
