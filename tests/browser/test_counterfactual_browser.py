@@ -21,10 +21,10 @@ import pytest
 
 # browser_tools is a fixture: imported, it is this module's too (skips without Chromium or playwright).
 try:  # the module pytest itself imports test_lab.py as (the default "prepend" import mode: tests/ has no __init__)
-    from test_lab import CELL_REPORT, KERNEL_IDLE, RUN_ALL, RUN_ALL_S, UI_S, Lab, browser_tools  # noqa: F401
+    from test_lab import RUN_ALL_S, Lab, browser_tools, open_and_run_all, screenshot_cell  # noqa: F401
 except ImportError:  # --import-mode=importlib
-    from tests.browser.test_lab import (CELL_REPORT, KERNEL_IDLE, RUN_ALL, RUN_ALL_S, UI_S, Lab,  # noqa: F401
-                                        browser_tools)
+    from tests.browser.test_lab import (RUN_ALL_S, Lab, browser_tools, open_and_run_all,  # noqa: F401
+                                        screenshot_cell)
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook]
 
@@ -83,19 +83,7 @@ def test_counterfactual_widget_in_jupyterlab(browser_tools, counterfactual_run, 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.set_default_timeout(UI_S * 1000)
-                page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-                page.goto(lab.url(f"/lab/tree/{NOTEBOOK}"))
-                state = page.wait_for_function(KERNEL_IDLE, arg=NOTEBOOK, timeout=RUN_ALL_S * 1000).json_value()
-                assert state == "idle", f"the kernel did not start: {state}\nserver log:\n{lab.log_tail()}"
-
-                ok = page.evaluate(RUN_ALL, RUN_ALL_S * 1000)
-                cells = page.evaluate(CELL_REPORT)
-                failed = [c for c in cells if c["errors"]]
-                assert not failed, f"cells failed in JupyterLab: {failed}\nserver log:\n{lab.log_tail()}"
-                assert ok is True, f"run all cells returned {ok!r}: {cells}"
-                assert all(c["count"] for c in cells), f"cells not executed: {[c for c in cells if not c['count']]}"
+                page = open_and_run_all(browser, lab, NOTEBOOK, page_errors)
 
                 # The widget: a VBox with the user dropdown, the summary box, the buttons and the table.
                 widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(
@@ -127,12 +115,7 @@ def test_counterfactual_widget_in_jupyterlab(browser_tools, counterfactual_run, 
                 assert all(0 < c["p"] < 1 for c in p_yes["own"] + p_yes["edited"])
                 assert box.input_value() == EDITED
 
-                widget.locator("xpath=ancestor::div[contains(@class, 'jp-CodeCell')][1]").evaluate(
-                    "cell => cell.scrollIntoView({block: 'start'})")
-                page.wait_for_timeout(300)  # let the scroll settle before the screenshot
-                shot = counterfactual_run / "browser" / "08_counterfactual.png"
-                page.screenshot(path=str(shot))
-                assert shot.stat().st_size > 10_000
+                shot = screenshot_cell(page, widget, counterfactual_run / "browser" / "08_counterfactual.png")
             finally:
                 browser.close()
     finally:

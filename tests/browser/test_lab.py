@@ -183,6 +183,34 @@ CELL_REPORT = """() => {
 }"""
 
 
+def open_and_run_all(browser, lab: "Lab", notebook: str, page_errors: list[str]):
+    """A page with ``notebook`` open in JupyterLab, its kernel started and every cell run; fails, with the server's
+    log, where a cell failed or did not run. Errors the page raises go to ``page_errors``."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(UI_S * 1000)
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    page.goto(lab.url(f"/lab/tree/{notebook}"))
+    state = page.wait_for_function(KERNEL_IDLE, arg=notebook, timeout=RUN_ALL_S * 1000).json_value()
+    assert state == "idle", f"the kernel did not start: {state}\nserver log:\n{lab.log_tail()}"
+    ok = page.evaluate(RUN_ALL, RUN_ALL_S * 1000)
+    cells = page.evaluate(CELL_REPORT)
+    failed = [c for c in cells if c["errors"]]
+    assert not failed, f"cells failed in JupyterLab: {failed}\nserver log:\n{lab.log_tail()}"
+    assert ok is True, f"run all cells returned {ok!r}: {cells}"
+    assert all(c["count"] for c in cells), f"cells not executed: {[c for c in cells if not c['count']]}"
+    return page
+
+
+def screenshot_cell(page, widget, path: Path) -> Path:
+    """The whole Lab window with ``widget``'s cell scrolled to the top (a widget is taller than the window)."""
+    widget.locator("xpath=ancestor::div[contains(@class, 'jp-CodeCell')][1]").evaluate(
+        "cell => cell.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)  # let the scroll settle before the screenshot
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
 @pytest.fixture
 def lab_run(browser_tools, smoke_run, tmp_path):
     """A copy of the smoke run directory (notebook 05 writes its results) with the parameterised notebook."""
@@ -205,19 +233,7 @@ def test_summary_browser_in_jupyterlab(browser_tools, lab_run, tmp_path, capsys)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.set_default_timeout(UI_S * 1000)
-                page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-                page.goto(lab.url(f"/lab/tree/{NOTEBOOK}"))
-                state = page.wait_for_function(KERNEL_IDLE, arg=NOTEBOOK, timeout=RUN_ALL_S * 1000).json_value()
-                assert state == "idle", f"the kernel did not start: {state}\nserver log:\n{lab.log_tail()}"
-
-                ok = page.evaluate(RUN_ALL, RUN_ALL_S * 1000)
-                cells = page.evaluate(CELL_REPORT)
-                failed = [c for c in cells if c["errors"]]
-                assert not failed, f"cells failed in JupyterLab: {failed}\nserver log:\n{lab.log_tail()}"
-                assert ok is True, f"run all cells returned {ok!r}: {cells}"
-                assert all(c["count"] for c in cells), f"cells not executed: {[c for c in cells if not c['count']]}"
+                page = open_and_run_all(browser, lab, NOTEBOOK, page_errors)
                 tracebacks = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
                                           has_text="Traceback")
                 assert tracebacks.count() == 0, tracebacks.first.inner_text()
@@ -246,13 +262,7 @@ def test_summary_browser_in_jupyterlab(browser_tools, lab_run, tmp_path, capsys)
                 assert history.text_content() != history_before
                 assert select.input_value() != first
 
-                # The whole Lab window, the widget's cell at the top of the notebook (taller than the window).
-                widget.locator("xpath=ancestor::div[contains(@class, 'jp-CodeCell')][1]").evaluate(
-                    "cell => cell.scrollIntoView({block: 'start'})")
-                page.wait_for_timeout(300)  # let the scroll settle before the screenshot
-                shot = lab_run / "browser" / "05_summary_browser.png"
-                page.screenshot(path=str(shot))
-                assert shot.stat().st_size > 10_000
+                shot = screenshot_cell(page, widget, lab_run / "browser" / "05_summary_browser.png")
             finally:
                 browser.close()
     finally:
