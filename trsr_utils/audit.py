@@ -37,7 +37,7 @@ from . import metrics, prompts, significance
 from .compare import jaccard, mentions
 from .config import RELIANCE_CONTROLS
 from .summary_checks import unknown_titles
-from .text import item_categories
+from .text import category_counts, item_categories
 
 TOP_K = 3  # the history's dominant attributes a summary should name (the template names its top 3 too)
 ORACLE = "oracle (leaks the positive's attributes: a positive control, never a result)"
@@ -48,7 +48,7 @@ MAX_VOCABULARY = 2000  # attributes matched against every summary (MovieLens: 19
 # ----------------------------------------------------------------- attributes of a history, and of a summary
 def history_attributes(item_ids: Sequence[str], catalog: Mapping[str, Mapping[str, str]]) -> Counter:
     """How often each attribute (genre, category, brand) occurs among the items."""
-    return Counter(c for i in item_ids for c in item_categories(catalog.get(i, {})))
+    return category_counts(item_ids, catalog)
 
 
 def dominant(counts: Counter, k: int = TOP_K) -> list[str]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .text import item_categories
+from .text import category_counts
 
 _WORD = re.compile(r"[a-z][a-z'-]*")
 # Words that say nothing about a taste; the summary opening is in every summary.
@@ -51,7 +50,7 @@ def mentions(summary: str, category: str) -> bool:
 
 
 def top_category(item_ids: Sequence[str], catalog: Mapping[str, Mapping[str, str]]) -> str | None:
-    counts = Counter(c for i in item_ids for c in item_categories(catalog.get(i, {})))
+    counts = category_counts(item_ids, catalog)
     return counts.most_common(1)[0][0] if counts else None
 
 

@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import distributed, io, llm, prompts, stages, summary_checks
 from .progress import bar
-from .text import item_categories
+from .text import category_counts
 
 CACHE_FILE = Path("cache") / "llm_calls.sqlite"
 FORMAT_VERSION = 1
@@ -282,7 +282,7 @@ class TemplateSummarizer:
         self.items = prompts.DOMAINS[domain]["items"]
 
     def categories(self, item_ids: Sequence[str]) -> Counter:
-        return Counter(c for i in item_ids for c in item_categories(self.catalog.get(i, {})))
+        return category_counts(item_ids, self.catalog)
 
     def __call__(self, item_ids: Sequence[str], recent_ids: Sequence[str] = ()) -> str:
         counts = self.categories(item_ids)

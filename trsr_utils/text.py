@@ -8,7 +8,9 @@ ellipsis so one item cannot swallow a block's token budget.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections import Counter
+
+from typing import Any, Mapping, Sequence
 
 from .config import Config
 
@@ -106,3 +108,8 @@ def item_categories(attrs: Mapping[str, str]) -> list[str]:
         if value:
             return [v.strip() for v in value.split(",") if v.strip()] if name == "genres" else [value]
     return []
+
+
+def category_counts(item_ids: Sequence[str], catalog: Mapping[str, Mapping[str, str]]) -> Counter:
+    """How often each category (:func:`item_categories`) occurs among the items, in the order first seen."""
+    return Counter(c for i in item_ids for c in item_categories(catalog.get(i, {})))
