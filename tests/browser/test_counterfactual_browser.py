@@ -21,10 +21,9 @@ import pytest
 
 # browser_tools is a fixture: imported, it is this module's too (skips without Chromium or playwright).
 try:  # the module pytest itself imports test_lab.py as (the default "prepend" import mode: tests/ has no __init__)
-    from test_lab import RUN_ALL_S, Lab, browser_tools, open_and_run_all, screenshot_cell  # noqa: F401
+    from test_lab import RUN_ALL_S, browser_tools, lab_page, screenshot_cell  # noqa: F401
 except ImportError:  # --import-mode=importlib
-    from tests.browser.test_lab import (RUN_ALL_S, Lab, browser_tools, open_and_run_all,  # noqa: F401
-                                        screenshot_cell)
+    from tests.browser.test_lab import RUN_ALL_S, browser_tools, lab_page, screenshot_cell  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook]
 
@@ -72,54 +71,41 @@ TABLE_P = """table => {
 
 
 def test_counterfactual_widget_in_jupyterlab(browser_tools, counterfactual_run, tmp_path, capsys):
-    sync_playwright, chromium = browser_tools
     from playwright.sync_api import expect
 
     began = time.perf_counter()
-    lab = Lab(counterfactual_run / "browser", tmp_path / "lab")
-    page_errors: list[str] = []
-    try:
-        lab.wait_ready()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-            try:
-                page = open_and_run_all(browser, lab, NOTEBOOK, page_errors)
+    with lab_page(browser_tools, counterfactual_run / "browser", tmp_path / "lab", NOTEBOOK) as (page, page_errors):
+        # The widget: a VBox with the user dropdown, the summary box, the buttons and the table.
+        widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(
+            has=page.locator(".widget-textarea textarea")).first
+        expect(widget).to_be_visible()
+        box = widget.locator(".widget-textarea textarea")
+        own = box.input_value()
+        assert own.strip(), "the summary box is empty: the user's own summary was not filled in"
+        for name in ("own summary", "empty summary", "no summary"):
+            expect(widget.get_by_role("button", name=name, exact=True)).to_be_visible()
 
-                # The widget: a VBox with the user dropdown, the summary box, the buttons and the table.
-                widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(
-                    has=page.locator(".widget-textarea textarea")).first
-                expect(widget).to_be_visible()
-                box = widget.locator(".widget-textarea textarea")
-                own = box.input_value()
-                assert own.strip(), "the summary box is empty: the user's own summary was not filled in"
-                for name in ("own summary", "empty summary", "no summary"):
-                    expect(widget.get_by_role("button", name=name, exact=True)).to_be_visible()
+        box.fill(EDITED)  # what a student's typing does (an input event: the kernel gets the text)
+        widget.get_by_role("button", name="score", exact=True).click()
+        # Scoring runs in the kernel (both recommenders, own summary and edited text): the status says so.
+        expect(widget).to_contain_text("an edited summary", timeout=RUN_ALL_S * 1000)
+        table = widget.locator("table.counterfactual")
+        expect(table).to_be_visible()
+        expect(table).to_contain_text("positive's rank")
+        for scorer in ("fine-tuned", "zero-shot"):
+            for kind in ("own", "edited"):
+                rank = table.locator(f"td.rank-{kind}[data-scorer='{scorer}']")
+                expect(rank).to_have_count(1)
+                assert rank.inner_text().strip().isdigit(), f"{scorer} {kind} rank: {rank.inner_text()!r}"
+        p_yes = table.evaluate(TABLE_P)
+        assert p_yes["own"] and len(p_yes["own"]) == len(p_yes["edited"])
+        assert {c["scorer"] for c in p_yes["own"]} == {"fine-tuned", "zero-shot"}
+        moved = [(a, b) for a, b in zip(p_yes["own"], p_yes["edited"]) if a["p"] != b["p"]]
+        assert moved, f"no p(yes) changed with the edited summary: {p_yes}"
+        assert all(0 < c["p"] < 1 for c in p_yes["own"] + p_yes["edited"])
+        assert box.input_value() == EDITED
 
-                box.fill(EDITED)  # what a student's typing does (an input event: the kernel gets the text)
-                widget.get_by_role("button", name="score", exact=True).click()
-                # Scoring runs in the kernel (both recommenders, own summary and edited text): the status says so.
-                expect(widget).to_contain_text("an edited summary", timeout=RUN_ALL_S * 1000)
-                table = widget.locator("table.counterfactual")
-                expect(table).to_be_visible()
-                expect(table).to_contain_text("positive's rank")
-                for scorer in ("fine-tuned", "zero-shot"):
-                    for kind in ("own", "edited"):
-                        rank = table.locator(f"td.rank-{kind}[data-scorer='{scorer}']")
-                        expect(rank).to_have_count(1)
-                        assert rank.inner_text().strip().isdigit(), f"{scorer} {kind} rank: {rank.inner_text()!r}"
-                p_yes = table.evaluate(TABLE_P)
-                assert p_yes["own"] and len(p_yes["own"]) == len(p_yes["edited"])
-                assert {c["scorer"] for c in p_yes["own"]} == {"fine-tuned", "zero-shot"}
-                moved = [(a, b) for a, b in zip(p_yes["own"], p_yes["edited"]) if a["p"] != b["p"]]
-                assert moved, f"no p(yes) changed with the edited summary: {p_yes}"
-                assert all(0 < c["p"] < 1 for c in p_yes["own"] + p_yes["edited"])
-                assert box.input_value() == EDITED
-
-                shot = screenshot_cell(page, widget, counterfactual_run / "browser" / "08_counterfactual.png")
-            finally:
-                browser.close()
-    finally:
-        lab.stop()
+        shot = screenshot_cell(page, widget, counterfactual_run / "browser" / "08_counterfactual.png")
     with capsys.disabled():
         print(f"\nbrowser test: counterfactual widget screenshot at {shot} ({len(moved)} of {len(p_yes['own'])} "
               f"p(yes) moved; {time.perf_counter() - began:.0f} s with JupyterLab; page errors: {len(page_errors)})")

@@ -14,6 +14,7 @@ is not needed): without either the test is skipped, saying which is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -201,6 +202,25 @@ def open_and_run_all(browser, lab: "Lab", notebook: str, page_errors: list[str])
     return page
 
 
+@contextlib.contextmanager
+def lab_page(browser_tools, root: Path, home: Path, notebook: str):
+    """JupyterLab on ``root`` and headless Chromium with ``notebook`` open and every cell run
+    (:func:`open_and_run_all`): ``(page, page errors)``; both stop when the block ends."""
+    sync_playwright, chromium = browser_tools
+    lab = Lab(root, home)
+    page_errors: list[str] = []
+    try:
+        lab.wait_ready()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            try:
+                yield open_and_run_all(browser, lab, notebook, page_errors), page_errors
+            finally:
+                browser.close()
+    finally:
+        lab.stop()
+
+
 def screenshot_cell(page, widget, path: Path) -> Path:
     """The whole Lab window with ``widget``'s cell scrolled to the top (a widget is taller than the window)."""
     widget.locator("xpath=ancestor::div[contains(@class, 'jp-CodeCell')][1]").evaluate(
@@ -221,52 +241,40 @@ def lab_run(browser_tools, smoke_run, tmp_path):
 
 
 def test_summary_browser_in_jupyterlab(browser_tools, lab_run, tmp_path, capsys):
-    sync_playwright, chromium = browser_tools
     from playwright.sync_api import expect
 
     root = lab_run / "browser"
     began = time.perf_counter()
-    lab = Lab(root, tmp_path / "lab")
-    page_errors: list[str] = []
-    try:
-        lab.wait_ready()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-            try:
-                page = open_and_run_all(browser, lab, NOTEBOOK, page_errors)
-                tracebacks = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
-                                          has_text="Traceback")
-                assert tracebacks.count() == 0, tracebacks.first.inner_text()
+    with lab_page(browser_tools, root, tmp_path / "lab", NOTEBOOK) as (page, page_errors):
+        tracebacks = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
+                                  has_text="Traceback")
+        assert tracebacks.count() == 0, tracebacks.first.inner_text()
 
-                # The summary browser: a VBox of the user dropdown, the stats line, two panes and the history.
-                widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(
-                    has=page.locator(".widget-dropdown select")).first
-                expect(widget).to_be_visible()
-                select = widget.locator(".widget-dropdown select")
-                panes = widget.locator(".widget-hbox .widget-html")
-                expect(panes).to_have_count(2)
-                users = [o.strip() for o in select.locator("option").all_inner_texts()]
-                assert len(users) >= 2, f"the dropdown offers {users}"
-                first = select.input_value()
-                before = [panes.nth(i).text_content() for i in range(2)]
-                history = widget.locator(":scope > .widget-html").last
-                history_before = history.text_content()
-                assert all(before) and history_before, "the summary browser's panes are empty"
-                assert f"user {users[0]}:" in widget.text_content()
+        # The summary browser: a VBox of the user dropdown, the stats line, two panes and the history.
+        widget = page.locator(".jp-OutputArea-output .widget-vbox").filter(
+            has=page.locator(".widget-dropdown select")).first
+        expect(widget).to_be_visible()
+        select = widget.locator(".widget-dropdown select")
+        panes = widget.locator(".widget-hbox .widget-html")
+        expect(panes).to_have_count(2)
+        users = [o.strip() for o in select.locator("option").all_inner_texts()]
+        assert len(users) >= 2, f"the dropdown offers {users}"
+        first = select.input_value()
+        before = [panes.nth(i).text_content() for i in range(2)]
+        history = widget.locator(":scope > .widget-html").last
+        history_before = history.text_content()
+        assert all(before) and history_before, "the summary browser's panes are empty"
+        assert f"user {users[0]}:" in widget.text_content()
 
-                other = users[-1]
-                select.select_option(label=other)
-                expect(widget).to_contain_text(f"user {other}:", timeout=UI_S * 1000)  # the kernel answered
-                expect(panes.nth(0)).not_to_have_text(before[0])
-                expect(panes.nth(1)).not_to_have_text(before[1])
-                assert history.text_content() != history_before
-                assert select.input_value() != first
+        other = users[-1]
+        select.select_option(label=other)
+        expect(widget).to_contain_text(f"user {other}:", timeout=UI_S * 1000)  # the kernel answered
+        expect(panes.nth(0)).not_to_have_text(before[0])
+        expect(panes.nth(1)).not_to_have_text(before[1])
+        assert history.text_content() != history_before
+        assert select.input_value() != first
 
-                shot = screenshot_cell(page, widget, lab_run / "browser" / "05_summary_browser.png")
-            finally:
-                browser.close()
-    finally:
-        lab.stop()
+        shot = screenshot_cell(page, widget, lab_run / "browser" / "05_summary_browser.png")
     with capsys.disabled():
         print(f"\nbrowser test: summary browser screenshot at {shot} "
               f"({time.perf_counter() - began:.0f} s with JupyterLab; page errors: {len(page_errors)})")
