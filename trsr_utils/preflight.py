@@ -154,7 +154,7 @@ def check_model_offline(name: str, roles: str = "model") -> list[str]:
     """Can ``name`` be loaded without internet access?"""
     from . import llm, plan
 
-    if name in (llm.SMOLLM2, llm.TINY):
+    if name in llm.OFFLINE:
         try:
             llm.smollm2_gguf_dir()
         except llm.ModelNotAvailable as exc:

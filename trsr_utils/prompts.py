@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from .chunking import block_text
 from .llm import encode_prompt
+from .text import cap_tokens
 
 SUMMARY_OPENING = "This user"
 # Where the candidate goes in the rendered recommendation prompt: the text before it is shared by all candidates.
@@ -211,6 +212,8 @@ class ListwisePrompt:
     n_candidates: int
     summary_tokens_cut: int
     recent_items_dropped: int
+    candidate_token_cap: int = 0  # > 0: every candidate line was cut to this many tokens to fit
+    candidates_cut: int = 0  # how many candidate lines that cap shortened
 
 
 @dataclass
@@ -313,10 +316,22 @@ class ListwisePrompter(RecommendationPrompter):
 
     def build_list(self, summary: str | None, recent: Sequence[str], candidates: Sequence[str]) -> ListwisePrompt:
         """The prompt within ``max_length`` tokens (answer included): the summary is shortened first, then the
-        oldest recent items are dropped; never the instruction, never a candidate."""
+        oldest recent items are dropped; never the instruction. When the candidates alone do not fit (long product
+        texts: 21 lines of ~75 tokens), every candidate line is cut to the same number of tokens, the largest that
+        leaves room for the instruction, the summary at ``summary_max_tokens`` and the recent items
+        (:meth:`candidate_cap`); the cut is recorded in the prompt."""
         if not candidates:
             raise ValueError("at least one candidate is needed")
+        try:
+            return self._fit_list(summary, recent, candidates)
+        except ValueError:
+            cap = self.candidate_cap(summary, recent, candidates)
+            capped = [cap_tokens(c, self.tokenizer, cap) for c in candidates]
+            built = self._fit_list(summary, recent, capped)
+            built.candidate_token_cap, built.candidates_cut = cap, sum(a != b for a, b in zip(candidates, capped))
+            return built
 
+    def _fit_list(self, summary: str | None, recent: Sequence[str], candidates: Sequence[str]) -> ListwisePrompt:
         def over(shown: str | None, kept: list[str]) -> tuple[int, tuple[str, list[int]]]:
             text = render(self.tokenizer, listwise_messages(shown, kept, candidates, self.domain))
             ids = encode_prompt(self.tokenizer, text)
@@ -327,3 +342,27 @@ class ListwisePrompter(RecommendationPrompter):
             f"tokens, more than prompt.max_length={self.max_length}: raise it (a listwise prompt holds every "
             "candidate) or cap item text (text.max_field_tokens)"))
         return ListwisePrompt(text, ids, len(candidates), cut, dropped)
+
+    def candidate_cap(self, summary: str | None, recent: Sequence[str], candidates: Sequence[str]) -> int:
+        """The largest number of tokens per candidate line with which the instruction, the summary (at
+        ``summary_max_tokens``), the recent items and every candidate fit; if even one token each leaves no room for
+        them, the largest with which the instruction and the candidates alone fit (the summary and recent items are
+        then shortened as usual). Binary search: a longer cap never makes the prompt shorter."""
+        shown = self._cut_summary(summary, self.summary_max_tokens) if summary is not None else None
+
+        def fits(cap: int, with_context: bool) -> bool:
+            capped = [cap_tokens(c, self.tokenizer, cap) for c in candidates]
+            messages = listwise_messages(shown if with_context else None, list(recent) if with_context else [],
+                                         capped, self.domain)
+            return len(encode_prompt(self.tokenizer, render(self.tokenizer, messages))) + 1 <= self.max_length
+
+        longest = max(len(self._encode(c)) for c in candidates)
+        for with_context in (True, False):
+            if fits(1, with_context):
+                low, high = 1, longest  # fits(low) holds; find the largest that does
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    low, high = (middle, high) if fits(middle, with_context) else (low, middle - 1)
+                return low
+        raise ValueError(f"the listwise instruction and {len(candidates)} candidates of one token each need more "
+                         f"than prompt.max_length={self.max_length} tokens: raise it")

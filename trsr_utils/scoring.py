@@ -55,6 +55,34 @@ def _answer_probs(hidden: Any, head: Any, answer: AnswerTokens) -> Any:
         return torch.sigmoid((logits[:, 0] - logits[:, 1]).double())
 
 
+ROUNDINGS = 4  # roundings allowed per logit: the last hidden state's own, and the layers' before it
+
+
+def rounding_bound(hidden: Any, rows: Any, dtype: Any = None, roundings: int = ROUNDINGS) -> Any:
+    """How far two correct computations of the logits ``z = hidden @ rows.T`` may differ in ``dtype`` (default:
+    the hidden states' own), per logit, [positions, rows].
+
+    Two routes to the same hidden state (a shared prefix or the full prompt, one user or a padded batch) order
+    their sums differently, so each entry h_i comes out rounded differently: by up to half a rounding unit,
+    eps/2 of its size (``torch.finfo(dtype).eps``: 2^-23 in float32, 2^-7 in bfloat16). The logit
+    z = sum_i h_i w_i then moves by up to eps/2 * sum_i |h_i w_i|, the size of the sum *before* its terms cancel
+    (SmolLM2's answer logits: |z| ~ 31, the sum of |h_i w_i| ~ 60). ``roundings`` such roundings are allowed.
+    Measured on SmolLM2-135M (shared prefix against full prompt): float32 differences reach half this bound,
+    bfloat16 ones a twentieth."""
+    import torch
+
+    eps = torch.finfo(dtype or hidden.dtype).eps
+    return roundings * eps / 2 * (hidden.detach().abs().float() @ rows.detach().abs().float().T)
+
+
+def p_yes_tolerance(hidden: Any, head: Any, answer: AnswerTokens, dtype: Any = None) -> float:
+    """The largest difference in p(yes) that rounding alone explains for these last-position hidden states:
+    p = sigmoid(z_yes - z_no) moves by at most a quarter of the gap's change, and the gap by the two logits'
+    bounds (:func:`rounding_bound`)."""
+    bound = rounding_bound(hidden, head.weight[[answer.yes_id, answer.no_id]], dtype)
+    return float(bound.sum(dim=-1).max()) / 4
+
+
 def for_scoring(model: Any, dtype: str | None) -> Any:
     """The model to score with in ``dtype`` (``model.scoring_dtype``): ``model`` itself when it already computes
     in that precision (or ``dtype`` is None), else a copy with its weights (a LoRA adapter's included) cast, in

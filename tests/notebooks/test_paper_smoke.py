@@ -13,8 +13,9 @@ from trsr_utils.config import resolve_config
 pytestmark = pytest.mark.notebook
 
 DATASET = {"smoke-mind": "mind", "smoke-amazon": "amazon-m2"}
-# The method's notebooks; 10 (the cost plan) reads no dataset-specific result that the smoke chain leaves untested.
-CHAIN = ["01", "02", "03", "04", "05", "06", "07", "08"]
+# The method's notebooks and 09 (listwise prompts hold all 21 candidates: Amazon-M2's long product texts must be
+# budgeted per candidate); 10 (the cost plan) reads no dataset-specific result that the smoke chain leaves untested.
+CHAIN = ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 @pytest.fixture(scope="module", params=sorted(DATASET))
@@ -52,6 +53,37 @@ def test_every_notebook_runs_on_the_papers_dataset(paper_run):
     # the controls of section 4 in the news / product domain, the oracle naming a category or a brand
     assert {"reliance=other_user-ft", "positive_control=oracle-ft", "order=shuffled-ft"} <= set(r08)
     assert set(results(out, "08_ablations")["summary_effect"]) == {"hierarchical", "recurrent"}
+    from trsr_utils import beyond
+
+    r09 = beyond.read(resolve_config(profile, out))
+    assert r09["record"]["n_users"] == 6 and r09["record"]["n_candidates"] == 21
+    assert {"listwise zero-shot", "listwise fine-tuned"} <= set(r09["table"]["system"])
+
+
+def test_long_product_texts_are_cut_per_candidate_in_the_listwise_prompt(paper_run):
+    """smoke-amazon's product lines (~75 tokens) times 21 do not fit in its 1024-token prompt: notebook 09 cuts
+    every candidate line to one budget (and says so) instead of stopping; MIND's short titles fit whole."""
+    import nbformat
+    import numpy as np
+
+    from trsr_utils import beyond, listwise, llm
+    from trsr_utils.data import prepare
+    from trsr_utils.user_prompts import summaries_for
+
+    profile, out, _ = paper_run
+    cfg = resolve_config(profile, out)
+    prepared = prepare.read(cfg)
+    samples = beyond.users(cfg, prepared)  # notebook 09's users: 07's test users
+    tok = llm.load_tokenizer(cfg.model.recommender)
+    lists = [[p, *n] for p, n in zip(samples["positive"], samples["negatives"])]
+    built = listwise.build(cfg, samples, prepare.with_whole_catalogue(cfg, prepared).catalog,
+                           summaries_for(cfg, "hierarchical"), tok, lists)
+    assert len(built) == 6 and all(len(p.ids) + 1 <= cfg.prompt.max_length for p in built)
+    caps = [p.candidate_token_cap for p in built]
+    assert (np.array(caps) > 0).all() if profile == "smoke-amazon" else not any(caps), caps
+    executed = nbformat.read(out / "notebooks" / "09_beyond_pointwise.ipynb", as_version=4)
+    said = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "candidate lines cut for" in said
 
 
 def test_mind_negatives_are_news_the_user_was_shown_and_skipped(paper_run):
@@ -84,3 +116,33 @@ def test_amazon_descriptions_are_cut_by_tokens_and_other_locales_left_out(paper_
     items = pd.read_parquet(stages.result_dir(cfg, "01_data") / "items.parquet")
     uk = set(products.loc[products["locale"] == "UK", "id"])
     assert len(items) == results(out, "01_data_filtering")["items_written"] and set(items["item_id"]) <= uk
+
+
+# ------------------------------------------------------------------ the paper's model shape (smoke-llama)
+@pytest.fixture(scope="module")
+def llama_run(tmp_path_factory):
+    """Notebooks 01-10 with a tiny Llama shaped like Llama-2-7b-hf (its tokenizer adds BOS, no chat template)
+    in bfloat16: every by-hand cell builds ids as this model sees them and holds its tolerance in bfloat16."""
+    out = tmp_path_factory.mktemp("smoke-llama")
+    return out, pipeline.run("smoke-llama", out=out, log=lambda *_: None)
+
+
+def test_the_paper_shaped_model_runs_every_notebook(llama_run):
+    out, manifest = llama_run
+    assert [r["notebook"][:2] for r in manifest["notebooks"]] == [f"{n:02d}" for n in range(1, 11)]
+    assert all(r["status"] == "ok" for r in manifest["notebooks"]), [r for r in manifest["notebooks"]
+                                                                    if r["status"] != "ok"]
+    cfg = resolve_config("smoke-llama", out)
+    assert cfg.model.dtype == "bfloat16" and cfg.model.recommender == "tiny-random-llama2"
+    r02 = results(out, "02_chunking_and_prompts")
+    # the by-hand prefix (BOS first, once) equals the package's, and the plain layout is what the model reads
+    assert r02["bos_added"] and not r02["chat_template"] and r02["prefix_tokenization_exact"]
+    from trsr_utils import llm
+    from trsr_utils.user_prompts import for_split
+
+    tok = llm.load_tokenizer(cfg.model.recommender)
+    _, users = for_split(cfg, "test", "hierarchical", tok, limit=2)
+    assert all(u.prefix_ids[0] == tok.bos_token_id and u.prefix_ids[1] != tok.bos_token_id for u in users)
+    assert all(u.prefix.startswith("### System:") for u in users)
+    r06 = results(out, "06_lora_sft")
+    assert r06["global_step"] == cfg.sft.max_steps

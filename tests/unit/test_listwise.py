@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import listwise, llm, prompts
+from trsr_utils import listwise, llm, prompts, text
 from trsr_utils.scoring import decoder_and_head
 
 SUMMARY = "This user enjoys tense crime dramas and 1990s thrillers. " * 4
@@ -54,8 +54,32 @@ def test_listwise_fitting_cuts_summary_then_recent_items_never_a_candidate(smol_
     up = tighter.build_list(SUMMARY, recent, cands)
     assert up.recent_items_dropped >= 1 and recent[-1] in up.text and recent[0] not in up.text
     assert all(f"{prompts.LETTERS[i]}. {c}" in up.text for i, c in enumerate(cands))
-    with pytest.raises(ValueError, match="prompt.max_length=100"):
+    with pytest.raises(ValueError, match="prompt.max_length=100"):  # 21 one-token candidates do not fit in 100
         prompts.ListwisePrompter(smol_tokenizer, "movies", 100).build_list(None, [], cands)
+
+
+def test_long_candidates_are_cut_to_one_budget_each_instead_of_stopping(smol_tokenizer):
+    """Amazon-M2's product texts: 21 lines of ~100 tokens do not fit in 1024 tokens. Every line is cut to the same
+    number of tokens, the largest that leaves the summary (at summary_max_tokens) and the recent items in place;
+    the prompt records the cap and how many lines it shortened."""
+    long = [f"title: Product {i}; desc: " + f"a durable cable number {i} for chargers, " * 10 for i in range(21)]
+    recent = ["title: Phone case; desc: blue"] * 3
+    for tok in (smol_tokenizer, llm.load_tokenizer(llm.TINY_LLAMA2)):  # chat template; plain layout with BOS
+        prompter = prompts.ListwisePrompter(tok, "products", 1024, 256)
+        p = prompter.build_list(SUMMARY, recent, long)
+        assert len(p.ids) + 1 <= 1024 and p.ids == llm.encode_prompt(tok, p.text)
+        assert p.summary_tokens_cut == 0 and p.recent_items_dropped == 0 and SUMMARY in p.text
+        assert p.candidates_cut == 21 and 10 < p.candidate_token_cap < 100
+        lines = [line for line in p.text.splitlines() if line[:3] in {f"{x}. " for x in prompts.LETTERS}]
+        assert len(lines) == 21 and all(line.endswith("…") for line in lines)
+        assert all(len(tok.encode(line[3:], add_special_tokens=False)) <= p.candidate_token_cap for line in lines)
+        # the largest such cap: one token more per line and the prompt would not fit
+        assert prompter.candidate_cap(SUMMARY, recent, long) == p.candidate_token_cap
+        wider = [text.cap_tokens(c, tok, p.candidate_token_cap + 1) for c in long]
+        assert len(llm.encode_prompt(tok, prompts.render(tok, prompts.listwise_messages(
+            SUMMARY, recent, wider, "products")))) + 1 > 1024
+    short = prompts.ListwisePrompter(smol_tokenizer, "movies", 4096).build_list(SUMMARY, recent, long[:3])
+    assert short.candidate_token_cap == 0 and short.candidates_cut == 0  # nothing cut when everything fits
 
 
 def test_orders_are_seeded_per_user_and_map_back_to_candidates():

@@ -66,3 +66,29 @@ def test_confident_candidates_keep_their_order_instead_of_tying():
     assert p.dtype == torch.float64 and (p.diff() > 0).all()
     bf16 = scoring._answer_probs(hidden.bfloat16(), head.bfloat16(), answer)
     assert (bf16.diff() > 0).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_rounding_bound_covers_two_correct_routes_in_each_dtype(dtype):
+    """The notebooks' by-hand checks compare two routes to p(yes) (shared prefix, full prompt) with a tolerance
+    derived from the dtype (scoring.p_yes_tolerance): it must hold in bfloat16 as in float32, and grow with eps."""
+    import torch
+
+    tok = llm.load_tokenizer(llm.TINY_LLAMA2)  # Llama-2's shape: BOS before every prompt
+    model = llm.load_model(llm.TINY_LLAMA2, dtype, device="cpu")
+    answer = prompts.answer_tokens(tok)
+    users = user_prompts(tok)
+    shared = np.concatenate(scoring.score_users(model, users, answer, users_per_batch=3, pad_id=tok.pad_token_id))
+    sequences = [u.full_ids(i) for u in users for i in range(len(u.suffix_ids))]
+    assert all(s[0] == tok.bos_token_id and s[1] != tok.bos_token_id for s in sequences)
+    full = scoring.score_full(model, sequences, answer, batch_size=7)
+    decoder, head = scoring.decoder_and_head(model)
+    with torch.no_grad():
+        last = torch.stack([decoder(input_ids=torch.tensor([s])).last_hidden_state[0, -1] for s in sequences])
+    tolerance = scoring.p_yes_tolerance(last, head, answer)
+    assert np.abs(shared - full).max() <= tolerance
+    eps = torch.finfo(getattr(torch, dtype)).eps
+    rows = head.weight[[answer.yes_id, answer.no_id]].detach()
+    expected = scoring.ROUNDINGS * eps / 2 * (last.float().abs() @ rows.float().abs().T)
+    assert torch.allclose(scoring.rounding_bound(last, rows), expected)
+    assert tolerance == pytest.approx(float(expected.sum(dim=-1).max()) / 4)
