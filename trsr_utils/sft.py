@@ -25,12 +25,13 @@ summaries it learns from) gives another folder, so adapters for different
 settings sit side by side. A finished adapter is re-used only for exactly its
 settings; an interrupted run resumes from its last checkpoint.
 
-Command line (one device in-process; several GPUs through accelerate + the
-shipped DeepSpeed ZeRO-2 config)::
+Command line (one device in-process; several GPUs through torchrun DDP, or accelerate + the shipped DeepSpeed
+ZeRO-2 config with ``--deepspeed``)::
 
     python -m trsr_utils.sft --profile demo [--run-dir runs/demo] [--set sft.epochs=2] [--all]
-    python -m trsr_utils.sft --profile paper-mind --gpus 8 --all
-    torchrun --nproc_per_node 2 -m trsr_utils.sft --profile smoke      # DDP without DeepSpeed (gloo on CPU)
+    python -m trsr_utils.sft --profile paper-mind --gpus 8 --all               # torchrun DDP
+    python -m trsr_utils.sft --profile paper-mind --gpus 8 --all --deepspeed   # accelerate + ZeRO-2
+    torchrun --nproc_per_node 2 -m trsr_utils.sft --profile smoke      # the same DDP by hand (gloo on CPU)
 
 Under a launcher each process trains on its own device with ``sft.grad_accum``
 divided by the process count (:func:`accumulation`): the effective batch, the
@@ -383,7 +384,23 @@ def training_arguments(cfg: Any, output_dir: Path, device: str) -> Any:
     )
     if DEEPSPEED_ZERO2.exists() and world()[1] > 1 and os.environ.get("TRSR_DEEPSPEED"):
         kwargs["deepspeed"] = str(DEEPSPEED_ZERO2)
-    return SFTConfig(**kwargs)
+    args = SFTConfig(**kwargs)
+    _ = args.device  # sets up the devices (and, under a launcher, the process group) now, before a model loads
+    pin_one_gpu(args, device)
+    return args
+
+
+def pin_one_gpu(args: Any, device: str) -> bool:
+    """One process on a multi-GPU node trains on one GPU. Left alone, the Trainer wraps the model in
+    ``nn.DataParallel`` over every visible GPU, and the answer loss (which reads the model's hidden states itself)
+    runs on cuda:0 with inputs on the others. Every Trainer's arguments pass through here (:func:`training_arguments`),
+    so no caller can forget it. Returns whether it pinned."""
+    import torch
+
+    if args.world_size == 1 and device == "cuda" and torch.cuda.device_count() > 1:
+        args._n_gpu = 1  # what TrainingArguments.n_gpu reads; the DataParallel wrap needs n_gpu > 1
+        return True
+    return False
 
 
 def _check_launch(ckpt_dir: Path, args: Any, resume: str | None, main_process: bool) -> None:
@@ -394,7 +411,7 @@ def _check_launch(ckpt_dir: Path, args: Any, resume: str | None, main_process: b
     if resume and marker.exists():
         before = io.read_json(marker)
         if before["deepspeed"] != now["deepspeed"]:
-            how = (f"python -m trsr_utils.sft --gpus {before['processes']}" if before["deepspeed"]
+            how = (f"python -m trsr_utils.sft --gpus {before['processes']} --deepspeed" if before["deepspeed"]
                    else "without DeepSpeed (one process, or torchrun)")
             raise RuntimeError(f"the checkpoints in {ckpt_dir} were written {'with' if before['deepspeed'] else 'without'}"
                                f" DeepSpeed; resuming {'with' if now['deepspeed'] else 'without'} it would restart the "
@@ -445,12 +462,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     validator = Validator(cfg, tokenizer, out / "validation.json")
     # The training arguments set up the process group under a launcher (torchrun / accelerate launch): one
     # process per GPU, each on its own device; rank 0 validates and writes, the others wait for it.
-    args = training_arguments(cfg, ckpt_dir, device)
-    _ = args.device  # sets up the devices (and the process group) now, before the model loads
+    args = training_arguments(cfg, ckpt_dir, device)  # pinned to one GPU when one process runs on several
     main_process = args.process_index == 0
     if args.world_size == 1 and device == "cuda" and torch.cuda.device_count() > 1:
-        # One process on a multi-GPU node: the Trainer would wrap the model in nn.DataParallel. Pin one GPU.
-        args._n_gpu = 1
         log(f"one process trains on one GPU of {torch.cuda.device_count()}: for all of them, "
             f"python -m trsr_utils.sft --gpus {torch.cuda.device_count()}")
     if model is None:
@@ -585,21 +599,44 @@ def adapters_for_table(cfg: Any) -> list[Any]:
     return out
 
 
-def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int,
-                   extra: Sequence[str] = ()) -> list[str]:
-    """The accelerate + DeepSpeed ZeRO-2 command that trains on ``gpus`` GPUs (one process each)."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--use_deepspeed",
-           "--deepspeed_config_file", str(DEEPSPEED_ZERO2), "-m", "trsr_utils.sft", "--profile", profile,
-           "--run-dir", run_dir, *extra]
+def launch_command(profile: str, run_dir: str, sets: Sequence[str], gpus: int, extra: Sequence[str] = (),
+                   deepspeed: bool = False) -> list[str]:
+    """The command that trains on ``gpus`` GPUs, one process each.
+
+    Default: ``torchrun`` DDP. A LoRA adapter has ~4M trainable parameters: ZeRO-2 would shard next to nothing,
+    and at each save it gathers the whole model into host RAM on every rank. ``deepspeed``: accelerate + the shipped
+    ZeRO-2 config, with every accelerate setting given explicitly (:func:`accelerate_config`), so that a
+    ``default_config.yaml`` in the user's accelerate cache (common on shared clusters) is never read."""
+    if deepspeed:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(accelerate_config(Path(run_dir), gpus)), "--num_processes", str(gpus), "--use_deepspeed",
+               "--deepspeed_config_file", str(DEEPSPEED_ZERO2)]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus)]
+    cmd += ["-m", "trsr_utils.sft", "--profile", profile, "--run-dir", run_dir, *extra]
     for s in sets:
         cmd += ["--set", s]
     return cmd
 
 
+def accelerate_config(run_dir: Path, gpus: int) -> Path:
+    """An accelerate config naming only what the DeepSpeed launch needs (written into the run directory):
+    passed as ``--config_file``, it replaces the user's default config, whose ``mixed_precision`` or other
+    settings beside a ``deepspeed_config_file`` make accelerate refuse to start."""
+    path = Path(run_dir) / STAGE / "accelerate_deepspeed.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\nnum_machines: 1\n"
+                    f"num_processes: {gpus}\nmachine_rank: 0\ndeepspeed_config:\n"
+                    f"  deepspeed_config_file: {DEEPSPEED_ZERO2}\n  zero3_init_flag: false\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.sft", description="LoRA SFT of the recommender")
     stage_arguments(parser)
-    parser.add_argument("--gpus", type=int, default=1, help="> 1: launch through accelerate with DeepSpeed ZeRO-2")
+    parser.add_argument("--gpus", type=int, default=1, help="> 1: one process per GPU through torchrun (DDP)")
+    parser.add_argument("--deepspeed", action="store_true",
+                        help="with --gpus: accelerate + DeepSpeed ZeRO-2 instead of plain DDP")
     parser.add_argument("--all", action="store_true",
                         help="train every adapter notebook 07's table needs (eval.llm rows x eval.sft_seeds), "
                              "not only notebook 06's")
@@ -607,9 +644,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = stage_config(args)
     if args.gpus > 1 and world()[1] == 1:
         accumulation(cfg, args.gpus)  # a grad_accum that does not divide fails here, before the launch
-        cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus, ["--all"] if args.all else [])
+        cmd = launch_command(args.profile, cfg.run_dir, args.set, args.gpus, ["--all"] if args.all else [],
+                             deepspeed=args.deepspeed)
         print("launching:", " ".join(cmd), flush=True)
-        return subprocess.call(cmd, env={**os.environ, "TRSR_DEEPSPEED": "1"})
+        return subprocess.call(cmd, env={**os.environ, **({"TRSR_DEEPSPEED": "1"} if args.deepspeed else {})})
     rank = world()[0]
     for settings in adapters_for_table(cfg) if args.all else [cfg]:
         report = train(settings, log=print if rank == 0 else (lambda _: None))

@@ -31,8 +31,8 @@ def _sets() -> list[str]:
     return [a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]
 
 
-def _run(cmd: list[str], log) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRSR_PROGRESS": "0"}
+def _run(cmd: list[str], log, **extra_env: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRSR_PROGRESS": "0", **extra_env}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     log.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -51,8 +51,15 @@ def two_runs(tmp_path_factory):
     shutil.copytree(one, two)
     _run([sys.executable, "-m", "trsr_utils.sft", "--profile", "smoke", "--run-dir", str(one), *_sets()],
          root / "one.log")
-    _run([*torchrun(2), "-m", "trsr_utils.sft", "--profile", "smoke", "--run-dir", str(two), *_sets()],
-         root / "two.log")
+    # The command line's own launch (--gpus 2: torchrun DDP), beside a user's accelerate default config that would
+    # make an accelerate launch refuse: nothing of it may be read.
+    home = root / "hf_home"
+    (home / "accelerate").mkdir(parents=True)
+    (home / "accelerate" / "default_config.yaml").write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: fp16\nnum_processes: 8\n")
+    _run([sys.executable, "-m", "trsr_utils.sft", "--gpus", "2", "--profile", "smoke", "--run-dir", str(two),
+          *_sets()], root / "two.log", HF_HOME=str(home))
+    assert "torch.distributed.run --standalone --nproc_per_node 2" in (root / "two.log").read_text()
     return one, two
 
 

@@ -140,11 +140,54 @@ def test_saved_adapter_scores_identically_after_reload(tmp_path, prepared_run, t
     assert np.abs(before - after).max() < 1e-6
 
 
-def test_multi_gpu_launch_command():
+def test_multi_gpu_launch_command(tmp_path):
+    """--gpus N: torchrun DDP by default (LoRA's few million parameters need no ZeRO sharding); --deepspeed:
+    accelerate + the shipped ZeRO-2 config."""
     cmd = sft.launch_command("paper-mind", "/runs/x", ["sft.epochs=2"], 8)
-    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--num_processes"] and "8" in cmd
-    assert str(sft.DEEPSPEED_ZERO2) in cmd and sft.DEEPSPEED_ZERO2.exists()
-    assert cmd[-6:] == ["--profile", "paper-mind", "--run-dir", "/runs/x", "--set", "sft.epochs=2"]
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "8"]
+    assert cmd[-8:] == ["-m", "trsr_utils.sft", "--profile", "paper-mind", "--run-dir", "/runs/x", "--set",
+                        "sft.epochs=2"]
+    ds = sft.launch_command("paper-mind", str(tmp_path), ["sft.epochs=2"], 8, deepspeed=True)
+    assert ds[1:3] == ["-m", "accelerate.commands.launch"] and ds[ds.index("--num_processes") + 1] == "8"
+    assert str(sft.DEEPSPEED_ZERO2) in ds and sft.DEEPSPEED_ZERO2.exists()
+
+
+def test_a_users_accelerate_default_config_cannot_stop_the_deepspeed_launch(tmp_path, monkeypatch):
+    """A default_config.yaml in the user's accelerate cache (here: multi-GPU, fp16, as `accelerate config` writes
+    on shared clusters) makes accelerate refuse a DeepSpeed config file beside it. The launch names its own
+    accelerate config, so the user's is never read: accelerate's own checks and DeepSpeedPlugin accept it."""
+    import os
+
+    from accelerate.commands import launch
+    from accelerate.commands.config import config_args
+    from accelerate.utils import DeepSpeedPlugin, prepare_deepspeed_cmd_env
+
+    users = tmp_path / "home" / "accelerate" / "default_config.yaml"
+    users.parent.mkdir(parents=True)
+    users.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: fp16\n"
+                     "num_machines: 1\nnum_processes: 8\ngpu_ids: all\nmachine_rank: 0\nuse_cpu: false\n")
+    for module in (launch, config_args):  # where accelerate looks (HF_HOME, read when accelerate is imported)
+        monkeypatch.setattr(module, "default_config_file", str(users))
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+
+    def plugin_for(cmd: list[str]) -> None:
+        """What `accelerate launch` does up to the DeepSpeed plugin each process builds (launch.launch_command)."""
+        args = launch.launch_command_parser().parse_args(cmd[cmd.index("accelerate.commands.launch") + 1:])
+        args, defaults, mixed_precision_from_config = launch._validate_launch_command(args)
+        fields = list(defaults.deepspeed_config) if defaults else []
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields + ["mixed_precision"] * mixed_precision_from_config)
+        _, env = prepare_deepspeed_cmd_env(args)
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                if key not in os.environ or os.environ[key] != value:
+                    m.setenv(key, value)
+            DeepSpeedPlugin(hf_ds_config=str(sft.DEEPSPEED_ZERO2))
+
+    cmd = sft.launch_command("smoke", str(tmp_path / "run"), [], 2, deepspeed=True)
+    plugin_for(cmd)  # ours: accepted
+    at = cmd.index("--config_file")
+    with pytest.raises(ValueError, match="will be ignored"):  # without it, the user's config is read and refused
+        plugin_for(cmd[:at] + cmd[at + 2:])
 
 
 @pytest.mark.parametrize("loss", ["answer", "yes_no"])
@@ -255,3 +298,36 @@ def test_bf16_scoring_is_a_copy_and_close_to_float32(prepared_run, tok):
 
     with pytest.raises(ConfigError, match="model.scoring_dtype needs unquantized weights"):
         cfg_at(prepared_run, **{"model.scoring_dtype": "bfloat16", "model.quantization": "4bit"})
+
+
+def test_every_trainer_is_pinned_to_one_gpu_when_one_process_sees_several(monkeypatch, tmp_path):
+    """One process on an 8-GPU node: left alone, the Trainer wraps the model in nn.DataParallel (n_gpu = 8) and
+    the answer loss runs on cuda:0 with inputs on the others. The pin lives where every Trainer's arguments are
+    built (sft.training_arguments), so the pointwise and the listwise trainers (notebook 09) both get it."""
+    import torch
+
+    from trsr_utils import listwise
+
+    cfg = resolve_config("smoke", tmp_path)
+    model, tok = llm.load_model(llm.TINY, device="cpu"), llm.load_tokenizer(llm.TINY)  # before CUDA is faked
+    assert sft.training_arguments(cfg, tmp_path / "a", "cuda").n_gpu != 8  # the unpinned value here: no GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert sft.training_arguments(cfg, tmp_path / "b", "cuda").n_gpu == 1
+    assert sft.training_arguments(cfg, tmp_path / "c", "cpu").n_gpu == 0  # a CPU run is left as it is
+    seen = []
+    monkeypatch.setattr(sft, "pin_one_gpu", lambda args, device: seen.append(device) or False)
+    monkeypatch.setattr(llm, "resolve_device", lambda device: "cuda")
+
+    class Stop(Exception):
+        pass
+
+    def trainer_class(loss):
+        def build(**kwargs):
+            raise Stop
+
+        return build
+
+    monkeypatch.setattr(sft, "_trainer_class", trainer_class)
+    with pytest.raises(Stop):  # the listwise trainer's arguments came through the pin before it was built
+        listwise.train(cfg, model, tok, [{"input_ids": [1, 2, 3], "labels": [-100, -100, 3]}], tmp_path / "lw", log=lambda *_: None)
+    assert seen == ["cuda"]
