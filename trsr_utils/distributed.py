@@ -12,7 +12,9 @@ their stores. The work is cut where one process already cuts it, into its batche
 users to score), and the batches are dealt to the processes in turn. Each batch is the same computation it is
 in one process (same prompts, same padding, same sampling seed), so greedy summaries are identical and scores
 equal to float rounding; every process then receives every result (``gather``), so all of them follow the same
-control flow (the hierarchical merges, retries) and rank 0 alone writes files and the call cache.
+control flow (the hierarchical merges, retries) and rank 0 alone writes files. The LLM call cache (SQLite) is
+opened by rank 0 only: it reads and writes the database and the other processes receive what it found
+(``broadcast``), so the cache works across nodes and on network filesystems where SQLite's locking does not.
 """
 
 from __future__ import annotations
@@ -75,6 +77,41 @@ def gather(items: Sequence[T]) -> list[T]:
 
     _state()
     return list(gather_object(list(items)))
+
+
+def idle_gpus() -> int:
+    """The GPUs a lone process (no launcher) sees beside its own, when it sees several: 0 otherwise."""
+    if active():
+        return 0
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return n - 1 if n > 1 else 0
+
+
+def warn_alone(work: str, command: str) -> None:
+    """Say loudly, before it starts, that ``work`` is about to run on one GPU while others stand idle (a notebook
+    recomputing what the command line, run first, would have shared out): ``command`` with ``{n}`` for the GPUs."""
+    idle = idle_gpus()
+    if idle:
+        import warnings
+
+        warnings.warn(f"{work} is about to run on 1 GPU while {idle} more stand idle. Interrupt and run "
+                      f"`{command.format(n=idle + 1)}` first (then this notebook re-uses its results), or go on",
+                      stacklevel=2)
+
+
+def broadcast(obj: T) -> T:
+    """Rank 0's ``obj`` on every process (``obj`` as is when alone): what rank 0 alone may read, such as the
+    call cache, shared with the others through the process group instead of the filesystem."""
+    if not active():
+        return obj
+    from accelerate.utils import broadcast_object_list
+
+    _state()
+    box = [obj]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def rounds(n_batches: int) -> list[list[int]]:

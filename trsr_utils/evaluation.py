@@ -128,7 +128,18 @@ def baseline_key(cfg: Any, name: str) -> dict[str, Any]:
     elif base not in ("popularity", "item_cf"):  # RecBole models
         epochs = "eval.recbole_epochs_all" if base != name else "eval.recbole_epochs"
         key.update(stages.settings(cfg, ("seed", epochs, *RECBOLE_FIELDS[1:])))
+        device = recbole_device(cfg)
+        if device != "cpu":  # a GPU's kernels round differently: its models are other results (CPU keys unchanged)
+            key["device"] = device
     return key
+
+
+def recbole_device(cfg: Any) -> str:
+    """Where RecBole trains: the profile's GPU when there is one (the "(all users)" rows on MIND-large take
+    hours on a CPU beside idle GPUs), else the CPU."""
+    from . import llm
+
+    return "cuda" if llm.resolve_device(cfg.model.device) == "cuda" else "cpu"
 
 
 def llm_key(cfg: Any, method: str, summary_id: str | None, adapter_id: dict[str, str] | None) -> dict[str, Any]:
@@ -222,7 +233,7 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
         epochs = e.recbole_epochs_all if regime.endswith(ALL) else e.recbole_epochs
         _TRAINED[trained] = recbole_models.train(name, train, epochs, e.recbole_embedding_size,
                                                  max(1, min(e.recbole_max_seq_length, longest - 1)),
-                                                 e.recbole_learning_rate, cfg.seed)
+                                                 e.recbole_learning_rate, cfg.seed, device=recbole_device(cfg))
     return _TRAINED[trained].score(samples)
 
 
@@ -341,6 +352,9 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
         log(f"{label(name)}: scoring {len(samples)} users" + (f" (SFT seed {seed})" if seed else ""))
         prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, LLM_SYSTEMS[name]), tokenizer)
         adapter = every[name][seed] if name in every else None
+        distributed.warn_alone(f"scoring {name} for {len(prompts)} users",
+                               f"torchrun --nproc_per_node {{n}} -m trsr_utils.evaluation --profile {cfg.profile} "
+                               f"--run-dir {cfg.run_dir}")
         return score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {name}")
 
     frames = {n: cached(scores_path(cfg, keys[n]), samples, lambda n=n: compute(n), log, keys[n]) for n in names}

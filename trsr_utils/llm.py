@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # PEFT and TRL still read transformers 5's deprecated `is_gradient_checkpointing` on every adapter load and
 # training run: the call is theirs and changes nothing here, so its FutureWarning is not shown to students.
@@ -235,6 +235,34 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
                     param.data = param.data.clone()
     model.eval()
     return model
+
+
+class Lazy:
+    """A model loaded on its first use (:meth:`get`): a notebook whose every LLM call is already in the cache (the
+    cluster's command line made them) never loads the summarizer, which for the paper's 30B model takes minutes
+    and 33 GB."""
+
+    def __init__(self, load: Callable[[], Any]):
+        self._load, self._model = load, None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> Any:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+
+def resolve(model: Any) -> Any:
+    """The model itself, loading a :class:`Lazy` one now."""
+    return model.get() if isinstance(model, Lazy) else model
+
+
+def lazy_model(name: str, dtype: str = "float32", quantization: str | None = None, device: str = "auto") -> Lazy:
+    """:func:`load_model`, deferred to the first use."""
+    return Lazy(lambda: load_model(name, dtype, quantization, device))
 
 
 def release() -> None:

@@ -65,9 +65,16 @@ class Call:
 
 
 class CallCache:
-    """Finished LLM calls in SQLite (WAL, synchronous=FULL): a commit is on disk before the next batch starts."""
+    """Finished LLM calls in SQLite (WAL, synchronous=FULL): a commit is on disk before the next batch starts.
+
+    One process opens it: rank 0 under a launcher (:func:`open_cache`). WAL needs shared memory on one host and
+    SQLite's locks are unreliable on NFS, Lustre and GPFS, so processes on other nodes (or other GPUs) never touch
+    the file: they get what rank 0 read through the process group, and rank 0 writes what they generated."""
 
     def __init__(self, path: str | Path):
+        if not distributed.is_main():
+            raise RuntimeError(f"rank {distributed.world()[0]} opened the call cache {path}: only rank 0 may "
+                               "(open_cache gives the others a stand-in)")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60)
@@ -106,11 +113,29 @@ class CallCache:
         self.db.close()
 
 
-def open_cache(cfg: Any) -> CallCache:
+class NotOpened:
+    """What a process other than rank 0 holds instead of the call cache: nothing to read or write
+    (:meth:`LLMCaller.__call__` receives rank 0's lookups, rank 0 stores every process's calls)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Call]:
+        raise RuntimeError("only rank 0 reads the call cache")
+
+    def put_many(self, rows: Sequence[Any]) -> None:
+        raise RuntimeError("only rank 0 writes the call cache")
+
+    def close(self) -> None:
+        pass
+
+
+def open_cache(cfg: Any) -> CallCache | NotOpened:
     """The run directory's call cache (shared by all summarizers of the run; notebook 08's cells pass the run's
     own config: a call is keyed by model, precision, prompt and parameters, so a cell re-uses every call the run
-    already made instead of starting from an empty cache)."""
-    return CallCache(Path(cfg.run_dir) / CACHE_FILE)
+    already made instead of starting from an empty cache). Under a launcher only rank 0 opens it."""
+    path = Path(cfg.run_dir) / CACHE_FILE
+    return CallCache(path) if distributed.is_main() else NotOpened(path)
 
 
 @dataclass
@@ -124,9 +149,10 @@ class CallStats:
 class LLMCaller:
     """Cached, batched generation with one model: prompts in, :class:`Call` s out (input order)."""
 
-    def __init__(self, model: Any, tokenizer: Any, model_id: str, cache: CallCache, batch_size: int = 16,
-                 seed: int = 0, quiet: bool = False):
+    def __init__(self, model: Any, tokenizer: Any, model_id: str, cache: CallCache | NotOpened, batch_size: int = 16,
+                 seed: int = 0, quiet: bool = False, command: str = ""):
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
+        self.command = command  # the command line that shares these calls out over GPUs ({n}: how many)
         self.cache, self.batch_size, self.seed, self.quiet = cache, batch_size, seed, quiet
         self.stats = CallStats()
 
@@ -142,7 +168,7 @@ class LLMCaller:
             mine: list[tuple[int, list[int], list[llm.Generation]]] = []  # (batch, its prompts, generations)
             if rank < len(group):
                 b = group[rank]
-                made = llm.generate(self.model, self.tokenizer, [texts[i] for i in batches[b]],
+                made = llm.generate(llm.resolve(self.model), self.tokenizer, [texts[i] for i in batches[b]],
                                     batch_size=self.batch_size, seed=self.seed + b * self.batch_size, **gen_args)
                 mine = [(b, batches[b], made)]
             for _, idx, made in sorted(distributed.gather(mine)):  # one cache write per batch, in batch order
@@ -155,16 +181,14 @@ class LLMCaller:
         if llm.adds_bos(self.tokenizer):  # the model reads <s> + prompt (llm.encode_prompt): another input
             params["bos"] = True
         keys = [call_key(self.model_id, t, params) for t in texts]
-        done = self.cache.get_many(keys)
+        # Rank 0 reads the cache; under a launcher the others receive what it found (they never open the file).
+        done = distributed.broadcast(self.cache.get_many(keys) if distributed.is_main() else None)
         self.stats.hits += sum(k in done for k in keys)
         todo = list(dict.fromkeys(k for k in keys if k not in done))
-        if distributed.active() and len(set(distributed.gather([len(todo)]))) > 1:
-            # Every process must see the same cache (rank 0 writes it): one run directory on a filesystem they
-            # all share. Raised on every process alike, so none is left waiting in a collective.
-            raise RuntimeError(f"the processes see different call caches ({self.cache.path}): put the run "
-                               "directory on a filesystem every process (and node) shares")
         self.stats.misses += len(todo)
         if todo:
+            if self.command:
+                distributed.warn_alone(f"{len(todo)} LLM calls ({desc})", self.command)
             prompt_of = {k: t for k, t in zip(keys, texts)}
             todo_texts = [prompt_of[k] for k in todo]
             gen_args = {k: v for k, v in params.items() if k not in ("seed", "bos")}
@@ -184,7 +208,7 @@ class LLMCaller:
                 if distributed.active():
                     self._generate_shared(todo_texts, gen_args, persist)
                 else:
-                    llm.generate(self.model, self.tokenizer, todo_texts, batch_size=self.batch_size,
+                    llm.generate(llm.resolve(self.model), self.tokenizer, todo_texts, batch_size=self.batch_size,
                                  seed=self.seed, on_batch=persist, **gen_args)
                 distributed.barrier()  # the cache holds every call before any process reads it again
         # A key seen twice in one request (identical prompts) was generated once; report it as a hit.
@@ -388,7 +412,8 @@ class Asker:
         self.cfg, self.domain = cfg, text.domain_of(cfg)
         self.tokenizer = tokenizer if tokenizer is not None else llm.load_tokenizer(name)
         dtype, quantization = cfg.model.precision("summarizer")
-        self.model = model if model is not None else llm.load_model(name, dtype, quantization, cfg.model.device)
+        # Loaded at the first call the cache does not hold (llm.Lazy): none, when the stage already ran.
+        self.model = model if model is not None else llm.lazy_model(name, dtype, quantization, cfg.model.device)
         self.model_id = llm.model_id(name, dtype, quantization)
         self.template = TemplateSummarizer(catalog, self.domain)
         self.line_of = _lines(blocks)
@@ -616,8 +641,8 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
               cache_from: Any = None) -> dict[str, Any]:
     """Run one method for every user in ``blocks`` and write its stage folder; returns the run's report.
 
-    Loads the profile's summarizer unless a model and tokenizer are given. Re-running is cheap: finished calls
-    come from the run directory's cache.
+    Loads the profile's summarizer at its first uncached call unless a model (or an :class:`llm.Lazy` one) is
+    given. Re-running is cheap: finished calls come from the run directory's cache, and the model never loads.
     """
     from . import text
 
@@ -626,13 +651,15 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     if tokenizer is None:
         tokenizer = llm.load_tokenizer(name)
     dtype, quantization = cfg.model.precision("summarizer")
-    if model is None:
-        model = llm.load_model(name, dtype, quantization, cfg.model.device)
+    if model is None:  # loaded at the first call the cache does not hold (none, when every call is cached)
+        model = llm.lazy_model(name, dtype, quantization, cfg.model.device)
     domain = text.domain_of(cfg)
     template = TemplateSummarizer(catalog, domain)
     cache = open_cache(cache_from or cfg)  # cache_from: the run whose call cache to share (08's cells)
     model_id = llm.model_id(name, dtype, quantization)  # the cache key: weights and the precision they ran in
-    caller = LLMCaller(model, tokenizer, model_id, cache, cfg.summary.batch_size, cfg.seed)
+    caller = LLMCaller(model, tokenizer, model_id, cache, cfg.summary.batch_size, cfg.seed,
+                       command=f"torchrun --nproc_per_node {{n}} -m trsr_utils.summarize --profile {cfg.profile} "
+                               f"--run-dir {cfg.run_dir}")
     began = time.perf_counter()
     try:
         run = hierarchical if method == "hierarchical" else recurrent
@@ -709,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     blocks, prepared = chunking.read_blocks(cfg), prepare.read(cfg)  # notebooks 01 and 02 first
     name = cfg.model.summarizer
     tokenizer = llm.load_tokenizer(name)
-    model = llm.load_model(name, *cfg.model.precision("summarizer"), cfg.model.device)
+    model = llm.lazy_model(name, *cfg.model.precision("summarizer"), cfg.model.device)
     quiet = not distributed.is_main()
     for method in (["hierarchical", "recurrent"] if args.method == "both" else [args.method]):
         report = summarize(cfg, method, blocks, prepared.catalog, model, tokenizer,

@@ -206,3 +206,22 @@ def test_the_call_cache_keeps_generations_of_each_precision_apart():
     keys = {(d, q): summarize.call_key(llm.model_id("some/model", d, q), "prompt", params)
             for d in ("bfloat16", "float32") for q in (None, "8bit")}
     assert len(set(keys.values())) == 4
+
+
+def test_a_lone_process_beside_idle_gpus_says_so_before_it_starts(monkeypatch):
+    """A notebook about to do on one GPU what the command line would share over eight warns, with the command."""
+    import warnings
+
+    import torch
+
+    from trsr_utils import distributed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils.summarize")  # no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    with pytest.warns(UserWarning, match=r"while 7 more stand idle.*torchrun --nproc_per_node 8 -m trsr_utils"):
+        distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils.summarize")
+    monkeypatch.setenv("WORLD_SIZE", "8")  # under the launcher: nothing to say
+    assert distributed.idle_gpus() == 0

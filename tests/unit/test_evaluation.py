@@ -186,3 +186,22 @@ def test_an_edited_recommendation_prompt_gives_zero_shot_scores_a_new_key(tmp_pa
     monkeypatch.setattr(prompts, "listwise_messages",
                         lambda *a: [*original_list(*a)[:-1], {**original_list(*a)[-1], "content": "Reworded."}])
     assert beyond.listwise_key(cfg, None, 0) != listwise_before
+
+
+def test_recbole_trains_on_the_gpu_when_there_is_one_under_its_own_key(tmp_path, monkeypatch):
+    """The "(all users)" rows on MIND-large run for hours on a CPU beside idle GPUs: RecBole takes the profile's
+    GPU. Its models round differently there, so their scores get a key of their own; a CPU run's keys (every
+    stored result so far) are unchanged."""
+    from trsr_utils import evaluation, llm
+    from trsr_utils.baselines import recbole_models
+
+    cfg = resolve_config("smoke", tmp_path)
+    on_cpu = evaluation.baseline_key(cfg, "SASRec")
+    assert "device" not in on_cpu and evaluation.recbole_device(cfg) == "cpu"
+    conf = recbole_models.recbole_config("SASRec", tmp_path, "trsr", 1, 8, 5, 1e-3, 0, tmp_path / "saved")
+    assert str(conf["device"]) == "cpu" and not conf["use_gpu"]
+    monkeypatch.setattr(llm, "resolve_device", lambda device: "cuda")
+    assert evaluation.recbole_device(cfg) == "cuda"
+    assert evaluation.baseline_key(cfg, "SASRec") == {**on_cpu, "device": "cuda"}
+    assert evaluation.baseline_key(cfg, "popularity") == evaluation.baseline_key(
+        resolve_config("smoke", tmp_path), "popularity")  # no model to place: no device in the key

@@ -264,6 +264,22 @@ def test_tiny_random_end_to_end_both_methods(tmp_path):
         assert (steps["prompt_tokens"] > 0).all() and (steps["new_tokens"] > 0).all()
 
 
+def test_the_summarizer_loads_only_when_a_call_is_missing_from_the_cache(tmp_path):
+    """The cluster's command line fills the call cache; notebooks 03 and 04 then run every call from it and must
+    not load the summarizer (minutes and 33 GB for the paper's 30B model): it loads at the first uncached call."""
+    cfg = cfg_for(tmp_path, **{"summary.max_new_tokens": 4})
+    blocks, tok = make_blocks(2, 2), llm.load_tokenizer(llm.TINY)
+    loads = []
+    lazy = lambda: llm.Lazy(lambda: loads.append(1) or llm.load_model(llm.TINY, device="cpu"))  # noqa: E731
+    first = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=lazy(), tokenizer=tok, log=lambda *_: None)
+    assert loads == [1] and first["cache_misses"] > 0
+    again = lazy()
+    report = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=again, tokenizer=tok, log=lambda *_: None)
+    assert report["cache_misses"] == 0 and loads == [1] and not again.loaded
+    ask = summarize.Asker(cfg, blocks, CATALOG, tokenizer=tok)  # the notebooks' one-call helper: lazy by default
+    assert isinstance(ask.model, llm.Lazy) and not ask.model.loaded
+
+
 # ----------------------------------------------------------------- kill and resume
 CHILD = textwrap.dedent("""
     import json, sys, pandas as pd
@@ -345,3 +361,22 @@ def test_reading_counts_fallbacks_and_flags():
     assert "3 of 10 first attempts (30.0%) were degenerate; the retry fixed 2, and 1 became the template" in text
     assert "For 1 of 2 users the final summary is the template's" in text
     assert "1 of 2 final summaries are a merge that returned one of its inputs" in text
+
+
+def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):
+    """SQLite's WAL needs one host and its locks fail on NFS/Lustre/GPFS: under a launcher, rank 0 alone opens the
+    database; any other rank gets a stand-in that cannot read or write (the 2-process runs of
+    tests/unit/test_distributed.py run every stage with this guard in place)."""
+    from trsr_utils.config import resolve_config
+
+    cfg = resolve_config("smoke", tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    other = summarize.open_cache(cfg)
+    assert isinstance(other, summarize.NotOpened) and not (tmp_path / summarize.CACHE_FILE).exists()
+    with pytest.raises(RuntimeError, match="only rank 0"):
+        other.get_many(["k"])
+    with pytest.raises(RuntimeError, match="rank 1 opened the call cache"):
+        CallCache(tmp_path / summarize.CACHE_FILE)
+    monkeypatch.setenv("RANK", "0")
+    assert isinstance(summarize.open_cache(cfg), CallCache)

@@ -57,7 +57,7 @@ def write_atomic_file(train: dict[str, list[str]], folder: Path, name: str) -> P
 
 
 def recbole_config(model: str, data_path: Path, name: str, epochs: int, embedding_size: int, max_len: int,
-                   learning_rate: float, seed: int, checkpoint_dir: Path) -> Any:
+                   learning_rate: float, seed: int, checkpoint_dir: Path, device: str = "cpu") -> Any:
     from recbole.config import Config
 
     size = embedding_size
@@ -69,7 +69,7 @@ def recbole_config(model: str, data_path: Path, name: str, epochs: int, embeddin
         "n_layers": 2, "n_heads": 2, "mlp_hidden_size": [size, size], "mf_embedding_size": size,
         "mlp_embedding_size": size, "mlp_hidden_size_neumf": [size],
         "train_neg_sample_args": None, "loss_type": "CE",  # CE over all items: no sampled negatives needed
-        "device": "cpu", "use_gpu": False, "show_progress": False, "seed": seed, "reproducibility": True,
+        "device": device, "use_gpu": device == "cuda", "gpu_id": "0", "show_progress": False, "seed": seed, "reproducibility": True,
         "checkpoint_dir": str(checkpoint_dir), "state": "ERROR", "log_wandb": False,
         # Everything is training data: RecBole does its own prefix augmentation (and, for DIEN, the negative
         # sequences); its valid/test splits stay empty because we evaluate on our own candidates.
@@ -130,15 +130,16 @@ class RecBoleModel:
                     data["item_id_list"] = torch.tensor(seqs)
                     data["item_length"] = torch.tensor(lens)
                     data["neg_item_id_list"] = torch.zeros_like(data["item_id_list"])  # DIEN's auxiliary input
+                batch = Interaction(data).to(next(self.model.parameters()).device)  # where the model trained
                 if full:
-                    table = self.model.full_sort_predict(Interaction(data)).float().cpu().numpy()
+                    table = self.model.full_sort_predict(batch).float().cpu().numpy()
                     table = table.reshape(len(group), -1)
                     for g, ids in enumerate(cand_ids):
                         row = np.full(len(ids), -np.inf)
                         row[ids > 0] = table[g, ids[ids > 0]]
                         out.append(row)
                 else:
-                    flat = self.model.predict(Interaction(data)).float().cpu().numpy() if items else np.zeros(0)
+                    flat = self.model.predict(batch).float().cpu().numpy() if items else np.zeros(0)
                     at = 0
                     for ids in cand_ids:
                         row = np.full(len(ids), -np.inf)
@@ -150,8 +151,10 @@ class RecBoleModel:
 
 
 def train(model: str, train_sequences: dict[str, list[str]], epochs: int = 30, embedding_size: int = 64,
-          max_len: int = 50, learning_rate: float = 1e-3, seed: int = 0, workdir: Path | None = None) -> RecBoleModel:
-    """Fit one RecBole model on the training sequences (no RecBole validation, nothing saved by RecBole)."""
+          max_len: int = 50, learning_rate: float = 1e-3, seed: int = 0, workdir: Path | None = None,
+          device: str = "cpu") -> RecBoleModel:
+    """Fit one RecBole model on the training sequences (no RecBole validation, nothing saved by RecBole), on
+    ``device`` ("cpu" or "cuda": this process's GPU)."""
     if model not in MODELS:
         raise ValueError(f"unknown RecBole baseline {model!r}; supported: {list(MODELS)}")
     import torch
@@ -176,11 +179,11 @@ def train(model: str, train_sequences: dict[str, list[str]], epochs: int = 30, e
             with contextlib.chdir(root):
                 write_atomic_file(train_sequences, root, "trsr")
                 config = recbole_config(model, root, "trsr", epochs, embedding_size, max_len, learning_rate, seed,
-                                        root / "saved")
+                                        root / "saved", device)
                 init_seed(seed, True)
                 dataset = create_dataset(config)
                 train_data, _, _ = data_preparation(config, dataset)
-                net = get_model(config["model"])(config, train_data.dataset).to("cpu")
+                net = get_model(config["model"])(config, train_data.dataset).to(config["device"])
                 trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
                 trainer.fit(train_data, valid_data=None, saved=False, show_progress=False)
                 # Its tensorboard writer flushes from a background thread to a path relative to the work folder:
@@ -206,5 +209,6 @@ def save_state(trained: RecBoleModel, path: str | Path) -> Path:
 def load_state(trained: RecBoleModel, path: str | Path) -> RecBoleModel:
     import torch
 
-    trained.model.load_state_dict(torch.load(path, weights_only=True))
+    device = next(trained.model.parameters()).device  # weights saved on a GPU load onto a CPU model, and back
+    trained.model.load_state_dict(torch.load(path, weights_only=True, map_location=device))
     return trained
