@@ -22,6 +22,12 @@ key of everything it depends on (as in notebook 07), so a re-run costs nothing
 and a changed setting recomputes exactly what it touches. The listwise adapter
 is trained into ``09_beyond/adapters/<key>/`` (checkpoints resume). The tables
 go to ``09_beyond/<fingerprint>/``.
+
+Command line (the listwise adapter, every order's scores and the re-rankings on one process or several: under
+torchrun the users are shared out, the adapter trains with DDP and rank 0 writes; the notebook then re-uses it all)::
+
+    python -m trsr_utils.beyond --profile demo
+    torchrun --nproc_per_node 8 -m trsr_utils.beyond --profile paper-mind
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import evaluation, io, listwise, llm, metrics, retrieval, stages
+from . import distributed, evaluation, io, listwise, llm, metrics, retrieval, stages
 from .evaluation import cached, scores_path
 from .user_prompts import main_summary
 
@@ -122,8 +128,10 @@ def ensure_adapter(cfg: Any, prepared: Any, catalog: Any, tokenizer: Any,
     prompts, answers = training_set(cfg, prepared, catalog, tokenizer)
     letters = listwise.letters_for(tokenizer, prompts)
     examples = listwise.training_examples(prompts, answers, letters)
-    out.mkdir(parents=True, exist_ok=True)
-    io.write_json(out / "key.json", adapter_key(cfg))
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        io.write_json(out / "key.json", adapter_key(cfg))
+    distributed.barrier()
     log(f"fine-tuning the listwise recommender: {len(examples)} prompts of {np.mean([len(e['input_ids']) for e in examples]):.0f}"
         f" tokens on average, the positive's letter the only label ({out})")
     m = cfg.model
@@ -255,9 +263,10 @@ def item_vectors(cfg: Any, catalog: Any, items: Sequence[str]) -> np.ndarray:
         return np.load(path)
     texter = ItemTexter.from_config(cfg, catalog)
     vectors = embed([texter(i) for i in items])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, vectors)
+    if distributed.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, vectors)
     return vectors
 
 
@@ -445,8 +454,11 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
     table = quality_table(frames, cfg)
     times = timing(cfg, samples, catalog, tokenizer, base())
     evaluation._TRAINED.clear()
-    out = stages.result_dir(cfg, STAGE, create=True)
     two = pd.DataFrame(two_stage)
+    if not distributed.is_main():  # rank 0 writes the tables; the others wait for them below
+        distributed.barrier()
+        return read(cfg)
+    out = stages.result_dir(cfg, STAGE, create=True)
     io.write_text(out / "listwise_vs_pointwise.csv", table.to_csv(index=False))
     io.write_text(out / "two_stage.csv", two.to_csv(index=False))
     io.write_parquet(out / "positions.parquet", positions)
@@ -463,6 +475,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
               "scores": {k: [list(map(float, s)) for s in f["scores"]] for k, f in frames.items()}}
     io.write_json(out / "results.json", record)
     stages.finish(cfg, STAGE)
+    distributed.barrier()
     return read(cfg)
 
 
@@ -532,3 +545,23 @@ def reading(results: dict[str, Any]) -> list[str]:
     if n < 100:
         out.append("With this few users the tables show the machinery, not a result: do not rank methods by them.")
     return out
+
+
+# ----------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> int:
+    """Notebook 09's results on one process or several (torchrun / accelerate launch): the listwise adapter, the
+    listwise scores in every order, the re-rankings and the tables, rank 0 writing. Notebook 09 then reads them."""
+    import argparse
+
+    from .config import stage_arguments, stage_config
+
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils.beyond", description=main.__doc__)
+    stage_arguments(parser)
+    args = parser.parse_args(argv)
+    cfg = stage_config(args)
+    run(cfg, log=print if distributed.is_main() else (lambda _: None))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

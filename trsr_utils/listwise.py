@@ -244,17 +244,21 @@ def train(cfg: Any, base: Any, tokenizer: Any, examples: Sequence[dict[str, Any]
     seconds = time.perf_counter() - began
     sft.remove_answer_loss(model)
     tmp, adapter = out / ".adapter.tmp", out / "adapter"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    shutil.rmtree(adapter, ignore_errors=True)
-    os.replace(tmp, adapter)  # whole or not at all
+    if distributed.is_main():  # under a launcher every process holds the same weights (DDP); one writes them
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        shutil.rmtree(adapter, ignore_errors=True)
+        os.replace(tmp, adapter)  # whole or not at all
     history = [h for h in trainer.state.log_history if "loss" in h]
     report = {"examples": len(examples), "parameters": counts, "global_step": trainer.state.global_step,
+              "processes": distributed.world()[1],
               "train_seconds": round(seconds, 2), "train_loss": result.training_loss, "resumed_from": resume,
               "tokens_per_example_mean": float(np.mean([len(e["input_ids"]) for e in examples])),
               "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history],
               "adapter": str(adapter)}
-    io.write_json(out / "report.json", report)  # last: its presence marks the adapter finished
+    if distributed.is_main():
+        io.write_json(out / "report.json", report)  # last: its presence marks the adapter finished
+    distributed.barrier()  # no process reads the adapter before rank 0 has written it
     model.eval()
     model.unload()  # the base model without the LoRA layers, in eval mode
     return report

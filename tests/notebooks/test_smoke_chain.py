@@ -252,6 +252,8 @@ def test_09_beyond_pointwise(smoke_run, tmp_path):
     assert not [line for line in said if "scoring" in line or "fine-tuning" in line or "retriev" in line
                 or "re-ranking" in line], said
     assert again["two_stage"].drop(columns="seconds").equals(two.drop(columns="seconds"))
+    # the command line a cluster runs under torchrun (python -m trsr_utils.beyond) finds it all done
+    assert beyond.main(["--profile", "smoke", "--run-dir", str(copy)]) == 0
     # ... and a changed setting recomputes only what it touches (the re-ranking order of the listwise LLM)
     said.clear()
     beyond.run(resolve_config("smoke", copy, {"beyond.rerank_order": "shuffled"}), log=said.append)

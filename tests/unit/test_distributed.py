@@ -225,3 +225,40 @@ def test_a_lone_process_beside_idle_gpus_says_so_before_it_starts(monkeypatch):
         distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils.summarize")
     monkeypatch.setenv("WORLD_SIZE", "8")  # under the launcher: nothing to say
     assert distributed.idle_gpus() == 0
+
+
+LISTWISE_CHILD = """
+import sys
+from pathlib import Path
+from trsr_utils import listwise, llm, prompts
+from trsr_utils.config import resolve_config
+out = Path(sys.argv[1])
+cfg = resolve_config("smoke", out, {"sft.max_steps": 4, "sft.save_steps": 2, "sft.batch_size": 1,
+                                    "sft.grad_accum": 2, "sft.lora_dropout": 0.0, "sft.learning_rate": 0.02})
+tok = llm.load_tokenizer(llm.TINY)
+movie = lambda i: f"title: Movie {i}; genres: Drama"
+lists = [prompts.ListwisePrompter(tok, "movies", 1024).build_list(None, [movie(90 + u)], [movie(4 * u + c) for c in range(4)])
+         for u in range(4)]
+letters = listwise.letters_for(tok, lists)
+examples = listwise.training_examples(lists, [u % 4 for u in range(4)], letters)
+listwise.train(cfg, llm.load_model(llm.TINY, device="cpu"), tok, examples, out / "lw", log=lambda *_: None)
+"""
+
+
+def test_the_listwise_adapter_trains_on_two_processes_as_on_one_and_is_written_once(tmp_path):
+    """Notebook 09's listwise adapter under torchrun (python -m trsr_utils.beyond): DDP at the same global batch
+    gives the one-process adapter, rank 0 alone writes it."""
+    import torch
+    from safetensors.torch import load_file
+
+    script = tmp_path / "train_listwise.py"
+    script.write_text(LISTWISE_CHILD)
+    for name, launch in (("one", [sys.executable]), ("two", torchrun(2))):
+        _run([*launch, str(script), str(tmp_path / name)], tmp_path / f"{name}.log")
+    reports = {n: json.loads((tmp_path / n / "lw" / "report.json").read_text()) for n in ("one", "two")}
+    assert (reports["one"]["processes"], reports["two"]["processes"]) == (1, 2)
+    assert reports["one"]["global_step"] == reports["two"]["global_step"] == 4
+    assert abs(reports["one"]["train_loss"] - reports["two"]["train_loss"]) < 1e-4
+    one, two = (load_file(tmp_path / n / "lw" / "adapter" / "adapter_model.safetensors") for n in ("one", "two"))
+    assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+    assert not (tmp_path / "two" / "lw" / ".adapter.tmp").exists()
