@@ -510,5 +510,8 @@ def stage_config(args: Any) -> Config:
 
     cfg = resolve_config(args.profile, args.run_dir, parse_sets(args.set))
     if preflight.needs_gpu(cfg):
+        gpus = preflight.check_gpus(getattr(args, "gpus", 1))  # sft --gpus N: before the launch (on a CPU: processes)
+        if gpus:
+            raise preflight.PreflightError("\n".join(gpus))
         preflight.require(cfg)
     return cfg

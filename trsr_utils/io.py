@@ -77,6 +77,34 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "fuse.sshfs",
+                       "glusterfs", "fuse.glusterfs", "panfs", "wekafs")
+
+
+def filesystem_type(path: str | os.PathLike[str], mounts: str = "/proc/mounts") -> str:
+    """The type of the filesystem ``path`` lives on ("ext4", "nfs4", "lustre", ...), from the longest mount point
+    that contains it; "unknown" where the mount table cannot be read (not Linux)."""
+    target = Path(path).resolve()
+    best, kind = -1, "unknown"
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return kind
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if (target == point or point in target.parents) and len(str(point)) > best:
+            best, kind = len(str(point)), fields[2]
+    return kind
+
+
+def network_filesystem(path: str | os.PathLike[str]) -> bool:
+    """Is ``path`` on a network or cluster filesystem (NFS, Lustre, GPFS, ...), where SQLite's WAL cannot work?"""
+    return filesystem_type(path) in NETWORK_FILESYSTEMS
+
+
 def record_results(cfg: Any, notebook: str, results: dict[str, Any], overrides: Any = None) -> dict[str, Any]:
     """Save a notebook's key results and show where they went.
 

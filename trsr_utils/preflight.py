@@ -9,11 +9,14 @@
   billion-parameter model);
 * each model fits the GPU's free memory as :mod:`trsr_utils.plan` estimates it (weights at their precision,
   the key/value cache of a batch, training state);
-* bitsandbytes imports when a model is quantized;
+* bfloat16 is supported by the GPU (compute capability 8.0) when a setting asks for it;
+* bitsandbytes imports and runs one real 8-bit matrix product on the GPU when a model is quantized;
 * the raw data files exist (:func:`trsr_utils.data.prepare.raw_files`);
 * every model loads offline: a registered model's package, a local folder with a config and weights, or a hub
   id whose snapshot is in the Hugging Face cache (compute nodes often have no internet; gated models such as
-  Llama-2 need the licence accepted, a token and a download beforehand);
+  Llama-2 need the licence accepted, a token and a download beforehand), with every shard a sharded checkpoint's
+  index names (an interrupted download leaves the index without them);
+* ``--gpus N`` is no more than the GPUs this process sees;
 * the run directory's disk has room for checkpoints, caches and results.
 """
 
@@ -25,6 +28,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import Config, ConfigError, parse_sets, resolve_config
 
@@ -114,6 +118,33 @@ def check_gpu_memory(cfg: Config) -> list[str]:
     return problems
 
 
+def uses_bfloat16(cfg: Config) -> list[str]:
+    """The settings that put a model or a training step in bfloat16."""
+    m = cfg.model
+    named = {"model.dtype": m.dtype, "model.summarizer_dtype": m.summarizer_dtype,
+             "model.scoring_dtype": m.scoring_dtype, "sft.mixed_precision": cfg.sft.mixed_precision}
+    return [k for k, v in named.items() if v == "bfloat16"]
+
+
+def check_bfloat16(cfg: Config) -> list[str]:
+    """bfloat16 needs compute capability 8.0 (A100, H100, L4, RTX 30xx on): a V100 or T4 summarizes for hours and
+    then fails at SFT."""
+    import torch
+
+    from .distributed import local_rank
+
+    wanted = uses_bfloat16(cfg)
+    if not wanted or not torch.cuda.is_available():
+        return []
+    gpu = local_rank()
+    major, minor = torch.cuda.get_device_capability(gpu)
+    if (major, minor) >= (8, 0):
+        return []
+    return [f"GPU {gpu} ({torch.cuda.get_device_name(gpu)}, compute capability {major}.{minor}) has no bfloat16, which "
+            f"{', '.join(wanted)} ask for: it needs 8.0 (A100, H100, L4 and later). Set those to float16 (the "
+            "recommender trains with fp16 mixed precision), or use a newer GPU"]
+
+
 def check_bitsandbytes(cfg: Config) -> list[str]:
     quantized = sorted({q for r in ("summarizer", "recommender") if (q := cfg.model.precision(r)[1])})
     if not quantized:
@@ -130,7 +161,41 @@ def check_bitsandbytes(cfg: Config) -> list[str]:
             import bitsandbytes  # noqa: F401
     except Exception as exc:  # it imports CUDA libraries: any failure is the message to show
         return [f"bitsandbytes is installed but does not import: {exc.__class__.__name__}: {exc}"]
+    return _bitsandbytes_forward()
+
+
+def _bitsandbytes_forward() -> list[str]:
+    """One real 8-bit matrix product on this process's GPU: an import succeeds even with a binary built for
+    another CUDA or GPU, and the run would fail only when the summarizer first generates."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []  # check_cuda says what is missing
+    import bitsandbytes as bnb
+
+    from .distributed import local_rank
+
+    gpu = local_rank()
+    try:
+        with torch.no_grad():
+            layer = bnb.nn.Linear8bitLt(64, 64, bias=False, has_fp16_weights=False, threshold=6.0).to(f"cuda:{gpu}")
+            out = layer(torch.randn(4, 64, dtype=torch.float16, device=f"cuda:{gpu}"))
+        if not torch.isfinite(out).all():
+            raise RuntimeError("non-finite output")
+    except Exception as exc:
+        return [f"bitsandbytes imports but its 8-bit matrix product fails on GPU {gpu}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''} (a wheel built for another CUDA?): reinstall it "
+                "for this node's CUDA, or set model.summarizer_quantization / model.quantization to null"]
     return []
+
+
+def missing_shards(index: str | Path, present: Any) -> list[str]:
+    """The weight files a sharded checkpoint's index (``*.index.json``) names that ``present(file)`` says are
+    not there: an interrupted download leaves the index without all of its shards."""
+    import json
+
+    weight_map = json.loads(Path(index).read_text())["weight_map"]
+    return sorted(f for f in set(weight_map.values()) if not present(f))
 
 
 def check_data(cfg: Config) -> list[str]:
@@ -165,12 +230,24 @@ def check_model_offline(name: str, roles: str = "model") -> list[str]:
         missing = [f for f in ("config.json",) if not (folder / f).exists()]
         if not any((folder / f).exists() for f in WEIGHT_FILES):
             missing.append("weights (model.safetensors or pytorch_model.bin, or their index)")
+        for index in (f for f in WEIGHT_FILES if f.endswith(".index.json") and (folder / f).exists()):
+            shards = missing_shards(folder / index, lambda f: (folder / f).exists())
+            if shards:
+                missing.append(f"{len(shards)} shard(s) its {index} names ({', '.join(shards[:3])}): an "
+                               "incomplete download")
         return [f"{roles} {name}: local folder without {', '.join(missing)}"] if missing else []
     if name.startswith(("/", "./", "../", "~")):
         return [f"{roles} {name}: no such folder"]
     has_config = plan.cached_hub_file(name, "config.json")
     has_weights = any(plan.cached_hub_file(name, f) for f in WEIGHT_FILES)
     if has_config and has_weights:
+        for index in (f for f in WEIGHT_FILES if f.endswith(".index.json")):
+            path = plan.cached_hub_file(name, index)
+            readable = path and Path(path).exists()
+            shards = missing_shards(path, lambda f: plan.cached_hub_file(name, f)) if readable else []
+            if shards:
+                return [f"{roles} {name}: {len(shards)} shard(s) its {index} names are not in the Hugging Face cache "
+                        f"({', '.join(shards[:3])}): an incomplete download; run hf download {name} again"]
         return []
     gated = " It is gated: accept its licence on huggingface.co with your account first." if name.lower().startswith(
         "meta-llama/") else ""
@@ -225,7 +302,21 @@ def check_disk(cfg: Config) -> list[str]:
     return []
 
 
-CHECKS = (check_cuda, check_gpu_memory, check_bitsandbytes, check_data, check_models, check_disk)
+def check_gpus(gpus: int) -> list[str]:
+    """``--gpus N`` against the GPUs this process sees (one process per GPU)."""
+    import torch
+
+    if gpus <= 1:
+        return []
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus <= seen:
+        return []
+    fewer = f"pass --gpus {seen}" if seen > 1 else "run on one process (without --gpus)" if seen else "run on a GPU node"
+    return [f"--gpus {gpus} but this process sees {seen} GPU(s) (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}): ask the scheduler for {gpus}, or {fewer}"]
+
+
+CHECKS = (check_cuda, check_gpu_memory, check_bfloat16, check_bitsandbytes, check_data, check_models, check_disk)
 
 
 def check(cfg: Config) -> list[str]:
@@ -252,9 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="paper-mind")
     parser.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--gpus", type=int, default=1, help="the GPUs the launches will use (one process each)")
     args = parser.parse_args(argv)
     try:
         cfg = resolve_config(args.profile, args.out, parse_sets(args.sets))
+        gpus = check_gpus(args.gpus)
+        if gpus:
+            raise PreflightError("\n".join(f"- {p}" for p in gpus))
         require(cfg)
     except (ConfigError, PreflightError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)

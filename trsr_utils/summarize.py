@@ -65,7 +65,8 @@ class Call:
 
 
 class CallCache:
-    """Finished LLM calls in SQLite (WAL, synchronous=FULL): a commit is on disk before the next batch starts.
+    """Finished LLM calls in SQLite (WAL on a local disk, a rollback journal on a network filesystem;
+    synchronous=FULL): a commit is on disk before the next batch starts.
 
     One process opens it: rank 0 under a launcher (:func:`open_cache`). WAL needs shared memory on one host and
     SQLite's locks are unreliable on NFS, Lustre and GPFS, so processes on other nodes (or other GPUs) never touch
@@ -78,7 +79,10 @@ class CallCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL keeps its index in shared memory beside the file, which a network filesystem cannot provide: there
+        # the classic rollback journal, as safe and a little slower.
+        self.journal = "DELETE" if io.network_filesystem(self.path.parent) else "WAL"
+        self.db.execute(f"PRAGMA journal_mode={self.journal}")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, prompt TEXT, params TEXT, "

@@ -146,3 +146,71 @@ def test_the_demo_profile_passes_here_and_the_command_line_reports(paper, monkey
     monkeypatch.setattr(preflight, "CHECKS", (lambda cfg: ["a GPU is missing"],))
     assert preflight.main(["--profile", "paper-mind"]) == 1
     assert "- a GPU is missing" in capsys.readouterr().err
+
+
+def test_bfloat16_on_a_gpu_without_it_is_caught_before_hours_of_summarization(paper, monkeypatch):
+    """paper-mind asks for bfloat16; a V100 (7.0) or T4 (7.5) has none and would fail at SFT after 03-05."""
+    import torch
+
+    assert preflight.uses_bfloat16(paper) == ["model.dtype"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda gpu: "Tesla V100-SXM2-32GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda gpu: (7, 0))
+    problems = preflight.check_bfloat16(paper)
+    assert len(problems) == 1 and "compute capability 7.0" in problems[0] and "float16" in problems[0]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda gpu: (9, 0))  # H100
+    assert preflight.check_bfloat16(paper) == []
+    assert preflight.check_bfloat16(resolve_config("paper-mind", None, {"model.dtype": "float16"})) == []
+
+
+def test_a_bitsandbytes_binary_that_imports_but_cannot_multiply_is_caught(paper, monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("CUDA Setup failed despite GPU being available: libbitsandbytes_cuda121.so")
+
+    fake = types.ModuleType("bitsandbytes")
+    fake.nn = types.SimpleNamespace(Linear8bitLt=Broken)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", fake)
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: object())
+    assert preflight.check_bitsandbytes(paper) == []  # without a GPU there is nothing to multiply on
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    problems = preflight.check_bitsandbytes(paper)
+    assert len(problems) == 1 and "8-bit matrix product fails" in problems[0] and "libbitsandbytes" in problems[0]
+
+
+def test_an_interrupted_download_with_an_index_but_missing_shards_is_caught(tmp_path, monkeypatch):
+    import json
+
+    folder = tmp_path / "llama"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": shards[0], "b": shards[1], "c": shards[1]}}))
+    (folder / shards[0]).write_bytes(b"")
+    problems = preflight.check_model_offline(str(folder), "recommender")
+    assert len(problems) == 1 and "1 shard(s)" in problems[0] and shards[1] in problems[0]
+    (folder / shards[1]).write_bytes(b"")
+    assert preflight.check_model_offline(str(folder)) == []
+    # the same in the Hugging Face cache
+    index = folder / "model.safetensors.index.json"
+    cached = {"config.json": "/c/config.json", "model.safetensors.index.json": str(index), shards[0]: "/c/s1"}
+    monkeypatch.setattr(plan, "cached_hub_file", lambda repo, name: cached.get(name))
+    problems = preflight.check_model_offline("meta-llama/Llama-2-7b-hf", "recommender")
+    assert len(problems) == 1 and "incomplete download" in problems[0] and shards[1] in problems[0]
+
+
+def test_more_gpus_asked_for_than_visible_fails_before_the_launch(monkeypatch):
+    import torch
+
+    assert preflight.check_gpus(1) == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert preflight.check_gpus(4) == []
+    problems = preflight.check_gpus(8)
+    assert len(problems) == 1 and "--gpus 8 but this process sees 4" in problems[0] and "--gpus 4" in problems[0]

@@ -380,3 +380,19 @@ def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):
         CallCache(tmp_path / summarize.CACHE_FILE)
     monkeypatch.setenv("RANK", "0")
     assert isinstance(summarize.open_cache(cfg), CallCache)
+
+
+def test_the_call_cache_uses_a_rollback_journal_on_a_network_filesystem(tmp_path, monkeypatch):
+    """SQLite's WAL keeps its index in shared memory beside the file, which NFS, Lustre or GPFS cannot give."""
+    from trsr_utils import io as trsr_io
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path / 'shared'} nfs4 rw 0 0\n")
+    assert trsr_io.filesystem_type(tmp_path / "shared" / "run", mounts) == "nfs4"
+    assert trsr_io.filesystem_type(tmp_path / "local", mounts) == "ext4"
+    assert CallCache(tmp_path / "local.sqlite").journal == "WAL"
+    monkeypatch.setattr(trsr_io, "filesystem_type", lambda path, mounts="/proc/mounts": "lustre")
+    cache = CallCache(tmp_path / "lustre.sqlite")
+    assert cache.journal == "DELETE" and cache.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    cache.put_many([("k", "m", "p", {}, summarize.Call("t", "eos", 1, 1, 0.1, False))])
+    assert list(cache.get_many(["k"])) == ["k"]
