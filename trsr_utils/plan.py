@@ -35,9 +35,10 @@ run directory's own results where they exist (users, history lengths, tokens per
 measured prompt and answer tokens per call, the retries it needed), otherwise the paper's Table 1
 statistics (MIND, Amazon-M2) or this package's measured MovieLens-100K figures, each row saying which.
 
-Not modelled: model loading, tokenization, the non-LLM baselines of notebook 07 (CPU work), Python overhead,
-bitsandbytes' dequantization cost (its 8-bit kernels are reported to run well below bf16 speed: the hours of a
-quantized model are a lower bound; ``quant_slowdown`` multiplies them if you know your factor).
+Model loading is priced at :data:`LOAD_GBS`; bitsandbytes' dequantization slows 8-bit decoding by
+:data:`DEFAULT_QUANT_SLOWDOWN` (reported, with its sources there; ``quant_slowdown`` sets your own); a serving
+engine's generation is an extra, modelled column (:data:`ENGINE_BATCH`). Not modelled: tokenization, the non-LLM
+baselines of notebook 07 (CPU work), Python overhead.
 """
 
 from __future__ import annotations
@@ -86,6 +87,22 @@ GPUS: dict[str, Hardware] = {
     "h200": Hardware("h200", 989.0, 67.0, 141.0, 4800.0, "NVIDIA H200 datasheet (SXM 141 GB)"),
 }
 DEFAULT_UTILIZATION = 0.4  # share of the datasheet peak a tuned training/inference job typically reaches
+# bitsandbytes LLM.int8() decoding against bf16 on the same GPU, as users and maintainers report it (not measured
+# here; no GPU ran this project): 2.4x (13B, Titan RTX: huggingface.co/Open-Orca/OpenOrcaxOpenChat-Preview2-13B
+# discussion 8), 3-5x (13B: huggingface.co/IlyaGusev/saiga2_13b_lora discussion 4), "3-4x slower is about what we'd
+# expect for dynamic 8-bit quantisation" (a transformers maintainer: huggingface.co/facebook/musicgen-large
+# discussion 8), 5.7x (8B, A100: huggingface.co/meta-llama/Llama-Guard-3-8B-INT8 discussion 9). The plan takes 4x;
+# ``--quant-slowdown`` sets another (1: the roofline's lower bound).
+DEFAULT_QUANT_SLOWDOWN = 4.0
+QUANT_SLOWDOWN_RANGE = (2.4, 5.7)
+# Reading a model's weights when a process loads it: local NVMe reads 2-7 GB/s, a shared cluster filesystem often
+# 1 GB/s or less per node; 1 GB/s is taken (an estimate: minutes for the paper's 30B summarizer).
+LOAD_GBS = 1.0
+# A serving engine (vLLM, SGLang): continuous batching (finished rows replaced at once, so decoding takes the mean
+# answer's steps instead of each batch's longest, with many more rows per step) and FP8 weights (1 byte per
+# weight, H100 tensor cores, no dequantization slowdown). Modelled with this roofline, not measured and not a
+# published number: an estimate of what such an engine could do for the summarizer's generation.
+ENGINE_BATCH = 128
 
 
 def _per_cpu_second(work: float, run, seconds: float, repeats: int) -> float:
@@ -543,8 +560,8 @@ class Work:
     stage: str  # "03".."08"
     label: str
     role: str  # summarizer | recommender
-    kind: str  # generate | score | train
-    sequences: float  # prompts (generate), users (score), training rows (train)
+    kind: str  # generate | score | train | load
+    sequences: float  # prompts (generate), users (score), training rows (train), model loads (load)
     prompt_tokens: float  # per sequence as run (a batch's padding included); score/shared train: the prefix
     new_tokens: float = 0.0  # generate: decoding steps of each batch
     batch: float = 1.0  # sequences run together (generate: prompts; score: users)
@@ -558,6 +575,7 @@ class Work:
     model: str = ""  # another model than the role's (08's summarizer cells)
     source: str = "estimate"
     note: str = ""
+    mean_new_tokens: float = 0.0  # generate: the mean answer's tokens (a serving engine's steps); 0: new_tokens
 
 
 def _source(st: Stats, *keys: str) -> str:
@@ -598,21 +616,23 @@ def _summary_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, user
     out = []
     if method == "hierarchical":
         out.append(Work(stage, f"{label}block summaries", "summarizer", "generate", users * blocks * retry,
-                        block_prompt, st.new_tokens, s.batch_size, longest=longest, model=model, source=src))
+                        block_prompt, st.new_tokens, s.batch_size, longest=longest, model=model, source=src,
+                        mean_new_tokens=min(st.summary_tokens, st.new_tokens)))
         merges = _interp(blocks, lambda b: _merge_calls(int(b), s.merge_fan_in))
         k = min(blocks, s.merge_fan_in)
         merge_prompt = ov["merge_fixed"] + k * (ov["merge_each"] + st.summary_tokens)
         if merges:
             out.append(Work(stage, f"{label}merges", "summarizer", "generate", users * merges * retry, merge_prompt,
                             st.new_tokens, s.batch_size, longest=merge_prompt + s.max_new_tokens, model=model,
-                            source=src))
+                            source=src, mean_new_tokens=min(st.summary_tokens, st.new_tokens)))
     else:
         # step 0 is the hierarchical block 0 prompt: a cache hit when notebook 03 ran first
         update_prompt = ov["update"] + st.summary_tokens + block_tokens
         out.append(Work(stage, f"{label}updates (steps 1..)", "summarizer", "generate",
                         users * max(0.0, blocks - 1) * retry, update_prompt, st.new_tokens, s.batch_size,
                         longest=update_prompt - block_tokens + block_max + s.max_new_tokens, model=model, source=src,
-                        note="step 0 = notebook 03's block 0 (cache hit)"))
+                        note="step 0 = notebook 03's block 0 (cache hit)",
+                        mean_new_tokens=min(st.summary_tokens, st.new_tokens)))
     return out
 
 
@@ -717,7 +737,48 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
                                   covered / blocks * st.tokens_per_item,
                                   model=cell_cfg.model.summarizer if cell_cfg.model.summarizer != cfg.model.summarizer
                                   else "", label=f"{cell.name}: ")
+    work += _beyond_work(cfg, st, ov, test)
+    work += _loads(cfg, work)
     return work
+
+
+def _beyond_work(cfg: Config, st: Stats, ov: dict[str, float], test: float) -> list[Work]:
+    """Notebook 09: the listwise adapter, the listwise scores in every order (zero-shot and fine-tuned), the
+    pointwise row in a second order, and the re-rankings of each retriever's top ``beyond.retrieve``."""
+    b, d, t = cfg.beyond, cfg.data, cfg.sft
+    users = min(b.users, test) if b.users else test
+    n_cand = 1 + d.eval_negatives
+    prefix, suffix = _prompt_tokens(cfg, st, ov, True)
+    listed = min(prefix + n_cand * suffix, cfg.prompt.max_length)  # one prompt holds every candidate
+    train_rows = (min(b.train_users, d.n_train) if b.train_users else d.n_train) * b.train_orders
+    steps = t.max_steps or math.ceil(math.ceil(train_rows / (t.batch_size * t.grad_accum)) * t.epochs)
+    passes = steps * t.batch_size * t.grad_accum / train_rows if train_rows else 0.0
+    src = _source(st, "tokens_per_item", "summary_tokens")
+    reranked = min(prefix + b.retrieve * suffix, cfg.prompt.max_length)
+    return [
+        Work("09", "listwise adapter training", "recommender", "train", train_rows, listed, batch=t.batch_size,
+             passes=passes, longest=listed, parallel="ddp", source=src),
+        Work("09", f"listwise scoring (zero-shot and fine-tuned) x {b.orders} orders", "recommender", "score",
+             2 * b.orders * users, listed, batch=t.score_batch_users, longest=listed, source=src),
+        Work("09", "pointwise fine-tuned, second order", "recommender", "score", users, prefix,
+             batch=t.score_batch_users, suffixes=n_cand, suffix_tokens=suffix, longest=prefix + suffix, source=src),
+        Work("09", f"re-ranking 3 retrievers' top {b.retrieve}, pointwise", "recommender", "score", 3 * users,
+             prefix, batch=t.score_batch_users, suffixes=b.retrieve, suffix_tokens=suffix, longest=prefix + suffix,
+             source=src),
+        Work("09", f"re-ranking 3 retrievers' top {b.retrieve}, listwise", "recommender", "score", 3 * users,
+             reranked, batch=t.score_batch_users, longest=reranked, source=src),
+    ]
+
+
+def _loads(cfg: Config, work: list[Work]) -> list[Work]:
+    """Loading each model once per stage and launch (:data:`LOAD_GBS`): every process of a launch reads its own
+    copy at the same time, so a load costs the same on one GPU or eight."""
+    out = []
+    for stage in sorted({w.stage for w in work}):
+        for role, model in sorted({(w.role, w.model) for w in work if w.stage == stage}):
+            out.append(Work(stage, f"loading the {role}" + (f" {model}" if model else ""), role, "load", 1.0, 0.0,
+                            parallel="one", model=model, note=f"{LOAD_GBS:g} GB/s"))
+    return out
 
 
 def measured_summary_work(cfg: Config) -> list[Work]:
@@ -809,16 +870,37 @@ def cost(work: Work, spec: ModelSpec, hw: Hardware, prec: Precision, utilization
         lora = spec.lora_params(8, ("q_proj", "k_proj", "v_proj", "o_proj")) * 16
         out.update(tokens=tokens, flops=flops, prefill_seconds=flops / flops_s, decode_seconds=0.0,
                    memory_gb=(weights + activations + lora) / GB, kv_gb=0.0, activations_gb=activations / GB)
+    elif work.kind == "load":
+        out.update(flops=0.0, prefill_seconds=work.sequences * weights / (LOAD_GBS * GB), decode_seconds=0.0,
+                   memory_gb=weights / GB, kv_gb=0.0)
     else:
         raise ValueError(f"unknown kind {work.kind!r}")
-    slow = quant_slowdown if prec.quantization else 1.0
+    slow = quant_slowdown if prec.quantization and work.kind != "load" else 1.0
     out["seconds"] = (out["prefill_seconds"] + out["decode_seconds"]) * slow
+    out["seconds_engine"] = engine_seconds(work, spec, hw, utilization, out) if work.kind == "generate" else \
+        out["seconds"]
     return out
+
+
+def engine_seconds(work: Work, spec: ModelSpec, hw: Hardware, utilization: float, hf: dict[str, float]) -> float:
+    """``work``'s generation under a serving engine (:data:`ENGINE_BATCH`): FP8 weights read once per step for
+    ``ENGINE_BATCH`` rows, steps for the mean answer (``mean_new_tokens``) rather than each batch's longest, the
+    prefill as before. An estimate from the same roofline (see :data:`ENGINE_BATCH`)."""
+    N, L, d, V = spec.layer_params, spec.layers, spec.hidden, spec.vocab
+    bandwidth = hw.bandwidth_gbs * GB * utilization
+    answer = work.mean_new_tokens or work.new_tokens
+    rows = min(ENGINE_BATCH, work.sequences) or 1.0
+    ctx = work.prompt_tokens + answer / 2
+    step_bytes = weight_bytes(spec, "bfloat16", "8bit") + rows * ctx * kv_bytes_per_token(spec, "bfloat16")
+    step_flops = rows * (2 * (N + V * d) + 4 * L * d * ctx)
+    step = max(step_flops / (hw.tflops("bfloat16", decode=True) * 1e12 * utilization), step_bytes / bandwidth)
+    return hf["prefill_seconds"] + work.sequences * answer / rows * step
 
 
 # ----------------------------------------------------------------------------- the plan
 STAGE_NAMES = {"03": "03 hierarchical summaries", "04": "04 recurrent summaries", "06": "06 LoRA SFT",
-               "07": "07 scoring + adapters", "08": "08 ablations"}
+               "07": "07 scoring + adapters", "08": "08 ablations", "09": "09 listwise + two-stage",
+               "nb": "notebook pass (1 process)"}
 
 
 def sharded_seconds(work: Work, seconds: float, gpus: int) -> float:
@@ -834,9 +916,9 @@ def sharded_seconds(work: Work, seconds: float, gpus: int) -> float:
 
 def multi_gpu_stages() -> set[str]:
     """The stages whose work the shipped code spreads over several GPUs: every LLM stage (its command line under
-    torchrun deals its batches to the processes, :mod:`trsr_utils.distributed`; 06 trains with DDP or
-    DeepSpeed, ``python -m trsr_utils.sft --gpus N``)."""
-    return {"03", "04", "06", "07", "08"}
+    torchrun deals its batches to the processes, :mod:`trsr_utils.distributed`; 06 trains with DDP,
+    ``python -m trsr_utils.sft --gpus N``; 09 with ``torchrun -m trsr_utils.beyond``)."""
+    return {"03", "04", "06", "07", "08", "09"}
 
 
 @dataclass
@@ -868,6 +950,7 @@ class Plan:
                 "hours (1)": part["seconds"].sum() / 3600,
                 **({f"hours ({self.gpus}, sharded)": part["seconds_sharded"].sum() / 3600,
                     f"hours ({self.gpus}, as shipped)": part["seconds_shipped"].sum() / 3600} if self.gpus > 1 else {}),
+                f"hours ({self.gpus}, engine est.)": part["seconds_engine_sharded"].sum() / 3600,
                 "peak GB": part["memory_gb"].max(),
                 "fits": "; ".join(sorted(set(part["fits"]))),
                 "statistics": "measured" if part["source"].str.startswith("measured").all() else (
@@ -880,8 +963,8 @@ class Plan:
                  "peak GB": table["peak GB"].max()}
         return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
-    def hours(self, sharded: bool = True) -> float:
-        key = "seconds_sharded" if sharded else "seconds_shipped"
+    def hours(self, sharded: bool = True, engine: bool = False) -> float:
+        key = "seconds_engine_sharded" if engine else "seconds_sharded" if sharded else "seconds_shipped"
         return sum(i[key] for i in self.items) / 3600
 
     def to_json(self) -> dict[str, Any]:
@@ -906,7 +989,7 @@ def _fit(memory_gb: float, weights_gb: float, hw: Hardware, quantization: str | 
 
 
 def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float | None = None,
-         quant_slowdown: float = 1.0, work: list[Work] | None = None) -> Plan:
+         quant_slowdown: float = DEFAULT_QUANT_SLOWDOWN, work: list[Work] | None = None) -> Plan:
     """The cost of ``cfg``'s notebooks 03-08 on ``gpus`` devices of kind ``gpu`` (or ``cpu``, measured here)."""
     if gpus < 1:
         raise ValueError("gpus must be >= 1")
@@ -925,19 +1008,35 @@ def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float 
         shipped = sharded if w.stage in multi_gpu_stages() else c["seconds"]
         items.append({**asdict(w), "model": spec.name, "precision": prec.label, **c,
                       "seconds_sharded": sharded, "seconds_shipped": shipped,
+                      "seconds_engine_sharded": sharded_seconds(w, c["seconds_engine"], gpus),
                       "fits": _fit(c["memory_gb"], c["weights_gb"], dev, prec.quantization, w)})
+    if gpus > 1:
+        # After the command lines, the notebook pass (one process, every store full) still loads the recommender
+        # for the by-hand cells of 06-09; the summarizer only if a call is missing (llm.Lazy).
+        w = Work("nb", "the recommender, loaded by the by-hand cells of 06-09", "recommender", "load", 4.0, 0.0,
+                 parallel="one")
+        c = cost(w, specs["recommender"], hw, precision_of(cfg, "recommender"), util)
+        items.append({**asdict(w), "model": specs["recommender"].name, "precision": precision_of(cfg, "recommender").label,
+                      **c, "seconds_sharded": 0.0, "seconds_shipped": c["seconds"],
+                      "seconds_engine_sharded": c["seconds"], "fits": "yes"})
     notes = [
         f"Utilisation {util:g} of {hw.source} peaks ({hw.bf16_tflops:g} TFLOP/s bf16, {hw.bandwidth_gbs:g} GB/s).",
         "Decoding time is bandwidth-bound: every step reads all weights once for the whole batch.",
         "Sharded: one model copy per GPU, each stage's batches dealt to them in turn (a GPU runs ceil(batches / "
         "GPUs) of them: few batches leave GPUs idle), training's global batch split; validations (rank 0) do not "
         "divide. As shipped, every LLM stage's command line runs so under torchrun (trsr_utils.distributed).",
-        "Not modelled: model loading, tokenization, Python overhead, the non-LLM baselines (CPU).",
+        f"Model loading: each stage's launch reads every model it uses at {LOAD_GBS:g} GB/s (all GPUs at once); "
+        "with several GPUs the notebook pass afterwards loads the recommender again for 06-09's by-hand cells.",
+        f"Engine (estimate, modelled, not measured): the summarizer's generation in a serving engine (vLLM, "
+        f"SGLang): continuous batching of {ENGINE_BATCH} rows, decoding the mean answer's steps, FP8 weights with no "
+        "dequantization slowdown; scoring and training as with transformers.",
+        "Not modelled: tokenization, Python overhead, the non-LLM baselines (CPU).",
     ]
     if any(precision_of(cfg, r).quantization for r in ("summarizer", "recommender")):
-        notes.append("bitsandbytes 8-/4-bit matmuls dequantize on the fly and are reported to run several times "
-                     "slower than bf16 (not measured here): the quantized model's hours are a lower bound "
-                     f"(quant_slowdown={quant_slowdown:g}).")
+        low, high = QUANT_SLOWDOWN_RANGE
+        notes.append(f"bitsandbytes 8-/4-bit decoding is reported {low:g}-{high:g}x slower than bf16 (sources: "
+                     f"trsr_utils.plan.DEFAULT_QUANT_SLOWDOWN; not measured here): the quantized model's roofline "
+                     f"hours are multiplied by quant_slowdown={quant_slowdown:g}.")
     no_fit = sorted({f"{i['stage']} {i['label']}: {i['fits']}" for i in items if i["fits"] != "yes"})
     notes += [f"Does not fit as planned: {x}" for x in no_fit[:8]]
     models = {role: {"name": s.name, "params": s.params, "layer_params": s.layer_params, "layers": s.layers,
@@ -990,10 +1089,30 @@ def measured_seconds(cfg: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def validate(cfg: Config) -> Any:
-    """Predicted against measured seconds per stage for a run on this CPU: the plan from the settings alone
-    (estimate), the plan fed with the run's own batches (03, 04: the call cache) and statistics, and what the
-    run measured. Stages without a measurement are left out."""
+def run_hardware(cfg: Config) -> str:
+    """The kind of hardware a run on this machine measures on: its GPU (the name and memory matched against
+    :data:`GPUS`) where the profile runs on one, else ``cpu``. A GPU the table does not know: ``cpu`` is wrong,
+    so it is an error naming the known kinds."""
+    from . import llm
+
+    if llm.resolve_device(cfg.model.device) != "cuda":
+        return "cpu"
+    import torch
+
+    name = torch.cuda.get_device_name(0).lower()
+    memory = torch.cuda.get_device_properties(0).total_memory / GB
+    family = [k for k in GPUS if k.split("-")[0] in name]
+    if not family:
+        raise ValueError(f"GPU {name!r} is not in trsr_utils.plan.GPUS ({sorted(GPUS)}): add its datasheet peaks "
+                         "there to compare its measured times with a plan")
+    return min(family, key=lambda k: abs(GPUS[k].memory_gb - memory))
+
+
+def validate(cfg: Config, hardware_kind: str | None = None) -> Any:
+    """Predicted against measured seconds per stage for a run on this machine (``hardware_kind``; default
+    :func:`run_hardware`: its GPU where the run used one, else the CPU measured here): the plan from the settings
+    alone (estimate), the plan fed with the run's own batches (03, 04: the call cache) and statistics, and what
+    the run measured. Stages without a measurement are left out."""
     import pandas as pd
 
     measured = measured_seconds(cfg)
@@ -1002,11 +1121,12 @@ def validate(cfg: Config) -> Any:
                                      "measured s", "ratio"])
     from .config import with_overrides
 
+    kind = hardware_kind or run_hardware(cfg)
     blank = with_overrides(cfg, {}, run_dir=Path(cfg.run_dir) / ".plan-no-results")  # nothing measured there
-    estimate = plan(blank, "cpu")
-    from_run = plan(cfg, "cpu")
+    estimate = plan(blank, kind)
+    from_run = plan(cfg, kind)
     ran = measured_summary_work(cfg)
-    batches = plan(cfg, "cpu", work=ran) if ran else None
+    batches = plan(cfg, kind, work=ran) if ran else None
 
     def seconds(p: Plan, stage: str, kinds: tuple[str, ...] = ("generate", "score", "train"),
                 exclude_label: str = "") -> float:
@@ -1061,7 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, default=1)
     parser.add_argument("--utilization", type=float, default=None,
                         help=f"share of the datasheet peak reached (default {DEFAULT_UTILIZATION}; cpu: 1, measured)")
-    parser.add_argument("--quant-slowdown", type=float, default=1.0,
+    parser.add_argument("--quant-slowdown", type=float, default=DEFAULT_QUANT_SLOWDOWN,
                         help="multiply a bitsandbytes-quantized model's time by this (unknown here: 1)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = parser.parse_args(argv)
