@@ -205,7 +205,7 @@ def run(
         raise PipelineError(f"no notebooks to run in {notebooks_dir}")
     from . import preflight
 
-    # A GPU profile running a notebook that loads an LLM (03-08): every problem with this machine, before a
+    # A GPU profile running a notebook that loads an LLM (03-09): every problem with this machine, before a
     # minute is spent (01, 02 and 10 run anywhere).
     if preflight.needs_gpu(cfg) and any("03" <= p.name[:2] <= "08" for p in notebooks):
         preflight.require(cfg)

@@ -35,8 +35,9 @@ run directory's own results where they exist (users, history lengths, tokens per
 measured prompt and answer tokens per call, the retries it needed), otherwise the paper's Table 1
 statistics (MIND, Amazon-M2) or this package's measured MovieLens-100K figures, each row saying which.
 
-Model loading is priced at :data:`LOAD_GBS`; bitsandbytes' dequantization slows 8-bit decoding by
-:data:`DEFAULT_QUANT_SLOWDOWN` (reported, with its sources there; ``quant_slowdown`` sets your own); a serving
+Model loading is priced at :data:`LOAD_GBS`; a bitsandbytes-quantized model's compute time (prefill and decoding:
+its kernels dequantize on the fly) is multiplied by :data:`DEFAULT_QUANT_SLOWDOWN` (reported for generation, with
+its sources there; ``quant_slowdown`` sets your own); a serving
 engine's generation is an extra, modelled column (:data:`ENGINE_BATCH`). Not modelled: tokenization, the non-LLM
 baselines of notebook 07 (CPU work), Python overhead.
 """
@@ -681,7 +682,8 @@ def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: 
 
 
 def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None = None) -> list[Work]:
-    """Every piece of LLM work notebooks 03-08 do under ``cfg``, estimated from the statistics."""
+    """Every piece of LLM work notebooks 03-09 do under ``cfg`` (and each model's load per stage), estimated from the
+    statistics."""
     from . import ablation, evaluation
     from .config import with_overrides
 
@@ -990,7 +992,7 @@ def _fit(memory_gb: float, weights_gb: float, hw: Hardware, quantization: str | 
 
 def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float | None = None,
          quant_slowdown: float = DEFAULT_QUANT_SLOWDOWN, work: list[Work] | None = None) -> Plan:
-    """The cost of ``cfg``'s notebooks 03-08 on ``gpus`` devices of kind ``gpu`` (or ``cpu``, measured here)."""
+    """The cost of ``cfg``'s notebooks 03-09 on ``gpus`` devices of kind ``gpu`` (or ``cpu``, measured here)."""
     if gpus < 1:
         raise ValueError("gpus must be >= 1")
     st = data_stats(cfg)
