@@ -661,9 +661,11 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     template = TemplateSummarizer(catalog, domain)
     cache = open_cache(cache_from or cfg)  # cache_from: the run whose call cache to share (08's cells)
     model_id = llm.model_id(name, dtype, quantization)  # the cache key: weights and the precision they ran in
+    # The command line that would share these calls over GPUs: 08's cells (cache_from, the run's config) have theirs.
+    owner, module = (cache_from, "ablation") if cache_from is not None else (cfg, "summarize")
     caller = LLMCaller(model, tokenizer, model_id, cache, cfg.summary.batch_size, cfg.seed,
-                       command=f"torchrun --nproc_per_node {{n}} -m trsr_utils.summarize --profile {cfg.profile} "
-                               f"--run-dir {cfg.run_dir}")
+                       command=f"torchrun --nproc_per_node {{n}} -m trsr_utils.{module} --profile {owner.profile} "
+                               f"--run-dir {owner.run_dir}")
     began = time.perf_counter()
     try:
         run = hierarchical if method == "hierarchical" else recurrent
