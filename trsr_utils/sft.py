@@ -464,9 +464,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     # process per GPU, each on its own device; rank 0 validates and writes, the others wait for it.
     args = training_arguments(cfg, ckpt_dir, device)  # pinned to one GPU when one process runs on several
     main_process = args.process_index == 0
-    if args.world_size == 1 and device == "cuda" and torch.cuda.device_count() > 1:
-        log(f"one process trains on one GPU of {torch.cuda.device_count()}: for all of them, "
-            f"python -m trsr_utils.sft --gpus {torch.cuda.device_count()}")
+    if device == "cuda":  # one process beside idle GPUs: say so, with the command that trains on all of them
+        distributed.warn_alone(f"LoRA training on {len(examples)} examples",
+                               f"python -m trsr_utils.sft --gpus {{n}} --profile {cfg.profile} --run-dir {cfg.run_dir}")
     if model is None:
         model = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
     torch.manual_seed(cfg.seed + cfg.sft.seed_offset)
