@@ -32,6 +32,20 @@ def insert_line(path: Path, after: int, raw: bytes) -> int:
     return after + 1
 
 
+# A user's accelerate default config as `accelerate config` writes it on a shared cluster (multi-GPU, fp16, 8
+# processes): our launches must never read it (tests/unit/test_sft.py, test_distributed.py).
+HOSTILE_ACCELERATE_CONFIG = ("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: fp16\n"
+                             "num_machines: 1\nnum_processes: 8\ngpu_ids: all\nmachine_rank: 0\nuse_cpu: false\n")
+
+
+def hostile_hf_home(root: Path) -> Path:
+    """An HF_HOME whose accelerate/default_config.yaml is :data:`HOSTILE_ACCELERATE_CONFIG`; returns that file."""
+    config = root / "accelerate" / "default_config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(HOSTILE_ACCELERATE_CONFIG)
+    return config
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The whole notebook chain run once on the smoke profile: ``(run directory, manifest)``.

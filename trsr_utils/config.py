@@ -47,8 +47,17 @@ class DataConfig:
     train_negatives: int = 1
     eval_negatives: int = 20
     # "uniform" over the catalogue, or "impressions" (MIND: the non-clicked news
-    # shown beside the positive, topped up uniformly when there are too few).
+    # shown beside the positive, topped up uniformly when there are too few), both
+    # never the user's own items; "upstream": uniform over the whole catalogue with
+    # nothing excluded, the user's history and positive included (the official
+    # LLM-TRSR code's draw; eval.protocol: upstream).
     negative_source: str = "uniform"
+    # MIND only. "history+clicks": a user's click history, then the news they
+    # clicked in their impressions in time order (ours); "history": the click
+    # history alone, its last news the positive, impressions ignored (the official
+    # code keeps each user's first behaviors row; the history is the same in every
+    # row of a user).
+    mind_sequence: str = "history+clicks"
     on_error: str = "raise"  # raise | skip (skipped rows are counted and reported)
 
 
@@ -219,6 +228,10 @@ class EvalConfig:
     order_test: bool = True
     # The summary's effect over TALLRec is shown (Holm) or bounded by two one-sided tests at this Recall@10 margin.
     equivalence_margin: float = 0.05
+    # ours: the paper's text (negatives never the user's own items, MIND's impression clicks, the loss on the
+    # answer). upstream: what the official LLM-TRSR code does instead (UPSTREAM below sets it; notebook 07 shows
+    # what its negatives change on the same users).
+    protocol: str = "ours"
 
 
 @dataclass
@@ -263,7 +276,9 @@ class Config:
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "data.dataset": ("movielens-100k", "mind", "amazon-m2"),
     "data.long_history": ("drop", "keep_recent"),
-    "data.negative_source": ("uniform", "impressions"),
+    "data.negative_source": ("uniform", "impressions", "upstream"),
+    "data.mind_sequence": ("history+clicks", "history"),
+    "eval.protocol": ("ours", "upstream"),
     "data.on_error": ("raise", "skip"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.quantization": (None, "8bit", "4bit"),
@@ -279,6 +294,30 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "sft.mixed_precision": (None, "bfloat16"),
     "beyond.rerank_order": ("retriever", "shuffled"),
 }
+
+
+# eval.protocol: upstream is these settings, read from the official code (zhengzhi-1997/LLM-TRSR): 20 negatives
+# per user drawn with pandas' ``sample`` from every catalogue item (history and positive not excluded); MIND from
+# each user's first behaviors row, the positive the history's last news; item text id, category, subcategory and
+# title (no abstract); SFTTrainer on the whole text (prompt and answer), which cannot share a prefix.
+UPSTREAM: dict[str, Any] = {"data.negative_source": "upstream", "text.include_abstract": False,
+                            "sft.loss": "whole", "sft.shared_prefix": False}
+UPSTREAM_MIND: dict[str, Any] = {"data.mind_sequence": "history"}
+
+
+def _with_protocol(raw: dict[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with the settings ``eval.protocol`` implies. They replace a profile's values; a value given
+    explicitly (``explicit``: overrides, dotted or nested) that contradicts them is an error, never overwritten."""
+    if (raw.get("eval") or {}).get("protocol") != "upstream":
+        return raw
+    implied = {**UPSTREAM, **(UPSTREAM_MIND if (raw.get("data") or {}).get("dataset") == "mind" else {})}
+    given = _expand_dotted(explicit)
+    for key, value in implied.items():
+        section, name = key.split(".")
+        if name in (given.get(section) or {}) and given[section][name] != value:
+            raise ConfigError(f"eval.protocol: upstream sets {key} to {value!r}; the override asks for "
+                              f"{given[section][name]!r} (drop one of the two)")
+    return _deep_merge(raw, _expand_dotted(implied))
 
 
 def available_profiles() -> list[str]:
@@ -413,6 +452,17 @@ def _validate(cfg: Config, control: bool = False) -> None:
             raise ConfigError(f"data.{name} must not be negative")
     if d.negative_source == "impressions" and d.dataset != "mind":
         raise ConfigError("data.negative_source 'impressions' exists only for dataset 'mind'")
+    if d.mind_sequence != "history+clicks" and d.dataset != "mind":
+        raise ConfigError("data.mind_sequence exists only for dataset 'mind'")
+    if d.negative_source == "impressions" and d.mind_sequence == "history":
+        raise ConfigError("data.negative_source 'impressions' needs the impression clicks (data.mind_sequence: "
+                          "history+clicks): with the history alone no impression holds the positive")
+    if cfg.eval.protocol == "upstream":
+        implied = {**UPSTREAM, **(UPSTREAM_MIND if d.dataset == "mind" else {})}
+        raw = cfg.to_dict()
+        wrong = {k: v for k, v in implied.items() if raw[k.split(".")[0]][k.split(".")[1]] != v}
+        if wrong:
+            raise ConfigError(f"eval.protocol: upstream needs {wrong} (resolve_config sets them)")
     c = cfg.chunking
     if c.items_per_block < 1 or c.max_blocks < 1 or c.block_token_budget < 8:
         raise ConfigError("chunking: items_per_block and max_blocks must be >= 1, block_token_budget >= 8")
@@ -454,7 +504,7 @@ def with_overrides(cfg: Config, overrides: Mapping[str, Any], run_dir: str | os.
     The same checks as :func:`resolve_config` (unknown keys, types, choices); ``cfg`` is not modified. ``control``:
     the settings of notebook 08's oracle positive control (``sft.summary: oracle``), refused everywhere else.
     """
-    raw = _deep_merge(cfg.to_dict(), _expand_dotted(overrides))
+    raw = _with_protocol(_deep_merge(cfg.to_dict(), _expand_dotted(overrides)), overrides)
     if run_dir is not None:
         raw["run_dir"] = str(Path(run_dir).resolve())
     new = _build(Config, raw, "")
@@ -474,7 +524,7 @@ def resolve_config(
 ) -> Config:
     """Profile + overrides -> a validated :class:`Config` with an absolute run_dir."""
     raw = load_profile(profile)
-    raw = _deep_merge(raw, _expand_dotted(overrides or {}))
+    raw = _with_protocol(_deep_merge(raw, _expand_dotted(overrides or {})), overrides or {})
     raw["profile"] = Path(profile).stem
     for key in ("run_dir",):
         raw.pop(key, None)

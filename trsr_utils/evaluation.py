@@ -34,8 +34,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import baselines, distributed, io, metrics, stages
+from . import baselines, distributed, io, metrics, significance, stages
 from .config import with_overrides
+from .data import sampling
 
 STAGE = "07_eval"
 LLM_SYSTEMS = {"zero_shot": "hierarchical", "tallrec": "none", "hierarchical": "hierarchical",
@@ -361,8 +362,10 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
     more_keys = {n: [system_key(cfg, n, a, i) for i, a in enumerate(every[n]) if i] for n in every}
     by_seed = {n: [frames[n], *(cached(scores_path(cfg, k), samples, lambda n=n, i=i: compute(n, i), log, k)
                                 for i, k in enumerate(more_keys[n], start=1))] for n in every}
-    if llm_only:
+    if llm_only:  # the LLM scoring of the checks below too (their baselines cost the notebook little)
         precision_check(cfg, prepared, samples, frames, log, base, tokenizer)
+        upstream_check(cfg, prepared, samples, {n: f for n, f in frames.items() if n in LLM_SYSTEMS}, log, base,
+                       tokenizer)
         return None
     table = results_table(frames, cfg.eval.bootstrap, cfg.seed, by_seed)
     out = stages.result_dir(cfg, STAGE, create=True)
@@ -376,8 +379,15 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
     if precision is not None:
         record["precision"] = precision
     try:
+        # Both protocols below draw from the raw catalogue (MIND-large: read once, not twice).
+        whole = (prepare.with_whole_catalogue(cfg, prepared)
+                 if cfg.eval.full_catalogue or cfg.data.negative_source != "upstream" else None)
+        upstream = upstream_check(cfg, prepared, samples, frames, log, base, tokenizer, whole)
+        if upstream is not None:
+            io.write_parquet(out / "upstream_ranks.parquet", upstream.pop("ranks"))
+            record["upstream"] = upstream
         if cfg.eval.full_catalogue:
-            full = full_catalogue(cfg, prepared, samples, table, log)
+            full = full_catalogue(cfg, prepared, samples, table, log, whole)
             io.write_text(out / "full_catalogue.csv", full.to_csv(index=False))
             record["full_catalogue"] = {"rows": full.to_dict(orient="records"),
                                         "kendall_tau": protocol_agreement(full)}
@@ -386,6 +396,75 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
     io.write_json(out / "results.json", record)
     stages.finish(cfg, STAGE)
     return table
+
+
+# ----------------------------------------------------------------- the official code's negatives
+UPSTREAM = "upstream negatives"
+UPSTREAM_SUFFIX = "@upstream"
+
+
+def upstream_samples(cfg: Any, samples: pd.DataFrame, catalogue: Sequence[str]) -> pd.DataFrame:
+    """The same users and positives, each with the ``data.eval_negatives`` negatives the official LLM-TRSR code
+    would draw: uniform over the whole ``catalogue``, nothing excluded (:func:`sampling.upstream_negatives` on the
+    user's own seeded generator: what ``data.negative_source: upstream`` draws for that user)."""
+    ids = np.array(sorted(set(catalogue)))
+    out = samples.copy()
+    out["negatives"] = [sampling.upstream_negatives(sampling.user_rng(cfg.seed, u), ids, cfg.data.eval_negatives)
+                        for u in samples["user_id"]]
+    return out
+
+
+def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[str, pd.DataFrame],
+                   log: Callable[[str], None] = print, base: Callable[[], Any] | None = None,
+                   tokenizer: Any = None, whole: Any = None) -> dict[str, Any] | None:
+    """What the official code's negatives change, on the same test users: how often they collide with the
+    user's own items, and every non-LLM row and the main fine-tuned LLM row (the profile's ``sft.summary``) ranked
+    again among them, paired against our candidates (sign-flip test, Holm). None when the profile already draws
+    them (``data.negative_source: upstream``) or nothing is to be ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared``
+    with every catalogue item (default: read from the raw files)."""
+    from . import llm
+    from .data import prepare
+    from .user_prompts import build, main_summary, summaries_for
+
+    if cfg.data.negative_source == "upstream":
+        return None
+    whole = whole if whole is not None else prepare.with_whole_catalogue(cfg, prepared)
+    other = upstream_samples(cfg, samples, whole.catalog)
+    main = next((n for n, m in LLM_SYSTEMS.items() if n != "zero_shot" and m == main_summary(cfg) and n in frames),
+                None)
+    names = [n for n in frames if n not in LLM_SYSTEMS] + ([main] if main else [])
+    if not names:
+        return None
+    upstream_frames = {}
+    for name in names:
+        adapter = ensure_adapter(cfg, LLM_SYSTEMS[name], log) if name == main else None
+        key = {**system_key(cfg, name, adapter), "protocol": UPSTREAM}
+
+        def compute(name: str = name, adapter: Path | None = adapter) -> list[np.ndarray]:
+            log(f"{label(name)}: ranking {len(other)} users among the upstream negatives")
+            if name not in LLM_SYSTEMS:
+                return baseline_scores(cfg, name, whole, other)
+            tok = tokenizer or llm.load_tokenizer(cfg.model.recommender)
+            prompts = build(cfg, other, whole.catalog, summaries_for(cfg, LLM_SYSTEMS[name]), tok)
+            return score_prompts(cfg, prompts, (base or recommender_loader(cfg))(), tok, adapter,
+                                 f"scoring {name} (upstream negatives)")
+
+        upstream_frames[name] = cached(scores_path(cfg, key), other, compute, log, key)
+    ranks = pd.concat([pd.DataFrame({"system": [n] * len(samples), "user_id": frames[n]["user_id"],
+                                     "rank": frames[n]["rank"]}) for n in names]
+                      + [pd.DataFrame({"system": [n + UPSTREAM_SUFFIX] * len(samples), "user_id": f["user_id"],
+                                       "rank": f["rank"]}) for n, f in upstream_frames.items()], ignore_index=True)
+    paired = significance.compare(ranks, [(n + UPSTREAM_SUFFIX, n) for n in names], seed=cfg.seed)
+    return {"users": len(samples), "negatives": cfg.data.eval_negatives, "catalogue": len(whole.catalog),
+            "systems": names, "llm_row": main, **sampling.collisions(other),
+            "paired": paired.to_dict(orient="records"), "ranks": ranks}
+
+
+def read_upstream(cfg: Any) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """Notebook 07's upstream-negatives check (its record and ranks), or None when the profile draws them."""
+    folder = stages.require(cfg, STAGE)
+    record = io.read_json(folder / "results.json").get("upstream")
+    return None if record is None else (record, io.read_parquet(folder / "upstream_ranks.parquet"))
 
 
 # ----------------------------------------------------------------- full-catalogue protocol

@@ -83,6 +83,14 @@ def p_yes_tolerance(hidden: Any, head: Any, answer: AnswerTokens, dtype: Any = N
     return float(bound.sum(dim=-1).max()) / 4
 
 
+def logprob_tolerance(hidden: Any, rows: Any, dtype: Any = None) -> float:
+    """The largest difference in a log-probability over ``rows`` (a softmax over those logits: 09's letters, or
+    06's cross-entropy over the vocabulary) that rounding alone explains: log p_j = z_j - logsumexp(z) moves by at
+    most |dz_j| + max_k |dz_k| (logsumexp moves by at most its largest term's change), each logit's change bounded
+    by :func:`rounding_bound`."""
+    return 2 * float(rounding_bound(hidden, rows, dtype).max())
+
+
 def for_scoring(model: Any, dtype: str | None) -> Any:
     """The model to score with in ``dtype`` (``model.scoring_dtype``): ``model`` itself when it already computes
     in that precision (or ``dtype`` is None), else a copy with its weights (a LoRA adapter's included) cast, in

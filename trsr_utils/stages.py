@@ -88,9 +88,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("seed", "eval", "prompt", "text", "model.device", "model.scoring_dtype"),
           exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
                    "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls", "eval.order_test",
-                   "eval.equivalence_margin"),
+                   "eval.equivalence_margin", "eval.protocol"),  # the protocol acts through the data/text/sft fields
           models=("model.recommender",), code=("recommendation prompt",),
-          version=2),  # 2: BOS where the tokenizer adds one; the float64 p(yes)
+          version=3),  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the upstream negatives beside
     Stage("08_ablations", "08_ablations", ("01_data", "02_text", "03_hierarchical", "04_recurrent", "06_sft"),
           ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
            "eval.ablation_summarizers", "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls",
@@ -147,6 +147,9 @@ CODE: dict[str, Any] = {**{f"{kind} prompt": _prompt(kind)
 # Settings that change nothing while another setting is off: greedy decoding ignores temperature and top_p.
 INACTIVE: dict[str, tuple[str, Any]] = {"summary.temperature": ("summary.do_sample", False),
                                         "summary.top_p": ("summary.do_sample", False)}
+# Settings added after results were stored, at the value that does what was done before they existed: left out
+# of the fingerprint at that value, so earlier results keep their folders; any other value counts as usual.
+ADDED: dict[str, Any] = {"data.mind_sequence": "history+clicks"}
 
 
 class MissingResult(FileNotFoundError):
@@ -246,6 +249,9 @@ def settings(cfg: Config, fields: Iterable[str], exclude: Iterable[str] = ()) ->
     for key, (switch, off) in INACTIVE.items():
         sec, _, f = switch.partition(".")
         if key in out and raw[sec][f] == off:
+            del out[key]
+    for key, before in ADDED.items():
+        if key in out and out[key] == before:
             del out[key]
     return out
 

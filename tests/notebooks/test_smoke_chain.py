@@ -159,6 +159,17 @@ def test_07_evaluation(smoke_run):
         assert row["full ndcg@10"] <= row["sampled ndcg@10"] + 1e-12, system
         assert row["sampled recall@10"] == pytest.approx(res["systems"][system]["recall@10"])
     assert -1 <= res["full_catalogue"]["kendall_tau"]["ndcg@10"] <= 1
+    # the official code's negatives on the same users: every non-LLM row and the main fine-tuned row, paired; the
+    # "ours" side is the table's own value, the other recomputed from its stored ranks
+    up = res["upstream_negatives"]
+    assert up["users"] == 6 and up["llm_row"] == "hierarchical"
+    assert sorted(up["recall@10"]) == sorted([*BASELINES, *trained_on_all, "hierarchical"])
+    up_ranks = pd.read_parquet(folder / "upstream_ranks.parquet")
+    for system, row in up["recall@10"].items():
+        assert row["mean_b"] == pytest.approx(res["systems"][system]["recall@10"])
+        mine = up_ranks[up_ranks.system == system + evaluation.UPSTREAM_SUFFIX]["rank"]
+        assert row["mean_a"] == pytest.approx(metrics.metrics_from_ranks(mine)["recall@10"])
+    assert 0 <= up["users_with_history_negative"] <= up["negatives_in_history"] <= 6 * 20
 
 
 def test_08_ablations(smoke_run):

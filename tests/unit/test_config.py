@@ -85,3 +85,23 @@ def test_with_overrides_is_validated_like_a_profile_and_leaves_the_original_alon
 def test_beyond_settings_outside_their_range_are_refused(key, value):
     with pytest.raises(ConfigError, match=key.split(".")[1] if key != "beyond.rerank_order" else "rerank_order"):
         resolve_config("smoke", overrides={key: value})
+
+
+def test_the_upstream_protocol_sets_its_settings_and_refuses_an_override_against_them(tmp_path):
+    from trsr_utils.config import UPSTREAM, UPSTREAM_MIND, ConfigError, resolve_config, with_overrides
+
+    cfg = resolve_config("demo", tmp_path, {"eval.protocol": "upstream"})  # the demo shares a prefix: replaced
+    assert (cfg.data.negative_source, cfg.text.include_abstract, cfg.sft.loss, cfg.sft.shared_prefix) == (
+        "upstream", False, "whole", False) == tuple(UPSTREAM.values())
+    assert cfg.data.mind_sequence == "history+clicks"  # MovieLens has no impressions
+    mind = resolve_config("smoke-mind", tmp_path, {"eval.protocol": "upstream"})  # its impressions: replaced
+    assert mind.data.mind_sequence == UPSTREAM_MIND["data.mind_sequence"] and mind.data.negative_source == "upstream"
+    with pytest.raises(ConfigError, match="upstream sets sft.loss to 'whole'; the override asks for 'answer'"):
+        resolve_config("smoke", tmp_path, {"eval.protocol": "upstream", "sft.loss": "answer"})
+    with pytest.raises(ConfigError, match="sets data.negative_source"):
+        with_overrides(cfg, {"data.negative_source": "uniform"})
+    assert with_overrides(cfg, {"data.n_test": 3}).sft.loss == "whole"
+    with pytest.raises(ConfigError, match="only for dataset 'mind'"):
+        resolve_config("smoke", tmp_path, {"data.mind_sequence": "history"})
+    with pytest.raises(ConfigError, match="needs the impression clicks"):
+        resolve_config("smoke-mind", tmp_path, {"data.mind_sequence": "history"})

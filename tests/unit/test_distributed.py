@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from conftest import hostile_hf_home
 from trsr_utils import sft, stages
 from trsr_utils.config import resolve_config
 from trsr_utils.data import prepare
@@ -54,9 +55,7 @@ def two_runs(tmp_path_factory):
     # The command line's own launch (--gpus 2: torchrun DDP), beside a user's accelerate default config that would
     # make an accelerate launch refuse: nothing of it may be read.
     home = root / "hf_home"
-    (home / "accelerate").mkdir(parents=True)
-    (home / "accelerate" / "default_config.yaml").write_text(
-        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: fp16\nnum_processes: 8\n")
+    hostile_hf_home(home)
     _run([sys.executable, "-m", "trsr_utils.sft", "--gpus", "2", "--profile", "smoke", "--run-dir", str(two),
           *_sets()], root / "two.log", HF_HOME=str(home))
     assert "torch.distributed.run --standalone --nproc_per_node 2" in (root / "two.log").read_text()

@@ -77,3 +77,27 @@ def test_amazon_through_config(tmp_path):
     assert prepared.meta["dataset"] == "amazon-m2"
     assert "description" in prepared.items.columns
     assert isinstance(prepared.samples, pd.DataFrame) and len(prepared.samples) == 6
+
+
+@pytest.mark.parametrize("profile", ["smoke-mind", "smoke-amazon"])
+def test_the_upstream_protocol_on_the_smoke_fixtures(tmp_path, profile):
+    """The official code's data: uniform negatives over the whole catalogue (history and positive not excluded);
+    on MIND each user's click history alone, its last news the positive (pandas, by hand, as the official code)."""
+    from trsr_utils.config import REPO_ROOT
+    from trsr_utils.data.sampling import collisions
+
+    cfg = resolve_config(profile, tmp_path, {"eval.protocol": "upstream"})
+    prepared = prepare.prepare(cfg)
+    samples = prepared.samples
+    assert prepared.meta["sampling"] == {"negatives_topped_up": 0, **collisions(samples)}
+    assert all(len(n) == (cfg.data.train_negatives if s == "train" else cfg.data.eval_negatives)
+               for n, s in zip(samples["negatives"], samples["split"]))
+    if profile == "smoke-mind":
+        rows = pd.read_csv(REPO_ROOT / cfg.data.source_dir / "behaviors.tsv", sep="\t", header=None,
+                           names=["impression", "user", "time", "history", "impressions"])
+        rows = rows.dropna(subset=["history"]).drop_duplicates(subset=["user"], keep="first")
+        official = {u: h.split(" ") for u, h in zip(rows["user"], rows["history"])}
+        for s in samples.itertuples():
+            assert [*s.history, s.positive] == official[s.user_id][-len(s.history) - 1:]
+        ours = prepare.prepare(resolve_config(profile, tmp_path / "ours"))
+        assert not ours.samples.set_index("user_id")["positive"].equals(samples.set_index("user_id")["positive"])

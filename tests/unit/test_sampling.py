@@ -87,3 +87,25 @@ def test_build_samples_shape_and_stability():
     for u in same_split:
         assert s1.set_index("user_id").loc[u, "negatives"] == s3.set_index("user_id").loc[u, "negatives"]
     assert not build_samples(data, catalog, sizes, 1, 20, seed=1)[0].equals(s1)
+
+
+def test_upstream_negatives_are_the_official_draw_seeded_and_may_hit_the_users_own_items():
+    from trsr_utils.data.sampling import collisions, upstream_negatives, user_rng
+
+    ids = np.array([f"i{k:02d}" for k in range(30)])
+    drawn = upstream_negatives(user_rng(0, "u1"), ids, 20)
+    assert drawn == [str(ids[i]) for i in user_rng(0, "u1").choice(30, 20, replace=False)]  # pandas' sample(n)
+    assert len(set(drawn)) == 20 and drawn == upstream_negatives(user_rng(0, "u1"), ids, 20)
+    with pytest.raises(ValueError, match="catalogue of 30 items"):
+        upstream_negatives(user_rng(0, "u1"), ids, 31)
+    # two thirds of a small catalogue: the users' own items cannot all be missed
+    data = [UserSequence(f"u{u}", [f"i{k:02d}" for k in range(u, u + 12)]) for u in range(10)]
+    samples, counters = build_samples(data, list(ids), {"train": 0, "valid": 0, "test": 10}, 1, 20, seed=0,
+                                      negative_source="upstream")
+    hits = [len(set(r.negatives) & set(r.history)) for r in samples.itertuples()]
+    assert counters["negatives_in_history"] == sum(hits) > 0 and counters == {"negatives_topped_up": 0,
+                                                                                **collisions(samples)}
+    assert counters["users_with_positive_negative"] == sum(r.positive in r.negatives for r in samples.itertuples())
+    assert counters["users_with_positive_negative"] > 0
+    assert collisions(build_samples(data, list(ids), {"test": 10}, 1, 20, seed=0)[0]) == {
+        "negatives_in_history": 0, "users_with_history_negative": 0, "users_with_positive_negative": 0}

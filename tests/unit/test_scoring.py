@@ -92,3 +92,8 @@ def test_the_rounding_bound_covers_two_correct_routes_in_each_dtype(dtype):
     expected = scoring.ROUNDINGS * eps / 2 * (last.float().abs() @ rows.float().abs().T)
     assert torch.allclose(scoring.rounding_bound(last, rows), expected)
     assert tolerance == pytest.approx(float(expected.sum(dim=-1).max()) / 4)
+    # a log-probability over the same rows: the logit's own change and logsumexp's largest
+    log_p = torch.log_softmax(full_logits := (last.float() @ rows.float().T), dim=-1)
+    assert scoring.logprob_tolerance(last, rows) == pytest.approx(2 * float(expected.max()))
+    shifted = torch.log_softmax(full_logits + scoring.rounding_bound(last, rows) * torch.tensor([1.0, -1.0]), dim=-1)
+    assert (shifted - log_p).abs().max() <= scoring.logprob_tolerance(last, rows) * (1 + 1e-6)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import hostile_hf_home
 from trsr_utils import llm, prompts, scoring, sft, stages
 from trsr_utils.user_prompts import for_split
 from trsr_utils.config import resolve_config
@@ -162,10 +163,7 @@ def test_a_users_accelerate_default_config_cannot_stop_the_deepspeed_launch(tmp_
     from accelerate.commands.config import config_args
     from accelerate.utils import DeepSpeedPlugin, prepare_deepspeed_cmd_env
 
-    users = tmp_path / "home" / "accelerate" / "default_config.yaml"
-    users.parent.mkdir(parents=True)
-    users.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: fp16\n"
-                     "num_machines: 1\nnum_processes: 8\ngpu_ids: all\nmachine_rank: 0\nuse_cpu: false\n")
+    users = hostile_hf_home(tmp_path / "home")
     for module in (launch, config_args):  # where accelerate looks (HF_HOME, read when accelerate is imported)
         monkeypatch.setattr(module, "default_config_file", str(users))
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")

@@ -24,7 +24,9 @@ EXPECTED: dict[str, set[str]] = {
     "seed": ALL,
     **{f"data.{f}": ALL for f in ("dataset", "source_dir", "locale", "min_interactions", "max_interactions",
                                   "long_history", "n_train", "n_valid", "n_test", "train_negatives",
-                                  "eval_negatives", "negative_source", "on_error")},
+                                  "eval_negatives", "negative_source", "mind_sequence", "on_error")},
+    # the upstream protocol is its data, text and sft settings (config.UPSTREAM): the negatives change everything
+    "eval.protocol": ALL,
     "text.attributes": AFTER_TEXT, "text.include_abstract": AFTER_TEXT, "text.max_field_tokens": AFTER_TEXT,
     "chunking.items_per_block": AFTER_TEXT, "chunking.block_token_budget": AFTER_TEXT,
     "chunking.max_blocks": AFTER_TEXT,
@@ -113,6 +115,10 @@ def changed_cfg(cfg: Config, key: str) -> Config:
         return dataclasses.replace(cfg, **{key: value})
     if key == "data.negative_source":  # the only other source, impressions, exists for MIND only
         return with_overrides(cfg, {"data.dataset": "mind", key: "impressions"})
+    if key == "data.mind_sequence":
+        return with_overrides(cfg, {"data.dataset": "mind", key: "history"})
+    if key == "eval.protocol":
+        return with_overrides(cfg, {key: "upstream"})
     if key in ("sft.loss", "sft.gradient_checkpointing"):  # neither goes with the profile's shared prefix
         return with_overrides(cfg, {key: value, "sft.shared_prefix": False})
     return with_overrides(cfg, {key: value})
@@ -130,6 +136,14 @@ def test_every_field_recomputes_exactly_the_stages_that_depend_on_it(tmp_path):
         if changed != expected:
             wrong[key] = {"recomputes": sorted(changed), "expected": sorted(expected)}
     assert not wrong, json.dumps(wrong, indent=1)
+
+
+def test_a_setting_added_later_keeps_earlier_fingerprints_at_its_old_behaviour(tmp_path):
+    cfg = resolve_config("smoke-mind", tmp_path)
+    assert cfg.data.mind_sequence == stages.ADDED["data.mind_sequence"]
+    assert "data.mind_sequence" not in stages.settings(cfg, ["data"])  # as before the setting existed
+    assert stages.settings(with_overrides(cfg, {"data.mind_sequence": "history", "data.negative_source": "uniform"}),
+                           ["data"])["data.mind_sequence"] == "history"
 
 
 def test_sampling_settings_count_only_when_sampling(tmp_path):
@@ -257,10 +271,13 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     messages: list[str] = []
     first = evaluation.run(cfg, log=messages.append)
     whole = [m.rsplit(" (", 1)[0] for m in messages if "whole catalogue" in m]  # the full-catalogue protocol
-    assert sorted(m for m in messages if m not in whole and "whole catalogue" not in m) == [
+    upstream = [m for m in messages if "upstream negatives" in m]  # the official code's negatives
+    assert sorted(m for m in messages if m not in upstream and "whole catalogue" not in m) == [
         "Popularity (all users): computing scores", "Popularity: computing scores", "SASRec: computing scores"]
     assert sorted(whole) == ["Popularity (all users): ranking the whole catalogue",
                              "Popularity: ranking the whole catalogue", "SASRec: ranking the whole catalogue"]
+    assert sorted(upstream) == [f"{n}: ranking 6 users among the upstream negatives"
+                                for n in ("Popularity (all users)", "Popularity", "SASRec")]
     table_dir = stages.result_dir(cfg, "07_eval")
 
     messages.clear()
@@ -268,7 +285,9 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     rows = {r.stage: r for r in stages.status(more, ["07_eval"])}
     assert rows["07_eval"].reasons == ["eval.recbole_epochs: 1 -> 2"]
     evaluation.run(more, log=messages.append)
-    assert [m.split(" (")[0] for m in messages] == ["SASRec: computing scores", "SASRec: ranking the whole catalogue"]
+    assert [m.split(" (")[0] for m in messages] == ["SASRec: computing scores",
+                                                    "SASRec: ranking 6 users among the upstream negatives",
+                                                    "SASRec: ranking the whole catalogue"]
     assert stages.result_dir(more, "07_eval") != table_dir and (table_dir / "results.csv").exists()
     # a changed input is explained by what changed in it
     fewer = with_overrides(cfg, {"data.n_test": 5})

@@ -12,6 +12,8 @@ A user's sequence is their click history followed by the news they clicked in
 their impressions, in time order (a news clicked twice counts once). The
 non-clicked news of the impression that holds the last click are kept, so the
 negatives can be drawn from what the user actually saw and skipped.
+``sequence="history"`` keeps the click history alone, as the official LLM-TRSR
+code does (its positive is the history's last news, the impressions unused).
 """
 
 from __future__ import annotations
@@ -134,8 +136,10 @@ class _Times(dict):
         return value
 
 
-def load_mind(source_dir: str | Path, on_error: str = "raise") -> RawDataset:
-    """Load a MIND split folder (the one holding news.tsv and behaviors.tsv)."""
+def load_mind(source_dir: str | Path, on_error: str = "raise", sequence: str = "history+clicks") -> RawDataset:
+    """Load a MIND split folder (the one holding news.tsv and behaviors.tsv); ``sequence``: see the module."""
+    if sequence not in ("history+clicks", "history"):
+        raise ValueError(f"sequence must be 'history+clicks' or 'history', got {sequence!r}")
     folder = Path(source_dir)
     news_path, behaviors_path = folder / "news.tsv", folder / "behaviors.tsv"
     for p in (news_path, behaviors_path):
@@ -144,10 +148,10 @@ def load_mind(source_dir: str | Path, on_error: str = "raise") -> RawDataset:
                 f"{p} not found. Download MIND first: python -m trsr_utils.data.download mind --dest {folder.parent}"
             )
     with paused_gc():
-        return _load(news_path, behaviors_path, ErrorReport(on_error))
+        return _load(news_path, behaviors_path, ErrorReport(on_error), sequence == "history")
 
 
-def _load(news_path: Path, behaviors_path: Path, report: ErrorReport) -> RawDataset:
+def _load(news_path: Path, behaviors_path: Path, report: ErrorReport, history_only: bool = False) -> RawDataset:
     """The parsing behind :func:`load_mind` (its files exist)."""
     items = load_news(news_path, report)
     known = {news_id: news_id for news_id in items}
@@ -195,7 +199,7 @@ def _load(news_path: Path, behaviors_path: Path, report: ErrorReport) -> RawData
         stamps: list[float | None] = [None] * len(seq)
         seen = set(seq)
         last_negatives: list[str] | None = None
-        for when, _, clicked, skipped in sorted(events):
+        for when, _, clicked, skipped in ([] if history_only else sorted(events)):
             for news_id in clicked:
                 if news_id not in seen:
                     seen.add(news_id)

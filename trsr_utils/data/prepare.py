@@ -67,7 +67,7 @@ def load_raw(cfg: Config) -> RawDataset:
     if source is None:
         raise ValueError(f"data.source_dir must name the folder with the {d.dataset} files")
     if d.dataset == "mind":
-        return load_mind(source, on_error=d.on_error)
+        return load_mind(source, on_error=d.on_error, sequence=d.mind_sequence)
     if d.dataset == "amazon-m2":
         return load_amazon_m2(source, locale=d.locale, on_error=d.on_error)
     raise ValueError(f"unknown dataset {d.dataset!r}")

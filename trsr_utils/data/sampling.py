@@ -3,7 +3,8 @@
 Each user's negatives come from a random generator seeded by (seed, user id),
 so a user's candidates do not change when the split sizes or other users
 change. Unlike the original LLM-TRSR release, negatives never include the
-user's own history or positive, and the draw is seeded.
+user's own history or positive (``negative_source: upstream`` draws as the
+release does, the seed kept).
 """
 
 from __future__ import annotations
@@ -76,6 +77,24 @@ def draw_negatives(
     return chosen, len(chosen) - from_pref
 
 
+def upstream_negatives(rng: np.random.Generator, catalog_ids: np.ndarray, n: int) -> list[str]:
+    """``n`` distinct items drawn uniformly from the whole catalogue, nothing excluded: the official LLM-TRSR
+    code's ``df_products['id'].sample(n=20)``, so a negative can be an item of the user's history or the
+    positive itself (then the same item is a candidate twice, once as a negative)."""
+    if n > len(catalog_ids):
+        raise ValueError(f"cannot draw {n} negatives from a catalogue of {len(catalog_ids)} items")
+    return [str(catalog_ids[i]) for i in rng.choice(len(catalog_ids), size=n, replace=False)]
+
+
+def collisions(samples: pd.DataFrame) -> dict[str, int]:
+    """How often a sample's negatives are the user's own items: negatives that lie in the history, users with at
+    least one, and users whose positive is among its negatives (impossible under our draws)."""
+    in_history = [len(set(n) & set(h)) for n, h in zip(samples["negatives"], samples["history"])]
+    return {"negatives_in_history": int(sum(in_history)), "users_with_history_negative": int(sum(map(bool, in_history))),
+            "users_with_positive_negative": int(sum(p in set(n) for p, n in zip(samples["positive"],
+                                                                                samples["negatives"])))}
+
+
 def build_samples(
     sequences: list[UserSequence],
     catalog_ids: Sequence[str],
@@ -89,7 +108,8 @@ def build_samples(
 
     Returns the samples (columns: user_id, split, history, positive, negatives)
     and counters (``negatives_topped_up``: impression negatives that had to be
-    completed uniformly).
+    completed uniformly; with ``negative_source="upstream"`` the :func:`collisions`
+    of the draw).
     """
     by_user = {s.user_id: s for s in sequences}
     splits = split_users(list(by_user), sizes, seed)
@@ -100,11 +120,14 @@ def build_samples(
         for user_id in splits[split]:
             seq = by_user[user_id]
             history, positive = list(seq.items[:-1]), seq.items[-1]
-            preferred = seq.impression_negatives if negative_source == "impressions" else None
-            negatives, extra = draw_negatives(user_rng(seed, user_id), ids, set(seq.items), n_neg, preferred)
-            if preferred is not None:
-                topped_up += extra
+            if negative_source == "upstream":
+                negatives = upstream_negatives(user_rng(seed, user_id), ids, n_neg)
+            else:
+                preferred = seq.impression_negatives if negative_source == "impressions" else None
+                negatives, extra = draw_negatives(user_rng(seed, user_id), ids, set(seq.items), n_neg, preferred)
+                if preferred is not None:
+                    topped_up += extra
             rows.append({"user_id": user_id, "split": split, "history": history, "positive": positive,
                          "negatives": negatives})
     frame = pd.DataFrame(rows, columns=["user_id", "split", "history", "positive", "negatives"])
-    return frame, {"negatives_topped_up": topped_up}
+    return frame, {"negatives_topped_up": topped_up, **(collisions(frame) if negative_source == "upstream" else {})}
