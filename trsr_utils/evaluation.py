@@ -653,9 +653,10 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
     if unseen_all is not None and table["system"].str.endswith(ALL).any():
         out.append(f"Trained on every interaction (the '(all users)' rows), {unseen_all} of {n_users} test positives "
                    f"remain unseen: the cap moves from {1 - unseen / n_users:.2f} to {1 - unseen_all / n_users:.2f}.")
-    if len(llm) and len(other):
-        a = llm.loc[llm["recall@10"].idxmax()]
-        b = other.loc[other["recall@10"].idxmax()]
+    if len(llm) and len(other[other["system"] != "random"]):
+        by_system = table.set_index("system")
+        a = by_system.loc[significance.best_row(llm)]
+        b = by_system.loc[significance.best_row(other, ["random"])]  # the row notebook 07's paired tests name
         overlap = a["recall@10_low"] <= b["recall@10_high"] and b["recall@10_low"] <= a["recall@10_high"]
         out.append(f"Best LLM row: {a['label']} (Recall@10 {a['recall@10']:.3f}); best other row: {b['label']} "
                    f"({b['recall@10']:.3f}). Their intervals "
@@ -663,6 +664,15 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
                       else "do not overlap."))
     if "zero_shot" in set(table["system"]):
         out.append("The zero-shot row prompts the frozen recommender with the hierarchical summary.")
+        zero = float(table.set_index("system").loc["zero_shot", "recall@10"])
+        tuned = llm[llm["system"] != "zero_shot"]
+        below = tuned[tuned["recall@10"] < zero]["label"].tolist()
+        if len(tuned):
+            out.append(f"Fine-tuning against zero-shot ({zero:.3f} Recall@10): {len(tuned) - len(below)} of "
+                       f"{len(tuned)} fine-tuned rows at or above it"
+                       + (f", below it: {', '.join(below)} (the adapters did not learn to rank these users' "
+                          "candidates; notebook 06's training and validation curves say what they learned)"
+                          if below else "") + ".")
     if n_users < 100:
         out.append("With this few users the table shows the machinery, not a result: do not rank systems by it.")
     return out

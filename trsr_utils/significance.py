@@ -172,6 +172,14 @@ def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names:
     return table
 
 
+def best_row(table: pd.DataFrame, skip: Sequence[str] = (), metric: str = "recall@10") -> str | None:
+    """The system with the highest ``metric`` (ties broken by MRR@10, then by table order) among those not in
+    ``skip``: one rule for every "best ... row" a notebook names."""
+    rows = table[~table["system"].isin(list(skip))]
+    keys = [k for k in dict.fromkeys([metric, "mrr@10"]) if k in rows]
+    return None if rows.empty else rows.sort_values(keys, ascending=False, kind="stable")["system"].iloc[0]
+
+
 def evaluation_pairs(systems: Sequence[str], table: pd.DataFrame, metric: str = "recall@10") -> list[tuple[str, str]]:
     """The comparisons a reader of the paper asks about, among the systems present.
 
@@ -182,9 +190,7 @@ def evaluation_pairs(systems: Sequence[str], table: pd.DataFrame, metric: str = 
 
     present = set(systems)
     ours = [s for s in ("hierarchical", "recurrent") if s in present]
-    classic = table[~table["system"].isin(list(LLM_SYSTEMS) + ["random"])]
-    best = (classic.sort_values([metric, "mrr@10"], ascending=False)["system"].iloc[0]
-            if not classic.empty else None)
+    best = best_row(table, [*LLM_SYSTEMS, "random"], metric)
     pairs = [(s, other) for s in ours for other in ("tallrec", "zero_shot", best) if other in present]
     if {"hierarchical", "recurrent"} <= present:
         pairs.append(("hierarchical", "recurrent"))
@@ -205,4 +211,16 @@ def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: s
                      f"{r.high:+.3f}; p = {r.p:.3f}, Holm {r.p_holm:.3f}): {verdict} on these {r.users} users.")
     n_sig = int(rows["significant"].sum())
     lines.append(f"{n_sig} of {len(rows)} comparisons on {metric} survive Holm's correction at the 5% level.")
+    others = table[table["metric"] != metric]
+    for m, group in others.groupby("metric", sort=False):
+        sig = group[group["significant"]]
+        lines.append(f"On {m} (the forest plot's other panels, Holm within {m}): {len(sig)} of {len(group)} survive"
+                     + (": " + "; ".join(f"{name(r.a)} - {name(r.b)} {r.diff:+.3f} (Holm p {r.p_holm:.3f})"
+                                         for r in sig.itertuples()) if len(sig) else "") + ".")
+    narrow = table[((table["low"] > 0) | (table["high"] < 0)) & (table["p"] >= 0.05)]
+    if len(narrow):
+        lines.append(f"{len(narrow)} of {len(table)} intervals exclude 0 while the sign-flip test's p is .05 or more "
+                     "(e.g. " + ", ".join(f"{name(r.a)} - {name(r.b)} on {r.metric}" for r in narrow.head(2).itertuples())
+                     + "): with few users whose differences take only a few values (Recall@10: -1, 0, +1) the "
+                     "percentile bootstrap interval is too narrow; the exact sign-flip test is the one to trust.")
     return lines

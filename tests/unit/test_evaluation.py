@@ -102,6 +102,13 @@ def test_reading_says_what_the_table_can_and_cannot_show():
     assert "Their intervals overlap, which alone does not decide it: see the paired comparison below." in text
     assert "shows the machinery, not a result" in text
     assert "shows the machinery" not in "\n".join(evaluation.reading(pd.DataFrame(rows), 1000, 21, unseen=0))
+    # fine-tuned rows below zero-shot are said, not left for a reader to find
+    rows += [{"system": "zero_shot", "label": "LLM zero-shot", "recall@10": 0.8, "recall@10_low": 0.6,
+              "recall@10_high": 0.95}]
+    text = "\n".join(evaluation.reading(pd.DataFrame(rows), 20, 21, unseen=10))
+    assert "Fine-tuning against zero-shot (0.800 Recall@10): 0 of 1 fine-tuned rows at or above it, below it: " \
+           "LLM-TRSR hierarchical" in text
+    assert "Best LLM row: LLM zero-shot (Recall@10 0.800); best other row: TF-IDF (0.700)" in text
 
 
 def test_the_papers_table_2_has_one_impossible_row_and_it_is_said():

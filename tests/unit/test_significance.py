@@ -71,7 +71,22 @@ def test_compare_pairs_users_by_id_and_corrects_per_metric():
     assert (gs["diff"] == 0).all() and (gs["p_holm"] == 1).all() and not gs["significant"].any()
     for _, family in table.groupby("metric"):
         assert family["p_holm"].to_numpy() == pytest.approx(sg.holm(family["p"]))
-    assert "1 of 2 comparisons on recall@10 survive" in sg.reading(table)[-1]
+    lines = sg.reading(table)
+    assert "1 of 2 comparisons on recall@10 survive" in lines[2]
+    # the other metrics of the forest plot are said too, each with its own Holm family
+    sig = table[(table.metric == "mrr@10") & table.significant]
+    assert f"On mrr@10 (the forest plot's other panels, Holm within mrr@10): {len(sig)} of 2 survive" in "\n".join(lines)
+    # an interval that excludes 0 beside a p of .05 or more is explained, not left to contradict the test
+    odd = table.assign(low=0.01, high=0.2, p=0.125)
+    assert "intervals exclude 0 while the sign-flip test's p is .05 or more" in sg.reading(odd)[-1]
+    assert not any("intervals exclude 0" in line for line in sg.reading(table.assign(low=-0.1, high=0.2, p=0.5)))
+
+
+def test_one_rule_names_the_best_row_ties_broken_by_mrr():
+    table = pd.DataFrame({"system": ["random", "popularity", "item_cf", "hierarchical"],
+                          "recall@10": [0.9, 0.8, 0.8, 0.95], "mrr@10": [0.5, 0.30, 0.35, 0.4]})
+    assert sg.best_row(table, ["random", "hierarchical"]) == "item_cf"
+    assert sg.best_row(table) == "hierarchical" and sg.best_row(table, list(table["system"])) is None
 
 
 def test_compare_refuses_systems_that_ranked_different_users():
