@@ -9,8 +9,23 @@ import matplotlib
 if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+RANDOM_LABEL = "random ranker, expected"
+
+
+def _legend_outside(ax, handles=None, labels=None, **kwargs):
+    """A legend right of ``ax``, outside its data area: inside, a legend covers the bars or points behind it."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    kwargs = {"fontsize": 8, "frameon": False, **kwargs}
+    if labels is None:
+        return ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
+    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
 
 
 def history_lengths(samples: pd.DataFrame):
@@ -39,15 +54,20 @@ def token_distributions(series: Mapping[str, Sequence[int]], title: str = "Token
 def summary_cost(summaries: pd.DataFrame, title: str = "LLM tokens spent per user"):
     """Left: summary length in words; right: LLM tokens (prompt + generated, retries included) per user
     against the number of history items the summary covers."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
     sns.histplot(summaries["summary"].str.split().map(len), ax=axes[0], discrete=True)
     axes[0].set_xlabel("words in the final summary")
     axes[0].set_title("Summary length")
-    frame = summaries.assign(flagged=summaries["fallbacks"] > 0)
-    sns.scatterplot(frame, x="n_items", y="llm_tokens", hue="flagged", style="flagged", ax=axes[1], alpha=0.7)
+    frame = summaries.assign(flagged=np.where(summaries["fallbacks"] > 0, "a step fell back to the template",
+                                              "no fallback"))
+    sns.scatterplot(frame, x="n_items", y="llm_tokens", hue="flagged", style="flagged", ax=axes[1], alpha=0.7,
+                    hue_order=["no fallback", "a step fell back to the template"],
+                    style_order=["no fallback", "a step fell back to the template"])
     axes[1].set_xlabel("history items summarised")
     axes[1].set_ylabel("LLM tokens (prompt + generated)")
     axes[1].set_title(title)
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title=None, fontsize=8,
+                    frameon=False)
     fig.tight_layout()
     return fig
 
@@ -57,6 +77,7 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     words = pd.DataFrame({m: table[f"{m}_words"] for m in methods}).melt(var_name="method", value_name="words")
     sns.boxplot(words, x="method", y="words", ax=axes[0])
+    axes[0].set_xlabel("summary method")
     axes[0].set_title("Summary length")
     overlaps = [c for c in table.columns if c.startswith("overlap_")]
     long = table[overlaps].melt(var_name="pair", value_name="overlap")
@@ -66,6 +87,7 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
     rates = pd.Series({m: table[f"{m}_mentions_top"].mean() for m in methods})
     sns.barplot(x=rates.index, y=rates.values, ax=axes[2])
     axes[2].set_ylim(0, 1)
+    axes[2].set_xlabel("summary method")  # seaborn would take the unnamed index's name: "None"
     axes[2].set_ylabel("share of users")
     axes[2].set_title("Names the user's top category")
     fig.tight_layout()
@@ -74,7 +96,7 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
 
 def sft_curves(report: dict, random_recall10: float | None = None):
     """Training loss per logged step, and validation Recall@10 / MRR@10 per checkpoint (step 0 = zero-shot)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.4))
     loss = pd.DataFrame(report["loss_history"])
     if len(loss):
         sns.lineplot(loss, x="step", y="loss", marker="o", ax=axes[0])
@@ -89,7 +111,7 @@ def sft_curves(report: dict, random_recall10: float | None = None):
         axes[1].axhline(random_recall10, ls="--", c="grey", label="random R@10")
     best = report["best"]["step"]
     axes[1].axvline(best, ls=":", c="black", label=f"selected (step {best})")
-    axes[1].legend()
+    _legend_outside(axes[1])
     axes[1].set_title("Validation ranking (step 0 = zero-shot)")
     fig.tight_layout()
     return fig
@@ -116,15 +138,21 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
         mid = table["recall@10"].to_numpy()
         ax.errorbar(xs, mid, yerr=[mid - table["recall@10_low"].to_numpy(), table["recall@10_high"].to_numpy() - mid],
                     fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
-    if random:
-        for m, colour in zip(metrics_, sns.color_palette()):
-            if m in random:
-                ax.axhline(random[m], color=colour, linestyle="--", linewidth=0.8)
+    legend = ax.get_legend()
+    handles, labels = ((list(legend.legend_handles), [t.get_text() for t in legend.texts]) if legend
+                       else ax.get_legend_handles_labels())
+    drawn = [m for m in metrics_ if random and m in random]
+    for m, colour in zip(metrics_, sns.color_palette()):
+        if m in drawn:
+            ax.axhline(random[m], color=colour, linestyle="--", linewidth=0.8)
+    if drawn:  # one entry for all the dashed lines: each is drawn in its metric's colour
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8))
+        labels.append(f"{RANDOM_LABEL}\n(dashed, in the metric's colour)")
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
     _slanted_labels(ax)
     ax.set_title("Ranking quality on the test users (dashed: random ranker; whiskers: 95% interval of R@10)")
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend_outside(ax, handles, labels, title="metric", fontsize=None, frameon=True)
     fig.tight_layout()
     return fig
 
@@ -161,26 +189,64 @@ def rank_distribution(ranks: pd.DataFrame, n_candidates: int = 21):
     fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(order)), 3.8))
     sns.boxplot(ranks, x="label", y="rank", order=order, ax=ax, color="#cfe0f3", fliersize=0)
     sns.stripplot(ranks, x="label", y="rank", order=order, ax=ax, size=2.5, alpha=0.5, color="#1f4e79")
-    ax.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8)
+    ax.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8,
+               label=f"{RANDOM_LABEL}: mean rank {(n_candidates + 1) / 2:g}")
     ax.set_ylim(n_candidates + 0.5, 0.5)
     ax.set_xlabel("")
     _slanted_labels(ax)
     ax.set_title("Rank of the positive (1 = top; dashed: a random ranker's mean)")
+    _legend_outside(ax)
     fig.tight_layout()
     return fig
 
 
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """The smallest and largest value, a little apart when they are equal (one value: no scale to draw)."""
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    return (lo, hi) if hi > lo else (lo, lo + max(abs(lo), 1.0) * 0.1)
+
+
 def protocols(full: pd.DataFrame, metric: str = "ndcg@10"):
-    """Each system's ``metric`` under the sampled (1 + negatives) and the full-catalogue protocol: one line per
-    system, so that crossing lines show systems the two protocols order differently."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for colour, (_, row) in zip(sns.color_palette("tab20", len(full)), full.iterrows()):
-        ax.plot([0, 1], [row[f"sampled {metric}"], row[f"full {metric}"]], marker="o", color=colour, label=row["label"])
-    ax.set_xticks([0, 1], ["sampled candidates", "whole catalogue"])
-    ax.set_xlim(-0.2, 1.2)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: the same systems under two protocols")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    """Each system's ``metric`` under the sampled (1 + negatives) and the full-catalogue protocol, one line per
+    system, each protocol on its own scale (left axis: sampled, right axis: whole catalogue).
+
+    Whole-catalogue values are an order of magnitude smaller: on one shared axis they collapse near 0 and their order
+    cannot be read. Both scales grow upwards, so a line that crosses another is a pair of systems the two protocols
+    order differently; the legend gives each system's rank under each protocol (1 = best, ties share a rank).
+    """
+    sampled = full[f"sampled {metric}"].astype(float).to_numpy()
+    whole = full[f"full {metric}"].astype(float).to_numpy()
+    s_lo, s_hi = _span(sampled)
+    w_lo, w_hi = _span(whole)
+
+    def to_left(v):  # a whole-catalogue value -> the height it is drawn at (the sampled axis' units)
+        return s_lo + (np.asarray(v, dtype=float) - w_lo) * (s_hi - s_lo) / (w_hi - w_lo)
+
+    def to_right(y):
+        return w_lo + (np.asarray(y, dtype=float) - s_lo) * (w_hi - w_lo) / (s_hi - s_lo)
+
+    rank_s = pd.Series(sampled).rank(ascending=False, method="min").astype(int).to_numpy()
+    rank_w = pd.Series(whole).rank(ascending=False, method="min").astype(int).to_numpy()
+    # the legend in its own panel: right of the plot, the right axis' ticks and label are in the way
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(9.6, 4.6), gridspec_kw={"width_ratios": [3, 2]})
+    lines = []
+    for i, colour in zip(range(len(full)), sns.color_palette("tab20", len(full))):
+        (line,) = ax.plot([0, 1], [sampled[i], float(to_left(whole[i]))], marker="o", color=colour,
+                          label=f"{full['label'].iloc[i]}  ({rank_s[i]} \u2192 {rank_w[i]})")
+        lines.append(line)
+    pad = 0.06 * (s_hi - s_lo)
+    ax.set_ylim(s_lo - pad, s_hi + pad)
+    ax.set_ylabel(f"{metric}, sampled candidates")
+    right = ax.secondary_yaxis("right", functions=(to_right, to_left))
+    right.set_ylabel(f"{metric}, whole catalogue")
+    ax.set_xticks([0, 1], ["sampled candidates\n(left scale)", "whole catalogue\n(right scale)"])
+    ax.set_xlim(-0.15, 1.15)
+    ax.set_title(f"{metric} of each system under two protocols,\neach on its own scale (crossing lines: the order "
+                 "differs)", fontsize=10)
+    key.axis("off")
+    ordered = sorted(lines, key=lambda ln: -ln.get_ydata()[0])  # top to bottom as the left end points lie
+    key.legend(handles=ordered, loc="upper left", fontsize=8, frameon=False,
+               title="system (rank sampled \u2192 whole catalogue)", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -198,22 +264,60 @@ def ours_vs_paper(combined: pd.DataFrame, metric: str = "recall@10"):
     return fig
 
 
+AXIS_WORDS = {"summary": "summary in the prompt", "recent_items": "recent items shown (k)",
+              "items_per_block": "items per summary block", "summarizer": "summarizer model"}
+VALUE_PREFIX = {"recent_items": "k = ", "items_per_block": "n = "}
+MODELS = {False: ("zero-shot", "C0"), True: ("fine-tuned", "C1")}
+
+
 def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float | None = None):
-    """One panel per ablation axis: the metric per value, zero-shot vs fine-tuned side by side."""
-    axes_ = list(dict.fromkeys(table["axis"]))
-    fig, axes = plt.subplots(1, len(axes_), figsize=(3.6 * len(axes_), 3.4), squeeze=False, sharey=True)
-    frame = table.assign(model=table["finetuned"].map({True: "fine-tuned", False: "zero-shot"}))
-    for ax, name in zip(axes[0], axes_):
+    """One panel per ablation axis: the metric per value, zero-shot and fine-tuned side by side where the axis has
+    both, each bar labelled with its value.
+
+    Only the summary axis runs both models (:func:`trsr_utils.ablation.grid`); a panel with one model says which in
+    its title, and a panel with a single cell says so, so that bars of equal height are not read as a missing
+    comparison. A value whose cell is the profile's own setting (its scores are another panel's bar: e.g.
+    ``recent_items`` = the profile's k is the fine-tuned ``summary`` cell) is marked under its value.
+    """
+    # the same cell listed twice is one measurement: one bar
+    frame = table.drop_duplicates(["axis", "value", "finetuned"]).assign(value=lambda t: t["value"].astype(str))
+    shared: set[str] = set()
+    if "scores" in frame:  # scores of a cell that another axis' row also points at: the profile's setting
+        axes_of = frame.groupby("scores")["axis"].nunique()
+        shared = set(axes_of[axes_of > 1].index)
+    names = list(dict.fromkeys(frame["axis"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names) + 1.8, 3.8), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
         sub = frame[frame["axis"] == name]
-        sns.barplot(sub, x="value", y=metric, hue="model", hue_order=["zero-shot", "fine-tuned"], ax=ax)
+        values = list(dict.fromkeys(sub["value"]))
+        tuned = [t for t in (False, True) if (sub["finetuned"] == t).any()]
+        width = 0.8 / len(tuned)
+        for i, t in enumerate(tuned):
+            rows = sub[sub["finetuned"] == t]
+            xs = [values.index(v) + (i - (len(tuned) - 1) / 2) * width for v in rows["value"]]
+            bars = ax.bar(xs, rows[metric], width * 0.92, color=MODELS[t][1])
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        profile = set(sub.loc[sub["scores"].isin(shared), "value"]) if "scores" in sub else set()
+        ticks = [VALUE_PREFIX.get(name, "") + v + ("\n(profile's setting)" if v in profile else "") for v in values]
+        ax.set_xticks(range(len(values)), ticks, fontsize=8)
+        ax.set_xlim(-0.6, len(values) - 0.4)
         if random is not None:
             ax.axhline(random, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("")
+        if len(sub) == 1:
+            title = f"{name}: one cell only ({MODELS[tuned[0]][0]})"
+        elif len(tuned) == 1:
+            title = f"{name} ({MODELS[tuned[0]][0]} only)"
+        else:
+            title = f"{name} (zero-shot vs fine-tuned)"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(AXIS_WORDS.get(name, name))
         ax.set_ylim(0, 1)
-        if ax is not axes[0][-1] and ax.get_legend():
-            ax.get_legend().remove()
-    fig.suptitle(f"Ablations: {metric} on the test users (dashed: random)")
+    axes[0][0].set_ylabel(metric)
+    handles = [Patch(color=colour, label=model) for model, colour in MODELS.values()]
+    if random is not None:
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8, label=RANDOM_LABEL))
+    _legend_outside(axes[0][-1], handles)
+    fig.suptitle(f"Ablations: {metric} on the test users")
     fig.tight_layout()
     return fig
 
@@ -291,30 +395,59 @@ def listwise_vs_pointwise(table: pd.DataFrame, timing: Mapping[str, object], ran
 
 
 def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7):
-    """Left: the positive's mean rank by where it was shown (letters grouped in ``bins`` bands), one line per
+    """Left: the positive's mean rank by where it was shown (letters grouped in ``bins`` bands), one line per listwise
     system: flat = no position bias. Right: how often the top-ranked candidate was the one shown at each band,
-    against the uniform share."""
+    against the uniform share.
+
+    A pointwise system scores each candidate in its own prompt: there is no list, so no position to be biased by. On
+    the left it is one flat reference (its mean rank); on the right its line is the order candidates were scored in.
+    A band where no positive was listed has no mean rank: it is left empty (shaded, the line broken there), not 0.
+    """
     band = n_candidates / bins
     p = positions.assign(band=(positions["position"] // band).astype(int),
                          top_band=(positions["top_position"] // band).astype(int))
     names = [f"{chr(65 + int(b * band))}-{chr(65 + min(n_candidates, int((b + 1) * band)) - 1)}" for b in range(bins)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for system, g in p.groupby("system", sort=False):
-        by = g.groupby("band")["rank"].mean().reindex(range(bins))
-        left.plot(range(bins), by.to_numpy(), marker="o", label=system)
-        share = g["top_band"].value_counts(normalize=True).reindex(range(bins), fill_value=0)
-        right.plot(range(bins), share.to_numpy(), marker="o", label=system)
-    left.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8)
+    systems = list(dict.fromkeys(p["system"]))
+    colours = dict(zip(systems, sns.color_palette(n_colors=len(systems))))
+    listed = [s for s in systems if not s.startswith("pointwise")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 3.8))
+    for system in listed:
+        g = p[p["system"] == system]
+        by = g.groupby("band")["rank"].mean().reindex(range(bins))  # NaN where nothing was listed: a break, not 0
+        left.plot(range(bins), by.to_numpy(), marker="o", color=colours[system], label=system)
+    for system in systems:
+        if system not in listed:
+            left.axhline(p.loc[p["system"] == system, "rank"].mean(), color=colours[system], linestyle=":",
+                         linewidth=1.5, label=f"{system}: mean rank\n(one candidate per prompt, no list)")
+    counts = p[p["system"].isin(listed)].groupby("band").size().reindex(range(bins), fill_value=0)
+    for b in counts.index[counts == 0]:
+        left.axvspan(b - 0.5, b + 0.5, color="0.92", zorder=0)
+    left.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8,
+                 label=f"{RANDOM_LABEL} (left: mean rank)")
     left.set_ylim(n_candidates + 0.5, 0.5)
     left.set_ylabel("mean rank of the positive (1 = top)")
-    left.set_title("The positive's rank by where it was listed")
-    right.axhline(1 / bins, color="grey", linestyle="--", linewidth=0.8)
+    left.set_title("The positive's rank by where it was listed", fontsize=10)
+    left.set_xticks(range(bins), [f"{n}\n(none listed)" if counts[b] == 0 else n for b, n in enumerate(names)],
+                    fontsize=8)
+    for system in systems:
+        g = p[p["system"] == system]
+        # every prompt has a top candidate: a band that never held it is a measured 0, not a missing value
+        share = g["top_band"].value_counts(normalize=True).reindex(range(bins), fill_value=0)
+        right.plot(range(bins), share.to_numpy(), marker="o", color=colours[system],
+                   label=system if system in listed else f"{system}: order scored in")
+    right.axhline(1 / bins, color="grey", linestyle="-.", linewidth=0.8, label="uniform share (right)")
     right.set_ylabel("share of prompts")
-    right.set_title("Where the top-ranked candidate was listed (dashed: uniform)")
+    right.set_title("Where the top-ranked candidate was listed (dash-dot: uniform)", fontsize=10)
+    right.set_xticks(range(bins), names, fontsize=8)
     for ax in (left, right):
-        ax.set_xticks(range(bins), names)
         ax.set_xlabel("letters")
-    right.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        ax.set_xlim(-0.5, bins - 0.5)
+    # one legend for both panels, right of them: inside, it covered the lines
+    entries: dict[str, object] = {}
+    for ax in (left, right):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    _legend_outside(right, list(entries.values()), list(entries))
     fig.tight_layout()
     return fig
 
@@ -334,18 +467,28 @@ def rank_moves(positions: pd.DataFrame):
 
 
 def two_stage(table: pd.DataFrame, k: int):
-    """Full-catalogue Recall@10 and NDCG@10 of each retriever alone and with each LLM re-ranker; the black tick on
-    each group is the share of users whose positive was retrieved at all (what no re-ranker can exceed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    """Full-catalogue Recall@10 and NDCG@10 of each retriever alone and with each LLM re-ranker. On the Recall@10
+    panel, the black tick on each group is the share of users whose positive was retrieved at all: a re-ranker
+    cannot exceed it. It bounds Recall@10 only (NDCG@10 also depends on the rank), so the NDCG panel has no tick."""
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.6), sharey=True)
     order = list(dict.fromkeys(table["retriever"]))
     for ax, metric in zip(axes, ("recall@10", "ndcg@10")):
         sns.barplot(table, x="retriever", y=metric, hue="reranker", order=order, ax=ax)
-        ceiling = table.groupby("retriever", sort=False)[f"retrieved@{k}"].first().reindex(order)
-        ax.scatter(range(len(order)), ceiling.to_numpy(), marker="_", s=900, color="black", zorder=3,
-                   label=f"retrieved in the top {k}")
-        ax.set_title(f"{metric} over the whole catalogue")
         ax.set_xlabel("retriever")
-        ax.legend(fontsize=8, frameon=False)
+    ceiling = table.groupby("retriever", sort=False)[f"retrieved@{k}"].first().reindex(order)
+    axes[0].scatter(range(len(order)), ceiling.to_numpy(), marker="_", s=900, color="black", zorder=3)
+    axes[0].set_title(f"recall@10 over the whole catalogue (black: retrieved in the top {k})", fontsize=10)
+    axes[1].set_title("ndcg@10 over the whole catalogue", fontsize=10)
+    axes[1].set_ylabel("ndcg@10")
+    axes[1].yaxis.label.set_visible(True)  # shared y: the right panel hides its label otherwise
+    handles, labels = axes[0].get_legend_handles_labels()
+    # the tick as the legend shows it: the plotted marker (900 pt^2) would reach into the panel
+    handles.append(Line2D([], [], marker="_", markersize=14, linestyle="none", color="black"))
+    labels.append(f"retrieved in the top {k}\n(the most Recall@10 can reach)")
+    for ax in axes:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    _legend_outside(axes[1], handles, labels, title="re-ranker", title_fontsize=8)
     axes[0].set_ylim(0, max(0.05, float(table[[f"retrieved@{k}", "recall@10"]].to_numpy().max()) * 1.15))
     fig.tight_layout()
     return fig
@@ -375,7 +518,7 @@ def audit_specificity(table: pd.DataFrame, measure: str = "coverage"):
 def drift_by_step(by_step: pd.DataFrame):
     """Recurrent updates per step: the share returned unchanged, naming the new block's top attributes, and
     taking in an attribute the new block brings."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(8.6, 3.2))
     for col, label, style in (("unchanged", "share returned unchanged", "-"),
                               ("new_block_coverage", "new block's top 2 named (mean share)", "-"),
                               ("previous_coverage", "... already named before the update", ":"),
@@ -385,7 +528,7 @@ def drift_by_step(by_step: pd.DataFrame):
     ax.set_ylabel("share")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(list(by_step.index))
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.set_title("Recurrent summaries: what each update takes in")
     fig.tight_layout()
     return fig
@@ -403,5 +546,26 @@ def predictiveness(metrics_table: pd.DataFrame, metric: str = "recall@10", rando
     ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel(f"{metric} (the query alone ranks the candidates)")
     ax.set_title("What each query knows of the positive")
+    fig.tight_layout()
+    return fig
+
+
+def stage_hours(panels: Sequence[tuple[str, pd.DataFrame, bool]]):
+    """Notebook 10: estimated hours per stage on one device, one panel per ``(title, hours, log scale)``, where
+    ``hours`` has one row per stage (a ``total`` row is left out) and one column per device. Each device keeps its
+    colour in every panel; one legend right of the panels (inside a panel it covered the tallest bars)."""
+    devices = list(dict.fromkeys(c for _, hours, _ in panels for c in hours.columns))
+    colours = dict(zip(devices, sns.color_palette(n_colors=len(devices))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels) + 1.4, 4.2), squeeze=False)
+    for ax, (title, hours, log) in zip(axes[0], panels):
+        shown = hours.drop(index="total", errors="ignore")
+        shown.plot.bar(ax=ax, logy=log, rot=20, width=0.8, color=[colours[c] for c in shown.columns], legend=False)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+        ax.set_title(f"{title}: hours per stage on one device", fontsize=10)
+        ax.set_ylabel("hours (log scale)" if log else "hours")
+        ax.set_xlabel("")
+    _legend_outside(axes[0][-1], [Patch(color=colours[d], label=d) for d in devices], title="device",
+                    title_fontsize=8)
     fig.tight_layout()
     return fig
