@@ -332,13 +332,22 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
     return out.drop(columns=["tost"])
 
 
-def reading(table: pd.DataFrame, metric: str = "recall@10") -> list[str]:
-    """What the grid shows, in sentences computed from its table: each axis's spread against what one user is worth."""
+def reading(table: pd.DataFrame, metric: str = "recall@10", ranks: pd.DataFrame | None = None,
+            bootstrap: int = 1000, seed: int = 0) -> list[str]:
+    """What the grid shows, in sentences computed from its table: each axis's spread against what one user is worth.
+    ``ranks`` (:func:`read_ranks`): the interval width is the median 95% bootstrap interval of one cell, as notebook
+    07 reports it for one system; without them, the normal approximation at a rate of 0.5."""
     n = int(table["users"].iloc[0])
-    width = 2 * 1.96 * 0.5 / n ** 0.5  # a 95% interval of a rate near 0.5 (normal approximation)
-    out = [f"{n} test users: one user moves {metric} by {1 / n:.3f}; a 95% interval of {metric} over this many users "
-           f"is about {width:.2f} wide (normal approximation at a rate of 0.5), so cells closer than that are not "
-           "shown to differ."]
+    if ranks is not None:
+        width = float(np.median([np.subtract(*evaluation.bootstrap_interval(g["rank"].to_numpy(), metric, bootstrap,
+                                                                            seed)[::-1])
+                                 for _, g in ranks.groupby("system")]))
+        how = f"the median 95% bootstrap interval of one cell's {metric} (notebook 07's measure for one system)"
+    else:
+        width = 2 * 1.96 * 0.5 / n ** 0.5  # a 95% interval of a rate near 0.5 (normal approximation)
+        how = f"a 95% interval of {metric} at a rate of 0.5 (normal approximation)"
+    out = [f"{n} test users: one user moves {metric} by {1 / n:.3f}; {how} is {width:.2f} wide. That width is for one "
+           "cell alone: the paired tests below compare cells user by user and can separate smaller differences."]
     controls = table[table["axis"].isin(CONTROL_AXES)]
     table = table[~table["axis"].isin(CONTROL_AXES)]
     for axis, sub in table.groupby("axis", sort=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from trsr_utils import ablation
@@ -58,6 +59,15 @@ def test_reading_puts_each_axis_spread_in_users():
     ])
     text = "\n".join(ablation.reading(table))
     assert "one user moves recall@10 by 0.050" in text and "0.44 wide" in text
+    # with the cells' ranks: the width notebook 07 reports for one system (the median bootstrap interval)
+    ranks = pd.DataFrame({"system": ["a"] * 20 + ["b"] * 20, "user_id": [f"u{i}" for i in range(20)] * 2,
+                          "rank": [1, 15] * 10 + [1] * 20})
+    from trsr_utils import evaluation
+    widths = [np.subtract(*evaluation.bootstrap_interval(g["rank"].to_numpy(), "recall@10", 1000, 0)[::-1])
+              for _, g in ranks.groupby("system")]
+    with_ranks = "\n".join(ablation.reading(table, ranks=ranks))
+    assert f"the median 95% bootstrap interval of one cell's recall@10 (notebook 07's measure for one system) is " \
+           f"{np.median(widths):.2f} wide" in with_ranks and np.median(widths) > 0
     assert "summary (fine-tuned): recall@10 from 0.650 (none) to 0.750 (hierarchical), 2 users apart." in text
     assert "hierarchical 727" in text
     table.loc[1, "recall@10"] = 0.65
