@@ -196,3 +196,22 @@ def test_shipped_control_results_are_printed_or_missing_said(tmp_path):
     text = ablation.shipped_reading(shipped)
     assert "**course** (100 test users" in text and "- hierarchical: undecided." in text
     assert ablation.shipped_controls(tmp_path / "none.json") is None
+
+
+def test_the_shipped_results_are_those_of_the_profiles_as_they_are_now(tmp_path):
+    """docs/results/controls.json ships the deciding runs' findings (notebook 08 prints them): each must carry the
+    fingerprint its profile's notebook 08 has under the current settings, data, models and stage versions, so a
+    change that would give other numbers makes the shipped ones visibly stale (re-run and --record) instead of
+    silently quoted."""
+    from trsr_utils import stages
+
+    shipped = ablation.shipped_controls()
+    assert shipped is not None and shipped["runs"], f"{ablation.SHIPPED} is missing or empty"
+    for profile, run in shipped["runs"].items():
+        cfg = resolve_config(profile, tmp_path / profile)
+        now = stages.fingerprint(cfg, ablation.STAGE).digest
+        assert run["fingerprint"] == now, (
+            f"{profile}: the shipped results were made under fingerprint {run['fingerprint'][:12]}, the profile now "
+            f"gives {now[:12]}: run notebooks 01-08 on it and `python -m trsr_utils.ablation --profile {profile} "
+            f"--record {ablation.SHIPPED.relative_to(ablation.SHIPPED.parents[2])}`")
+        assert run["users"] == cfg.data.n_test and run["reading"]
