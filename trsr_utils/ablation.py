@@ -481,19 +481,27 @@ def shipped_controls(path: Path = SHIPPED) -> dict[str, Any] | None:
     return io.read_json(path) if Path(path).exists() else None
 
 
+DECIDING = ("course-long", "course")  # the profiles whose recorded findings notebook 08 prints beside the demo's
+
+
+def _record_command(profile: str) -> str:
+    return (f"`python -m trsr_utils.pipeline run --profile {profile} --only 01,02,03,04,05,06,07`, then "
+            f"`python -m trsr_utils.ablation --profile {profile} --record docs/results/controls.json`")
+
+
 def shipped_reading(shipped: dict[str, Any] | None) -> str:
-    """The shipped results as notebook 08 prints them (Markdown), or what to run when there are none."""
-    if not shipped or not shipped.get("runs"):
-        return (f"**No recorded results of the deciding runs ship with this copy** ({SHIPPED.name} is missing or "
-                "empty). Make them once (about 2 hours each on 2 cores): `python -m trsr_utils.pipeline run --profile "
-                "course-long --only 01,02,03,04,05,06,07`, then `python -m trsr_utils.ablation --profile course-long "
-                "--record docs/results/controls.json` (the same for `course`).")
-    out = []
-    for profile, run in shipped["runs"].items():
+    """The shipped results as notebook 08 prints them (Markdown), and for each deciding profile not recorded in
+    them, what to run (course-long took about 4 hours on 2 cores, docs/results/course-long.md)."""
+    runs = (shipped or {}).get("runs") or {}
+    out = [] if runs else [f"**No recorded results of the deciding runs ship with this copy** ({SHIPPED.name} is "
+                           "missing or empty)."]
+    for profile, run in runs.items():
         commit = (run.get("git") or {}).get("commit", "?")
         out.append(f"**{profile}** ({run['users']} test users; 08's fingerprint {run['fingerprint'][:12]}, commit "
                    f"{str(commit)[:10]}):")
         out += [f"- {line}" for line in run["reading"]]
+    out += [f"**{p}**: not recorded in this copy; make it once with {_record_command(p)}."
+            for p in DECIDING if p not in runs]
     return "\n".join(out)
 
 

@@ -195,6 +195,8 @@ def test_shipped_control_results_are_printed_or_missing_said(tmp_path):
                                    "reading": ["hierarchical: undecided."]}}}
     text = ablation.shipped_reading(shipped)
     assert "**course** (100 test users" in text and "- hierarchical: undecided." in text
+    assert "**course-long**: not recorded in this copy; make it once with `python -m trsr_utils.pipeline run " \
+           "--profile course-long" in text and "**course**: not recorded" not in text
     assert ablation.shipped_controls(tmp_path / "none.json") is None
 
 
