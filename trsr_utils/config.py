@@ -297,21 +297,29 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 
 
 # eval.protocol: upstream is these settings, read from the official code (zhengzhi-1997/LLM-TRSR): 20 negatives
-# per user drawn with pandas' ``sample`` from every catalogue item (history and positive not excluded); MIND from
+# per user drawn with pandas' ``sample`` from every catalogue item (history and positive not excluded), the first
+# of them the training negative (1:1 in training, 1:20 in evaluation); MIND from
 # each user's first behaviors row, the positive the history's last news; item text id, category, subcategory and
 # title (no abstract); SFTTrainer on the whole text (prompt and answer), which cannot share a prefix.
-UPSTREAM: dict[str, Any] = {"data.negative_source": "upstream", "text.include_abstract": False,
-                            "sft.loss": "whole", "sft.shared_prefix": False}
+UPSTREAM: dict[str, Any] = {"data.negative_source": "upstream", "data.train_negatives": 1, "data.eval_negatives": 20,
+                            "text.include_abstract": False, "sft.loss": "whole", "sft.shared_prefix": False}
 UPSTREAM_MIND: dict[str, Any] = {"data.mind_sequence": "history"}
 
 
 def _with_protocol(raw: dict[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
     """``raw`` with the settings ``eval.protocol`` implies. They replace a profile's values; a value given
     explicitly (``explicit``: overrides, dotted or nested) that contradicts them is an error, never overwritten."""
-    if (raw.get("eval") or {}).get("protocol") != "upstream":
-        return raw
-    implied = {**UPSTREAM, **(UPSTREAM_MIND if (raw.get("data") or {}).get("dataset") == "mind" else {})}
     given = _expand_dotted(explicit)
+    data = raw.get("data") or {}
+    if (raw.get("eval") or {}).get("protocol") != "upstream":
+        if data.get("negative_source") == "upstream" and (given.get("eval") or {}).get("protocol") == "ours":
+            # an upstream configuration given protocol: ours would keep every upstream setting under the name "ours"
+            raise ConfigError("eval.protocol: ours on a configuration made with eval.protocol: upstream keeps its "
+                              "upstream settings: resolve the profile again without it instead")
+        return raw
+    if data.get("dataset") != "mind" and "mind_sequence" not in (given.get("data") or {}):
+        raw = _deep_merge(raw, {"data": {"mind_sequence": "history+clicks"}})  # e.g. upstream MIND -> MovieLens
+    implied = {**UPSTREAM, **(UPSTREAM_MIND if data.get("dataset") == "mind" else {})}
     for key, value in implied.items():
         section, name = key.split(".")
         if name in (given.get(section) or {}) and given[section][name] != value:

@@ -419,22 +419,24 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
                    tokenizer: Any = None, whole: Any = None) -> dict[str, Any] | None:
     """What the official code's negatives change, on the same test users: how often they collide with the
     user's own items, and every non-LLM row and the main fine-tuned LLM row (the profile's ``sft.summary``) ranked
-    again among them, paired against our candidates (sign-flip test, Holm). None when the profile already draws
-    them (``data.negative_source: upstream``) or nothing is to be ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared``
-    with every catalogue item (default: read from the raw files)."""
+    again among them, paired against our candidates (sign-flip test, Holm). Two rows change by more than the
+    negatives: random draws new scores, and TF-IDF fits its vocabulary and IDF on the items it ranks (now the whole
+    catalogue). None when the profile already draws them (``data.negative_source: upstream``) or nothing is to be
+    ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
+    (default: read from the raw files)."""
     from . import llm
     from .data import prepare
     from .user_prompts import build, main_summary, summaries_for
 
     if cfg.data.negative_source == "upstream":
         return None
-    whole = whole if whole is not None else prepare.with_whole_catalogue(cfg, prepared)
-    other = upstream_samples(cfg, samples, whole.catalog)
     main = next((n for n, m in LLM_SYSTEMS.items() if n != "zero_shot" and m == main_summary(cfg) and n in frames),
                 None)
     names = [n for n in frames if n not in LLM_SYSTEMS] + ([main] if main else [])
     if not names:
         return None
+    whole = whole if whole is not None else prepare.with_whole_catalogue(cfg, prepared)
+    other = upstream_samples(cfg, samples, whole.catalog)
     upstream_frames = {}
     for name in names:
         adapter = ensure_adapter(cfg, LLM_SYSTEMS[name], log) if name == main else None
@@ -670,8 +672,8 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
         if len(tuned):
             out.append(f"Fine-tuning against zero-shot ({zero:.3f} Recall@10): {len(tuned) - len(below)} of "
                        f"{len(tuned)} fine-tuned rows at or above it"
-                       + (f", below it: {', '.join(below)} (the adapters did not learn to rank these users' "
-                          "candidates; notebook 06's training and validation curves say what they learned)"
+                       + (f", below it: {', '.join(below)} (on these users; whether that is more than noise is the "
+                          "paired tests' question below, and notebook 06's curves show what the training learned)"
                           if below else "") + ".")
     if n_users < 100:
         out.append("With this few users the table shows the machinery, not a result: do not rank systems by it.")

@@ -222,5 +222,6 @@ def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: s
         lines.append(f"{len(narrow)} of {len(table)} intervals exclude 0 while the sign-flip test's p is .05 or more "
                      "(e.g. " + ", ".join(f"{name(r.a)} - {name(r.b)} on {r.metric}" for r in narrow.head(2).itertuples())
                      + "): with few users whose differences take only a few values (Recall@10: -1, 0, +1) the "
-                     "percentile bootstrap interval is too narrow; the exact sign-flip test is the one to trust.")
+                     "percentile bootstrap interval tends to be too narrow; the sign-flip test, which makes no such "
+                     "approximation, is the one the decisions use.")
     return lines

@@ -150,6 +150,8 @@ INACTIVE: dict[str, tuple[str, Any]] = {"summary.temperature": ("summary.do_samp
 # Settings added after results were stored, at the value that does what was done before they existed: left out
 # of the fingerprint at that value, so earlier results keep their folders; any other value counts as usual.
 ADDED: dict[str, Any] = {"data.mind_sequence": "history+clicks"}
+# The same for settings no stage's fingerprint lists (they act through others), left out of the config digest only.
+ADDED_OUTSIDE_FINGERPRINTS: dict[str, Any] = {"eval.protocol": "ours"}
 
 
 class MissingResult(FileNotFoundError):
@@ -345,6 +347,10 @@ def config_digest(cfg: Config) -> str:
     d = cfg.to_dict()
     for key in ("run_dir", "profile", "description"):
         d.pop(key, None)
+    for key, before in {**ADDED, **ADDED_OUTSIDE_FINGERPRINTS}.items():  # as before the setting existed
+        section, _, name = key.partition(".")
+        if d[section].get(name) == before:
+            del d[section][name]
     return digest(d)[:DIGEST_CHARS]
 
 

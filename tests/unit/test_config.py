@@ -91,8 +91,9 @@ def test_the_upstream_protocol_sets_its_settings_and_refuses_an_override_against
     from trsr_utils.config import UPSTREAM, UPSTREAM_MIND, ConfigError, resolve_config, with_overrides
 
     cfg = resolve_config("demo", tmp_path, {"eval.protocol": "upstream"})  # the demo shares a prefix: replaced
-    assert (cfg.data.negative_source, cfg.text.include_abstract, cfg.sft.loss, cfg.sft.shared_prefix) == (
-        "upstream", False, "whole", False) == tuple(UPSTREAM.values())
+    assert {k: getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in UPSTREAM} == UPSTREAM == {
+        "data.negative_source": "upstream", "data.train_negatives": 1, "data.eval_negatives": 20,
+        "text.include_abstract": False, "sft.loss": "whole", "sft.shared_prefix": False}
     assert cfg.data.mind_sequence == "history+clicks"  # MovieLens has no impressions
     mind = resolve_config("smoke-mind", tmp_path, {"eval.protocol": "upstream"})  # its impressions: replaced
     assert mind.data.mind_sequence == UPSTREAM_MIND["data.mind_sequence"] and mind.data.negative_source == "upstream"
@@ -101,6 +102,11 @@ def test_the_upstream_protocol_sets_its_settings_and_refuses_an_override_against
     with pytest.raises(ConfigError, match="sets data.negative_source"):
         with_overrides(cfg, {"data.negative_source": "uniform"})
     assert with_overrides(cfg, {"data.n_test": 3}).sft.loss == "whole"
+    # leaving MIND leaves its history-only sequences behind; going back to "ours" by an override is refused
+    assert with_overrides(mind, {"data.dataset": "movielens-100k", "data.source_dir": None}).data.mind_sequence == \
+        "history+clicks"
+    with pytest.raises(ConfigError, match="resolve the profile again"):
+        with_overrides(cfg, {"eval.protocol": "ours"})
     with pytest.raises(ConfigError, match="only for dataset 'mind'"):
         resolve_config("smoke", tmp_path, {"data.mind_sequence": "history"})
     with pytest.raises(ConfigError, match="needs the impression clicks"):

@@ -144,6 +144,13 @@ def test_a_setting_added_later_keeps_earlier_fingerprints_at_its_old_behaviour(t
     assert "data.mind_sequence" not in stages.settings(cfg, ["data"])  # as before the setting existed
     assert stages.settings(with_overrides(cfg, {"data.mind_sequence": "history", "data.negative_source": "uniform"}),
                            ["data"])["data.mind_sequence"] == "history"
+    # the config digest (variant folders, manifests) too: as it was before either setting existed
+    before = cfg.to_dict()
+    for key in ("run_dir", "profile", "description"):
+        before.pop(key)
+    del before["data"]["mind_sequence"], before["eval"]["protocol"]
+    assert stages.config_digest(cfg) == stages.digest(before)[:stages.DIGEST_CHARS]
+    assert stages.config_digest(with_overrides(cfg, {"eval.protocol": "upstream"})) != stages.config_digest(cfg)
 
 
 def test_sampling_settings_count_only_when_sampling(tmp_path):

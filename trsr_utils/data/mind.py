@@ -13,7 +13,9 @@ their impressions, in time order (a news clicked twice counts once). The
 non-clicked news of the impression that holds the last click are kept, so the
 negatives can be drawn from what the user actually saw and skipped.
 ``sequence="history"`` keeps the click history alone, as the official LLM-TRSR
-code does (its positive is the history's last news, the impressions unused).
+code does (its positive is the history's last news, the impressions unused; it
+keeps a news read twice twice, where this loader counts it once, and every
+row's impressions are still checked: bad input is reported either way).
 """
 
 from __future__ import annotations
