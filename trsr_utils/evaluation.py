@@ -419,9 +419,9 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
                    tokenizer: Any = None, whole: Any = None) -> dict[str, Any] | None:
     """What the official code's negatives change, on the same test users: how often they collide with the
     user's own items, and every non-LLM row and the main fine-tuned LLM row (the profile's ``sft.summary``) ranked
-    again among them, paired against our candidates (sign-flip test, Holm). Two rows change by more than the
-    negatives: random draws new scores, and TF-IDF fits its vocabulary and IDF on the items it ranks (now the whole
-    catalogue). None when the profile already draws them (``data.negative_source: upstream``) or nothing is to be
+    again among them, paired against our candidates (sign-flip test, Holm). TF-IDF changes by more than the
+    negatives: it fits its vocabulary and IDF on the items it ranks (now the whole catalogue). (Random scores by
+    candidate position, so it cannot move.) None when the profile already draws them (``data.negative_source: upstream``) or nothing is to be
     ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
     (default: read from the raw files)."""
     from . import llm

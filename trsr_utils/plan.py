@@ -440,9 +440,8 @@ def data_stats(cfg: Config) -> Stats:
         # n_tokens is the rendered block ("- " marker per line): per item, that marker counts with the item
         block_tokens = float(b["n_tokens"].mean())
         block_max = float(b["n_tokens"].max())
-        sources["block_tokens_max"] = sources["blocks"]
         tpi = float(b["n_tokens"].sum() / b["n_items"].sum())
-        sources["blocks"] = sources["block_tokens"] = sources["tokens_per_item"] = (
+        sources["blocks"] = sources["block_tokens"] = sources["block_tokens_max"] = sources["tokens_per_item"] = (
             f"measured ({folder.parent.name}/{folder.name})")
     folder = _stage_dir(cfg, "03_hierarchical")
     if folder is not None:
@@ -1030,7 +1029,9 @@ def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float 
                       "seconds_engine_sharded": c["seconds"], "fits": "yes"})
     notes = [
         f"Utilisation {util:g} of {hw.source} peaks ({hw.bf16_tflops:g} TFLOP/s bf16, {hw.bandwidth_gbs:g} GB/s).",
-        "Decoding time is bandwidth-bound: every step reads all weights once for the whole batch.",
+        "Decoding: each step takes the longer of its FLOPs and its bytes (every weight read once for the whole batch, "
+        "and each row's key/value cache): bandwidth-bound for large models in 16 or 8 bits, compute-bound for a small "
+        "model with a large vocabulary in float32.",
         "Sharded: one model copy per GPU, each stage's batches dealt to them in turn (a GPU runs ceil(batches / "
         "GPUs) of them: few batches leave GPUs idle), training's global batch split; validations (rank 0) do not "
         "divide. As shipped, every LLM stage's command line runs so under torchrun (trsr_utils.distributed).",
