@@ -306,6 +306,11 @@ UPSTREAM: dict[str, Any] = {"data.negative_source": "upstream", "data.train_nega
 UPSTREAM_MIND: dict[str, Any] = {"data.mind_sequence": "history"}
 
 
+def _upstream_settings(dataset: str | None) -> dict[str, Any]:
+    """The settings ``eval.protocol: upstream`` implies for ``dataset``."""
+    return {**UPSTREAM, **(UPSTREAM_MIND if dataset == "mind" else {})}
+
+
 def _with_protocol(raw: dict[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
     """``raw`` with the settings ``eval.protocol`` implies. They replace a profile's values; a value given
     explicitly (``explicit``: overrides, dotted or nested) that contradicts them is an error, never overwritten."""
@@ -319,7 +324,7 @@ def _with_protocol(raw: dict[str, Any], explicit: Mapping[str, Any]) -> dict[str
         return raw
     if data.get("dataset") != "mind" and "mind_sequence" not in (given.get("data") or {}):
         raw = _deep_merge(raw, {"data": {"mind_sequence": "history+clicks"}})  # e.g. upstream MIND -> MovieLens
-    implied = {**UPSTREAM, **(UPSTREAM_MIND if data.get("dataset") == "mind" else {})}
+    implied = _upstream_settings(data.get("dataset"))
     for key, value in implied.items():
         section, name = key.split(".")
         if name in (given.get(section) or {}) and given[section][name] != value:
@@ -466,9 +471,8 @@ def _validate(cfg: Config, control: bool = False) -> None:
         raise ConfigError("data.negative_source 'impressions' needs the impression clicks (data.mind_sequence: "
                           "history+clicks): with the history alone no impression holds the positive")
     if cfg.eval.protocol == "upstream":
-        implied = {**UPSTREAM, **(UPSTREAM_MIND if d.dataset == "mind" else {})}
         raw = cfg.to_dict()
-        wrong = {k: v for k, v in implied.items() if raw[k.split(".")[0]][k.split(".")[1]] != v}
+        wrong = {k: v for k, v in _upstream_settings(d.dataset).items() if raw[k.split(".")[0]][k.split(".")[1]] != v}
         if wrong:
             raise ConfigError(f"eval.protocol: upstream needs {wrong} (resolve_config sets them)")
     c = cfg.chunking

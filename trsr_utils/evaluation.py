@@ -37,6 +37,7 @@ import pandas as pd
 from . import baselines, distributed, io, metrics, significance, stages
 from .config import with_overrides
 from .data import sampling
+from .user_prompts import main_summary
 
 STAGE = "07_eval"
 LLM_SYSTEMS = {"zero_shot": "hierarchical", "tallrec": "none", "hierarchical": "hierarchical",
@@ -414,6 +415,13 @@ def upstream_samples(cfg: Any, samples: pd.DataFrame, catalogue: Sequence[str]) 
     return out
 
 
+def main_row(cfg: Any, rows: Any) -> str | None:
+    """The fine-tuned row among ``rows`` whose prompts carry the profile's own summary (:func:`main_summary`), if any:
+    the row notebook 07's upstream check ranks again (and the plan prices)."""
+    return next((r for r in rows if r != "zero_shot" and r in LLM_SYSTEMS and LLM_SYSTEMS[r] == main_summary(cfg)),
+                None)
+
+
 def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[str, pd.DataFrame],
                    log: Callable[[str], None] = print, base: Callable[[], Any] | None = None,
                    tokenizer: Any = None, whole: Any = None) -> dict[str, Any] | None:
@@ -426,12 +434,11 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
     (default: read from the raw files)."""
     from . import llm
     from .data import prepare
-    from .user_prompts import build, main_summary, summaries_for
+    from .user_prompts import build, summaries_for
 
     if cfg.data.negative_source == "upstream":
         return None
-    main = next((n for n, m in LLM_SYSTEMS.items() if n != "zero_shot" and m == main_summary(cfg) and n in frames),
-                None)
+    main = main_row(cfg, frames)
     names = [n for n in frames if n not in LLM_SYSTEMS] + ([main] if main else [])
     if not names:
         return None

@@ -684,7 +684,6 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
     """Every piece of LLM work notebooks 03-09 do under ``cfg`` (and each model's load per stage), estimated from the
     statistics."""
     from . import ablation, evaluation
-    from .user_prompts import main_summary
     from .config import with_overrides
 
     st = st or data_stats(cfg)
@@ -716,7 +715,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
         work.append(Work("07", "precision check (main row again)", "recommender", "score", test, prefix,
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
                          longest=prefix + suffix))
-    main = next((r for r in e.llm if r != "zero_shot" and evaluation.LLM_SYSTEMS[r] == main_summary(cfg)), None)
+    main = evaluation.main_row(cfg, e.llm)
     if main and d.negative_source != "upstream":
         prefix, suffix = _prompt_tokens(cfg, st, ov, True)
         work.append(Work("07", "upstream negatives (main row again)", "recommender", "score", test, prefix,
