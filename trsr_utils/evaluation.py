@@ -594,7 +594,10 @@ def mean_interval(per_user: np.ndarray, n: int = 1000, seed: int = 0, level: flo
     rng = np.random.default_rng(seed)
     means = per_user[rng.integers(0, len(per_user), size=(n, len(per_user)))].mean(axis=1)
     tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    # inverted_cdf: each end is one of the resampled means (for 0/1 values, a multiple of 1/users), not a value
+    # interpolated between two of them that no resample can take.
+    return (float(np.quantile(means, tail, method="inverted_cdf")),
+            float(np.quantile(means, 1 - tail, method="inverted_cdf")))
 
 
 def results_table(frames: dict[str, pd.DataFrame], bootstrap: int = 1000, seed: int = 0,

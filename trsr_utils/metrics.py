@@ -62,6 +62,17 @@ def evaluate(score_lists: Iterable[Sequence[float]], positive: int = 0, ks: Sequ
     return metrics_from_ranks((positive_rank(s, positive) for s in score_lists), ks)
 
 
+def auc(scores: Sequence[float], positive: int = 0) -> float:
+    """One user's AUC: the share of negatives scored below the positive, a tie counting half (1 = the positive
+    above every negative, .5 = a coin). Unlike Recall@K it sees every candidate, so it shows whether a model
+    separates the user's positive from the negatives at all (``sklearn.metrics.roc_auc_score`` per user)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or len(s) < 2 or not 0 <= positive < len(s):
+        raise ValueError(f"need a 1-d score list of >= 2 candidates with the positive inside, got shape {s.shape}")
+    others = np.delete(s, positive)
+    return float(((others < s[positive]).sum() + 0.5 * (others == s[positive]).sum()) / len(others))
+
+
 def selection_score(m: dict[str, float]) -> float:
     """What the paper selected checkpoints by: Recall@3 + Recall@5 + Recall@10 on validation."""
     return m["recall@3"] + m["recall@5"] + m["recall@10"]

@@ -41,10 +41,16 @@ def paired_difference(a: Sequence[float], b: Sequence[float], n_resamples: int =
         ci = stats.bootstrap((a, b), _mean_difference, paired=True, vectorized=True, n_resamples=n_resamples,
                              confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
         low, high = float(ci.confidence_interval.low), float(ci.confidence_interval.high)
-    if not diff.any():
+    moved = diff != 0
+    if moved.sum() <= 1:  # no user, or one user and its mirror image: every sign pattern is as extreme
         p = 1.0
     else:
-        test = stats.permutation_test((a, b), _mean_difference, permutation_type="samples", vectorized=True,
+        # A user whose two values are equal has nothing to flip. With few users who differ, every sign pattern of
+        # theirs is enumerated (scipy is exact when n_resamples covers all 2^k): one differing user gives p = 1,
+        # not a Monte Carlo estimate near it. With more, the random flips over all users, as before.
+        exact = 2 ** int(moved.sum()) <= n_resamples
+        x, y = (a[moved], b[moved]) if exact else (a, b)
+        test = stats.permutation_test((x, y), _mean_difference, permutation_type="samples", vectorized=True,
                                       n_resamples=n_resamples, alternative="two-sided",
                                       random_state=np.random.default_rng(seed))
         p = float(test.pvalue)

@@ -212,3 +212,10 @@ def test_recbole_trains_on_the_gpu_when_there_is_one_under_its_own_key(tmp_path,
     assert evaluation.baseline_key(cfg, "SASRec") == {**on_cpu, "device": "cuda"}
     assert evaluation.baseline_key(cfg, "popularity") == evaluation.baseline_key(
         resolve_config("smoke", tmp_path), "popularity")  # no model to place: no device in the key
+
+
+def test_bootstrap_interval_of_hits_lies_on_the_users_grid():
+    # 0/1 hits of 20 users: every resampled mean is a multiple of 1/20, and so is each end of the interval
+    hits = np.array([1] * 13 + [0] * 7, dtype=float)
+    for end in evaluation.mean_interval(hits, 1000, 0):
+        assert abs(end * 20 - round(end * 20)) < 1e-9

@@ -40,3 +40,14 @@ def test_random_ranker_matches_expectation():
         assert m[f"recall@{k}"] == pytest.approx(k / 21, abs=0.01)
         assert m[f"mrr@{k}"] == pytest.approx(expected[f"mrr@{k}"], abs=0.01)
         assert m[f"ndcg@{k}"] == pytest.approx(expected[f"ndcg@{k}"], abs=0.01)
+
+
+def test_auc_counts_negatives_below_the_positive_ties_half():
+    from sklearn.metrics import roc_auc_score
+
+    scores = [0.5, 0.9, 0.5, 0.1, 0.2]  # positive first: 2 below, 1 tie, 1 above -> (2 + .5) / 4
+    assert metrics.auc(scores) == pytest.approx(0.625)
+    assert metrics.auc(scores) == pytest.approx(roc_auc_score([1, 0, 0, 0, 0], scores))
+    assert metrics.auc([0.3, 0.3, 0.3]) == 0.5 and metrics.auc([0.1, 0.2], positive=1) == 1.0
+    with pytest.raises(ValueError):
+        metrics.auc([1.0])

@@ -107,3 +107,13 @@ def test_evaluation_pairs_are_the_papers_questions():
     assert pairs == [("hierarchical", "tallrec"), ("hierarchical", "zero_shot"), ("hierarchical", "tfidf"),
                      ("recurrent", "tallrec"), ("recurrent", "zero_shot"), ("recurrent", "tfidf"),
                      ("hierarchical", "recurrent")]
+
+
+def test_sign_flip_is_exact_when_few_users_differ():
+    # 20 users, one of whom differs: the only other sign pattern is the mirror image, as extreme: p = 1 exactly
+    a, b = np.zeros(20), np.zeros(20)
+    a[3] = 1.0
+    assert sg.paired_difference(a, b)["p"] == 1.0
+    # three users differ, all the same way (the other 17 tie): 2 of the 2^3 patterns are as extreme, p = .25
+    a[[5, 9]] = 1.0
+    assert sg.paired_difference(a, b)["p"] == pytest.approx(0.25)
