@@ -1046,8 +1046,19 @@ def plan(cfg: Config, gpu: str = "a100-80gb", gpus: int = 1, utilization: float 
         notes.append(f"bitsandbytes 8-/4-bit decoding is reported {low:g}-{high:g}x slower than bf16 (sources: "
                      f"trsr_utils.plan.DEFAULT_QUANT_SLOWDOWN; not measured here): the quantized model's roofline "
                      f"hours are multiplied by quant_slowdown={quant_slowdown:g}.")
-    no_fit = sorted({f"{i['stage']} {i['label']}: {i['fits']}" for i in items if i["fits"] != "yes"})
-    notes += [f"Does not fit as planned: {x}" for x in no_fit[:8]]
+    # Every stage with a work item that does not fit gets its line (the first two items; the rest counted), so a
+    # stage late in the chain is not crowded out by an earlier stage's many grid cells.
+    no_fit: dict[str, list[str]] = {}
+    for i in items:
+        if i["fits"] != "yes":
+            line = f"{i['stage']} {i['label']}: {i['fits']}"
+            if line not in no_fit.setdefault(i["stage"], []):
+                no_fit[i["stage"]].append(line)
+    for stage in sorted(no_fit):
+        lines = no_fit[stage]
+        notes += [f"Does not fit as planned: {x}" for x in lines[:2]]
+        if len(lines) > 2:
+            notes.append(f"Does not fit as planned: {len(lines) - 2} more work items of stage {stage}")
     models = {role: {"name": s.name, "params": s.params, "layer_params": s.layer_params, "layers": s.layers,
                      "hidden": s.hidden, "source": s.source, "precision": precision_of(cfg, role).label,
                      "weights_gb": weight_bytes(s, *cfg.model.precision(role)) / GB}

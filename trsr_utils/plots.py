@@ -117,6 +117,36 @@ def sft_curves(report: dict, random_recall10: float | None = None):
     return fig
 
 
+def auc_pairs(auc: pd.DataFrame, p_zero: Sequence[np.ndarray], p_tuned: Sequence[np.ndarray]):
+    """Left: each validation user's AUC of p(yes), zero-shot -> fine-tuned (one line per user; .5 = a coin).
+    Right: every candidate's p(yes), zero-shot against fine-tuned (positives marked): a shift of all points alike
+    is the prior; positives pulled away from their negatives would be the ranking."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for _, row in auc.iterrows():
+        axes[0].plot([0, 1], [row["zero-shot"], row["fine-tuned"]], marker="o", c="tab:blue", alpha=0.6)
+    axes[0].plot([0, 1], [auc["zero-shot"].mean(), auc["fine-tuned"].mean()], marker="s", lw=3, c="black",
+                 label="mean")
+    axes[0].axhline(0.5, ls="--", c="grey", label="coin (.5)")
+    axes[0].set_xticks([0, 1], ["zero-shot", "fine-tuned"])
+    axes[0].set_xlim(-0.3, 1.3)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("per-user AUC of p(yes)")
+    axes[0].set_title("Does it rank the user's positive higher?")
+    _legend_outside(axes[0])
+    z, t = np.concatenate(list(p_zero)), np.concatenate(list(p_tuned))
+    positive = np.concatenate([np.arange(len(p)) == 0 for p in p_zero])
+    axes[1].scatter(z[~positive], t[~positive], s=10, c="tab:grey", alpha=0.5, label="negatives")
+    axes[1].scatter(z[positive], t[positive], s=40, c="tab:red", marker="*", label="positives")
+    lo, hi = float(min(z.min(), t.min())), float(max(z.max(), t.max()))
+    axes[1].plot([lo, hi], [lo, hi], ls=":", c="black", label="unchanged")
+    axes[1].set_xlabel("p(yes), zero-shot")
+    axes[1].set_ylabel("p(yes), fine-tuned")
+    axes[1].set_title("Every candidate's p(yes)")
+    _legend_outside(axes[1])
+    fig.tight_layout()
+    return fig
+
+
 def _slanted_labels(ax) -> None:
     """Long system names on the x axis, turned 45 degrees and anchored at their right end."""
     ax.tick_params(axis="x", rotation=45)
@@ -410,7 +440,7 @@ def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7
     systems = list(dict.fromkeys(p["system"]))
     colours = dict(zip(systems, sns.color_palette(n_colors=len(systems))))
     listed = [s for s in systems if not s.startswith("pointwise")]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.0))
     for system in listed:
         g = p[p["system"] == system]
         by = g.groupby("band")["rank"].mean().reindex(range(bins))  # NaN where nothing was listed: a break, not 0
@@ -423,7 +453,7 @@ def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7
     for b in counts.index[counts == 0]:
         left.axvspan(b - 0.5, b + 0.5, color="0.92", zorder=0)
     left.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8,
-                 label=f"{RANDOM_LABEL} (left: mean rank)")
+                 label=f"{RANDOM_LABEL} mean rank")
     left.set_ylim(n_candidates + 0.5, 0.5)
     left.set_ylabel("mean rank of the positive (1 = top)")
     left.set_title("The positive's rank by where it was listed", fontsize=10)
@@ -435,19 +465,17 @@ def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7
         share = g["top_band"].value_counts(normalize=True).reindex(range(bins), fill_value=0)
         right.plot(range(bins), share.to_numpy(), marker="o", color=colours[system],
                    label=system if system in listed else f"{system}: order scored in")
-    right.axhline(1 / bins, color="grey", linestyle="-.", linewidth=0.8, label="uniform share (right)")
+    right.axhline(1 / bins, color="grey", linestyle="-.", linewidth=0.8, label="uniform share")
     right.set_ylabel("share of prompts")
     right.set_title("Where the top-ranked candidate was listed (dash-dot: uniform)", fontsize=10)
     right.set_xticks(range(bins), names, fontsize=8)
     for ax in (left, right):
         ax.set_xlabel("letters")
         ax.set_xlim(-0.5, bins - 0.5)
-    # one legend for both panels, right of them: inside, it covered the lines
-    entries: dict[str, object] = {}
+    # each panel its own legend, under it: inside, a legend covered the lines; one legend beside both mixed the
+    # left panel's references with the right one's
     for ax in (left, right):
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
-    _legend_outside(right, list(entries.values()), list(entries))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -537,13 +565,16 @@ def drift_by_step(by_step: pd.DataFrame):
 def predictiveness(metrics_table: pd.DataFrame, metric: str = "recall@10", random: float | None = None):
     """The positive found by each query alone (MiniLM cosine over the user's candidates): ``metric`` per query."""
     frame = metrics_table.sort_values(metric)
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(frame) + 1.2))
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(frame) + 1.2))
     colors = ["C3" if "another" in q else "C0" for q in frame.index]
     ax.barh(frame.index, frame[metric], color=colors)
-    ax.barh([], [], color="C3", label="a query that knows nothing of the user")
+    # Both colours named (one legend entry per colour used), the legend right of the bars, off the data.
+    handles = [Patch(color="C0", label="built from the user's own data"),
+               Patch(color="C3", label="knows nothing of the user")]
+    handles = [h for h in handles if h.get_facecolor() in {Patch(color=c).get_facecolor() for c in colors}]
     if random is not None:
-        ax.axvline(random, color="0.4", ls="--", lw=1, label="random order")
-    ax.legend(fontsize=8, loc="lower right")
+        handles.append(ax.axvline(random, color="0.4", ls="--", lw=1, label="random order"))
+    _legend_outside(ax, handles, title="query", title_fontsize=8)
     ax.set_xlabel(f"{metric} (the query alone ranks the candidates)")
     ax.set_title("What each query knows of the positive")
     fig.tight_layout()

@@ -9,9 +9,12 @@ TRSR_PROGRESS=0 silences both.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -88,3 +91,52 @@ def bar(total: int | None = None, desc: str = "", unit: str = "it", iterable: It
     from tqdm.auto import tqdm as auto_tqdm
 
     return auto_tqdm(iterable, desc=desc, total=total, unit=unit)
+
+
+class _LogFile:
+    """A text stream into a log file that writes the run directory's paths relative to it and counts lines."""
+
+    def __init__(self, handle, roots: tuple[str, ...]):
+        self.handle, self.roots, self.lines, self.last, self.partial = handle, roots, 0, "", ""
+
+    def write(self, text: str) -> int:
+        # print() writes a line in pieces (its arguments, separators, the newline): paths are replaced and lines
+        # counted once a line is whole.
+        self.partial += text
+        *whole, self.partial = self.partial.split("\n")
+        for line in whole:
+            for root in self.roots:
+                line = line.replace(root, "")
+            self.handle.write(line + "\n")
+            if line.strip():
+                self.lines, self.last = self.lines + 1, line.strip()
+        return len(text)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+@contextlib.contextmanager
+def logged(path: Path, root: Path | None = None, title: str = "") -> Iterator[Callable[[str], None]]:
+    """Send a long stage's progress to ``path`` instead of the notebook: inside, everything printed (the stage's
+    ``log`` lines, one line per finished piece of work) goes to the file, paths under ``root`` written relative to
+    it. Yields the ``log`` function to hand the stage. On leaving, one line is printed: how many lines, where,
+    and the last one (the stage's summary). A widget bar in JupyterLab is not stdout, so it still shows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    # the resolved form first: a relative root is a suffix of it
+    roots = tuple(dict.fromkeys(f"{r}{os.sep}" for r in (Path(root).resolve(), Path(root)))) if root is not None else ()
+    with open(path, "a", encoding="utf-8") as handle:
+        stream = _LogFile(handle, roots)
+
+        def log(message: str) -> None:
+            print(message, file=stream, flush=True)
+
+        with contextlib.redirect_stdout(stream):
+            yield log
+        if stream.partial:
+            stream.write("\n")
+    shown = path.resolve().relative_to(Path(root).resolve()) if root is not None else path
+    print(f"{title + ': ' if title else ''}{stream.lines} progress lines in {shown} "
+          f"({time.perf_counter() - began:.1f} s); the last: {stream.last}", file=sys.stdout, flush=True)

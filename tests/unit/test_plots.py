@@ -182,3 +182,44 @@ def test_stage_hours_keeps_one_colour_per_device_and_its_legend_off_the_bars():
     assert left.patches[0].get_facecolor() == right.patches[0].get_facecolor()  # a100 in both panels
     assert legend_texts(fig) == ["a100", "cpu"]
     assert_legends_off_the_data(fig)
+
+
+def test_auc_pairs_draws_one_line_per_user_and_marks_the_positives():
+    auc = pd.DataFrame({"zero-shot": [0.4, 0.7, 0.55], "fine-tuned": [0.45, 0.6, 0.55]})
+    p_zero = [np.array([0.5, 0.4, 0.6]), np.array([0.3, 0.2, 0.1]), np.array([0.2, 0.2, 0.3])]
+    p_tuned = [p + 0.1 for p in p_zero]
+    fig = plots.auc_pairs(auc, p_zero, p_tuned)
+    left, right = fig.axes[:2]
+    assert len(left.lines) == 3 + 2  # one per user, the mean, the coin line
+    stars = [c for c in right.collections if isinstance(c, PathCollection)]
+    assert [len(c.get_offsets()) for c in stars] == [6, 3]  # negatives, then the three positives
+    assert_legends_off_the_data(fig)
+
+
+def test_auc_reading_tells_the_prior_from_the_ranking():
+    from trsr_utils import sft
+
+    p_zero = [np.array([0.5, 0.4, 0.6]), np.array([0.3, 0.2, 0.1])]
+    same = pd.DataFrame({"zero-shot": [0.5, 1.0], "fine-tuned": [0.5, 1.0]})
+    lines = sft.auc_reading(same, p_zero, [p + 0.2 for p in p_zero])
+    assert "+0.200" in lines[0] and "the prior, not which candidate" in lines[-1] and "mean p(yes) moved" in lines[-1]
+    better = pd.DataFrame({"zero-shot": [0.5, 0.5], "fine-tuned": [1.0, 1.0]})
+    assert "rose" in sft.auc_reading(better, p_zero, p_zero)[-1]
+    assert "2 of 2 users up" in sft.auc_reading(better, p_zero, p_zero)[1]
+
+
+def test_predictiveness_names_each_colour_and_keeps_its_legend_off_the_bars():
+    table = pd.DataFrame({"recall@10": [0.8, 0.6, 0.4]},
+                         index=["whole history", "summary", "another user's summary"])
+    fig = plots.predictiveness(table, random=0.476)
+    assert legend_texts(fig) == ["built from the user's own data", "knows nothing of the user", "random order"]
+    assert_legends_off_the_data(fig)
+
+
+def test_position_bias_gives_each_panel_its_own_legend():
+    fig = plots.position_bias(positions_table(), 21)
+    left, right = fig.axes[:2]
+    left_texts = [t.get_text() for t in left.get_legend().get_texts()]
+    right_texts = [t.get_text() for t in right.get_legend().get_texts()]
+    assert any("mean rank" in t for t in left_texts) and not any("uniform" in t for t in left_texts)
+    assert "uniform share" in right_texts and not any("mean rank" in t for t in right_texts)
