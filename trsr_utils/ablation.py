@@ -253,6 +253,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
         io.write_text(out / "results.csv", table.to_csv(index=False))
         io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
         stages.finish(cfg, STAGE)
+        log(f"{len(table)} grid cells for {len(samples)} test users; the table in {io.shown_path(out, cfg.run_dir)}")
     distributed.barrier()
     return table
 

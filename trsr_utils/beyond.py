@@ -372,7 +372,9 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
     from .user_prompts import summaries_for
 
     if stages.is_complete(cfg, STAGE) and not force:
-        return read(cfg)
+        done = read(cfg)
+        log(f"complete for these settings: the stored tables of {io.shown_path(done['folder'], cfg.run_dir)} re-used")
+        return done
     prepared = prepare.read(cfg)
     samples = users(cfg, prepared)
     n_cand = 1 + cfg.data.eval_negatives

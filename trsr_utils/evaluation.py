@@ -396,6 +396,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
         _TRAINED.clear()
     io.write_json(out / "results.json", record)
     stages.finish(cfg, STAGE)
+    log(f"{len(names)} rows ranked for {len(samples)} test users; the table in {io.shown_path(out, cfg.run_dir)}")
     return table
 
 

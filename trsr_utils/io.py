@@ -121,7 +121,18 @@ def record_results(cfg: Any, notebook: str, results: dict[str, Any], overrides: 
         from IPython.display import display
 
         if get_ipython() is not None:
-            display({RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {path}"}, raw=True)
+            display({RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {shown_path(path, getattr(cfg, 'run_dir', None))}"}, raw=True)
     except ImportError:  # pragma: no cover - IPython is a dependency
         pass
     return clean
+
+
+def shown_path(path: str | Path, root: str | Path | None) -> str:
+    """``path`` relative to ``root`` (a run directory) when it lies inside it, else as given: what a notebook prints,
+    so that an output reads the same wherever the run directory is."""
+    if root is None:
+        return str(path)
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)

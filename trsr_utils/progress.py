@@ -138,5 +138,7 @@ def logged(path: Path, root: Path | None = None, title: str = "") -> Iterator[Ca
         if stream.partial:
             stream.write("\n")
     shown = path.resolve().relative_to(Path(root).resolve()) if root is not None else path
-    print(f"{title + ': ' if title else ''}{stream.lines} progress lines in {shown} "
-          f"({time.perf_counter() - began:.1f} s); the last: {stream.last}", file=sys.stdout, flush=True)
+    seconds = time.perf_counter() - began
+    said = (f"{stream.lines} progress line{'s' if stream.lines != 1 else ''} in {shown} ({seconds:.1f} s); the "
+            f"last: {stream.last}" if stream.lines else f"nothing logged ({seconds:.1f} s; the log: {shown})")
+    print(f"{title + ': ' if title else ''}{said}", file=sys.stdout, flush=True)

@@ -21,3 +21,17 @@ def test_logged_sends_progress_to_a_file_with_relative_paths(tmp_path, capsys, m
     text = (run / "logs" / "07_eval.log").read_text()
     assert "training an adapter into 06_sft/abc" in text and "scoring: 3 users in" in text
     assert str(tmp_path) not in text
+
+
+def test_shown_path_is_relative_inside_the_run_only(tmp_path):
+    from trsr_utils import io
+
+    assert io.shown_path(tmp_path / "run" / "07_eval" / "abc", tmp_path / "run") == "07_eval/abc"
+    assert io.shown_path("/elsewhere/x", tmp_path / "run") == "/elsewhere/x"
+    assert io.shown_path("/elsewhere/x", None) == "/elsewhere/x"
+
+
+def test_logged_says_when_nothing_was_logged(tmp_path, capsys):
+    with progress.logged(tmp_path / "logs" / "x.log", tmp_path, "09"):
+        pass
+    assert capsys.readouterr().out.strip().startswith("09: nothing logged (")
