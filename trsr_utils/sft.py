@@ -162,7 +162,7 @@ def load_adapter(cfg: Any, adapter_dir: str | Path | None = None, base: Any = No
 class Validator:
     """Ranks the validation users' candidates with the current model; remembers every result by step."""
 
-    def __init__(self, cfg: Any, tokenizer: Any, path: Path):
+    def __init__(self, cfg: Any, tokenizer: Any, path: Path | None = None):
         limit = cfg.sft.valid_users
         self.samples, self.prompts = for_split(cfg, "valid", cfg.sft.summary, tokenizer, limit=limit)
         if not self.prompts:
@@ -172,7 +172,7 @@ class Validator:
         self.users_per_batch = cfg.sft.score_batch_users
         self.dtype = cfg.model.scoring_dtype
         self.path = path
-        self.records: list[dict[str, Any]] = io.read_json(path) if path.exists() else []
+        self.records: list[dict[str, Any]] = io.read_json(path) if path is not None and path.exists() else []
         self.seconds = 0.0  # spent validating in this process (kept out of the training throughput)
 
     def zero_shot(self, model: Any, log: Callable[[str], None]) -> dict[str, Any]:
@@ -191,10 +191,7 @@ class Validator:
         was_training = model.training
         model.eval()
         began = time.perf_counter()
-        # (a bfloat16 copy under model.scoring_dtype: the training weights stay as they are)
-        # (rank 0 alone validates under a launcher: no sharing out)
-        scores = score_users(for_scoring(model, self.dtype), self.prompts, self.answer, self.users_per_batch,
-                             self.pad_id, shard=False)
+        scores = self.scores(model)
         if was_training:
             model.train()
         m = metrics.evaluate(scores)
@@ -203,8 +200,16 @@ class Validator:
         record = {"step": step, "checkpoint": checkpoint, "selection": metrics.selection_score(m),
                   "seconds": round(seconds, 2), **m}
         self.records = [r for r in self.records if r["step"] != step] + [record]
-        io.write_json(self.path, sorted(self.records, key=lambda r: r["step"]))
+        if self.path is not None:
+            io.write_json(self.path, sorted(self.records, key=lambda r: r["step"]))
         return record
+
+    def scores(self, model: Any) -> list[Any]:
+        """p(yes) of each validation user's candidates (positive first) under ``model``, as validation ranks them."""
+        # (a bfloat16 copy under model.scoring_dtype: the training weights stay as they are)
+        # (rank 0 alone validates under a launcher: no sharing out)
+        return score_users(for_scoring(model, self.dtype), self.prompts, self.answer, self.users_per_batch,
+                           self.pad_id, shard=False)
 
 
 def describe(record: dict[str, Any], users: int) -> str:
@@ -242,6 +247,32 @@ def reading(report: dict[str, Any], valid_users: int) -> list[str]:
         out.append(f"The selected checkpoint (step {best['step']}) scores {best['selection']:.3f} against "
                    f"{zero['selection']:.3f} zero-shot: a difference of {gain:+.3f}, about "
                    f"{abs(gain) * valid_users:.0f} user-cut-off crossings; notebook 07 measures it on the test users.")
+    return out
+
+
+def auc_reading(auc: Any, p_zero: Sequence[Any], p_tuned: Sequence[Any], margin: float = 0.05) -> list[str]:
+    """What per-user AUC (columns ``zero-shot``, ``fine-tuned``) says about what the adapter learned, from the
+    numbers: a shift of every p(yes) alike moves no AUC, so a model that learned only the prior keeps the zero-shot
+    AUC while its mean p(yes) moves."""
+    import numpy as np
+
+    z, t = auc["zero-shot"].to_numpy(), auc["fine-tuned"].to_numpy()
+    up, down = int((t > z).sum()), int((t < z).sum())
+    mz, mt = float(np.mean([p.mean() for p in p_zero])), float(np.mean([p.mean() for p in p_tuned]))
+    out = [f"Mean p(yes) over the candidates: {mz:.3f} zero-shot, {mt:.3f} fine-tuned ({mt - mz:+.3f}).",
+           f"Mean per-user AUC: {z.mean():.3f} zero-shot, {t.mean():.3f} fine-tuned ({t.mean() - z.mean():+.3f}); "
+           f"{up} of {len(t)} users up, {down} down, {len(t) - up - down} unchanged (.5 is a coin)."]
+    if abs(t.mean() - z.mean()) < margin:
+        out.append(f"The AUCs moved by less than {margin:.2f}: the adapter ranks each user's candidates much as the "
+                   "base model did. What changed is how often it says Yes"
+                   + (" (the mean p(yes) moved)" if abs(mt - mz) >= 0.02 else "")
+                   + ", the prior, not which candidate is the user's.")
+    elif t.mean() > z.mean():
+        out.append("The AUCs rose: the adapter separates these users' positives from their negatives better than "
+                   "the base model, beyond a shift of the Yes rate.")
+    else:
+        out.append("The AUCs fell: on these users the adapter separates positives from negatives worse than the "
+                   "base model did.")
     return out
 
 

@@ -350,6 +350,10 @@ def test_what_the_notebooks_say_matches_what_they_recorded(smoke_run):
     assert f"cache hits: {r04['cache_hits']}, of which" in _said(out, "04_recurrent_summary")
     r06 = results(out, "06_lora_sft")
     assert f"{r06['loss_last']:.3f}" in _said(out, "06_lora_sft")
+    auc = r06["valid_auc"]
+    assert 0 <= auc["zero_shot"] <= 1 and 0 <= auc["fine_tuned"] <= 1
+    assert f"Mean per-user AUC: {auc['zero_shot']:.3f} zero-shot, {auc['fine_tuned']:.3f} fine-tuned" in _said(
+        out, "06_lora_sft")
     r07 = results(out, "07_evaluation")
     assert f"{r07['n_users']} test users: one user moves a Recall@K by {1 / r07['n_users']:.3f}" in _said(
         out, "07_evaluation")
@@ -365,6 +369,16 @@ def test_what_the_notebooks_say_matches_what_they_recorded(smoke_run):
     assert paired and all(v["low"] <= v["diff"] <= v["high"] and v["p"] <= v["p_holm"] for v in paired.values())
     n_sig = sum(v["significant"] for v in paired.values())
     assert f"{n_sig} of {len(paired)} comparisons on recall@10 survive Holm's correction" in _said(out, "08_ablations")
+
+
+def test_long_stages_log_their_progress_to_files_and_print_one_line(smoke_run):
+    """07, 08 and 09 show one line each; their progress lies in the run's logs/, paths relative to the run."""
+    out, _ = smoke_run
+    for notebook, log in (("07_evaluation", "07_evaluation"), ("08_ablations", "08_ablations"),
+                          ("09_beyond_pointwise", "09_beyond")):
+        text = (out / "logs" / f"{log}.log").read_text()
+        assert text.strip() and str(out.resolve()) not in text, notebook
+        assert f"progress lines in logs/{log}.log" in _said(out, notebook)
 
 
 def test_a_handed_out_run_directory_is_up_to_date_where_it_is_unpacked(smoke_run, tmp_path):

@@ -140,10 +140,10 @@ def demo(tmp_path):
 
 def test_demo_workload_counts(demo):
     st = plan.data_stats(demo)
-    assert st.users == {"train": 32, "valid": 6, "test": 20} and "estimate" in st.sources["history"]
+    assert st.users == {"train": 24, "valid": 6, "test": 20} and "estimate" in st.sources["history"]
     work = plan.workload(demo, st)
     blocks = next(w for w in work if w.stage == "03" and w.label == "block summaries")
-    assert blocks.sequences == pytest.approx(58 * st.blocks) and blocks.batch == 32
+    assert blocks.sequences == pytest.approx(50 * st.blocks) and blocks.batch == 32
     assert 4 <= st.blocks <= 5  # 19-24-item histories in blocks of 5
     rows = [w.label for w in work if w.stage == "07" and w.label.startswith("scoring")]
     assert rows == ["scoring zero_shot", "scoring tallrec", "scoring hierarchical", "scoring recurrent"]
@@ -154,7 +154,7 @@ def test_demo_workload_counts(demo):
     assert len([w for w in work if w.stage == "08" and w.kind == "score"]) == 4
     assert not [w for w in work if w.stage == "08" and w.kind == "train"]  # the demo trains no positive control
     sft = next(w for w in work if w.stage == "06" and w.kind == "train")
-    assert sft.sequences == 32 and sft.suffixes == 2 and sft.passes == pytest.approx(1.0)  # shared prefix, 1 epoch
+    assert sft.sequences == 24 and sft.suffixes == 2 and sft.passes == pytest.approx(1.0)  # shared prefix, 1 epoch
     # no summary: a shorter prompt
     tallrec = next(w for w in work if w.label == "scoring tallrec")
     hier = next(w for w in work if w.label == "scoring hierarchical")
