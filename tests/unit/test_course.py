@@ -29,3 +29,14 @@ def test_the_course_guide_covers_every_notebook_with_measured_times():
         assert f"| {number} {name.replace('_', ' ')} |" in guide, f"no learning goals for {path.stem}"
         assert re.search(rf"^\| {number} [^|]*\| \d+ s \| \d+ s \|", guide, re.M), f"no measured times for {number}"
     assert "TIMES_TABLE" not in guide
+
+
+def test_the_learning_goals_table_says_what_each_notebook_teaches():
+    # (a bulk edit of the times table once replaced every goal by a time; the check above still passed)
+    table = re.search(r"^\| notebook \| learning goals \|\n\|---\|---\|\n((?:\|.*\n)+)", GUIDE.read_text(), re.M)
+    assert table, "no learning goals table in docs/course.md"
+    rows = [r for r in table.group(1).splitlines() if r.strip()]
+    assert len(rows) == len(NOTEBOOKS)
+    for row in rows:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        assert len(cells) == 2 and len(cells[1].split()) >= 15, f"not a learning goal: {row[:80]!r}"
