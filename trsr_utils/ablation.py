@@ -124,6 +124,14 @@ def _is_default(cfg: Any, cell: Cell) -> bool:
     return all(getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) == v for k, v in cell.overrides.items())
 
 
+def is_profile_setting(cfg: Any, cell: Cell) -> bool:
+    """Whether the cell is the profile's own recommender: its summary method, the model the grid fine-tunes (or
+    not), no setting changed and no control. (On the block-size and summarizer axes, which use the hierarchical
+    summary, a profile whose summary is recurrent has no such cell.)"""
+    return (cell.method == main_summary(cfg) and cell.finetuned == cfg.eval.ablation_finetuned
+            and not cell.control and _is_default(cfg, cell))
+
+
 def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
     """The notebook 07 system with exactly this cell's settings, if any."""
     if not _is_default(cfg, cell) or cell.control or cell.method not in ("none", "hierarchical", "recurrent"):
@@ -239,6 +247,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
         rows.append({
             "cell": cell.name, "axis": cell.axis, "value": cell.label, "finetuned": cell.finetuned,
             "method": cell.method, "control": cell.control, "source": f"07:{source}" if source else "08",
+            "profile_setting": is_profile_setting(cfg, cell),
             **{c: m[c] for c in evaluation.COLUMNS},
             "summary_tokens_per_user": summary_tokens(summary_cfg, paid, samples["user_id"]),
             "scoring_tokens_per_user": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids))

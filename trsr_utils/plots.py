@@ -306,15 +306,18 @@ def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float 
 
     Only the summary axis runs both models (:func:`trsr_utils.ablation.grid`); a panel with one model says which in
     its title, and a panel with a single cell says so, so that bars of equal height are not read as a missing
-    comparison. A value whose cell is the profile's own setting (its scores are another panel's bar: e.g.
-    ``recent_items`` = the profile's k is the fine-tuned ``summary`` cell) is marked under its value.
+    comparison. A value whose cell is the profile's own recommender (the table's ``profile_setting``: e.g.
+    ``recent_items`` = the profile's k is the fine-tuned cell of the profile's summary) is marked under its value.
     """
     # the same cell listed twice is one measurement: one bar
     frame = table.drop_duplicates(["axis", "value", "finetuned"]).assign(value=lambda t: t["value"].astype(str))
     shared: set[str] = set()
-    if "scores" in frame:  # scores of a cell that another axis' row also points at: the profile's setting
+    if "profile_setting" in frame:  # the grid says which cells are the profile's own recommender
+        frame = frame.assign(profile_setting=frame["profile_setting"].astype(bool))
+    elif "scores" in frame:  # (a table from before that column) scores another axis' row also points at
         axes_of = frame.groupby("scores")["axis"].nunique()
         shared = set(axes_of[axes_of > 1].index)
+        frame = frame.assign(profile_setting=frame["scores"].isin(shared))
     names = list(dict.fromkeys(frame["axis"]))
     fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names) + 1.8, 3.8), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], names):
@@ -327,7 +330,7 @@ def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float 
             xs = [values.index(v) + (i - (len(tuned) - 1) / 2) * width for v in rows["value"]]
             bars = ax.bar(xs, rows[metric], width * 0.92, color=MODELS[t][1])
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-        profile = set(sub.loc[sub["scores"].isin(shared), "value"]) if "scores" in sub else set()
+        profile = set(sub.loc[sub["profile_setting"], "value"]) if "profile_setting" in sub else set()
         ticks = [VALUE_PREFIX.get(name, "") + v + ("\n(profile's setting)" if v in profile else "") for v in values]
         ax.set_xticks(range(len(values)), ticks, fontsize=8)
         ax.set_xlim(-0.6, len(values) - 0.4)

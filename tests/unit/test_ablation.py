@@ -43,6 +43,18 @@ def test_cells_equal_to_a_notebook_07_row_are_recognised(tmp_path):
     assert same["summary=none-zs"] is None and same["recent_items=1-ft"] is None
 
 
+@pytest.mark.parametrize("main", ["hierarchical", "recurrent"])
+def test_the_profiles_own_cells_follow_its_summary(tmp_path, main):
+    cfg = resolve_config("smoke", tmp_path, {"prompt.recent_items": 3, "sft.summary": main,
+                                             "eval.ablation_recent_items": [1, 3],
+                                             "eval.ablation_items_per_block": [3, 5]})
+    own = sorted(c.name for c in ablation.grid(cfg) if ablation.is_profile_setting(cfg, c))
+    expected = ["recent_items=3-ft", f"summary={main}-ft"]
+    if main == "hierarchical":  # the block-size axis summarizes hierarchically: its profile's block size is it
+        expected.insert(0, "items_per_block=5-ft")
+    assert own == expected
+
+
 def test_finetuned_cells_can_be_switched_off(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False})
     assert not any(c.finetuned for c in ablation.grid(cfg))

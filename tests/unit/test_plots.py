@@ -223,3 +223,17 @@ def test_position_bias_gives_each_panel_its_own_legend():
     right_texts = [t.get_text() for t in right.get_legend().get_texts()]
     assert any("mean rank" in t for t in left_texts) and not any("uniform" in t for t in left_texts)
     assert "uniform share" in right_texts and not any("mean rank" in t for t in right_texts)
+
+
+def test_ablation_axes_marks_the_profiles_own_cells_when_its_summary_is_recurrent():
+    rows = [("summary", "hierarchical", True, 0.5, False), ("summary", "recurrent", True, 0.6, True),
+            ("recent_items", "3", True, 0.6, True), ("items_per_block", "5", True, 0.5, False),
+            ("items_per_block", "3", True, 0.4, False)]
+    table = pd.DataFrame(rows, columns=["axis", "value", "finetuned", "recall@10", "profile_setting"])
+    # items_per_block = 5 (hierarchical) has the same scores as the hierarchical summary cell: not the profile's
+    table["scores"] = ["h-ft", "r-ft", "r-ft", "h-ft", "b3"]
+    summary, recent, block = plots.ablation_axes(table).axes[:3]
+    ticks = {ax: [t.get_text() for t in ax.get_xticklabels()] for ax in (summary, recent, block)}
+    assert ["profile's setting" in t for t in ticks[summary]] == [False, True]
+    assert "profile's setting" in ticks[recent][0]
+    assert not any("profile's setting" in t for t in ticks[block])
