@@ -64,8 +64,10 @@ test-notebooks: setup
 test-browser: setup
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
+# Then docs/benchmarks.md's generated section (and docs/benchmarks.json) from the results.
 bench: setup
 	$(PY) -m trsr_utils.bench
+	$(PY) -m trsr_utils.results_page bench --from runs/bench/bench.json --to docs/benchmarks.md
 
 plan: setup
 	$(PY) -m trsr_utils.plan --profile $(PROFILE) $(if $(GPU),--gpu $(GPU)) $(if $(GPUS),--gpus $(GPUS))
