@@ -35,10 +35,11 @@ from .config import REPO_ROOT
 WEBSITE = REPO_ROOT / "website"
 VENDOR = WEBSITE / "vendor"
 # The docs pages in the site's navigation after the notebooks, in this order (those that exist).
-RESULT_PAGES = ["docs/results/demo.md", "docs/results/course.md", "docs/results/course-long.md"]
-OTHER_PAGES = [("Benchmarks", "docs/benchmarks.md"), ("On a GPU cluster", "docs/cluster.md"),
-               ("Design", "docs/design.md"), ("Extending", "docs/extending.md"), ("Tests", "tests/README.md"),
-               ("Data", "data/README.md")]
+RESULT_PAGES = ["docs/results/demo.md", "docs/results/course-long.md", "docs/results/course.md",
+                "docs/results/demo-2026-12-05.md", "docs/benchmarks.md"]
+OTHER_PAGES = [("How each stage works", "docs/methods.md"), ("Design", "docs/design.md"),
+               ("On a GPU cluster", "docs/cluster.md"), ("Extending", "docs/extending.md"),
+               ("Tests", "tests/README.md"), ("Data", "data/README.md")]
 # What nbconvert's templates load from CDNs, and what the site loads instead (paths from the site's root).
 WIDGETS_CDN = re.compile(r"https://unpkg\.com/@jupyter-(?:widgets/html-manager|js-widgets)@[^'\"]*/dist/embed(?:-amd)?\.js")
 WIDGETS_LOCAL = "assets/vendor/html-manager/embed.js"
@@ -49,6 +50,9 @@ MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->\s*<script src=\"" + MATHJAX_S
                            + r"\">\s*</script>.*?<!-- End of mathjax configuration -->", re.S)
 MERMAID_BLOCK = re.compile(r"<script type=\"module\">\s*document\.addEventListener\(\"DOMContentLoaded\", async \(\) "
                            r"=> \{\s*const diagrams = document\.querySelectorAll\(\"\.jp-Mermaid.*?</script>", re.S)
+# Links the notebooks' markdown cells make to other notebooks and docs (nbconvert leaves them as written; MkDocs
+# rewrites only the markdown pages' links): relative hrefs to .ipynb / .md files, pointed at their pages.
+SOURCE_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]*?)(README)?\.(ipynb|md)(#[^"]*)?"')
 # An attribute or CSS url() that makes the browser fetch something (a plain <a href> is a link, not a fetch).
 FETCHING = re.compile(r"<(?:script|img|link|iframe|source|video|audio)\b[^>]*?\b(?:src|href)=[\"'](https?:)?//"
                       r"|url\(\s*[\"']?(?:https?:)?//|@import\s+[\"']?(?:url\()?[\"']?(?:https?:)?//"
@@ -131,7 +135,7 @@ def stage(run_dir: Path, staging: Path, repo: Path = REPO_ROOT) -> dict[str, Any
                       {"Notebooks": [{_title(p): f"notebooks/{p.name}"} for p in executed]}]
     if solutions:
         nav.append({"Solutions": [{_title(p): f"notebooks/solutions/{p.name}"} for p in solutions]})
-    results = [{Path(p).stem: p} for p in RESULT_PAGES if (staging / p).is_file()]
+    results = [p for p in RESULT_PAGES if (staging / p).is_file()]  # titled by their first heading
     if results:
         nav.append({"Results": results})
     nav += [{name: p} for name, p in OTHER_PAGES if (staging / p).is_file()]
@@ -144,6 +148,11 @@ def _relative_root(html: Path, site: Path) -> str:
     return "../" * depth
 
 
+def _page_link(m: re.Match) -> str:
+    stem = m.group(1) + ("index" if m.group(2) else "")
+    return f'href="{stem}.html{m.group(4) or ""}"'
+
+
 def localize(site: Path) -> int:
     """Point every page's CDN scripts at the vendored copies (or drop them); returns the pages changed."""
     changed = 0
@@ -153,6 +162,8 @@ def localize(site: Path) -> int:
         new = WIDGETS_CDN.sub(root + WIDGETS_LOCAL, text).replace(IFRAME_WORKER_CDN, root + IFRAME_WORKER_LOCAL)
         new = MATHJAX_BLOCK.sub("", new)  # the site's own MathJax (mkdocs.yml extra_javascript) typesets the page
         new = MERMAID_BLOCK.sub("", new)  # no notebook draws mermaid diagrams
+        if html.is_relative_to(site / "notebooks"):
+            new = SOURCE_LINK.sub(_page_link, new)
         if new != text:
             html.write_text(new, encoding="utf-8")
             changed += 1
