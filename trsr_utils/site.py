@@ -200,7 +200,7 @@ def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site",
         config["site_dir"] = str(out)
         config_path = Path(tmp) / "mkdocs.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1")
+        env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", NO_MKDOCS_2_WARNING="1")  # the latter: see website/mkdocs.yml
         done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "--quiet", "-f", str(config_path)],
                               capture_output=True, text=True, env=env, cwd=tmp)
         if done.returncode != 0:
