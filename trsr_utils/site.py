@@ -3,7 +3,8 @@
     python -m trsr_utils.site --run runs/demo [--out site]        # make site RUN=runs/demo
 
 The front page is the README; then the course guide, notebooks 01-10 as the run executed them (outputs, figures
-and the widgets' saved state, so the summary browser renders without a kernel), the worked solutions (as
+and the widgets' saved state; notebook 05's summary browser is given every user's view, linked to its dropdown in
+the page, so it browses without a kernel: :func:`browsable_summaries`), the worked solutions (as
 committed: their outputs are stripped), the results pages and the other docs. The build copies what it needs into
 a staging folder (the repository's layout, so every link the README and docs/ make to ``docs/...`` or
 ``notebooks/NN_....ipynb`` resolves in the site too: a link to a notebook opens its executed page), runs MkDocs
@@ -96,8 +97,51 @@ def _referenced_files(md: Path, repo: Path) -> set[Path]:
     return out
 
 
-def stage(run_dir: Path, staging: Path, repo: Path = REPO_ROOT) -> dict[str, Any]:
-    """Lay out the site's sources in ``staging`` (the repository's own layout) and return the MkDocs config."""
+SUMMARY_BROWSER = "05_compare_summaries.ipynb"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def browsable_summaries(notebook: Path, run_dir: Path) -> str:
+    """Give the staged notebook 05's summary browser every user's view (:meth:`SummaryComparison.kernel_free`):
+    the saved state papermill stored holds the first user only, and picking another one needs the kernel. The
+    browser is rebuilt from the run's stored results (blocks, both methods' steps and summaries, the audit) and
+    its state replaces the saved view's in the notebook's ``metadata.widgets``. Returns what was done."""
+    import nbformat
+    from ipywidgets import embed
+
+    from . import chunking, io, stages, summarize, widgets
+    from .config import resolve_config
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "SummaryComparison(" in c.source
+             and any(WIDGET_VIEW in o.get("data", {}) for o in c.get("outputs", []))]
+    if not cells:
+        return f"{notebook.name}: no summary browser output to make browsable"
+    manifest = io.read_json(run_dir / "manifest.json")
+    cfg = resolve_config(manifest["profile"], run_dir, manifest.get("overrides") or {})
+    methods = ("hierarchical", "recurrent")
+    audit = stages.require(cfg, "05_compare") / "audit.parquet"
+    browser = widgets.SummaryComparison(chunking.read_blocks(cfg), {m: summarize.read_steps(cfg, m) for m in methods},
+                                        {m: summarize.read_summaries(cfg, m) for m in methods},
+                                        audit=io.read_parquet(audit) if audit.exists() else None)
+    view, link = browser.kernel_free()
+    state = embed.dependency_state([view, link], drop_defaults=True)
+    output = next(o for o in cells[0].outputs if WIDGET_VIEW in o.get("data", {}))
+    output["data"][WIDGET_VIEW] = {"version_major": 2, "version_minor": 0, "model_id": view.model_id}
+    saved = nb.metadata.setdefault("widgets", {}).setdefault(WIDGET_STATE, {"version_major": 2, "version_minor": 0,
+                                                                          "state": {}})
+    saved["state"].update(state)
+    nbformat.write(nb, str(notebook))
+    users = len(browser.user.options)
+    view.close_all()
+    return f"{notebook.name}: the summary browser holds all {users} users' views (browsable without a kernel)"
+
+
+def stage(run_dir: Path, staging: Path, repo: Path = REPO_ROOT) -> tuple[dict[str, Any], list[str]]:
+    """Lay out the site's sources in ``staging`` (the repository's own layout); returns the MkDocs config and
+    notes on what was done to the notebooks."""
+    notes: list[str] = []
     executed = notebooks(run_dir)
     (staging / "docs").mkdir(parents=True)
     shutil.copytree(repo / "docs", staging / "docs", dirs_exist_ok=True)
@@ -105,6 +149,12 @@ def stage(run_dir: Path, staging: Path, repo: Path = REPO_ROOT) -> dict[str, Any
     for path in executed:
         (staging / "notebooks").mkdir(exist_ok=True)
         shutil.copy2(path, staging / "notebooks" / path.name)
+        if path.name == SUMMARY_BROWSER:
+            try:
+                notes.append(browsable_summaries(staging / "notebooks" / path.name, run_dir))
+            except Exception as exc:  # noqa: BLE001 - the saved state stays: the browser shows its first user
+                notes.append(f"{path.name}: the summary browser keeps its saved state only ({type(exc).__name__}: "
+                             f"{exc})")
     solutions = sorted((repo / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
     for path in solutions:
         (staging / "notebooks" / "solutions").mkdir(parents=True, exist_ok=True)
@@ -139,8 +189,8 @@ def stage(run_dir: Path, staging: Path, repo: Path = REPO_ROOT) -> dict[str, Any
     if results:
         nav.append({"Results": results})
     nav += [{name: p} for name, p in OTHER_PAGES if (staging / p).is_file()]
-    config.update(nav=nav, docs_dir=str(staging), exclude_docs="mkdocs.yml\n")
-    return config
+    config.update(nav=nav, docs_dir=str(staging))
+    return config, notes
 
 
 def _relative_root(html: Path, site: Path) -> str:
@@ -196,7 +246,7 @@ def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site",
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="trsr-site-") as tmp:
         staging = Path(tmp) / "src"
-        config = stage(run_dir, staging)
+        config, notes = stage(run_dir, staging)
         config["site_dir"] = str(out)
         config_path = Path(tmp) / "mkdocs.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -211,8 +261,11 @@ def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site",
         raise SiteError("the site would fetch from the network:\n  " + "\n  ".join(fetches[:20]))
     pages = sorted(str(p.relative_to(out)) for p in out.rglob("*.html") if p.name != "404.html")
     result = {"site": str(out), "index": str(out / "index.html"), "seconds": round(time.perf_counter() - began, 1),
-              "bytes": size(out), "pages": pages, "run": str(run_dir), "warnings": done.stderr.strip()}
+              "bytes": size(out), "pages": pages, "run": str(run_dir), "warnings": done.stderr.strip(),
+              "notes": notes}
     log(f"site: {len(pages)} pages, {result['bytes'] / 2**20:.1f} MiB, built in {result['seconds']} s from {run_dir}")
+    for note in notes:
+        log(f"  {note}")
     log(f"open {result['index']}")
     return result
 

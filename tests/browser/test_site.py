@@ -7,8 +7,9 @@ from disk (``file://``, as a student offline would) in headless Chromium driven 
 - no console error and no uncaught exception on any page, and no request to any other host;
 - every image has loaded and every internal link (and its ``#anchor``) resolves to a file of the site;
 - each executed notebook's page shows its outputs (notebook 07 its tables and figures);
-- notebook 05's summary browser is rendered from the widgets' saved state and takes another user in its
-  dropdown (without a kernel only the dropdown itself changes: the panes show the saved user).
+- notebook 05's summary browser is rendered from the widgets' saved state and shows another user's summaries
+  when that user is picked in its dropdown, with no kernel (the site saves every user's view, linked to the
+  dropdown in the page: ``trsr_utils.site.browsable_summaries``).
 
 It keeps screenshots of the front page and of notebook 07's table in the test's temporary directory and prints
 their paths, with the build's time and size. Skipped, saying why, without Chromium or the playwright package
@@ -124,8 +125,9 @@ def test_every_page_of_the_course_website_loads_offline(browser_tools, smoke_run
 
 
 def _summary_browser_takes_a_selection(page, rel: str) -> list[str]:
-    """Notebook 05's summary browser, rendered by the vendored HTML manager from the saved widget state: its
-    dropdown lists the run's users, its panes show the saved user's summaries, and it takes another user."""
+    """Notebook 05's summary browser, rendered by the vendored HTML manager from the saved widget state (the site
+    gives it every user's view, linked to its dropdown in the page: trsr_utils.site.browsable_summaries): another
+    user picked in the dropdown shows that user's summaries, with no kernel."""
     from playwright.sync_api import expect
 
     widget = page.locator(".widget-vbox").filter(has=page.locator(".widget-dropdown select")).first
@@ -133,17 +135,17 @@ def _summary_browser_takes_a_selection(page, rel: str) -> list[str]:
         expect(widget).to_be_visible()
     except AssertionError:
         return [f"{rel}: the summary browser did not render from the saved widget state"]
-    select = widget.locator(".widget-dropdown select")
+    select = widget.locator(".widget-dropdown select").first
     users = [o.strip() for o in select.locator("option").all_inner_texts()]
-    panes = widget.locator(".widget-hbox .widget-html")
-    problems = []
     if len(users) < 2:
-        problems.append(f"{rel}: the dropdown offers {users}")
-    if panes.count() != 2 or not all(panes.nth(i).inner_text().strip() for i in range(panes.count())):
-        problems.append(f"{rel}: the summary panes are missing or empty")
-    if problems:
-        return problems
-    first = select.input_value()
+        return [f"{rel}: the dropdown offers {users}"]
+    expect(widget).to_contain_text(f"user {users[0]}:")
+    panes = widget.locator(".widget-hbox .widget-html").filter(visible=True)
+    before = [panes.nth(i).inner_text() for i in range(panes.count())]
+    if len(before) != 2 or not all(t.strip() for t in before):
+        return [f"{rel}: the summary panes are missing or empty: {before}"]
     select.select_option(label=users[-1])
-    expect(select).not_to_have_value(first)  # the widget model took the selection (no kernel to run show())
-    return []
+    expect(widget).to_contain_text(f"user {users[-1]}:")  # that user's view, from the saved state alone
+    expect(widget).not_to_contain_text(f"user {users[0]}:")
+    after = [panes.nth(i).inner_text() for i in range(panes.count())]
+    return [f"{rel}: the panes did not change with the user"] if after == before else []

@@ -34,7 +34,8 @@ def _run(tmp_path):
 
 
 def test_staging_keeps_the_repositorys_layout_and_orders_the_navigation(tmp_path):
-    config = site.stage(_run(tmp_path), tmp_path / "src")
+    config, notes = site.stage(_run(tmp_path), tmp_path / "src")
+    assert notes == []  # no notebook 05 in this run
     src = tmp_path / "src"
     for rel in ("index.md", "docs/course.md", "docs/results/demo.md", "docs/methods.md", "tests/README.md",
                 "notebooks/01_data_filtering.ipynb", "notebooks/solutions/05_compare_summaries.ipynb",
@@ -82,3 +83,31 @@ def test_cdn_scripts_are_pointed_at_the_vendored_copies_relative_to_each_page(tm
 def test_anything_a_browser_would_fetch_from_another_host_is_found(tmp_path, html):
     (tmp_path / "page.html").write_text(html)
     assert len(site.external_fetches(tmp_path)) == 1
+
+
+def test_the_kernel_free_summary_browser_holds_every_users_view_linked_to_its_dropdown():
+    """What the site puts in notebook 05's saved state (site.browsable_summaries): one static view per user in a
+    Stack, its index linked in the page (jslink) to the dropdown's, so a selection needs no kernel."""
+    import sys
+    from pathlib import Path
+
+    from ipywidgets import embed
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_compare_widgets import frames
+
+    from trsr_utils import widgets
+
+    blocks, steps, finals = frames()
+    ui = widgets.SummaryComparison(blocks, steps, finals)
+    ui.user.value = "u2"
+    view, link = ui.kernel_free()
+    dropdown, stack = view.children
+    assert list(dropdown.options) == ["u1", "u2"] and dropdown.value == "u2" and stack.selected_index == 1
+    assert "user u1:" in stack.children[0].children[0].value and "U2 hates" in stack.children[1].children[1].children[
+        1].value
+    assert ui.user.value == "u2"  # the live browser is left where it was
+    assert link.source == (dropdown, "index") and link.target == (stack, "selected_index")
+    state = embed.dependency_state([view, link], drop_defaults=True)
+    assert {view.model_id, stack.model_id, link.model_id} <= set(state)
+    assert state[link.model_id]["model_name"] == "LinkModel"
