@@ -75,7 +75,6 @@ plan: setup
 preflight: setup
 	$(PY) -m trsr_utils.preflight --profile $(PROFILE)
 
-# JupyterLab refuses to run as root unless told to (containers often run as root).
 # The course as a website: docs/, the README and RUN's executed notebooks (make demo first), built offline.
 site: setup
 	$(PY) -m trsr_utils.site --run $(RUN) --out site
@@ -84,6 +83,7 @@ site: setup
 report: setup
 	$(PY) -m trsr_utils.pipeline report --run $(RUN)
 
+# JupyterLab refuses to run as root unless told to (containers often run as root).
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
