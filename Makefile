@@ -9,8 +9,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.trsr-installed
 PROFILE ?= demo
 PYTEST_ARGS ?=
+RUN ?= runs/demo
 
-.PHONY: help setup demo run test test-unit test-notebooks test-slow test-browser lab bench plan preflight strip lock clean-runs
+.PHONY: help setup demo run test test-unit test-notebooks test-slow test-browser lab bench plan preflight strip lock clean-runs site report
 
 help:
 	@echo "make demo        run the notebook chain on the demo profile (real data, SmolLM2-135M, CPU)"
@@ -18,7 +19,9 @@ help:
 	@echo "make test-browser  notebook 05's widget in JupyterLab, headless Chromium (screenshot; skipped without chromium)"
 	@echo "make lab         open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make run PROFILE=smoke   run the chain with any profile"
-	@echo "make bench       speed benchmarks (tables + runs/bench/bench.json)"
+	@echo "make bench       speed benchmarks (tables + runs/bench/bench.json, then docs/benchmarks.md)"
+	@echo "make site RUN=runs/demo     the course as a static website in site/ (docs + the run's executed notebooks)"
+	@echo "make report RUN=runs/demo   docs/results/<profile>.md (+ .json, figures) from the run's recorded results"
 	@echo "make plan PROFILE=paper-mind GPU=h100-80gb GPUS=8   what a run costs (tokens, FLOPs, memory, hours)"
 	@echo "make preflight PROFILE=paper-mind   everything that would stop a run on this machine"
 	@echo "make strip       strip notebook outputs before committing"
@@ -61,14 +64,24 @@ test-notebooks: setup
 test-browser: setup
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
+# Then docs/benchmarks.md's generated section (and docs/benchmarks.json) from the results.
 bench: setup
 	$(PY) -m trsr_utils.bench
+	$(PY) -m trsr_utils.results_page bench --from runs/bench/bench.json --to docs/benchmarks.md
 
 plan: setup
 	$(PY) -m trsr_utils.plan --profile $(PROFILE) $(if $(GPU),--gpu $(GPU)) $(if $(GPUS),--gpus $(GPUS))
 
 preflight: setup
 	$(PY) -m trsr_utils.preflight --profile $(PROFILE)
+
+# The course as a website: docs/, the README and RUN's executed notebooks (make demo first), built offline.
+site: setup
+	$(PY) -m trsr_utils.site --run $(RUN) --out site
+
+# A run's results page, written from its recorded results (the profile's name from its manifest).
+report: setup
+	$(PY) -m trsr_utils.pipeline report --run $(RUN)
 
 # JupyterLab refuses to run as root unless told to (containers often run as root).
 lab: setup

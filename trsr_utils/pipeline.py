@@ -4,6 +4,7 @@
     python -m trsr_utils.pipeline status --profile demo [--out DIR] [--set ...]   # what is up to date, and why not
     python -m trsr_utils.pipeline list
     python -m trsr_utils.pipeline strip          # remove outputs before committing
+    python -m trsr_utils.pipeline report --run runs/demo [--to docs/results/demo.md]   # the run's results page
 
 Each notebook gets three parameters, ``profile``, ``run_dir`` and
 ``overrides``; the executed copy is written to ``<run_dir>/notebooks/`` and a
@@ -350,7 +351,26 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list the notebooks and profiles")
     p_strip = sub.add_parser("strip", help="strip outputs from notebooks (before committing)")
     p_strip.add_argument("paths", nargs="*")
+    p_report = sub.add_parser("report", help="write a run's results page from its recorded results "
+                                             "(trsr_utils.results_page)")
+    p_report.add_argument("--run", required=True, help="the run directory, e.g. runs/demo")
+    p_report.add_argument("--to", default=None, help="the page to write (default docs/results/<profile>.md); its "
+                                                     "JSON and figures go beside it")
     args = parser.parse_args(argv)
+
+    if args.command == "report":
+        from . import results_page
+
+        try:
+            profile = _load_manifest(Path(args.run) / "manifest.json").get("profile")
+            if not profile:
+                raise FileNotFoundError(f"{args.run} has no manifest.json: run the chain there first")
+            done = results_page.write_run_page(args.run, args.to or REPO_ROOT / "docs" / "results" / f"{profile}.md")
+        except FileNotFoundError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
+        print(f"written: {done['page']}, {done['json']} and {done['n_figures']} figures in {done['figures']}")
+        return 0
 
     if args.command == "handout":
         try:

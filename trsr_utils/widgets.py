@@ -102,6 +102,25 @@ class SummaryComparison:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
+    def kernel_free(self) -> tuple[Any, Any]:
+        """The browser with every user's view built in: a dropdown linked in the browser itself (``jslink``) to a
+        ``Stack`` of one static view per user, so its saved widget state (an exported page, the course website)
+        browses without a kernel. Returns ``(widget, link)``: the link is a widget of its own, to be saved too."""
+        import ipywidgets as w
+
+        users, current = list(self.user.options), self.user.value
+        pages = []
+        for user in users:
+            self.show(user)
+            panes = [w.HTML(self.panes[m].value, layout=w.Layout(width="50%")) for m in self.methods]
+            pages.append(w.VBox([w.HTML(self.stats.value), w.HBox(panes),
+                                 w.HTML("<b>History blocks (oldest first)</b>"), w.HTML(self.history.value)]))
+        self.show(current)
+        dropdown = w.Dropdown(options=users, value=current, description="user")
+        stack = w.Stack(pages, selected_index=users.index(current))
+        link = w.jslink((dropdown, "index"), (stack, "selected_index"))
+        return w.VBox([dropdown, stack]), link
+
     def static_html(self) -> str:
         """The current view as plain HTML (renders in executed notebooks and exported pages)."""
         return self.stats.value + "<div style='display:flex'>" + "".join(
