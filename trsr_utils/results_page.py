@@ -387,9 +387,8 @@ def numbers_in(text: str) -> set[str]:
     return set(NUMBER.findall(text))
 
 
-def numbers_recorded(data: Any) -> set[str]:
-    """Every number a recorded-results JSON holds: its values as the page formats them, and every number in its
-    keys and strings (readings, names, paths)."""
+def numbers_held(data: Any) -> set[str]:
+    """Every number a JSON holds: its values as a page formats them, and every number in its keys and strings."""
     out: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -407,6 +406,39 @@ def numbers_recorded(data: Any) -> set[str]:
 
     walk(data)
     return out
+
+
+def numbers_recorded(data: dict[str, Any]) -> set[str]:
+    """The numbers a run's page may show as measured: those in the notebooks' recorded results (values as the page
+    formats them, keys, strings) and readings, their wall times, the total and the CPU count; never those in
+    fingerprints, digests, commits, timestamps, names or platform strings (:func:`numbers_shown` leaves those out
+    of the page). A ``make bench`` JSON (``benchmarks``): every number it holds."""
+    if "benchmarks" in data:
+        return numbers_held(data)
+    out = numbers_held([data.get("total_seconds"), (data.get("machine") or {}).get("cpus")])
+    for n in data.get("notebooks", []):
+        out |= numbers_held([n.get("results"), n.get("readings"), n.get("seconds")])
+    return out
+
+
+def provenance(data: dict[str, Any]) -> list[str]:
+    """The identifying strings a run's page shows (names, times, versions, platform, digests), longest first."""
+    last = _last_invocation(data)
+    m = data.get("machine") or {}
+    found = [data.get("profile"), data.get("config_digest"), last.get("started"), data.get("updated"),
+             json.dumps(data.get("overrides")) if data.get("overrides") else None,
+             m.get("platform"), m.get("python"), m.get("torch"), m.get("transformers")]
+    for n in data.get("notebooks", []):
+        found += [n.get("notebook"), n.get("stage"), n.get("started"), n.get("fingerprint"), *n.get("figures", [])]
+    return sorted({str(x) for x in found if x}, key=len, reverse=True)
+
+
+def numbers_shown(page: str, data: dict[str, Any]) -> set[str]:
+    """The numbers a run's page shows as measured: :func:`numbers_in` of the page without its provenance strings
+    (what :func:`numbers_recorded` must hold)."""
+    for text in provenance(data):
+        page = page.replace(text, " ")
+    return numbers_in(page)
 
 
 # ---------------------------------------------------------------------------------------------- benchmarks
