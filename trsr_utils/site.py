@@ -334,6 +334,21 @@ def size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def mkdocs_warnings(output: str) -> list[str]:
+    """MkDocs' ``WARNING``/``ERROR`` messages in its log output, each with its indented continuation lines."""
+    found: list[str] = []
+    open_message = False
+    for line in output.splitlines():
+        if re.match(r"^(WARNING|ERROR)\b", line):
+            found.append(line.strip())
+            open_message = True
+        elif open_message and line[:1] in (" ", "\t") and line.strip():
+            found[-1] += "\n" + line.rstrip()
+        else:
+            open_message = False
+    return found
+
+
 def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site", log=print) -> dict[str, Any]:
     """Build the site into ``out`` (replaced) from ``run_dir``; returns seconds, bytes, pages and the front page."""
     import yaml
@@ -347,21 +362,25 @@ def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site",
         config_path = Path(tmp) / "mkdocs.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", NO_MKDOCS_2_WARNING="1")  # the latter: see website/mkdocs.yml
-        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "--quiet", "-f", str(config_path)],
+        # Not strict (the executed notebooks give MkDocs warnings it cannot act on), but every warning is shown.
+        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-f", str(config_path)],
                               capture_output=True, text=True, env=env, cwd=tmp)
         if done.returncode != 0:
             raise SiteError(f"mkdocs build failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    warnings = mkdocs_warnings(done.stderr + done.stdout)
     localize(out)
     fetches = external_fetches(out)
     if fetches:
         raise SiteError("the site would fetch from the network:\n  " + "\n  ".join(fetches[:20]))
     pages = sorted(str(p.relative_to(out)) for p in out.rglob("*.html") if p.name != "404.html")
     result = {"site": str(out), "index": str(out / "index.html"), "seconds": round(time.perf_counter() - began, 1),
-              "bytes": size(out), "pages": pages, "run": str(run_dir), "warnings": done.stderr.strip(),
-              "notes": notes}
+              "bytes": size(out), "pages": pages, "run": str(run_dir), "warnings": warnings, "notes": notes}
+    for warning in warnings:
+        log(f"mkdocs: {warning}")
     log(f"site: {len(pages)} pages, {result['bytes'] / 2**20:.1f} MiB, built in {result['seconds']} s from {run_dir}")
     for note in notes:
         log(f"  {note}")
+    log(f"{len(warnings)} MkDocs warning(s)" + (" (listed above)" if warnings else ""))
     log(f"open {result['index']}")
     return result
 
@@ -372,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="site", help="where to write the site (replaced)")
     parser.add_argument("--json", action="store_true", help="print the build's summary as JSON")
     args = parser.parse_args(argv)
-    try:
-        result = build(args.run, args.out, log=(lambda *_: None) if args.json else print)
+    try:  # with --json the log (warnings and their count included) goes to stderr, the summary to stdout
+        result = build(args.run, args.out, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
     except SiteError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

@@ -188,3 +188,13 @@ def test_a_summary_browser_the_site_cannot_rebuild_says_so_on_the_page(tmp_path)
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[1].cell_type == "markdown" and "shows only the first user" in nb.cells[1].source
     assert "old" in nb.metadata["widgets"][site.WIDGET_STATE]["state"]
+
+
+def test_mkdocs_warnings_are_picked_out_of_its_log_with_their_continuations():
+    log = ("INFO    -  Cleaning site directory\nWARNING -  Doc file 'docs/a.md' contains a link 'b.md', but the target "
+           "is not found.\n            (second line)\nINFO    -  Documentation built in 3.1 seconds\n"
+           "ERROR   -  something else\n")
+    assert site.mkdocs_warnings(log) == [
+        "WARNING -  Doc file 'docs/a.md' contains a link 'b.md', but the target is not found.\n            (second line)",
+        "ERROR   -  something else"]
+    assert site.mkdocs_warnings("INFO - fine\n") == []
