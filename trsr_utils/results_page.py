@@ -462,7 +462,9 @@ def render_bench(bench: dict[str, Any] | None) -> str:
                   f"Measured {r.get('when', 'at an unrecorded time')} on {machine.get('platform', '?')} "
                   f"({fmt(machine.get('cpu_count'))} CPUs, {fmt(machine.get('torch_threads'))} torch threads, torch "
                   f"{machine.get('torch', '?')}, GPU: {machine.get('cuda') or 'none'})"
-                  + (f", model `{r['model']}`" if r.get("model") else "") + ".", ""]
+                  + (f", model `{r['model']}`" if r.get("model") else "")
+                  + (f", at commit {_commit((r.get('git') or {}).get('commit'), (r.get('git') or {}).get('dirty'))}"
+                     if r.get("git") else "") + ".", ""]
         summary = {k: v for k, v in r.items() if _scalar(v) and k not in ("benchmark", "model", "when")}
         if summary:
             lines += _table(["", ""], [[k, v] for k, v in summary.items()]) + [""]
@@ -488,6 +490,11 @@ def write_bench_page(bench_json: str | Path | None, page: str | Path) -> dict[st
     text = page.read_text(encoding="utf-8")
     bench = io.read_json(bench_json) if bench_json and Path(bench_json).exists() else None
     if bench is not None:
+        from .bench import public_model
+
+        for r in bench.get("benchmarks", {}).values():  # a local model folder by its name, not this machine's path
+            if r.get("model"):
+                r["model"] = public_model(r["model"])
         io.write_json(page.with_suffix(".json"), bench)
     start, end = text.index(BENCH_BEGIN) + len(BENCH_BEGIN), text.index(BENCH_END)
     io.write_text(page, text[:start] + "\n\n" + render_bench(bench) + "\n\n" + text[end:])

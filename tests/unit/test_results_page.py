@@ -266,6 +266,25 @@ def test_the_bench_writer_turns_bench_json_into_tables_and_keeps_the_prose(tmp_p
     assert "run make bench first" in capsys.readouterr().err
 
 
+def test_bench_results_name_a_local_model_folder_by_its_name_and_carry_their_commit(tmp_path):
+    from trsr_utils.bench import public_model
+
+    assert public_model("/home/me/models/foo@0123456789abcdef|float32|none") == "foo@0123456789abcdef|float32|none"
+    assert public_model("HuggingFaceTB/SmolLM2-135M-Instruct|float32|none") == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct|float32|none")
+    bench = json.loads(BENCH_FIXTURE.read_text())
+    first = next(iter(bench["benchmarks"].values()))
+    first.update(model="/home/me/models/foo@0123456789abcdef|float32|none",
+                 git={"commit": "c0ffee" + "0" * 34, "dirty": False})
+    source, page = tmp_path / "bench.json", tmp_path / "benchmarks.md"
+    source.write_text(json.dumps(bench))
+    page.write_text(f"# B\n\n{rp.BENCH_BEGIN}\n{rp.BENCH_END}\n")
+    rp.write_bench_page(source, page)
+    text, written = page.read_text(), page.with_suffix(".json").read_text()
+    assert "/home/me" not in text and "/home/me" not in written
+    assert "model `foo@0123456789abcdef|float32|none`, at commit `c0ffee000000`." in text
+
+
 def test_a_page_without_bench_results_says_how_to_make_them():
     assert "run `make bench`" in rp.render_bench(None)
     with pytest.raises(ValueError, match="no generated section"):
