@@ -440,6 +440,17 @@ def table(result: dict[str, Any]) -> str:
     return head + "\n" + pd.DataFrame(result["rows"]).to_string(index=False)
 
 
+def public_model(model: str | None) -> str | None:
+    """A benchmark's model as the published results name it: a local model folder by its basename (``/home/me/
+    models/foo@<digest>|float32|none`` -> ``foo@<digest>|float32|none``), never by an absolute path."""
+    if not model:
+        return model
+    name, sep, rest = model.partition("@")
+    if name.startswith(("/", "~")) or (len(name) > 2 and name[1] == ":" and name[2] in "\\/"):
+        name = Path(name.replace("\\", "/")).name
+    return name + sep + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these benchmarks")
@@ -451,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None,
                         help="loaders: where the generated files are cached (default: <out>/synth)")
     args = parser.parse_args(argv)
+    from .pipeline import git_state
+
     # Only the loaders benchmark takes these; the others are called with the model alone.
     extra = {"loaders": {"scale": args.scale, "data_dir": args.data_dir or str(Path(args.out) / "synth")}}
     path = Path(args.out) / "bench.json"
@@ -460,7 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or list(BENCHMARKS):
         print(f"running {name} ...", flush=True)
         result = BENCHMARKS[name](model_name=args.model, **extra.get(name, {}))
-        result.update({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+        # Each entry its own commit, machine and time: entries from earlier invocations are kept.
+        result.update({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "git": git_state()})
+        if result.get("model"):
+            result["model"] = public_model(result["model"])
         results["benchmarks"][name] = result
         print(table(result), flush=True)
     results["machine"] = machine()

@@ -9,7 +9,8 @@
 Each notebook gets three parameters, ``profile``, ``run_dir`` and
 ``overrides``; the executed copy is written to ``<run_dir>/notebooks/`` and a
 ``manifest.json`` in the run directory records the profile, the resolved
-configuration, package versions, the git commit, each notebook's status and
+configuration, package versions, the git commit (of the last invocation; each
+notebook's record holds the commit it ran at), each notebook's status and
 wall time, and each stage's fingerprint and whether its result was computed
 or re-used (:mod:`trsr_utils.stages`). The first failing notebook stops the
 run with its cell number and error; its executed copy is kept for inspection.
@@ -247,7 +248,8 @@ def run(
         log(f"[{cfg.profile}] {path.name} ...")
         began, wall = time.perf_counter(), time.time()
         record = {"notebook": path.name, "status": "running", "output": str(output),
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "git": manifest["git"]}  # this notebook's own commit: the top level is the last invocation's
         records[path.name] = record
         save()
         try:
@@ -354,19 +356,20 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="write a run's results page from its recorded results "
                                              "(trsr_utils.results_page)")
     p_report.add_argument("--run", required=True, help="the run directory, e.g. runs/demo")
-    p_report.add_argument("--to", default=None, help="the page to write (default docs/results/<profile>.md); its "
-                                                     "JSON and figures go beside it")
+    p_report.add_argument("--to", default=None, help="the page to write, a .md file (default docs/results/<profile>.md, "
+                                                     "for a variant docs/results/<profile>-<digest>.md); its JSON and "
+                                                     "figures go beside it")
     args = parser.parse_args(argv)
 
     if args.command == "report":
         from . import results_page
 
         try:
-            profile = _load_manifest(Path(args.run) / "manifest.json").get("profile")
-            if not profile:
+            manifest = _load_manifest(Path(args.run) / "manifest.json")
+            if not manifest.get("profile"):
                 raise FileNotFoundError(f"{args.run} has no manifest.json: run the chain there first")
-            done = results_page.write_run_page(args.run, args.to or REPO_ROOT / "docs" / "results" / f"{profile}.md")
-        except FileNotFoundError as exc:
+            done = results_page.write_run_page(args.run, args.to or results_page.default_page(args.run, manifest))
+        except (FileNotFoundError, results_page.ReportError) as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
             return 1
         print(f"written: {done['page']}, {done['json']} and {done['n_figures']} figures in {done['figures']}")

@@ -19,6 +19,7 @@ the prose around it is written by hand.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -30,8 +31,15 @@ from typing import Any, Iterable
 from . import io
 from .config import REPO_ROOT
 
-FORMAT = 1  # of the JSON beside a results page
+FORMAT = 2  # of the JSON beside a results page (2: per-notebook commit and results digest, last invocation)
 FIGURE_STAGES = ("05_compare", "07_eval", "08_ablations", "09_beyond")  # stage folders whose *.png a page shows
+MARKER = "<!-- Written by `python -m trsr_utils.pipeline report`"  # what every page this writer writes starts with
+# The only files the writer puts in a page's figure folder: ``<stage>_<name>.png``.
+FIGURE_FILE = re.compile(r"^(?:" + "|".join(FIGURE_STAGES) + r")_[^/]+\.png$")
+
+
+class ReportError(ValueError):
+    """A results page that cannot be written from this run, or not to this place."""
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -144,29 +152,56 @@ def readings(executed: Path) -> list[str]:
     return out
 
 
-def collect(run_dir: str | Path) -> dict[str, Any]:
-    """Everything a run's page shows, from the run directory (what :func:`render_run` reads)."""
+def run_root(run: Path) -> Path:
+    """The run directory whose stage folders a run's manifest refers to: ``run`` itself, or for a variant
+    (``<run_dir>/variants/<digest>``) the run directory above it."""
+    return run.parent.parent if run.parent.name == "variants" else run
+
+
+def stage_folder(run: Path, stage: dict[str, Any]) -> Path:
+    """Where a stage record's result lives: the folder it recorded, or ``<stage>/<fingerprint>`` in the run's root
+    (a variant shares its stage results with the run directory above it)."""
     from .stages import DIGEST_CHARS
 
+    recorded = Path(stage["folder"]) if stage.get("folder") else None
+    if recorded is not None and recorded.is_dir():
+        return recorded
+    return run_root(run) / stage["stage"] / stage["fingerprint"][:DIGEST_CHARS]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def collect(run_dir: str | Path) -> dict[str, Any]:
+    """Everything a run's page shows, from the run directory (what :func:`render_run` reads). Refuses a run with
+    a notebook that did not finish (:class:`ReportError`)."""
     run = Path(run_dir)
     manifest_path = run / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{run} is not a run directory (no manifest.json): run the chain there first")
     manifest = io.read_json(manifest_path)
+    unfinished = [f"{r.get('notebook')} ({r.get('status')})" for r in manifest.get("notebooks", [])
+                  if r.get("status") != "ok"]
+    if unfinished:
+        raise ReportError(f"{manifest_path}: not every notebook finished: {', '.join(unfinished)}; run them again "
+                          "(python -m trsr_utils.pipeline run ...) before writing the page")
     notebooks, figures = [], []
     for rec in manifest.get("notebooks", []):
         stem = rec["notebook"].removesuffix(".ipynb")
         results_path = run / "results" / f"{stem}.json"
         executed = run / "notebooks" / rec["notebook"]
         stage = rec.get("stage") or {}
+        git = rec.get("git") or {}
         entry = {"notebook": stem, "status": rec.get("status"), "started": rec.get("started"),
-                 "seconds": rec.get("seconds"), "stage": stage.get("stage"), "fingerprint": stage.get("fingerprint"),
+                 "seconds": rec.get("seconds"), "commit": git.get("commit"), "dirty": git.get("dirty"),
+                 "stage": stage.get("stage"), "fingerprint": stage.get("fingerprint"),
                  "stage_result": stage.get("result"),
                  "results": io.read_json(results_path) if results_path.exists() else None,
+                 "results_sha256": _sha256(results_path) if results_path.exists() else None,
                  "readings": readings(executed) if executed.exists() else [], "figures": []}
         if stage.get("stage") in FIGURE_STAGES and stage.get("fingerprint"):
-            folder = run / stage["stage"] / stage["fingerprint"][:DIGEST_CHARS]
-            for png in sorted(folder.glob("*.png")):
+            for png in sorted(stage_folder(run, stage).glob("*.png")):
                 name = f"{stage['stage']}_{png.name}"
                 entry["figures"].append(name)
                 figures.append((png, name))
@@ -177,8 +212,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         "profile": manifest.get("profile"),
         "overrides": manifest.get("overrides") or {},
         "config_digest": manifest.get("config_digest"),
-        "git": manifest.get("git"),
-        "updated": manifest.get("updated"),
+        # The manifest's top level is rewritten by every invocation of the runner: the last one's commit and start.
+        "last_invocation": {"git": manifest.get("git"), "started": manifest.get("updated")},
         "machine": {"platform": manifest.get("platform"), "cpus": manifest.get("cpus"),
                     "python": manifest.get("python"),
                     "torch": (manifest.get("packages") or {}).get("torch"),
@@ -195,16 +230,41 @@ def _short(commit: str | None) -> str:
     return (commit or "unknown")[:12]
 
 
+def _last_invocation(data: dict[str, Any]) -> dict[str, Any]:
+    if "last_invocation" in data:
+        return data["last_invocation"] or {}
+    return {"git": data.get("git"), "started": data.get("updated")}  # a format-1 JSON
+
+
+def _commit(commit: str | None, dirty: bool | None) -> str:
+    if not commit:
+        return "not recorded"
+    return f"`{_short(commit)}`" + (" (uncommitted changes)" if dirty else "")
+
+
+def _run_commit(notebooks: list[dict[str, Any]]) -> str:
+    """The commit the run's notebooks were executed at, from their own records."""
+    commits = {(n.get("commit"), bool(n.get("dirty"))) for n in notebooks}
+    if not notebooks or any(c is None for c, _ in commits):
+        return "not recorded for every notebook (a manifest written before the runner recorded it per notebook)"
+    if len(commits) == 1:
+        (commit, dirty), = commits
+        return _commit(commit, dirty) + ", every notebook"
+    return "**differs between notebooks**: see the table below"
+
+
 def render_run(data: dict[str, Any], figures_dir: str) -> str:
     """The results page (markdown) from :func:`collect`'s JSON; ``figures_dir``: the figures' folder, relative to
     the page."""
     profile = data["profile"]
-    git = data.get("git") or {}
+    last = _last_invocation(data)
+    last_git = last.get("git") or {}
     m = data["machine"]
+    started = sorted(n["started"] for n in data["notebooks"] if n.get("started"))
     lines = [
         f"# Results of the `{profile}` profile (generated)",
         "",
-        f"<!-- Written by `python -m trsr_utils.pipeline report` from {Path(figures_dir).name}.json, the recorded "
+        f"{MARKER} from {Path(figures_dir).name}.json, the recorded "
         "results of one run; do not edit by hand (tests/unit/test_results_page.py renders it again). -->",
         "",
         f"Every number on this page is one the run recorded: the notebooks' key results "
@@ -216,21 +276,26 @@ def render_run(data: dict[str, Any], figures_dir: str) -> str:
         "|---|---|",
         f"| profile | `{profile}`" + (f" with overrides `{json.dumps(data['overrides'])}`" if data["overrides"] else "")
         + " |",
-        f"| commit | `{_short(git.get('commit'))}`" + (" (uncommitted changes)" if git.get("dirty") else "") + " |",
+        f"| commit the notebooks ran at | {_run_commit(data['notebooks'])} |",
         f"| configuration digest | `{data.get('config_digest')}` |",
-        f"| run started | {data.get('updated')} |",
-        f"| machine | {m.get('platform')}, {fmt(m.get('cpus'))} CPUs, Python {m.get('python')}, torch "
-        f"{m.get('torch')}, transformers {m.get('transformers')} |",
+        f"| first notebook started | {started[0] if started else 'not recorded'} |",
+        f"| last pipeline invocation | started {last.get('started')}, commit "
+        f"{_commit(last_git.get('commit'), last_git.get('dirty'))} (the manifest's top level: the last invocation "
+        "of the runner, which may have run only some of the notebooks) |",
+        f"| machine (last pipeline invocation) | {m.get('platform')}, {fmt(m.get('cpus'))} CPUs, Python "
+        f"{m.get('python')}, torch {m.get('torch')}, transformers {m.get('transformers')} |",
         f"| all notebooks | {fmt(data['total_seconds'])} s |",
         "",
         "## Time per notebook and stage fingerprints",
         "",
         "A stage's fingerprint names everything its result depends on (settings, inputs, models, prompts); "
-        "`computed` means the run made it, `re-used` that it was already there.",
+        "`computed` means the run made it, `re-used` that it was already there. Each notebook's start and commit "
+        "are those its own record in the manifest holds.",
         "",
     ]
-    lines += _table(["notebook", "status", "seconds", "stage", "fingerprint", "result"],
-                    [[f"[{n['notebook']}](#{n['notebook']})", n["status"], n["seconds"],
+    lines += _table(["notebook", "status", "started", "seconds", "commit", "stage", "fingerprint", "result"],
+                    [[f"[{n['notebook']}](#{n['notebook']})", n["status"], n.get("started") or "-", n["seconds"],
+                      _commit(n.get("commit"), n.get("dirty")) if n.get("commit") else "-",
                       n["stage"] or "-", f"`{n['fingerprint'][:12]}`" if n["fingerprint"] else "-",
                       n["stage_result"] or "-"] for n in data["notebooks"]])
     lines.append("")
@@ -250,16 +315,52 @@ def render_run(data: dict[str, Any], figures_dir: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def default_page(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Where ``pipeline report`` writes a run's page without ``--to``: ``docs/results/<profile>.md`` for a run
+    directory, ``docs/results/<profile>-<config digest>.md`` for a variant (``<run_dir>/variants/<digest>``), so
+    a variant never overwrites its profile's page."""
+    run = Path(run_dir)
+    profile = manifest["profile"]
+    if run.resolve().parent.name == "variants" or manifest.get("overrides"):
+        digest = manifest.get("config_digest") or run.resolve().name
+        return REPO_ROOT / "docs" / "results" / f"{profile}-{digest}.md"
+    return REPO_ROOT / "docs" / "results" / f"{profile}.md"
+
+
+def _check_target(to: Path) -> Path:
+    """The page's figure folder, after checking that writing ``to`` replaces only what this writer wrote."""
+    if to.suffix != ".md":
+        raise ReportError(f"--to {to}: a results page is a markdown file ending in .md (its JSON and figure folder "
+                          "are named after it)")
+    if to.exists() and MARKER not in to.read_text(encoding="utf-8", errors="replace"):
+        raise ReportError(f"{to} exists and was not written by pipeline report (no '{MARKER.strip('<!- ')}' "
+                          "line): pass another --to")
+    json_path = to.with_suffix(".json")
+    if json_path.exists() and not to.exists():
+        raise ReportError(f"{json_path} exists without its page {to.name}: not written by pipeline report, pass "
+                          "another --to")
+    folder = to.with_suffix("")
+    if folder.exists():
+        if not folder.is_dir():
+            raise ReportError(f"{folder} (where the page's figures go) is not a folder: pass another --to")
+        foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and FIGURE_FILE.match(p.name)))
+        if foreign:
+            raise ReportError(f"{folder} holds files the writer does not write ({', '.join(foreign[:5])}): it is not "
+                              "this page's figure folder; pass another --to")
+    return folder
+
+
 def write_run_page(run_dir: str | Path, to: str | Path) -> dict[str, Any]:
     """Write ``to`` (markdown), its JSON beside it (``to`` with ``.json``) and its figures (folder ``to`` without
     the suffix); returns the paths."""
     to = Path(to)
+    folder = _check_target(to)
     data = collect(run_dir)
     figure_files = data.pop("_figure_files")
-    folder = to.with_suffix("")
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    if folder.exists():  # only the figures an earlier page had (checked above): never a whole folder
+        for old in folder.iterdir():
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
     for src, name in figure_files:
         shutil.copy2(src, folder / name)
     io.write_json(to.with_suffix(".json"), data)
@@ -286,9 +387,8 @@ def numbers_in(text: str) -> set[str]:
     return set(NUMBER.findall(text))
 
 
-def numbers_recorded(data: Any) -> set[str]:
-    """Every number a recorded-results JSON holds: its values as the page formats them, and every number in its
-    keys and strings (readings, names, paths)."""
+def numbers_held(data: Any) -> set[str]:
+    """Every number a JSON holds: its values as a page formats them, and every number in its keys and strings."""
     out: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -306,6 +406,39 @@ def numbers_recorded(data: Any) -> set[str]:
 
     walk(data)
     return out
+
+
+def numbers_recorded(data: dict[str, Any]) -> set[str]:
+    """The numbers a run's page may show as measured: those in the notebooks' recorded results (values as the page
+    formats them, keys, strings) and readings, their wall times, the total and the CPU count; never those in
+    fingerprints, digests, commits, timestamps, names or platform strings (:func:`numbers_shown` leaves those out
+    of the page). A ``make bench`` JSON (``benchmarks``): every number it holds."""
+    if "benchmarks" in data:
+        return numbers_held(data)
+    out = numbers_held([data.get("total_seconds"), (data.get("machine") or {}).get("cpus")])
+    for n in data.get("notebooks", []):
+        out |= numbers_held([n.get("results"), n.get("readings"), n.get("seconds")])
+    return out
+
+
+def provenance(data: dict[str, Any]) -> list[str]:
+    """The identifying strings a run's page shows (names, times, versions, platform, digests), longest first."""
+    last = _last_invocation(data)
+    m = data.get("machine") or {}
+    found = [data.get("profile"), data.get("config_digest"), last.get("started"), data.get("updated"),
+             json.dumps(data.get("overrides")) if data.get("overrides") else None,
+             m.get("platform"), m.get("python"), m.get("torch"), m.get("transformers")]
+    for n in data.get("notebooks", []):
+        found += [n.get("notebook"), n.get("stage"), n.get("started"), n.get("fingerprint"), *n.get("figures", [])]
+    return sorted({str(x) for x in found if x}, key=len, reverse=True)
+
+
+def numbers_shown(page: str, data: dict[str, Any]) -> set[str]:
+    """The numbers a run's page shows as measured: :func:`numbers_in` of the page without its provenance strings
+    (what :func:`numbers_recorded` must hold)."""
+    for text in provenance(data):
+        page = page.replace(text, " ")
+    return numbers_in(page)
 
 
 # ---------------------------------------------------------------------------------------------- benchmarks
@@ -329,7 +462,9 @@ def render_bench(bench: dict[str, Any] | None) -> str:
                   f"Measured {r.get('when', 'at an unrecorded time')} on {machine.get('platform', '?')} "
                   f"({fmt(machine.get('cpu_count'))} CPUs, {fmt(machine.get('torch_threads'))} torch threads, torch "
                   f"{machine.get('torch', '?')}, GPU: {machine.get('cuda') or 'none'})"
-                  + (f", model `{r['model']}`" if r.get("model") else "") + ".", ""]
+                  + (f", model `{r['model']}`" if r.get("model") else "")
+                  + (f", at commit {_commit((r.get('git') or {}).get('commit'), (r.get('git') or {}).get('dirty'))}"
+                     if r.get("git") else "") + ".", ""]
         summary = {k: v for k, v in r.items() if _scalar(v) and k not in ("benchmark", "model", "when")}
         if summary:
             lines += _table(["", ""], [[k, v] for k, v in summary.items()]) + [""]
@@ -355,6 +490,11 @@ def write_bench_page(bench_json: str | Path | None, page: str | Path) -> dict[st
     text = page.read_text(encoding="utf-8")
     bench = io.read_json(bench_json) if bench_json and Path(bench_json).exists() else None
     if bench is not None:
+        from .bench import public_model
+
+        for r in bench.get("benchmarks", {}).values():  # a local model folder by its name, not this machine's path
+            if r.get("model"):
+                r["model"] = public_model(r["model"])
         io.write_json(page.with_suffix(".json"), bench)
     start, end = text.index(BENCH_BEGIN) + len(BENCH_BEGIN), text.index(BENCH_END)
     io.write_text(page, text[:start] + "\n\n" + render_bench(bench) + "\n\n" + text[end:])

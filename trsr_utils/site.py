@@ -3,8 +3,8 @@
     python -m trsr_utils.site --run runs/demo [--out site]        # make site RUN=runs/demo
 
 The front page is the README; then the course guide, notebooks 01-10 as the run executed them (outputs, figures
-and the widgets' saved state; notebook 05's summary browser is given every user's view, linked to its dropdown in
-the page, so it browses without a kernel: :func:`browsable_summaries`), the worked solutions (as
+and the widgets' saved state; notebook 05's summary browser is rebuilt from the run's recorded stage results with
+its test users' views, linked to its dropdown in the page, so it browses without a kernel: :func:`browsable_summaries`), the worked solutions (as
 committed: their outputs are stripped), the results pages and the other docs. The build copies what it needs into
 a staging folder (the repository's layout, so every link the README and docs/ make to ``docs/...`` or
 ``notebooks/NN_....ipynb`` resolves in the site too: a link to a notebook opens its executed page), runs MkDocs
@@ -100,42 +100,138 @@ def _referenced_files(md: Path, repo: Path) -> set[Path]:
 SUMMARY_BROWSER = "05_compare_summaries.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+MAX_BROWSER_USERS = 60  # one static view per user goes into the page: the test users, at most this many
+
+
+def _run_root(run_dir: Path) -> Path:
+    return run_dir.parent.parent if run_dir.parent.name == "variants" else run_dir
+
+
+def recorded_folders(run_dir: Path, manifest: dict[str, Any], names: tuple[str, ...]) -> dict[str, Path]:
+    """Each stage's result folder as the run recorded it (the manifest's stage records: fingerprint and folder),
+    checked against the folder's own completion record; :class:`SiteError` where one is missing or differs."""
+    from . import stages
+    from .stages import DIGEST_CHARS
+
+    recorded = manifest.get("stages") or {}
+    out = {}
+    for name in names:
+        rec = recorded.get(name) or {}
+        if not rec.get("fingerprint"):
+            raise SiteError(f"the run's manifest records no {name} result")
+        folder = Path(rec["folder"]) if rec.get("folder") else None
+        if folder is None or not folder.is_dir():
+            folder = _run_root(run_dir) / name / rec["fingerprint"][:DIGEST_CHARS]
+        done = stages.record(folder)
+        if done is None or done.get("fingerprint") != rec["fingerprint"]:
+            raise SiteError(f"{folder} does not hold the {name} result the run recorded ({rec['fingerprint'][:12]})")
+        out[name] = folder
+    return out
+
+
+def _reachable(state: dict[str, Any], roots: set[str]) -> set[str]:
+    """The widget models ``roots`` refer to, directly or not (``IPY_MODEL_<id>`` references in their state)."""
+    seen: set[str] = set()
+    todo = [r for r in roots if r in state]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        todo += [m for m in re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[model])) if m in state]
+    return seen
+
+
+def _browser_inputs(run_dir: Path) -> tuple[Any, dict[str, Any], dict[str, Any], Any, str]:
+    """Blocks, steps, summaries and audit for notebook 05's browser, read from the stage folders the run recorded
+    (its manifest), or where it recorded none (an older manifest) from the profile's settings today, said so in
+    the returned note."""
+    from . import chunking, io, stages, summarize
+    from .config import resolve_config
+
+    manifest = io.read_json(run_dir / "manifest.json")
+    methods = ("hierarchical", "recurrent")
+    names = {"blocks": chunking.STAGE, "audit": "05_compare",
+             **{m: stages.SUMMARY_STAGE[m] for m in methods}}
+    try:
+        folders = recorded_folders(run_dir, manifest, tuple(names.values()))
+        where = "the run's recorded stage results"
+    except SiteError as exc:
+        cfg = resolve_config(manifest["profile"], _run_root(run_dir), manifest.get("overrides") or {})
+        folders = {name: stages.require(cfg, name) for name in names.values()}
+        where = f"the stage results the profile gives today ({exc})"
+    blocks = io.read_parquet(folders[names["blocks"]] / "blocks.parquet")
+    for column in ("item_ids", "lines"):  # as chunking.read_blocks gives them
+        if column in blocks:
+            blocks[column] = blocks[column].map(list)
+    steps, summaries = {}, {}
+    for m in methods:
+        steps[m] = io.read_parquet(folders[names[m]] / "steps.parquet")
+        steps[m]["item_ids"] = steps[m]["item_ids"].map(list)
+        summaries[m] = io.read_parquet(folders[names[m]] / "summaries.parquet")
+    audit_path = folders[names["audit"]] / "audit.parquet"
+    return blocks, steps, summaries, io.read_parquet(audit_path) if audit_path.exists() else None, where
+
+
+def _browser_users(summaries: dict[str, Any]) -> list[Any]:
+    """The users the site's browser shows: the test users both methods summarised, at most MAX_BROWSER_USERS."""
+    frames = list(summaries.values())
+    common = set(frames[0]["user_id"]).intersection(*(set(f["user_id"]) for f in frames[1:]))
+    test = {u for f in frames if "split" in f for u in f.loc[f["split"] == "test", "user_id"]} & common
+    return sorted(test or common, key=lambda u: (len(str(u)), str(u)))[:MAX_BROWSER_USERS]
+
+
+def _note_cell(notebook: Any, before: Any, text: str) -> None:
+    import nbformat
+
+    notebook.cells.insert(notebook.cells.index(before), nbformat.v4.new_markdown_cell(f"> **On this website:** {text}"))
 
 
 def browsable_summaries(notebook: Path, run_dir: Path) -> str:
-    """Give the staged notebook 05's summary browser every user's view (:meth:`SummaryComparison.kernel_free`):
-    the saved state papermill stored holds the first user only, and picking another one needs the kernel. The
-    browser is rebuilt from the run's stored results (blocks, both methods' steps and summaries, the audit) and
-    its state replaces the saved view's in the notebook's ``metadata.widgets``. Returns what was done."""
+    """Give the staged notebook 05's summary browser every test user's view (at most :data:`MAX_BROWSER_USERS`;
+    :meth:`SummaryComparison.kernel_free`): the saved state papermill stored holds the first user only, and
+    picking another one needs the kernel. The browser is rebuilt from the stage results the run recorded (blocks,
+    both methods' steps and summaries, the audit), and its state replaces the old view's in the notebook's
+    ``metadata.widgets`` (models other outputs use are kept). Where that cannot be done the saved view stays and
+    a note above it on the page says why. Returns what was done."""
     import nbformat
     from ipywidgets import embed
 
-    from . import chunking, io, stages, summarize, widgets
-    from .config import resolve_config
+    from . import widgets
 
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and "SummaryComparison(" in c.source
              and any(WIDGET_VIEW in o.get("data", {}) for o in c.get("outputs", []))]
     if not cells:
         return f"{notebook.name}: no summary browser output to make browsable"
-    manifest = io.read_json(run_dir / "manifest.json")
-    cfg = resolve_config(manifest["profile"], run_dir, manifest.get("overrides") or {})
-    methods = ("hierarchical", "recurrent")
-    audit = stages.require(cfg, "05_compare") / "audit.parquet"
-    browser = widgets.SummaryComparison(chunking.read_blocks(cfg), {m: summarize.read_steps(cfg, m) for m in methods},
-                                        {m: summarize.read_summaries(cfg, m) for m in methods},
-                                        audit=io.read_parquet(audit) if audit.exists() else None)
+    try:
+        blocks, steps, summaries, audit, where = _browser_inputs(run_dir)
+        users = set(_browser_users(summaries))
+        summaries = {m: f[f["user_id"].isin(users)] for m, f in summaries.items()}
+        browser = widgets.SummaryComparison(blocks, steps, summaries, audit=audit)
+    except Exception as exc:  # noqa: BLE001 - the saved state stays: the browser shows its first user
+        _note_cell(nb, cells[0], "the summary browser below shows only the first user (the view saved when the "
+                   f"notebook ran): the run's stored results could not be read ({type(exc).__name__}: {exc}). "
+                   "Run the notebook in JupyterLab to browse every user.")
+        nbformat.write(nb, str(notebook))
+        return (f"{notebook.name}: the summary browser keeps its saved state only ({type(exc).__name__}: {exc}); "
+                "a note on the page says so")
     view, link = browser.kernel_free()
     state = embed.dependency_state([view, link], drop_defaults=True)
     output = next(o for o in cells[0].outputs if WIDGET_VIEW in o.get("data", {}))
     output["data"][WIDGET_VIEW] = {"version_major": 2, "version_minor": 0, "model_id": view.model_id}
-    saved = nb.metadata.setdefault("widgets", {}).setdefault(WIDGET_STATE, {"version_major": 2, "version_minor": 0,
-                                                                          "state": {}})
-    saved["state"].update(state)
+    saved = (nb.metadata.get("widgets") or {}).get(WIDGET_STATE, {}).get("state", {})
+    others = {o["data"][WIDGET_VIEW].get("model_id") for c in nb.cells for o in c.get("outputs", [])
+              if WIDGET_VIEW in o.get("data", {}) and o is not output}
+    kept = {k: saved[k] for k in _reachable(saved, others)}
+    nb.metadata["widgets"] = {WIDGET_STATE: {"version_major": 2, "version_minor": 0, "state": {**kept, **state}}}
+    n_users = len(browser.user.options)
+    if not where.startswith("the run's recorded"):
+        _note_cell(nb, cells[0], f"the summary browser below was rebuilt from {where}.")
     nbformat.write(nb, str(notebook))
-    users = len(browser.user.options)
     view.close_all()
-    return f"{notebook.name}: the summary browser holds all {users} users' views (browsable without a kernel)"
+    return (f"{notebook.name}: the summary browser holds {n_users} test users' views (browsable without a kernel), "
+            f"from {where}")
 
 
 def stage(run_dir: Path, staging: Path, repo: Path = REPO_ROOT) -> tuple[dict[str, Any], list[str]]:
@@ -238,6 +334,21 @@ def size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def mkdocs_warnings(output: str) -> list[str]:
+    """MkDocs' ``WARNING``/``ERROR`` messages in its log output, each with its indented continuation lines."""
+    found: list[str] = []
+    open_message = False
+    for line in output.splitlines():
+        if re.match(r"^(WARNING|ERROR)\b", line):
+            found.append(line.strip())
+            open_message = True
+        elif open_message and line[:1] in (" ", "\t") and line.strip():
+            found[-1] += "\n" + line.rstrip()
+        else:
+            open_message = False
+    return found
+
+
 def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site", log=print) -> dict[str, Any]:
     """Build the site into ``out`` (replaced) from ``run_dir``; returns seconds, bytes, pages and the front page."""
     import yaml
@@ -251,21 +362,25 @@ def build(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] = "site",
         config_path = Path(tmp) / "mkdocs.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", NO_MKDOCS_2_WARNING="1")  # the latter: see website/mkdocs.yml
-        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "--quiet", "-f", str(config_path)],
+        # Not strict (the executed notebooks give MkDocs warnings it cannot act on), but every warning is shown.
+        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-f", str(config_path)],
                               capture_output=True, text=True, env=env, cwd=tmp)
         if done.returncode != 0:
             raise SiteError(f"mkdocs build failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    warnings = mkdocs_warnings(done.stderr + done.stdout)
     localize(out)
     fetches = external_fetches(out)
     if fetches:
         raise SiteError("the site would fetch from the network:\n  " + "\n  ".join(fetches[:20]))
     pages = sorted(str(p.relative_to(out)) for p in out.rglob("*.html") if p.name != "404.html")
     result = {"site": str(out), "index": str(out / "index.html"), "seconds": round(time.perf_counter() - began, 1),
-              "bytes": size(out), "pages": pages, "run": str(run_dir), "warnings": done.stderr.strip(),
-              "notes": notes}
+              "bytes": size(out), "pages": pages, "run": str(run_dir), "warnings": warnings, "notes": notes}
+    for warning in warnings:
+        log(f"mkdocs: {warning}")
     log(f"site: {len(pages)} pages, {result['bytes'] / 2**20:.1f} MiB, built in {result['seconds']} s from {run_dir}")
     for note in notes:
         log(f"  {note}")
+    log(f"{len(warnings)} MkDocs warning(s)" + (" (listed above)" if warnings else ""))
     log(f"open {result['index']}")
     return result
 
@@ -276,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="site", help="where to write the site (replaced)")
     parser.add_argument("--json", action="store_true", help="print the build's summary as JSON")
     args = parser.parse_args(argv)
-    try:
-        result = build(args.run, args.out, log=(lambda *_: None) if args.json else print)
+    try:  # with --json the log (warnings and their count included) goes to stderr, the summary to stdout
+        result = build(args.run, args.out, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
     except SiteError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

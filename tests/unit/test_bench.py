@@ -24,12 +24,15 @@ def test_bench_main_keeps_results_of_benchmarks_not_run(tmp_path, monkeypatch):
     out = tmp_path / "bench"
     out.mkdir()
     (out / "bench.json").write_text(json.dumps({"benchmarks": {"summarize": {"speedup": 4.0}}}))
-    fake = {"benchmark": "scoring", "rows": [{"variant": "a"}], "speedup": 6.0, "goal": "x", "met": True}
+    fake = {"benchmark": "scoring", "rows": [{"variant": "a"}], "speedup": 6.0, "goal": "x", "met": True,
+            "model": "/home/me/models/foo@0123456789abcdef|float32|none"}
     monkeypatch.setitem(bench.BENCHMARKS, "scoring", lambda model_name: dict(fake))
     assert bench.main(["--only", "scoring", "--out", str(out)]) == 0
     saved = json.loads((out / "bench.json").read_text())
     assert saved["benchmarks"]["summarize"] == {"speedup": 4.0}
     assert saved["benchmarks"]["scoring"]["speedup"] == 6.0 and "machine" in saved["benchmarks"]["scoring"]
+    assert "commit" in saved["benchmarks"]["scoring"]["git"]  # each entry its own commit
+    assert saved["benchmarks"]["scoring"]["model"] == "foo@0123456789abcdef|float32|none"  # no local path
 
 
 def test_precision_benchmark_counts_rank_changes_between_float32_and_bfloat16():

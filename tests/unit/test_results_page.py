@@ -4,6 +4,7 @@ shows a number its JSON does not hold, fails here: a page can be stale only visi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -47,9 +48,18 @@ def test_a_committed_results_page_is_exactly_what_its_recorded_results_give(page
 
 @pytest.mark.parametrize("page", committed_pages(), ids=lambda p: p.name)
 def test_every_number_on_a_committed_results_page_is_one_its_run_recorded(page):
-    shown = rp.numbers_in(page.read_text(encoding="utf-8"))
-    recorded = rp.numbers_recorded(io.read_json(page.with_suffix(".json")))
+    data = io.read_json(page.with_suffix(".json"))
+    shown = rp.numbers_shown(page.read_text(encoding="utf-8"), data)
+    recorded = rp.numbers_recorded(data)
     assert shown <= recorded, f"{page.name} shows numbers its run did not record: {sorted(shown - recorded)[:20]}"
+
+
+@pytest.mark.parametrize("page", committed_pages(), ids=lambda p: p.name)
+def test_the_writer_shows_only_recorded_numbers_on_a_page_rendered_again_from_its_json(page):
+    """Holds for the page the writer gives today (its provenance rows change; its numbers must stay recorded)."""
+    data = io.read_json(page.with_suffix(".json"))
+    shown = rp.numbers_shown(rp.page_from_json(page.with_suffix(".json")), data)
+    assert shown <= rp.numbers_recorded(data), sorted(shown - rp.numbers_recorded(data))[:20]
 
 
 @pytest.mark.regenerate
@@ -97,8 +107,10 @@ def _tiny_run(root: Path) -> Path:
         "packages": {"torch": "2.13.0+cpu", "transformers": "5.23.0"},
         "notebooks": [{"notebook": "07_evaluation.ipynb", "status": "ok", "seconds": 322.2,
                        "started": "2026-12-06T06:17:00+00:00",
+                       "git": {"commit": "c0ffee" + "0" * 34, "dirty": False},
                        "stage": {"stage": "07_eval", "fingerprint": fp, "folder": "/elsewhere", "result": "computed"}},
-                      {"notebook": "10_scaling_plan.ipynb", "status": "ok", "seconds": 11.6, "stage": None}]})
+                      {"notebook": "10_scaling_plan.ipynb", "status": "ok", "seconds": 11.6, "stage": None,
+                       "git": {"commit": "c0ffee" + "0" * 34, "dirty": False}}]})
     return run
 
 
@@ -113,14 +125,26 @@ def test_report_writes_the_page_its_json_and_its_figures_from_a_run(tmp_path, ca
     assert "**Reading the table**\n\n- TF-IDF leads with 0.850." in page and "$$x^2$$" not in page
     assert "| random | 0.55 | 0.1549 |" in page and "| tfidf | 0.85 | 0.4704 |" in page  # systems, as a table
     assert "| SASRec | 0.25 |" in page and "| precision | - |" in page
-    assert "| all notebooks | 333.8 s |" in page and "`52b0b93f1f37`" in page and "`ababababab" in page
+    assert "| all notebooks | 333.8 s |" in page and "`ababababab" in page
+    # The notebooks' own commit, and the manifest's top level labelled for what it is: the last invocation.
+    assert "| commit the notebooks ran at | `c0ffee000000`, every notebook |" in page
+    assert "| last pipeline invocation | started 2026-12-06T06:08:07+00:00, commit `52b0b93f1f37`" in page
+    assert "| first notebook started | 2026-12-06T06:17:00+00:00 |" in page and "run started" not in page
     assert data["fingerprints"] == {"07_eval": "ab" * 32} and data["total_seconds"] == 333.8
+    results = run / "results" / "07_evaluation.json"
+    assert data["notebooks"][0]["results_sha256"] == hashlib.sha256(results.read_bytes()).hexdigest()
+    assert data["notebooks"][1]["results_sha256"] is None  # 10 recorded no results file here
     assert rp.page_from_json(to.with_suffix(".json")) == page
-    assert rp.numbers_in(page) <= rp.numbers_recorded(data)
+    assert rp.numbers_shown(page, data) <= rp.numbers_recorded(data)
+    # Only recorded values and readings count as recorded: not the fingerprints, timestamps, commits or platform.
+    recorded = rp.numbers_recorded(data)
+    assert {"0.55", "0.1549", "322.2", "333.8", "20", "2"} <= recorded
+    assert not {"2026", "06", "11", "13", "07", "06T06"} & recorded
 
     # A number changed by hand on the page, or a stale page after new results: both are caught.
     edited = page.replace("| tfidf | 0.85 |", "| tfidf | 0.9 |")
-    assert "0.9" in rp.numbers_in(edited) - rp.numbers_recorded(data)
+    assert "0.9" in rp.numbers_shown(edited, data) - rp.numbers_recorded(data)
+    assert "2027" in rp.numbers_shown(page + "\nIn 2027 it was better.\n", data) - recorded
     data["notebooks"][0]["results"]["systems"]["tfidf"]["recall@10"] = 0.8
     assert rp.render_run(data, "demo") != page
 
@@ -137,6 +161,69 @@ def test_report_names_the_page_after_the_runs_profile_by_default(tmp_path, monke
                         {"page": str(to), "json": "", "figures": "", "n_figures": 0})
     assert pipeline.main(["report", "--run", str(run)]) == 0
     assert written["to"] == REPO_ROOT / "docs" / "results" / "demo.md"
+
+
+def test_report_writes_only_md_pages_and_never_over_what_it_did_not_write(tmp_path, capsys):
+    run = _tiny_run(tmp_path)
+    assert pipeline.main(["report", "--run", str(run), "--to", str(tmp_path / "page.txt")]) == 1
+    assert "ending in .md" in capsys.readouterr().err and not (tmp_path / "page").exists()
+
+    handwritten = tmp_path / "notes.md"
+    handwritten.write_text("# My notes\n")
+    assert pipeline.main(["report", "--run", str(run), "--to", str(handwritten)]) == 1
+    err = capsys.readouterr().err
+    assert str(handwritten) in err and "pass another --to" in err
+    assert handwritten.read_text() == "# My notes\n"
+
+    # A folder named like the figure folder that holds other things is left alone (no rmtree of a stranger's folder).
+    page = tmp_path / "out" / "demo.md"
+    (page.parent / "demo").mkdir(parents=True)
+    (page.parent / "demo" / "thesis.tex").write_text("precious")
+    assert pipeline.main(["report", "--run", str(run), "--to", str(page)]) == 1
+    assert "thesis.tex" in capsys.readouterr().err and (page.parent / "demo" / "thesis.tex").read_text() == "precious"
+
+    # Its own page is rewritten: the old figures go, the new ones come.
+    (page.parent / "demo" / "thesis.tex").unlink()
+    assert pipeline.main(["report", "--run", str(run), "--to", str(page)]) == 0
+    (page.parent / "demo" / "07_eval_old.png").write_bytes(b"old")
+    assert pipeline.main(["report", "--run", str(run), "--to", str(page)]) == 0
+    assert sorted(p.name for p in (page.parent / "demo").iterdir()) == ["07_eval_metric_bars.png"]
+
+
+def test_report_refuses_a_run_whose_notebooks_did_not_all_finish(tmp_path, capsys):
+    run = _tiny_run(tmp_path)
+    manifest = io.read_json(run / "manifest.json")
+    manifest["notebooks"][1].update(status="failed")
+    manifest["notebooks"].append({"notebook": "08_ablations.ipynb", "status": "running"})
+    io.write_json(run / "manifest.json", manifest)
+    assert pipeline.main(["report", "--run", str(run), "--to", str(tmp_path / "p.md")]) == 1
+    err = capsys.readouterr().err
+    assert "10_scaling_plan.ipynb (failed)" in err and "08_ablations.ipynb (running)" in err
+    assert not (tmp_path / "p.md").exists()
+
+
+def test_a_variants_page_is_named_after_its_digest_and_finds_its_figures_in_the_run_directory(tmp_path, monkeypatch):
+    run = _tiny_run(tmp_path)
+    variant = run / "variants" / "0123456789ab"
+    (variant / "results").mkdir(parents=True)
+    for rel in ("manifest.json", "notebooks", "results/07_evaluation.json"):
+        (run / rel).rename(variant / rel)
+    manifest = io.read_json(variant / "manifest.json")
+    manifest.update(overrides={"data.n_train": 50}, config_digest="0123456789ab")
+    io.write_json(variant / "manifest.json", manifest)
+    assert rp.default_page(variant, manifest) == REPO_ROOT / "docs" / "results" / "demo-0123456789ab.md"
+    assert rp.default_page(run, {"profile": "demo", "overrides": {}}) == REPO_ROOT / "docs" / "results" / "demo.md"
+    to = tmp_path / "variant.md"
+    assert pipeline.main(["report", "--run", str(variant), "--to", str(to)]) == 0
+    assert (tmp_path / "variant" / "07_eval_metric_bars.png").read_bytes() == b"\x89PNG fake"
+    # The stage record's own folder comes first where it exists.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "other.png").write_bytes(b"other")
+    manifest["notebooks"][0]["stage"]["folder"] = str(elsewhere)
+    io.write_json(variant / "manifest.json", manifest)
+    assert pipeline.main(["report", "--run", str(variant), "--to", str(to)]) == 0
+    assert [p.name for p in (tmp_path / "variant").iterdir()] == ["07_eval_other.png"]
 
 
 def test_recorded_values_are_formatted_one_way():
@@ -177,6 +264,25 @@ def test_the_bench_writer_turns_bench_json_into_tables_and_keeps_the_prose(tmp_p
     assert rp.numbers_in(section) <= rp.numbers_recorded(bench)
     assert rp.main(["bench", "--from", str(tmp_path / "none.json"), "--to", str(page)]) == 1
     assert "run make bench first" in capsys.readouterr().err
+
+
+def test_bench_results_name_a_local_model_folder_by_its_name_and_carry_their_commit(tmp_path):
+    from trsr_utils.bench import public_model
+
+    assert public_model("/home/me/models/foo@0123456789abcdef|float32|none") == "foo@0123456789abcdef|float32|none"
+    assert public_model("HuggingFaceTB/SmolLM2-135M-Instruct|float32|none") == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct|float32|none")
+    bench = json.loads(BENCH_FIXTURE.read_text())
+    first = next(iter(bench["benchmarks"].values()))
+    first.update(model="/home/me/models/foo@0123456789abcdef|float32|none",
+                 git={"commit": "c0ffee" + "0" * 34, "dirty": False})
+    source, page = tmp_path / "bench.json", tmp_path / "benchmarks.md"
+    source.write_text(json.dumps(bench))
+    page.write_text(f"# B\n\n{rp.BENCH_BEGIN}\n{rp.BENCH_END}\n")
+    rp.write_bench_page(source, page)
+    text, written = page.read_text(), page.with_suffix(".json").read_text()
+    assert "/home/me" not in text and "/home/me" not in written
+    assert "model `foo@0123456789abcdef|float32|none`, at commit `c0ffee000000`." in text
 
 
 def test_a_page_without_bench_results_says_how_to_make_them():

@@ -111,3 +111,90 @@ def test_the_kernel_free_summary_browser_holds_every_users_view_linked_to_its_dr
     state = embed.dependency_state([view, link], drop_defaults=True)
     assert {view.model_id, stack.model_id, link.model_id} <= set(state)
     assert state[link.model_id]["model_name"] == "LinkModel"
+
+
+def _browser_run(tmp_path, n_users=3):
+    """A run whose manifest records the stage folders notebook 05's browser reads, and an executed notebook 05
+    whose saved widget state holds papermill's one-user view (model 'old')."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import nbformat
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_compare_widgets import frames
+
+    from trsr_utils import io, stages
+
+    blocks, steps, finals = frames()
+    users = [f"u{i}" for i in range(1, n_users + 1)]
+    # Every user but u2 is a test user; u2 (the second in order) is a training user and is not shown.
+    finals = {m: pd.DataFrame({"user_id": users, "summary": [f"User {u} likes comedy." for u in users],
+                               "flag": [""] * n_users, "split": ["train" if u == "u2" else "test" for u in users]})
+              for m in finals}
+    run = tmp_path / "run"
+    recorded = {}
+    for name, files in ((stages.SUMMARY_STAGE["hierarchical"], {"steps": steps["hierarchical"],
+                                                                "summaries": finals["hierarchical"]}),
+                        (stages.SUMMARY_STAGE["recurrent"], {"steps": steps["recurrent"],
+                                                             "summaries": finals["recurrent"]}),
+                        ("02_text", {"blocks": blocks}), ("05_compare", {})):
+        fp = name.encode().hex().ljust(64, "0")[:64]
+        folder = run / name / fp[:12]
+        folder.mkdir(parents=True)
+        for stem, frame in files.items():
+            io.write_parquet(folder / f"{stem}.parquet", frame)
+        io.write_json(folder / stages.RECORD, {"stage": name, "fingerprint": fp})
+        recorded[name] = {"stage": name, "fingerprint": fp, "folder": str(folder), "result": "computed"}
+    io.write_json(run / "manifest.json", {"profile": "no-such-profile", "overrides": {}, "stages": recorded})
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("browser = widgets.SummaryComparison(blocks, steps, finals)\nbrowser")
+    cell.outputs = [nbformat.v4.new_output("display_data", {site.WIDGET_VIEW: {"model_id": "old"},
+                                                            "text/plain": "VBox()"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# 05"), cell]
+    nb.metadata["widgets"] = {site.WIDGET_STATE: {"version_major": 2, "version_minor": 0,
+                                                  "state": {"old": {"model_name": "VBoxModel", "state": {}}}}}
+    (run / "notebooks").mkdir()
+    path = run / "notebooks" / site.SUMMARY_BROWSER
+    nbformat.write(nb, str(path))
+    return run, path, json
+
+
+def test_the_site_rebuilds_the_summary_browser_from_the_runs_recorded_stages_for_its_test_users(tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setattr(site, "MAX_BROWSER_USERS", 3)
+    run, path, json = _browser_run(tmp_path, n_users=5)  # the profile does not exist: only the manifest is read
+    note = site.browsable_summaries(path, run)
+    assert "3 test users' views" in note and "the run's recorded stage results" in note, note
+    nb = nbformat.read(str(path), as_version=4)
+    state = nb.metadata["widgets"][site.WIDGET_STATE]["state"]
+    assert "old" not in state  # papermill's one-user view is replaced, not added to
+    view = nb.cells[1].outputs[0]["data"][site.WIDGET_VIEW]["model_id"]
+    assert view in state and len(nb.cells) == 2  # no note: the run's own results were read
+    dropdowns = [m for m in state.values() if m["model_name"] == "DropdownModel"]
+    assert [d["state"]["_options_labels"] for d in dropdowns] == [["u1", "u3", "u4"]]  # test users, capped
+
+
+def test_a_summary_browser_the_site_cannot_rebuild_says_so_on_the_page(tmp_path):
+    import nbformat
+
+    run, path, _ = _browser_run(tmp_path)
+    (run / "02_text").rename(run / "02_text_gone")
+    note = site.browsable_summaries(path, run)
+    assert "keeps its saved state only" in note
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[1].cell_type == "markdown" and "shows only the first user" in nb.cells[1].source
+    assert "old" in nb.metadata["widgets"][site.WIDGET_STATE]["state"]
+
+
+def test_mkdocs_warnings_are_picked_out_of_its_log_with_their_continuations():
+    log = ("INFO    -  Cleaning site directory\nWARNING -  Doc file 'docs/a.md' contains a link 'b.md', but the target "
+           "is not found.\n            (second line)\nINFO    -  Documentation built in 3.1 seconds\n"
+           "ERROR   -  something else\n")
+    assert site.mkdocs_warnings(log) == [
+        "WARNING -  Doc file 'docs/a.md' contains a link 'b.md', but the target is not found.\n            (second line)",
+        "ERROR   -  something else"]
+    assert site.mkdocs_warnings("INFO - fine\n") == []
