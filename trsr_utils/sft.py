@@ -197,8 +197,10 @@ class Validator:
         m = metrics.evaluate(scores)
         seconds = time.perf_counter() - began
         self.seconds += seconds
+        # p_yes: every validation candidate's p(yes) (positive first), so that what the model learned can be
+        # looked at later (notebook 06's per-user AUC) without scoring again
         record = {"step": step, "checkpoint": checkpoint, "selection": metrics.selection_score(m),
-                  "seconds": round(seconds, 2), **m}
+                  "seconds": round(seconds, 2), **m, "p_yes": [[float(x) for x in s] for s in scores]}
         self.records = [r for r in self.records if r["step"] != step] + [record]
         if self.path is not None:
             io.write_json(self.path, sorted(self.records, key=lambda r: r["step"]))

@@ -75,6 +75,12 @@ def test_training_lowers_the_loss_and_keeps_the_best_adapter(tmp_path, prepared_
     folder = stages.result_dir(cfg, sft.STAGE)
     assert (folder / "adapter" / "adapter_model.safetensors").exists() and stages.is_complete(cfg, sft.STAGE)
     assert report["examples_per_second"] > 0 and report["peak_memory_mb"] > 0
+    # every validation stores its candidates' p(yes); the selected step's are the saved adapter's (notebook 06's AUC)
+    validator = sft.Validator(cfg, tok)
+    again_scored = validator.scores(sft.load_adapter(cfg, base=llm.load_model(llm.TINY, device="cpu")))
+    assert len(report["best"]["p_yes"]) == len(again_scored)
+    for stored, now in zip(report["best"]["p_yes"], again_scored):
+        assert np.allclose(stored, now, atol=1e-6)
 
     # Killed after checkpoint 6: no completion record, no adapter, no last checkpoint. Nothing accepts the folder as
     # finished; the same settings resume from checkpoint 6, keeping the validations already done.
