@@ -379,7 +379,8 @@ def reading(table: pd.DataFrame, metric: str = "recall@10", ranks: pd.DataFrame 
                    "whether it buys quality is read from the summary axis above, within its uncertainty.")
     if len(controls):
         out.append(f"{len(controls)} control cell{'s' if len(controls) != 1 else ''} (section 4) "
-                   f"{'are' if len(controls) != 1 else 'is'} read there, in their own family of tests.")
+                   f"{'are' if len(controls) != 1 else 'is'} read there, in "
+                   f"{'their' if len(controls) != 1 else 'its'} own family of tests.")
     return out
 
 

@@ -342,7 +342,7 @@ def reading(summary: pd.DataFrame, spec: pd.DataFrame, k: int = TOP_K) -> list[s
         out.append(f"{method}: names {row['named']:.1f} attributes per summary (of them {row['invented']:.2f} on "
                    f"average not in the history; {row['names_nothing']:.0%} of summaries name none); covers "
                    f"{row['coverage']:.0%} of its user's top {k} and {row['coverage_others']:.0%} of other users' "
-                   f"({p}): it {verdict}" + (f" ({fb} of its {int(row['users'])} summaries are the template fallback)."
+                   f"({p}): it {verdict}" + (f" ({fb} of its {int(row['users'])} summaries {'is' if fb == 1 else 'are'} the template fallback)."
                                              if fb else "."))
     return out
 

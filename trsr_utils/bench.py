@@ -462,7 +462,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None,
                         help="loaders: where the generated files are cached (default: <out>/synth)")
     args = parser.parse_args(argv)
-    from .pipeline import git_state
 
     # Only the loaders benchmark takes these; the others are called with the model alone.
     extra = {"loaders": {"scale": args.scale, "data_dir": args.data_dir or str(Path(args.out) / "synth")}}
@@ -474,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", flush=True)
         result = BENCHMARKS[name](model_name=args.model, **extra.get(name, {}))
         # Each entry its own commit, machine and time: entries from earlier invocations are kept.
-        result.update({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "git": git_state()})
+        result.update({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "git": io.git_state()})
         if result.get("model"):
             result["model"] = public_model(result["model"])
         results["benchmarks"][name] = result

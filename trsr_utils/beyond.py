@@ -477,6 +477,8 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
               "scores": {k: [list(map(float, s)) for s in f["scores"]] for k, f in frames.items()}}
     io.write_json(out / "results.json", record)
     stages.finish(cfg, STAGE)
+    log(f"{len(table)} rows for {len(samples)} test users, {len(two)} two-stage rows; the tables in "
+        f"{io.shown_path(out, cfg.run_dir)}")
     distributed.barrier()
     return read(cfg)
 

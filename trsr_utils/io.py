@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+
+from .config import REPO_ROOT
 
 RESULTS_MIME = "application/vnd.trsr.results+json"
 _UMASK = os.umask(0)
@@ -136,3 +139,15 @@ def shown_path(path: str | Path, root: str | Path | None) -> str:
         return str(Path(path).resolve().relative_to(Path(root).resolve()))
     except ValueError:
         return str(path)
+
+
+def git_state() -> dict[str, Any]:
+    """The repository's commit and whether tracked files differ from it (what made a result: manifests, stages)."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}

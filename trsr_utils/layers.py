@@ -24,7 +24,7 @@ LAYER: dict[str, str] = {
     "data": "method", "baselines": "method",
     "evaluation": "stages", "ablation": "stages", "beyond": "stages", "compare": "stages",
     "plots": "report", "widgets": "report", "counterfactual": "report",
-    "pipeline": "tools", "preflight": "tools", "bench": "tools", "plan": "tools",
+    "pipeline": "tools", "preflight": "tools", "bench": "tools", "plan": "tools", "site": "tools", "results_page": "tools",
 }
 
 

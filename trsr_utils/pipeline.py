@@ -29,7 +29,6 @@ import ast
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ from typing import Any, Mapping
 
 import nbformat
 
-from . import io, stages
+from . import io, results_page, stages
+from .io import git_state
 from .config import REPO_ROOT, ConfigError, parse_sets, resolve_config
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -134,17 +134,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
@@ -362,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "report":
-        from . import results_page
 
         try:
             manifest = _load_manifest(Path(args.run) / "manifest.json")

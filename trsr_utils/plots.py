@@ -96,10 +96,18 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
 
 def sft_curves(report: dict, random_recall10: float | None = None):
     """Training loss per logged step, and validation Recall@10 / MRR@10 per checkpoint (step 0 = zero-shot)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(14.5, 3.4))
     loss = pd.DataFrame(report["loss_history"])
     if len(loss):
-        sns.lineplot(loss, x="step", y="loss", marker="o", ax=axes[0])
+        sns.lineplot(loss, x="step", y="loss", marker="o", ax=axes[0], label="logged loss")
+    q = report["positives"] / report["examples"] if report.get("examples") and report.get("positives") else None
+    if q is not None and 0 < q < 1 and report.get("loss") in ("answer", "yes_no"):
+        # the loss of a model that learned only the share of Yes answers (sft.reading argues from it)
+        prior = -(q * np.log(q) + (1 - q) * np.log(1 - q))
+        axes[0].axhline(prior, ls="--", c="grey", label=f"{'ln 2' if q == 0.5 else f'H({q:.2f})'} = {prior:.3f}: "
+                        "only the Yes rate learned")
+    if axes[0].get_legend_handles_labels()[0]:
+        _legend_outside(axes[0])
     axes[0].set_title("Training loss")
     val = pd.DataFrame(report["validation"])
     long = val.melt(id_vars="step", value_vars=["recall@10", "mrr@10"], var_name="metric", value_name="value")
@@ -444,10 +452,13 @@ def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7
     colours = dict(zip(systems, sns.color_palette(n_colors=len(systems))))
     listed = [s for s in systems if not s.startswith("pointwise")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.0))
+    # each system its own marker and dash, so that lines lying on each other stay visible
+    styles = dict(zip(systems, [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-")] * len(systems)))
     for system in listed:
         g = p[p["system"] == system]
         by = g.groupby("band")["rank"].mean().reindex(range(bins))  # NaN where nothing was listed: a break, not 0
-        left.plot(range(bins), by.to_numpy(), marker="o", color=colours[system], label=system)
+        left.plot(range(bins), by.to_numpy(), marker=styles[system][0], linestyle=styles[system][1],
+                  markersize=7 - 2 * (listed.index(system) % 2), color=colours[system], label=system)
     for system in systems:
         if system not in listed:
             left.axhline(p.loc[p["system"] == system, "rank"].mean(), color=colours[system], linestyle=":",
@@ -466,8 +477,9 @@ def position_bias(positions: pd.DataFrame, n_candidates: int = 21, bins: int = 7
         g = p[p["system"] == system]
         # every prompt has a top candidate: a band that never held it is a measured 0, not a missing value
         share = g["top_band"].value_counts(normalize=True).reindex(range(bins), fill_value=0)
-        right.plot(range(bins), share.to_numpy(), marker="o", color=colours[system],
-                   label=system if system in listed else f"{system}: order scored in")
+        right.plot(range(bins), share.to_numpy(), marker=styles[system][0], linestyle=styles[system][1],
+                   markersize=7 - 2 * (systems.index(system) % 2), color=colours[system],
+                   label=system if system in listed else f"{system}: where its top candidate was in the scoring order")
     right.axhline(1 / bins, color="grey", linestyle="-.", linewidth=0.8, label="uniform share")
     right.set_ylabel("share of prompts")
     right.set_title("Where the top-ranked candidate was listed (dash-dot: uniform)", fontsize=10)

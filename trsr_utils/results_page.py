@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import io
+from .bench import public_model
 from .config import REPO_ROOT
+from .stages import DIGEST_CHARS
 
 FORMAT = 2  # of the JSON beside a results page (2: per-notebook commit and results digest, last invocation)
 FIGURE_STAGES = ("05_compare", "07_eval", "08_ablations", "09_beyond")  # stage folders whose *.png a page shows
@@ -161,8 +163,6 @@ def run_root(run: Path) -> Path:
 def stage_folder(run: Path, stage: dict[str, Any]) -> Path:
     """Where a stage record's result lives: the folder it recorded, or ``<stage>/<fingerprint>`` in the run's root
     (a variant shares its stage results with the run directory above it)."""
-    from .stages import DIGEST_CHARS
-
     recorded = Path(stage["folder"]) if stage.get("folder") else None
     if recorded is not None and recorded.is_dir():
         return recorded
@@ -490,8 +490,6 @@ def write_bench_page(bench_json: str | Path | None, page: str | Path) -> dict[st
     text = page.read_text(encoding="utf-8")
     bench = io.read_json(bench_json) if bench_json and Path(bench_json).exists() else None
     if bench is not None:
-        from .bench import public_model
-
         for r in bench.get("benchmarks", {}).values():  # a local model folder by its name, not this machine's path
             if r.get("model"):
                 r["model"] = public_model(r["model"])

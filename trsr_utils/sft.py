@@ -244,37 +244,50 @@ def reading(report: dict[str, Any], valid_users: int) -> list[str]:
     zero, best = report.get("zero_shot"), report["best"]
     out.append(f"{valid_users} validation users: one user moves each Recall@K by {1 / valid_users:.3f}, and the "
                f"selection score (R@3 + R@5 + R@10, at most 3) by up to {3 / valid_users:.3f}.")
+    tied = [v["step"] for v in report.get("validation", []) if v["step"] and v["selection"] == best["selection"]]
+    if len(tied) > 1:
+        out.append(f"Checkpoints at steps {', '.join(map(str, tied))} tie at {best['selection']:.3f}; the earliest, "
+                   f"step {best['step']}, is kept.")
     if zero is not None:
         gain = best["selection"] - zero["selection"]
         out.append(f"The selected checkpoint (step {best['step']}) scores {best['selection']:.3f} against "
                    f"{zero['selection']:.3f} zero-shot: a difference of {gain:+.3f}, about "
-                   f"{abs(gain) * valid_users:.0f} user-cut-off crossings; notebook 07 measures it on the test users.")
+                   f"{abs(gain) * valid_users:.0f} user-cut-off crossings"
+                   + (" (below zero-shot: training has not helped on these users)" if gain < 0 else "")
+                   + "; notebook 07 measures it on the test users.")
     return out
 
 
 def auc_reading(auc: Any, p_zero: Sequence[Any], p_tuned: Sequence[Any], margin: float = 0.05) -> list[str]:
     """What per-user AUC (columns ``zero-shot``, ``fine-tuned``) says about what the adapter learned, from the
-    numbers: a shift of every p(yes) alike moves no AUC, so a model that learned only the prior keeps the zero-shot
-    AUC while its mean p(yes) moves."""
+    numbers: a shift of every p(yes) alike moves no AUC, so a model that learned only the prior keeps each user's
+    zero-shot AUC while its mean p(yes) moves. Users' AUCs that move both ways while their mean stays are a
+    reshuffle, not a ranking learned."""
     import numpy as np
 
     z, t = auc["zero-shot"].to_numpy(), auc["fine-tuned"].to_numpy()
     up, down = int((t > z).sum()), int((t < z).sum())
     mz, mt = float(np.mean([p.mean() for p in p_zero])), float(np.mean([p.mean() for p in p_tuned]))
+    shift, moved = float(t.mean() - z.mean()), float(np.abs(t - z).mean())
     out = [f"Mean p(yes) over the candidates: {mz:.3f} zero-shot, {mt:.3f} fine-tuned ({mt - mz:+.3f}).",
-           f"Mean per-user AUC: {z.mean():.3f} zero-shot, {t.mean():.3f} fine-tuned ({t.mean() - z.mean():+.3f}); "
-           f"{up} of {len(t)} users up, {down} down, {len(t) - up - down} unchanged (.5 is a coin)."]
-    if abs(t.mean() - z.mean()) < margin:
-        out.append(f"The AUCs moved by less than {margin:.2f}: the adapter ranks each user's candidates much as the "
-                   "base model did. What changed is how often it says Yes"
-                   + (" (the mean p(yes) moved)" if abs(mt - mz) >= 0.02 else "")
-                   + ", the prior, not which candidate is the user's.")
-    elif t.mean() > z.mean():
-        out.append("The AUCs rose: the adapter separates these users' positives from their negatives better than "
-                   "the base model, beyond a shift of the Yes rate.")
+           f"Mean per-user AUC: {z.mean():.3f} zero-shot, {t.mean():.3f} fine-tuned ({shift:+.3f}); "
+           f"{up} of {len(t)} users up, {down} down, {len(t) - up - down} unchanged (.5 is a coin); a user's AUC "
+           f"moved by {moved:.3f} on average."]
+    yes_rate = " (the mean p(yes) moved)" if abs(mt - mz) >= 0.02 else ""
+    if moved < margin:
+        out.append(f"Each user's AUC moved by less than {margin:.2f} on average: the adapter ranks each user's "
+                   f"candidates much as the base model did. What changed is how often it says Yes{yes_rate}, the "
+                   "prior, not which candidate is the user's.")
+    elif shift >= margin:
+        out.append("The AUCs rose on average: the adapter separates these users' positives from their negatives "
+                   "better than the base model, beyond a shift of the Yes rate.")
+    elif shift <= -margin:
+        out.append("The AUCs fell on average: on these users the adapter separates positives from negatives worse "
+                   "than the base model did.")
     else:
-        out.append("The AUCs fell: on these users the adapter separates positives from negatives worse than the "
-                   "base model did.")
+        out.append(f"The mean AUC moved by less than {margin:.2f} while single users' AUCs moved both ways: the "
+                   f"adapter reshuffled each user's candidates without ranking the positives higher on average; the "
+                   f"change shared by all is how often it says Yes{yes_rate}.")
     return out
 
 
@@ -580,7 +593,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     io.write_json(out / "report.json", report)
     stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
     log(f"best checkpoint: step {best['step']} (selection score {best['selection']:.3f} of 3); adapter saved to "
-        f"{adapter}")
+        f"{io.shown_path(adapter, cfg.run_dir)}")
     distributed.barrier()  # the other ranks wait here for the files just written
     return report
 
@@ -589,7 +602,7 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
     """The finished adapter's report; adds the zero-shot validation point when it was trained without one."""
     out = stages.result_dir(cfg, STAGE)
     report = io.read_json(out / "report.json")
-    log(f"re-using the adapter trained with these settings: {out / 'adapter'}")
+    log(f"re-using the adapter trained with these settings: {io.shown_path(out / 'adapter', cfg.run_dir)}")
     if cfg.sft.validate_zero_shot and report.get("zero_shot") is None and world()[0] == 0:  # rank 0 writes
         m = cfg.model
         tokenizer = tokenizer or llm.load_tokenizer(m.recommender)

@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import REPO_ROOT
+from . import chunking, io, stages, summarize, widgets
+from .config import REPO_ROOT, resolve_config
+from .stages import DIGEST_CHARS
 
 WEBSITE = REPO_ROOT / "website"
 VENDOR = WEBSITE / "vendor"
@@ -110,9 +112,6 @@ def _run_root(run_dir: Path) -> Path:
 def recorded_folders(run_dir: Path, manifest: dict[str, Any], names: tuple[str, ...]) -> dict[str, Path]:
     """Each stage's result folder as the run recorded it (the manifest's stage records: fingerprint and folder),
     checked against the folder's own completion record; :class:`SiteError` where one is missing or differs."""
-    from . import stages
-    from .stages import DIGEST_CHARS
-
     recorded = manifest.get("stages") or {}
     out = {}
     for name in names:
@@ -146,9 +145,6 @@ def _browser_inputs(run_dir: Path) -> tuple[Any, dict[str, Any], dict[str, Any],
     """Blocks, steps, summaries and audit for notebook 05's browser, read from the stage folders the run recorded
     (its manifest), or where it recorded none (an older manifest) from the profile's settings today, said so in
     the returned note."""
-    from . import chunking, io, stages, summarize
-    from .config import resolve_config
-
     manifest = io.read_json(run_dir / "manifest.json")
     methods = ("hierarchical", "recurrent")
     names = {"blocks": chunking.STAGE, "audit": "05_compare",
@@ -196,8 +192,6 @@ def browsable_summaries(notebook: Path, run_dir: Path) -> str:
     a note above it on the page says why. Returns what was done."""
     import nbformat
     from ipywidgets import embed
-
-    from . import widgets
 
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and "SummaryComparison(" in c.source

@@ -389,12 +389,11 @@ def is_complete(cfg: Config, name: str) -> bool:
 
 def finish(cfg: Config, name: str, seconds: float | None = None, **extra: Any) -> Path:
     """Mark ``name``'s result under ``cfg`` complete (after every output file is written); returns its folder."""
-    from .pipeline import git_state
 
     fp = fingerprint(cfg, name)
     folder = result_dir(cfg, name, create=True)
     io.write_json(folder / RECORD, {"stage": name, "fingerprint": fp.digest, "created": time.time(),
-                                    "seconds": seconds, "git": git_state(), "parts": fp.parts, **extra})
+                                    "seconds": seconds, "git": io.git_state(), "parts": fp.parts, **extra})
     return folder
 
 

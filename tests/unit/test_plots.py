@@ -206,6 +206,10 @@ def test_auc_reading_tells_the_prior_from_the_ranking():
     better = pd.DataFrame({"zero-shot": [0.5, 0.5], "fine-tuned": [1.0, 1.0]})
     assert "rose" in sft.auc_reading(better, p_zero, p_zero)[-1]
     assert "2 of 2 users up" in sft.auc_reading(better, p_zero, p_zero)[1]
+    # the mean stays but single users move both ways (the demo's 06): a reshuffle, not "ranks as the base model did"
+    shuffled = pd.DataFrame({"zero-shot": [0.0, 0.8, 0.5], "fine-tuned": [0.35, 0.25, 0.7]})
+    lines = sft.auc_reading(shuffled, p_zero + p_zero[:1], [p + 0.3 for p in p_zero + p_zero[:1]])
+    assert "moved by 0.367 on average" in lines[1] and "reshuffled" in lines[-1] and "much as" not in lines[-1]
 
 
 def test_predictiveness_names_each_colour_and_keeps_its_legend_off_the_bars():

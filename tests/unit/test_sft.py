@@ -234,6 +234,12 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
     report.update(examples=600, positives=150, loss_history=[{"step": 75, "loss": 0.53}])
     text = "\n".join(sft.reading(report, 20))
     assert "H(0.25) = 0.562" in text and "probability 0.25" in text and "learned little beyond the prior" in text
+    # two checkpoints tie: the earlier is kept, and a selection below zero-shot is said
+    report.update(zero_shot={"selection": 2.5}, best={"step": 12, "selection": 1.5},
+                  validation=[{"step": 0, "selection": 2.5}, {"step": 12, "selection": 1.5},
+                              {"step": 24, "selection": 1.5}])
+    text = "\n".join(sft.reading(report, 6))
+    assert "steps 12, 24 tie at 1.500; the earliest, step 12, is kept" in text and "below zero-shot" in text
 
 
 @pytest.mark.parametrize("loss", ["answer", "yes_no"])
