@@ -124,7 +124,8 @@ def record_results(cfg: Any, notebook: str, results: dict[str, Any], overrides: 
         from IPython.display import display
 
         if get_ipython() is not None:
-            display({RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {shown_path(path, getattr(cfg, 'run_dir', None))}"}, raw=True)
+            shown = shown_path(path, getattr(cfg, "run_dir", None))
+            display({RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {shown}"}, raw=True)
     except ImportError:  # pragma: no cover - IPython is a dependency
         pass
     return clean

@@ -133,10 +133,12 @@ def logged(path: Path, root: Path | None = None, title: str = "") -> Iterator[Ca
         def log(message: str) -> None:
             print(message, file=stream, flush=True)
 
-        with contextlib.redirect_stdout(stream):
-            yield log
-        if stream.partial:
-            stream.write("\n")
+        try:
+            with contextlib.redirect_stdout(stream):
+                yield log
+        finally:  # a last line without its newline (or one cut by an error) still reaches the file
+            if stream.partial:
+                stream.write("\n")
     shown = path.resolve().relative_to(Path(root).resolve()) if root is not None else path
     seconds = time.perf_counter() - began
     said = (f"{stream.lines} progress line{'s' if stream.lines != 1 else ''} in {shown} ({seconds:.1f} s); the "
