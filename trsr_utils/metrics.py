@@ -73,6 +73,14 @@ def auc(scores: Sequence[float], positive: int = 0) -> float:
     return float(((others < s[positive]).sum() + 0.5 * (others == s[positive]).sum()) / len(others))
 
 
+def prior_loss(q: float) -> tuple[str, float]:
+    """The cross-entropy of answering Yes with probability ``q`` every time, ``q`` being the positives' share of
+    the training candidates: all a model that learned only that prior can reach. Returns its name (``ln 2`` at
+    1 positive : 1 negative, else ``H(q)``) and its value (0 where ``q`` is 0 or 1)."""
+    value = -(q * math.log(q) + (1 - q) * math.log(1 - q)) if 0 < q < 1 else 0.0
+    return ("ln 2" if q == 0.5 else f"H({q:.2f})"), value
+
+
 def selection_score(m: dict[str, float]) -> float:
     """What the paper selected checkpoints by: Recall@3 + Recall@5 + Recall@10 on validation."""
     return m["recall@3"] + m["recall@5"] + m["recall@10"]

@@ -15,6 +15,8 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from . import metrics
+
 RANDOM_LABEL = "random ranker, expected"
 
 
@@ -102,10 +104,8 @@ def sft_curves(report: dict, random_recall10: float | None = None):
         sns.lineplot(loss, x="step", y="loss", marker="o", ax=axes[0], label="logged loss")
     q = report["positives"] / report["examples"] if report.get("examples") and report.get("positives") else None
     if q is not None and 0 < q < 1 and report.get("loss") in ("answer", "yes_no"):
-        # the loss of a model that learned only the share of Yes answers (sft.reading argues from it)
-        prior = -(q * np.log(q) + (1 - q) * np.log(1 - q))
-        axes[0].axhline(prior, ls="--", c="grey", label=f"{'ln 2' if q == 0.5 else f'H({q:.2f})'} = {prior:.3f}: "
-                        "only the Yes rate learned")
+        named, prior = metrics.prior_loss(q)  # the loss sft.reading argues from
+        axes[0].axhline(prior, ls="--", c="grey", label=f"{named} = {prior:.3f}: only the Yes rate learned")
     if axes[0].get_legend_handles_labels()[0]:
         _legend_outside(axes[0])
     axes[0].set_title("Training loss")
@@ -584,9 +584,8 @@ def predictiveness(metrics_table: pd.DataFrame, metric: str = "recall@10", rando
     colors = ["C3" if "another" in q else "C0" for q in frame.index]
     ax.barh(frame.index, frame[metric], color=colors)
     # Both colours named (one legend entry per colour used), the legend right of the bars, off the data.
-    handles = [Patch(color="C0", label="built from the user's own data"),
-               Patch(color="C3", label="knows nothing of the user")]
-    handles = [h for h in handles if h.get_facecolor() in {Patch(color=c).get_facecolor() for c in colors}]
+    names = {"C0": "built from the user's own data", "C3": "knows nothing of the user"}
+    handles = [Patch(color=c, label=label) for c, label in names.items() if c in colors]
     if random is not None:
         handles.append(ax.axvline(random, color="0.4", ls="--", lw=1, label="random order"))
     _legend_outside(ax, handles, title="query", title_fontsize=8)

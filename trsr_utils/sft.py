@@ -224,17 +224,14 @@ def describe(record: dict[str, Any], users: int) -> str:
 
 def reading(report: dict[str, Any], valid_users: int) -> list[str]:
     """What the training run shows, in sentences computed from its report."""
-    import math
-
     out = []
     losses = [h["loss"] for h in report["loss_history"]]
     if losses and report["loss"] in ("answer", "yes_no"):
         # The cross-entropy of always answering Yes with probability q, the positives' share of the candidates:
         # all a model that learned only the prior can do (1 positive : 1 negative: q = 1/2, ln 2).
         q = report["positives"] / report["examples"] if report.get("examples") else 0.5
-        prior = -(q * math.log(q) + (1 - q) * math.log(1 - q)) if 0 < q < 1 else 0.0
+        named, prior = metrics.prior_loss(q)
         last = losses[-1]
-        named = "ln 2" if q == 0.5 else f"H({q:.2f})"
         out.append(f"The last logged loss is {last:.3f}; {named} = {prior:.3f} is the loss of answering Yes with "
                    f"probability {q:.2f} every time (the share of positives among the training candidates), which "
                    "is all a model that learned only that prior can do"

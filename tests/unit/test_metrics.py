@@ -51,3 +51,10 @@ def test_auc_counts_negatives_below_the_positive_ties_half():
     assert metrics.auc([0.3, 0.3, 0.3]) == 0.5 and metrics.auc([0.1, 0.2], positive=1) == 1.0
     with pytest.raises(ValueError):
         metrics.auc([1.0])
+
+
+def test_prior_loss_is_the_entropy_of_the_positive_share():
+    assert metrics.prior_loss(0.5) == ("ln 2", pytest.approx(math.log(2)))
+    name, value = metrics.prior_loss(0.25)
+    assert name == "H(0.25)" and value == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    assert metrics.prior_loss(1.0)[1] == 0.0
