@@ -242,7 +242,9 @@ def generation_params(cfg: Any, retry: bool = False) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- checking a generation
-_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# A sentence ends at . ! or ?, with up to two closing marks kept on it ('"That Darn Cat!" They' splits after the
+# quote, not before it: a split that swallowed the quote made a closed title look unclosed).
+_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+")
 _WORD = re.compile(r"[A-Za-z0-9']+")
 
 
@@ -378,6 +380,7 @@ def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: Templat
         rows.append({
             "user_id": r.user_id, "level": r.level, "index": r.index, "item_ids": r.item_ids,
             "recent_ids": r.recent_ids,
+            "first_raw": prompts.SUMMARY_OPENING + c.text,  # what ``problem`` judged
             "raw": prompts.SUMMARY_OPENING + used_calls[-1].text, "summary": summary, "flag": flag,
             "problem": cl.problem, "retry_problem": second[i][1][0].problem if i in second else "",
             "checks": ",".join(marked),
@@ -552,24 +555,35 @@ def template_summaries(blocks: Any, template: TemplateSummarizer) -> Any:
     return pd.DataFrame(rows)
 
 
+def step_kind(steps: Any) -> Any:
+    """Each step's one kind, the first that applies: fallback (template), retried, kept but flagged, trimmed or
+    deduplicated, clean."""
+    import numpy as np
+
+    conditions = [steps["flag"] == "fallback", steps["flag"] == "retried", steps["checks"] != "",
+                  steps["edits"] != ""]
+    return np.select(conditions, EXAMPLE_KINDS[:4], default=EXAMPLE_KINDS[4])
+
+
+EXAMPLE_KINDS = ("fallback (template)", "retried", "kept but flagged", "trimmed or deduplicated", "clean")
+
+
 def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
-    """A few steps of each kind, for honest show-and-tell: clean, trimmed, retried, fallback."""
+    """A few steps of each kind (each step in one kind only, :func:`step_kind`), for honest show-and-tell. The
+    first attempt is shown with the problem found in it; ``raw`` is the attempt the summary came from."""
     import pandas as pd
 
-    kinds = {
-        "clean": (steps["flag"] == "") & (steps["edits"] == "") & (steps["checks"] == ""),
-        "kept but flagged": (steps["flag"] != "fallback") & (steps["checks"] != ""),
-        "trimmed or deduplicated": (steps["flag"] == "") & (steps["edits"] != ""),
-        "retried": steps["flag"] == "retried",
-        "fallback (template)": steps["flag"] == "fallback",
-    }
+    kinds = pd.Series(step_kind(steps), index=steps.index)
     parts = []
-    for kind, mask in kinds.items():
-        chosen = steps[mask]
+    for kind in reversed(EXAMPLE_KINDS):  # clean first
+        chosen = steps[kinds == kind]
         chosen = chosen.sample(min(per_kind, len(chosen)), random_state=seed) if len(chosen) else chosen
         parts.append(chosen.assign(kind=kind))
-    cols = ["kind", "user_id", "level", "index", "problem", "checks", "edits", "raw", "summary"]
-    return pd.concat(parts)[cols].reset_index(drop=True)
+    out = pd.concat(parts)
+    out = out.assign(first_attempt=out["first_raw"], raw=out["raw"].where(out["calls"] > 1, ""))
+    cols = ["kind", "user_id", "level", "index", "first_attempt", "problem", "raw", "retry_problem", "checks",
+            "edits", "summary"]
+    return out[cols].rename(columns={"raw": "retry"}).reset_index(drop=True)
 
 
 def update_uptake(steps: Any) -> Any:

@@ -14,7 +14,7 @@ import time
 import pandas as pd
 import pytest
 
-from trsr_utils import llm, summarize
+from trsr_utils import llm, summarize, summary_checks
 from trsr_utils.config import resolve_config
 from trsr_utils.summarize import CallCache, clean_summary
 
@@ -46,6 +46,9 @@ def make_blocks(n_users: int, n_blocks: int, per_block: int = 3) -> pd.DataFrame
     (" likes A. B is good. C is good too. D is fine.", "This user likes A. B is good. C is good too.", "",
      ["shortened"]),
     ("'s favourite genre is drama.", "This user's favourite genre is drama.", "", []),
+    # a closing quote or bracket after the full stop stays with its sentence
+    (' likes "That Darn Cat!" They also like (old films.) And', 'This user likes "That Darn Cat!" They also like '
+     "(old films.)", "", ["trimmed"]),
 ])
 def test_clean_summary(generated, expected, problem, edits):
     cleaned = clean_summary(generated, max_sentences=3)
@@ -53,6 +56,7 @@ def test_clean_summary(generated, expected, problem, edits):
     assert cleaned.text == expected
     if not problem:
         assert cleaned.edits == edits
+        assert not summary_checks.unclosed_quote(cleaned.text)  # what the split keeps, the check sees closed
 
 
 def test_sentence_counting_ignores_decimals_and_counts_the_end():
@@ -283,7 +287,7 @@ def test_the_summarizer_loads_only_when_a_call_is_missing_from_the_cache(tmp_pat
 # ----------------------------------------------------------------- kill and resume
 CHILD = textwrap.dedent("""
     import json, sys, pandas as pd
-    from trsr_utils import llm, summarize
+    from trsr_utils import llm, summarize, summary_checks
     from trsr_utils.config import resolve_config
     CATALOG = json.loads(sys.argv[3])
     cfg = resolve_config("smoke", sys.argv[1], {"summary.batch_size": 1, "summary.max_new_tokens": 24})
@@ -396,3 +400,23 @@ def test_the_call_cache_uses_a_rollback_journal_on_a_network_filesystem(tmp_path
     assert cache.journal == "DELETE" and cache.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     cache.put_many([("k", "m", "p", {}, summarize.Call("t", "eos", 1, 1, 0.1, False))])
     assert list(cache.get_many(["k"])) == ["k"]
+
+
+def test_examples_show_each_step_under_one_kind_with_its_first_attempt():
+    rows = [  # (flag, checks, edits, calls): a retried step whose retry was also flagged belongs to "retried" only
+        ("", "", "", 1), ("", "", "trimmed", 1), ("", "unknown_title", "trimmed", 1),
+        ("retried", "unknown_title", "", 2), ("fallback", "", "", 2),
+    ]
+    steps = pd.DataFrame([{"user_id": f"u{i}", "level": 0, "index": 0, "flag": f, "checks": ch, "edits": ed,
+                           "calls": n, "first_raw": f"This user first {i}", "raw": f"This user last {i}",
+                           "problem": "" if n == 1 else "loop", "retry_problem": "loop" if f == "fallback" else "",
+                           "summary": f"s{i}"} for i, (f, ch, ed, n) in enumerate(rows)])
+    shown = summarize.examples(steps, per_kind=5)
+    assert sorted(shown["user_id"]) == [f"u{i}" for i in range(5)]  # every step once
+    assert dict(zip(shown["user_id"], shown["kind"])) == {
+        "u0": "clean", "u1": "trimmed or deduplicated", "u2": "kept but flagged", "u3": "retried",
+        "u4": "fallback (template)"}
+    by_user = shown.set_index("user_id")
+    assert by_user.loc["u3", "first_attempt"] == "This user first 3" and by_user.loc["u3", "problem"] == "loop"
+    assert by_user.loc["u3", "retry"] == "This user last 3"
+    assert by_user.loc["u0", "retry"] == ""  # one call: nothing retried
