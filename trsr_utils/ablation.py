@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from . import audit, distributed, evaluation, io, metrics, significance, stages
-from .config import with_overrides
+from .config import resolve_config, with_overrides
 from .user_prompts import main_summary
 
 STAGE = "08_ablations"
@@ -469,7 +469,8 @@ def control_results(cfg: Any, table: pd.DataFrame) -> dict[str, Any]:
     shift, effect = probability_shift(table, cfg), summary_effect(table, cfg)
     rec = stages.record(stages.result_dir(cfg, STAGE)) or {}
     rows = pairs[pairs["metric"] == "recall@10"] if len(pairs) else pairs
-    return {"profile": cfg.profile, "fingerprint": stages.fingerprint(cfg, STAGE).digest, "git": rec.get("git"),
+    fp = stages.fingerprint(cfg, STAGE)
+    return {"profile": cfg.profile, "fingerprint": fp.digest, "parts": fp.parts, "git": rec.get("git"),
             "users": int(table["users"].iloc[0]), "equivalence_margin": cfg.eval.equivalence_margin,
             "effect": _records(effect, ["method", "diff", "low", "high", "p", "p_holm", "tost_p", "low90", "high90",
                                         "equivalent", "users_to_bound", "decision"]),
@@ -500,9 +501,18 @@ def _record_command(profile: str) -> str:
             f"`python -m trsr_utils.ablation --profile {profile} --record docs/results/controls.json`")
 
 
-def shipped_reading(shipped: dict[str, Any] | None) -> str:
+def fingerprints_now(shipped: dict[str, Any] | None) -> dict[str, stages.Fingerprint]:
+    """Each shipped profile's notebook-08 fingerprint under this copy's code, settings, data and models (what a
+    run made now would carry; nothing is run)."""
+    return {p: stages.fingerprint(resolve_config(p), STAGE) for p in ((shipped or {}).get("runs") or {})}
+
+
+def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fingerprint] | None = None) -> str:
     """The shipped results as notebook 08 prints them (Markdown), and for each deciding profile not recorded in
-    them, what to run (course-long took about 4 hours on 2 cores, docs/results/course-long.md)."""
+    them, what to run (course-long took about 4 hours on 2 cores, docs/results/course-long.md). With ``now``
+    (:func:`fingerprints_now`), a result recorded under another fingerprint than its profile gives today is
+    marked stale, with what changed where the record keeps its fingerprint's parts: it is that run's finding,
+    kept beside the code that moved on, not this copy's."""
     runs = (shipped or {}).get("runs") or {}
     out = [] if runs else [f"**No recorded results of the deciding runs ship with this copy** ({SHIPPED.name} is "
                            "missing or empty)."]
@@ -510,6 +520,14 @@ def shipped_reading(shipped: dict[str, Any] | None) -> str:
         commit = (run.get("git") or {}).get("commit", "?")
         out.append(f"**{profile}** ({run['users']} test users; 08's fingerprint {run['fingerprint'][:12]}, commit "
                    f"{str(commit)[:10]}):")
+        fp = (now or {}).get(profile)
+        if fp is not None and fp.digest != run["fingerprint"]:
+            changed = stages.diff(run["parts"], fp.parts) if run.get("parts") else []
+            out.append(f"- **Stale**: this copy's {profile} profile gives fingerprint {fp.digest[:12]} (" + (
+                "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "") if changed else
+                "code, settings, data or models changed since; the record keeps only its digest") +
+                f"). The lines below are the finding of commit {str(commit)[:10]}; to have this copy's, run "
+                f"{_record_command(profile)}.")
         out += [f"- {line}" for line in run["reading"]]
     out += [f"**{p}**: not recorded in this copy; make it once with {_record_command(p)}."
             for p in DECIDING if p not in runs]
