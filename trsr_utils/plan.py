@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import io
 from .config import Config, ConfigError, parse_sets, resolve_config
 
 GB = 1e9
@@ -397,6 +398,13 @@ def _stage_dir(cfg: Config, name: str) -> Path | None:
         return stages.result_dir(cfg, name) if stages.is_complete(cfg, name) else None
     except (OSError, ValueError, KeyError):
         return None
+
+
+def measured_training_tokens(cfg: Config) -> float | None:
+    """Notebook 06's measured tokens per training candidate (its ``report.json``: every example's prompt and answer
+    tokens over the candidates, a shared prefix counted once per user), where 06 ran under ``cfg``; else None."""
+    folder = _stage_dir(cfg, "06_sft")
+    return float(io.read_json(folder / "report.json")["tokens_per_example_mean"]) if folder is not None else None
 
 
 def data_stats(cfg: Config) -> Stats:

@@ -179,13 +179,14 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
     legend = ax.get_legend()
     handles, labels = ((list(legend.legend_handles), [t.get_text() for t in legend.texts]) if legend
                        else ax.get_legend_handles_labels())
-    drawn = [m for m in metrics_ if random and m in random]
-    for m, colour in zip(metrics_, sns.color_palette()):
-        if m in drawn:
-            ax.axhline(random[m], color=colour, linestyle="--", linewidth=0.8)
-    if drawn:  # one entry for all the dashed lines: each is drawn in its metric's colour
-        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8))
-        labels.append(f"{RANDOM_LABEL}\n(dashed, in the metric's colour)")
+    # Each metric's random level in its colour and its own dash, named with its value in the legend: two levels
+    # can coincide (Recall@3 .143 and MRR@10 .139 with 21 candidates), and then the legend says so.
+    dashes = [(4, 2), (1, 1.5), (6, 2, 1, 2), (2, 3)]
+    for i, (m, colour) in enumerate(zip(metrics_, sns.color_palette())):
+        if random and m in random:
+            ax.axhline(random[m], color=colour, linewidth=0.9, dashes=dashes[i % len(dashes)])
+            handles.append(Line2D([], [], color=colour, linewidth=0.9, dashes=dashes[i % len(dashes)]))
+            labels.append(f"{RANDOM_LABEL}, {m}: {random[m]:.3f}")
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
     _slanted_labels(ax)
@@ -517,6 +518,8 @@ def two_stage(table: pd.DataFrame, k: int):
     order = list(dict.fromkeys(table["retriever"]))
     for ax, metric in zip(axes, ("recall@10", "ndcg@10")):
         sns.barplot(table, x="retriever", y=metric, hue="reranker", order=order, ax=ax)
+        for container in ax.containers:  # each bar's value written on it: a bar at 0 is a result, not a gap
+            ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
         ax.set_xlabel("retriever")
     ceiling = table.groupby("retriever", sort=False)[f"retrieved@{k}"].first().reindex(order)
     axes[0].scatter(range(len(order)), ceiling.to_numpy(), marker="_", s=900, color="black", zorder=3)
@@ -595,22 +598,36 @@ def predictiveness(metrics_table: pd.DataFrame, metric: str = "recall@10", rando
     return fig
 
 
-def stage_hours(panels: Sequence[tuple[str, pd.DataFrame, bool]]):
+def stage_hours(panels: Sequence[tuple[str, pd.DataFrame, bool]], fits: Mapping[str, pd.DataFrame] | None = None):
     """Notebook 10: estimated hours per stage on one device, one panel per ``(title, hours, log scale)``, where
     ``hours`` has one row per stage (a ``total`` row is left out) and one column per device. Each device keeps its
-    colour in every panel; one legend right of the panels (inside a panel it covered the tallest bars)."""
+    colour in every panel; one legend right of the panels (inside a panel it covered the tallest bars). ``fits``
+    (by panel title, the same shape as its hours, True where the stage fits the device as planned): a stage that
+    does not is drawn hatched, its hours those of the planned batch it cannot run."""
     devices = list(dict.fromkeys(c for _, hours, _ in panels for c in hours.columns))
     colours = dict(zip(devices, sns.color_palette(n_colors=len(devices))))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels) + 1.4, 4.2), squeeze=False)
+    hatched = False
     for ax, (title, hours, log) in zip(axes[0], panels):
         shown = hours.drop(index="total", errors="ignore")
         shown.plot.bar(ax=ax, logy=log, rot=20, width=0.8, color=[colours[c] for c in shown.columns], legend=False)
+        fit = (fits or {}).get(title)
+        if fit is not None:  # pandas draws column by column: container j holds device j's bars in row order
+            for device, container in zip(shown.columns, ax.containers):
+                for stage, bar in zip(shown.index, container):
+                    if not bool(fit.reindex(index=shown.index, columns=shown.columns).loc[stage, device]):
+                        bar.set_hatch("////")
+                        bar.set_alpha(0.45)
+                        hatched = True
         for t in ax.get_xticklabels():
             t.set_horizontalalignment("right")
         ax.set_title(f"{title}: hours per stage on one device", fontsize=10)
         ax.set_ylabel("hours (log scale)" if log else "hours")
         ax.set_xlabel("")
-    _legend_outside(axes[0][-1], [Patch(color=colours[d], label=d) for d in devices], title="device",
-                    title_fontsize=8)
+    handles = [Patch(color=colours[d], label=d) for d in devices]
+    if hatched:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="////",
+                             label="does not fit as planned\n(hours of the planned batch)"))
+    _legend_outside(axes[0][-1], handles, [h.get_label() for h in handles], title="device", title_fontsize=8)
     fig.tight_layout()
     return fig

@@ -69,8 +69,9 @@ def test_protocols_draws_each_protocol_on_its_own_scale():
 
 def test_metric_bars_names_the_random_lines_in_its_legend():
     table = pd.DataFrame({"label": ["x", "y"], "recall@3": [0.2, 0.3], "recall@10": [0.5, 0.6]})
-    fig = plots.metric_bars(table, ["recall@3", "recall@10"], random={"recall@3": 0.14, "recall@10": 0.48})
-    assert any(plots.RANDOM_LABEL in t for t in legend_texts(fig))
+    fig = plots.metric_bars(table, ["recall@3", "recall@10"], random={"recall@3": 0.143, "recall@10": 0.476})
+    texts = legend_texts(fig)  # one entry per metric, with its level: coinciding levels are named, not hidden
+    assert f"{plots.RANDOM_LABEL}, recall@3: 0.143" in texts and f"{plots.RANDOM_LABEL}, recall@10: 0.476" in texts
     assert_legends_off_the_data(fig)
 
 
@@ -94,6 +95,13 @@ def test_two_stage_draws_the_retrieval_ceiling_on_the_recall_panel_only():
     assert any(isinstance(c, PathCollection) for c in recall.collections)  # the ceiling ticks
     assert not any(isinstance(c, PathCollection) for c in ndcg.collections)  # a Recall bound: not on NDCG
     assert any("retrieved in the top 20" in t for t in legend_texts(fig))
+
+
+def test_two_stage_writes_each_bar_value_so_a_zero_bar_is_seen():
+    table = two_stage_table().assign(**{"recall@10": 0.0, "ndcg@10": 0.0})
+    fig = plots.two_stage(table, 20)
+    for ax in fig.axes[:2]:
+        assert [t.get_text() for t in ax.texts].count("0.00") == len(table)
 
 
 def test_two_stage_legend_lies_outside_the_panels():
@@ -182,6 +190,16 @@ def test_stage_hours_keeps_one_colour_per_device_and_its_legend_off_the_bars():
     assert left.patches[0].get_facecolor() == right.patches[0].get_facecolor()  # a100 in both panels
     assert legend_texts(fig) == ["a100", "cpu"]
     assert_legends_off_the_data(fig)
+
+
+def test_stage_hours_hatches_the_stages_that_do_not_fit_as_planned():
+    stages = ["03 summaries", "06 SFT", "total"]
+    paper = pd.DataFrame({"a100-40gb": [26.0, 1.7, 27.7], "h100": [9.0, 0.6, 9.6]}, index=stages)
+    fits = pd.DataFrame({"a100-40gb": [False, True], "h100": [True, True]}, index=stages[:2])
+    fig = plots.stage_hours([("paper", paper, False)], fits={"paper": fits})
+    hatches = [p.get_hatch() for p in fig.axes[0].patches]
+    assert hatches == ["////", None, None, None]  # a100-40gb's bars first (03, 06), then h100's
+    assert any("does not fit as planned" in t for t in legend_texts(fig))
 
 
 def test_auc_pairs_draws_one_line_per_user_and_marks_the_positives():
