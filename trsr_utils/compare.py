@@ -21,7 +21,7 @@ movies movie films film news articles article products product kinds kind story 
 """.split())
 
 # How a summary may name a category: MovieLens genres need a few spellings; others match as words.
-_ALIASES = {
+MENTION_ALIASES = {
     "sci-fi": r"sci-?fi|science[- ]fiction|sci fi", "children's": r"child|kids?\b|family", "film-noir": r"noir",
     "comedy": r"comed|comic|funny|humou?r", "romance": r"romanc|romantic|love stor", "thriller": r"thrill|suspense",
     "documentary": r"documentar", "musical": r"musical|music", "animation": r"animat|cartoon",
@@ -45,7 +45,7 @@ def jaccard(a: str, b: str) -> float:
 def mentions(summary: str, category: str) -> bool:
     """Does the summary name ``category`` (or a usual spelling of it)?"""
     key = category.lower()
-    pattern = _ALIASES.get(key, r"\b" + re.escape(key))
+    pattern = MENTION_ALIASES.get(key, r"\b" + re.escape(key))
     return re.search(pattern, summary.lower()) is not None
 
 

@@ -175,7 +175,8 @@ class SFTSettings:
 
 BASELINES = ("random", "popularity", "item_cf", "tfidf", "embedding",
              "NeuMF", "DIN", "DIEN", "GRU4Rec", "NARM", "SASRec", "CORE")
-LLM_ROWS = ("zero_shot", "tallrec", "hierarchical", "recurrent")
+# The LLM rows of notebook 07 and the summary method in each one's prompt (zero-shot reads the hierarchical one).
+LLM_ROWS = {"zero_shot": "hierarchical", "tallrec": "none", "hierarchical": "hierarchical", "recurrent": "recurrent"}
 RELIANCE_CONTROLS = ("other_user", "empty", "template")
 POSITIVE_CONTROLS = ("template", "oracle")
 # The baselines that learn from interactions (the others read text, or nothing).

@@ -35,13 +35,11 @@ import numpy as np
 import pandas as pd
 
 from . import baselines, distributed, io, metrics, significance, stages
-from .config import with_overrides
+from .config import LLM_ROWS, with_overrides
 from .data import sampling
 from .user_prompts import main_summary
 
 STAGE = "07_eval"
-LLM_SYSTEMS = {"zero_shot": "hierarchical", "tallrec": "none", "hierarchical": "hierarchical",
-               "recurrent": "recurrent"}  # system -> summary method in its prompt
 LABELS = {
     "random": "Random", "popularity": "Popularity", "item_cf": "Item-CF", "tfidf": "Content: TF-IDF",
     "embedding": "Content: MiniLM embeddings", "NeuMF": "NCF (NeuMF)", "zero_shot": "LLM zero-shot",
@@ -319,9 +317,9 @@ def summary_id(cfg: Any, method: str) -> str | None:
 def system_key(cfg: Any, name: str, adapter: Path | None = None, seed: int = 0) -> dict[str, Any]:
     """The score-store key of one system of the table (``adapter``: a fine-tuned row's adapter folder, trained
     with the ``seed``-th SFT seed)."""
-    if name not in LLM_SYSTEMS:
+    if name not in LLM_ROWS:
         return baseline_key(cfg, name)
-    method = LLM_SYSTEMS[name]
+    method = LLM_ROWS[name]
     return llm_key(cfg, method, summary_id(cfg, method),
                    adapter_id(cfg, method, adapter, seed) if adapter else None)
 
@@ -337,22 +335,22 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
 
     prepared = prepare.read(cfg)
     samples = test_samples(cfg, prepared)
-    names = [n for n in systems(cfg) if n in LLM_SYSTEMS or not llm_only]
-    wanted = [n for n in names if n in LLM_SYSTEMS]
+    names = [n for n in systems(cfg) if n in LLM_ROWS or not llm_only]
+    wanted = [n for n in names if n in LLM_ROWS]
     # Fine-tuned rows: one adapter per SFT seed (eval.sft_seeds); seed 0 is notebook 06's settings.
     seeds = range(cfg.eval.sft_seeds)
-    every = {n: [ensure_adapter(cfg, LLM_SYSTEMS[n], log, i) for i in seeds] for n in wanted if n != "zero_shot"}
+    every = {n: [ensure_adapter(cfg, LLM_ROWS[n], log, i) for i in seeds] for n in wanted if n != "zero_shot"}
     adapters = {n: a[0] for n, a in every.items()}
     keys = {n: system_key(cfg, n, adapters.get(n)) for n in names}
     base = recommender_loader(cfg)
     tokenizer = llm.load_tokenizer(cfg.model.recommender) if wanted else None
 
     def compute(name: str, seed: int = 0) -> list[np.ndarray]:
-        if name not in LLM_SYSTEMS:
+        if name not in LLM_ROWS:
             log(f"{label(name)}: computing scores")
             return baseline_scores(cfg, name, prepared, samples)
         log(f"{label(name)}: scoring {len(samples)} users" + (f" (SFT seed {seed})" if seed else ""))
-        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, LLM_SYSTEMS[name]), tokenizer)
+        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, LLM_ROWS[name]), tokenizer)
         adapter = every[name][seed] if name in every else None
         distributed.warn_alone(f"scoring {name} for {len(prompts)} users",
                                f"torchrun --nproc_per_node {{n}} -m trsr_utils.evaluation --profile {cfg.profile} "
@@ -365,7 +363,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
                                 for i, k in enumerate(more_keys[n], start=1))] for n in every}
     if llm_only:  # the LLM scoring of the checks below too (their baselines cost the notebook little)
         precision_check(cfg, prepared, samples, frames, log, base, tokenizer)
-        upstream_check(cfg, prepared, samples, {n: f for n, f in frames.items() if n in LLM_SYSTEMS}, log, base,
+        upstream_check(cfg, prepared, samples, {n: f for n, f in frames.items() if n in LLM_ROWS}, log, base,
                        tokenizer)
         return None
     table = results_table(frames, cfg.eval.bootstrap, cfg.seed, by_seed)
@@ -419,7 +417,7 @@ def upstream_samples(cfg: Any, samples: pd.DataFrame, catalogue: Sequence[str]) 
 def main_row(cfg: Any, rows: Any) -> str | None:
     """The fine-tuned row among ``rows`` whose prompts carry the profile's own summary (:func:`main_summary`), if any:
     the row notebook 07's upstream check ranks again (and the plan prices)."""
-    return next((r for r in rows if r != "zero_shot" and r in LLM_SYSTEMS and LLM_SYSTEMS[r] == main_summary(cfg)),
+    return next((r for r in rows if r != "zero_shot" and r in LLM_ROWS and LLM_ROWS[r] == main_summary(cfg)),
                 None)
 
 
@@ -440,22 +438,22 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
     if cfg.data.negative_source == "upstream":
         return None
     main = main_row(cfg, frames)
-    names = [n for n in frames if n not in LLM_SYSTEMS] + ([main] if main else [])
+    names = [n for n in frames if n not in LLM_ROWS] + ([main] if main else [])
     if not names:
         return None
     whole = whole if whole is not None else prepare.with_whole_catalogue(cfg, prepared)
     other = upstream_samples(cfg, samples, whole.catalog)
     upstream_frames = {}
     for name in names:
-        adapter = ensure_adapter(cfg, LLM_SYSTEMS[name], log) if name == main else None
+        adapter = ensure_adapter(cfg, LLM_ROWS[name], log) if name == main else None
         key = {**system_key(cfg, name, adapter), "protocol": UPSTREAM}
 
         def compute(name: str = name, adapter: Path | None = adapter) -> list[np.ndarray]:
             log(f"{label(name)}: ranking {len(other)} users among the upstream negatives")
-            if name not in LLM_SYSTEMS:
+            if name not in LLM_ROWS:
                 return baseline_scores(cfg, name, whole, other)
             tok = tokenizer or llm.load_tokenizer(cfg.model.recommender)
-            prompts = build(cfg, other, whole.catalog, summaries_for(cfg, LLM_SYSTEMS[name]), tok)
+            prompts = build(cfg, other, whole.catalog, summaries_for(cfg, LLM_ROWS[name]), tok)
             return score_prompts(cfg, prompts, (base or recommender_loader(cfg))(), tok, adapter,
                                  f"scoring {name} (upstream negatives)")
 
@@ -493,10 +491,10 @@ def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict
     from .user_prompts import build, summaries_for
 
     dtype = cfg.model.scoring_dtype
-    rows = [n for n in ("hierarchical", *frames) if n in LLM_SYSTEMS and n in frames]
+    rows = [n for n in ("hierarchical", *frames) if n in LLM_ROWS and n in frames]
     if dtype in (None, cfg.model.dtype) or not rows:
         return None
-    name, method = rows[0], LLM_SYSTEMS[rows[0]]
+    name, method = rows[0], LLM_ROWS[rows[0]]
     adapter = ensure_adapter(cfg, method, log) if name != "zero_shot" else None
     reference = with_overrides(cfg, {"model.scoring_dtype": None})
     key = llm_key(reference, method, summary_id(cfg, method), adapter_id(cfg, method, adapter) if adapter else None)
@@ -546,7 +544,7 @@ def full_catalogue(cfg: Any, prepared: Any, samples: pd.DataFrame, table: pd.Dat
     catalogue = sorted(whole.catalog)
     full = full_catalogue_samples(samples, catalogue)
     rows = []
-    for name in [n for n in table["system"] if n not in LLM_SYSTEMS]:
+    for name in [n for n in table["system"] if n not in LLM_ROWS]:
         key = {**baseline_key(cfg, name), "protocol": FULL, "catalogue": stages.digest(catalogue)}
         path = scores_path(cfg, key)
         frame = io.read_parquet(path) if path.exists() else None
@@ -651,8 +649,8 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
     random10 = metrics.random_expectation(n_candidates)["recall@10"]
     width = float((table["recall@10_high"] - table["recall@10_low"]).median())
     above = table[table["recall@10_low"] > random10]["label"].tolist()
-    llm = table[table["system"].isin(LLM_SYSTEMS)]
-    other = table[~table["system"].isin(LLM_SYSTEMS)]
+    llm = table[table["system"].isin(LLM_ROWS)]
+    other = table[~table["system"].isin(LLM_ROWS)]
     out = [f"{n_users} test users: one user moves a Recall@K by {1 / n_users:.3f}, and the median 95% interval of "
            f"Recall@10 is {width:.2f} wide."
            + (" That width is for one system alone; two systems are compared user by user in the paired tests "

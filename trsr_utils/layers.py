@@ -21,8 +21,8 @@ LAYER: dict[str, str] = {
     "text": "method", "prompts": "method", "chunking": "method", "llm": "method", "summarize": "method",
     "summary_checks": "method", "scoring": "method", "listwise": "method", "retrieval": "method", "sft": "method",
     "metrics": "method", "significance": "method", "user_prompts": "method", "audit": "method",
-    "data": "method", "baselines": "method",
-    "evaluation": "stages", "ablation": "stages", "beyond": "stages", "compare": "stages",
+    "data": "method", "baselines": "method", "compare": "method",
+    "evaluation": "stages", "ablation": "stages", "beyond": "stages",
     "plots": "report", "widgets": "report", "counterfactual": "report",
     "pipeline": "tools", "preflight": "tools", "bench": "tools", "plan": "tools", "site": "tools", "results_page": "tools",
 }

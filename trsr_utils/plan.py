@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import io
-from .config import Config, ConfigError, parse_sets, resolve_config
+from .config import LLM_ROWS, Config, ConfigError, parse_sets, resolve_config
 
 GB = 1e9
 
@@ -706,7 +706,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
     work += _sft_work(cfg, st, ov, "06", cfg.sft.summary, "")
     # 07: the LLM rows (each fine-tuned row once per SFT seed), and the adapters notebook 06 did not train
     for row in e.llm:
-        method = evaluation.LLM_SYSTEMS[row]
+        method = LLM_ROWS[row]
         seeds = 1 if row == "zero_shot" else e.sft_seeds
         prefix, suffix = _prompt_tokens(cfg, st, ov, method != "none")
         work.append(Work("07", f"scoring {row}" + (f" x {seeds} seeds" if seeds > 1 else ""), "recommender",

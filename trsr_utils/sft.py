@@ -53,7 +53,7 @@ from typing import Any, Callable, Sequence
 
 from . import distributed, io, llm, metrics, stages
 from .distributed import world
-from .config import REPO_ROOT, stage_arguments, stage_config
+from .config import LLM_ROWS, REPO_ROOT, stage_arguments, stage_config
 from .progress import headless
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
 from .scoring import for_scoring, score_users
@@ -629,14 +629,12 @@ def read_report(cfg: Any) -> dict[str, Any]:
 def adapters_for_table(cfg: Any) -> list[Any]:
     """The settings of every adapter notebook 07's table scores with (each fine-tuned row of ``eval.llm`` for
     each of ``eval.sft_seeds``), notebook 06's first: what a cluster trains before running 07."""
-    from .evaluation import LLM_SYSTEMS
-
     out = [cfg]
     for system in cfg.eval.llm:
         if system == "zero_shot":
             continue
         for seed in range(cfg.eval.sft_seeds):
-            settings = stages.adapter_config(cfg, LLM_SYSTEMS[system], seed)
+            settings = stages.adapter_config(cfg, LLM_ROWS[system], seed)
             if all(stages.fingerprint(settings, STAGE).digest != stages.fingerprint(c, STAGE).digest for c in out):
                 out.append(settings)
     return out

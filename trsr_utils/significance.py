@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from . import metrics
+from .config import LLM_ROWS
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
 ALPHA = 0.05
@@ -192,11 +193,9 @@ def evaluation_pairs(systems: Sequence[str], table: pd.DataFrame, metric: str = 
     Each LLM-TRSR variant against TALLRec, against zero-shot and against the best non-LLM row (by ``metric``, then
     MRR@10); hierarchical against recurrent.
     """
-    from .evaluation import LLM_SYSTEMS
-
     present = set(systems)
     ours = [s for s in ("hierarchical", "recurrent") if s in present]
-    best = best_row(table, [*LLM_SYSTEMS, "random"], metric)
+    best = best_row(table, [*LLM_ROWS, "random"], metric)
     pairs = [(s, other) for s in ours for other in ("tallrec", "zero_shot", best) if other in present]
     if {"hierarchical", "recurrent"} <= present:
         pairs.append(("hierarchical", "recurrent"))

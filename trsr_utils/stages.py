@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import io
-from .config import Config, with_overrides
+from .config import LLM_ROWS, Config, with_overrides
 
 RECORD = "stage.json"
 DIGEST_CHARS = 12  # folder names: 48 bits is plenty within one run directory
@@ -136,7 +136,7 @@ def _prompt(kind: str) -> Any:
 def _mention_aliases(cfg: Config) -> Any:
     from . import compare
 
-    return compare._ALIASES
+    return compare.MENTION_ALIASES
 
 
 # Parts of the package a course invites you to edit (a prompt's wording, the genre aliases of notebook 05): what
@@ -185,11 +185,9 @@ def inputs(cfg: Config, name: str) -> dict[str, tuple[str, Config]]:
             out[SUMMARY_STAGE[cfg.sft.summary]] = (SUMMARY_STAGE[cfg.sft.summary], cfg)
         return out
     if name == "07_eval":
-        from .evaluation import LLM_SYSTEMS
-
         out = {"01_data": ("01_data", cfg)}
         for system in cfg.eval.llm:
-            out.update(_llm_inputs(cfg, cfg, LLM_SYSTEMS[system], system != "zero_shot"))
+            out.update(_llm_inputs(cfg, cfg, LLM_ROWS[system], system != "zero_shot"))
         return out
     if name == "08_ablations":
         from .ablation import grid

@@ -206,7 +206,7 @@ def test_edited_genre_aliases_recompute_only_the_comparison(tmp_path, monkeypatc
 
     cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
     before = {n: stages.fingerprint(cfg, n).digest for n in stages.STAGES}
-    monkeypatch.setattr(compare, "_ALIASES", {**compare._ALIASES, "western": r"\\bwestern|\\bcowboy"})
+    monkeypatch.setattr(compare, "MENTION_ALIASES", {**compare.MENTION_ALIASES, "western": r"\\bwestern|\\bcowboy"})
     assert {n for n in stages.STAGES if stages.fingerprint(cfg, n).digest != before[n]} == {"05_compare"}
 
 
