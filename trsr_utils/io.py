@@ -50,7 +50,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     if hasattr(obj, "tolist"):
@@ -61,7 +61,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -106,29 +106,6 @@ def filesystem_type(path: str | os.PathLike[str], mounts: str = "/proc/mounts") 
 def network_filesystem(path: str | os.PathLike[str]) -> bool:
     """Is ``path`` on a network or cluster filesystem (NFS, Lustre, GPFS, ...), where SQLite's WAL cannot work?"""
     return filesystem_type(path) in NETWORK_FILESYSTEMS
-
-
-def record_results(cfg: Any, notebook: str, results: dict[str, Any], overrides: Any = None) -> dict[str, Any]:
-    """Save a notebook's key results and show where they went.
-
-    The results go to ``results/<notebook>.json`` in the run directory (with ``overrides``: in the variant's
-    folder, see :func:`trsr_utils.stages.home`) and into the cell's output under a dedicated MIME type, so
-    tests can read them back either from the run directory or from the executed notebook itself.
-    """
-    from .stages import home
-
-    clean = json.loads(json.dumps(results, default=_json_default))
-    path = write_json(home(cfg, overrides) / "results" / f"{notebook}.json", clean)
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        if get_ipython() is not None:
-            shown = shown_path(path, getattr(cfg, "run_dir", None))
-            display({RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {shown}"}, raw=True)
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        pass
-    return clean
 
 
 def shown_path(path: str | Path, root: str | Path | None) -> str:

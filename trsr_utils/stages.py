@@ -361,6 +361,27 @@ def home(cfg: Config, overrides: Any = None) -> Path:
     return root if not overrides else root / "variants" / config_digest(cfg)
 
 
+def record_results(cfg: Any, notebook: str, results: dict[str, Any], overrides: Any = None) -> dict[str, Any]:
+    """Save a notebook's key results and show where they went.
+
+    The results go to ``results/<notebook>.json`` in the run directory (with ``overrides``: in the variant's
+    folder, see :func:`home`) and into the cell's output under a dedicated MIME type, so
+    tests can read them back either from the run directory or from the executed notebook itself.
+    """
+    clean = json.loads(json.dumps(results, default=io.json_default))
+    path = io.write_json(home(cfg, overrides) / "results" / f"{notebook}.json", clean)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            shown = io.shown_path(path, getattr(cfg, "run_dir", None))
+            display({io.RESULTS_MIME: clean, "text/plain": f"{len(clean)} key results saved to {shown}"}, raw=True)
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        pass
+    return clean
+
+
 # ----------------------------------------------------------------- result folders
 def result_dir(cfg: Config, name: str, create: bool = False) -> Path:
     """``<run_dir>/<stage>/<fingerprint>``: where ``name``'s result under ``cfg`` lives."""
