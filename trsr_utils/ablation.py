@@ -48,9 +48,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from . import audit, distributed, evaluation, io, metrics, significance, stages
-from .config import resolve_config, with_overrides
-from .user_prompts import main_summary
+from . import audit, chunking, distributed, evaluation, io, llm, metrics, significance, stages, summarize
+from .config import resolve_config, stage_arguments, stage_config, with_overrides
+from .data import prepare
+from .text import ItemTexter
+from .user_prompts import build, main_summary, summaries_for
 
 STAGE = "08_ablations"
 
@@ -152,9 +154,6 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
                       log: Callable[[str], None] = print) -> tuple[Any, str]:
     """(config of the cell's own run folder, id of its summaries): the test users' blocks and hierarchical
     summaries under the cell's settings, computed there unless already complete."""
-    from . import chunking, llm, summarize
-    from .text import ItemTexter
-
     sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell, evaluation.samples_key(cfg))))
     summary_id = stages.digest({"cell_summaries": stages.fingerprint(sub, "03_hierarchical").digest,
                                 "users": list(samples["user_id"]),
@@ -186,7 +185,6 @@ def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
     and the oracle use no LLM)."""
     if method in ("none", "template", "oracle"):
         return 0.0
-    from . import summarize
 
     frame = summarize.read_summaries(cfg, method).set_index("user_id")
     return float(frame.loc[list(users), "llm_tokens"].mean())
@@ -195,10 +193,6 @@ def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
 def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Score every cell of the grid (from the score store when its key matches) and write the table to
     ``08_ablations/<fingerprint>/``."""
-    from . import llm
-    from .data import prepare
-    from .user_prompts import build, summaries_for
-
     prepared = prepare.read(cfg)
     samples = evaluation.test_samples(cfg, prepared)
     tokenizer = llm.load_tokenizer(cfg.model.recommender)
@@ -538,8 +532,6 @@ def main(argv: list[str] | None = None) -> int:
     """Notebook 08's grid from the command line, on one process or several (torchrun / accelerate launch: each
     cell's summaries and scores shared out, rank 0 writes; see :mod:`trsr_utils.distributed`)."""
     import argparse
-
-    from .config import stage_arguments, stage_config
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.ablation", description=main.__doc__)
     stage_arguments(parser)

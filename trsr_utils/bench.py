@@ -40,7 +40,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import io, llm, prompts
+from . import io, listwise, llm, metrics, prompts, sft
+from .config import resolve_config
+from .data import prepare, synth
+from .prompts import ListwisePrompter, RecommendationPrompter, answer_tokens
+from .scoring import for_scoring, score_full, score_users
+from .summarize import TemplateSummarizer
+from .text import ItemTexter
 
 
 def machine() -> dict[str, Any]:
@@ -55,10 +61,6 @@ def machine() -> dict[str, Any]:
 
 def block_prompts(tokenizer: Any, n: int, items_per_block: int = 5, seed: int = 0) -> list[str]:
     """``n`` real block-summary prompts: consecutive MovieLens-100K ratings of random users."""
-    from .config import resolve_config
-    from .data import prepare
-    from .text import ItemTexter
-
     cfg = resolve_config("demo", "/tmp/trsr-bench-unused", {"data.n_train": n, "data.n_valid": 0, "data.n_test": 0,
                                                              "seed": seed})
     prepared = prepare.prepare(cfg)
@@ -106,11 +108,6 @@ def bench_users(tokenizer: Any, n_users: int, recent_items: int = 5, seed: int =
                                                                                                 list[str]]]:
     """(preference summary, recent item lines, 21 candidate lines) of ``n_users`` MovieLens-100K test users: a
     rule-based summary (no LLM needed), the last ``recent_items`` items, the positive and 20 negatives."""
-    from .config import resolve_config
-    from .data import prepare
-    from .summarize import TemplateSummarizer
-    from .text import ItemTexter
-
     cfg = resolve_config("demo", "/tmp/trsr-bench-unused", {"data.n_train": 0, "data.n_valid": 0,
                                                              "data.n_test": n_users, "seed": seed})
     prepared = prepare.prepare(cfg)
@@ -126,8 +123,6 @@ def bench_users(tokenizer: Any, n_users: int, recent_items: int = 5, seed: int =
 
 def scoring_prompts(tokenizer: Any, n_users: int, recent_items: int = 5, seed: int = 0) -> list[Any]:
     """Real recommendation prompts of ``n_users`` MovieLens-100K test users (:func:`bench_users`)."""
-    from .prompts import RecommendationPrompter
-
     prompter = RecommendationPrompter(tokenizer, "movies", 2048)
     return [prompter.build(*parts) for parts in bench_users(tokenizer, n_users, recent_items, seed)]
 
@@ -136,9 +131,6 @@ def bench_scoring(model_name: str = llm.SMOLLM2, n_users: int = 8, users_per_bat
                   padded_candidates: int = 7, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Candidates/s of shared-prefix scoring vs independent full prompts (dynamic padding, and padded to 2048)."""
     import numpy as np
-
-    from .prompts import answer_tokens
-    from .scoring import score_full, score_users
 
     tokenizer = llm.load_tokenizer(model_name)
     model = llm.load_model(model_name, device="auto")
@@ -185,10 +177,6 @@ def bench_sft(model_name: str = llm.SMOLLM2, n_train: int = 16, steps: int = 6,
     """
     import tempfile
 
-    from . import sft
-    from .config import resolve_config
-    from .data import prepare
-
     rows = []
     for loss in ("answer", "whole"):
         with tempfile.TemporaryDirectory(prefix="trsr-bench-sft-") as tmp:
@@ -216,10 +204,6 @@ def bench_precision(model_name: str = llm.SMOLLM2, n_users: int = 24, users_per_
     """Shared-prefix scoring in float32 vs bfloat16 (a cast copy, :func:`trsr_utils.scoring.for_scoring`): users/s,
     the largest p(yes) difference, and how many users' positive moved in the ranking or in or out of the top 10."""
     import numpy as np
-
-    from . import metrics
-    from .prompts import answer_tokens
-    from .scoring import for_scoring, score_users
 
     tokenizer = llm.load_tokenizer(model_name)
     model = llm.load_model(model_name, device="auto")
@@ -255,10 +239,6 @@ def bench_sft_shared(model_name: str = llm.SMOLLM2, n_train: int = 8, train_nega
     shared prefix per user (:mod:`trsr_utils.sft`, ``sft.shared_prefix``), each in float32 and under bf16
     autocast (``sft.mixed_precision``). Candidates/s of training."""
     import tempfile
-
-    from . import sft
-    from .config import resolve_config
-    from .data import prepare
 
     rows = []
     for shared, mixed in ((False, None), (True, None), (False, "bfloat16"), (True, "bfloat16")):
@@ -322,8 +302,6 @@ def synthetic_data(dataset: str, scale: float, data_dir: str | Path, seed: int =
     import shutil
     from dataclasses import asdict
 
-    from .data import synth
-
     folder = Path(data_dir) / f"{dataset}-large-x{scale:g}-seed{seed}"
     spec = asdict(synth.spec_for(dataset, "large", scale))
     marker = folder / "synth.json"
@@ -356,8 +334,6 @@ def bench_loaders(model_name: str | None = None, scale: float = 1.0, data_dir: s
     import subprocess
     import sys
     import tempfile
-
-    from .config import resolve_config
 
     rows, cases = [], {}
     for dataset in datasets:
@@ -395,10 +371,6 @@ def bench_listwise(model_name: str = llm.SMOLLM2, n_users: int = 16, users_per_b
     """Candidates/s of listwise scoring (one prompt per user, the letter logits at its answer position) vs
     pointwise shared-prefix scoring (:func:`trsr_utils.scoring.score_users`), on the same users' summaries,
     recent items and 21 candidates, in float32 and bfloat16 (:func:`trsr_utils.listwise.compare_speed`)."""
-    from . import listwise
-    from .prompts import ListwisePrompter, RecommendationPrompter, answer_tokens
-    from .scoring import for_scoring
-
     tokenizer = llm.load_tokenizer(model_name)
     model = llm.load_model(model_name, device="auto")
     users = bench_users(tokenizer, n_users)

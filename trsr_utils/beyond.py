@@ -41,8 +41,16 @@ import numpy as np
 import pandas as pd
 
 from . import distributed, evaluation, io, listwise, llm, metrics, retrieval, stages
+from .baselines.embeddings import embed, identity
+from .config import stage_arguments, stage_config
+from .data import prepare
 from .evaluation import cached, scores_path
-from .user_prompts import main_summary
+from .progress import bar
+from .prompts import answer_tokens
+from .scoring import for_scoring
+from .sft import load_adapter
+from .text import ItemTexter
+from .user_prompts import build, main_summary, summaries_for
 
 STAGE = "09_beyond"
 VERSION = 1  # of the listwise and retrieval score keys
@@ -101,8 +109,6 @@ def adapter_dir(cfg: Any) -> Path:
 def training_set(cfg: Any, prepared: Any, catalog: Any, tokenizer: Any) -> tuple[list[Any], list[int]]:
     """The listwise training prompts (the first ``beyond.train_users`` training users, or all, each in
     ``beyond.train_orders`` seeded orders) and the position of the positive in each (its letter: the answer)."""
-    from .user_prompts import summaries_for
-
     train = prepared.samples[prepared.samples["split"] == "train"].reset_index(drop=True)
     if cfg.beyond.train_users:
         train = train.head(cfg.beyond.train_users)
@@ -154,9 +160,6 @@ def listwise_key(cfg: Any, adapter: Path | None, order: int) -> dict[str, Any]:
 
 
 def _scoring_model(cfg: Any, base: Any, adapter: Path | None) -> Any:
-    from .scoring import for_scoring
-    from .sft import load_adapter
-
     model = base if adapter is None else load_adapter(cfg, adapter, base)
     return model, for_scoring(model, cfg.model.scoring_dtype)
 
@@ -171,9 +174,6 @@ def score_listwise(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any
                    desc: str) -> list[np.ndarray]:
     """Log-probabilities of each user's ``candidate_lists`` items (in that order) from one listwise prompt per user
     listing them in ``perms[u]`` order: ``base`` alone (zero-shot) or with the listwise ``adapter``."""
-    from .progress import bar
-    from .user_prompts import summaries_for
-
     shown = [[c[j] for j in perm] for c, perm in zip(candidate_lists, perms)]
     prompts = listwise.build(cfg, samples, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, shown)
     model, scorer = _scoring_model(cfg, base(), adapter)
@@ -193,8 +193,6 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
     summary, notebook 07's zero-shot or LLM-TRSR row (the same key: its stored scores, the first users of 07's
     frame when ``beyond.users`` takes fewer), else scored here. ``perms``: the candidates' suffixes scored in this order instead (stored under a
     key with the order; the scores come back in candidate order)."""
-    from .user_prompts import build, summaries_for
-
     method = main_summary(cfg)
     adapter = evaluation.ensure_adapter(cfg, method, log) if finetuned else None
     key07 = evaluation.llm_key(cfg, method, evaluation.summary_id(cfg, method),
@@ -224,10 +222,6 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
 def timing(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any, base: Any) -> dict[str, Any]:
     """Candidates/s of pointwise shared-prefix scoring and of listwise scoring (zero-shot, the scoring precision),
     on the same first ``beyond.timing_users`` users back to back (:func:`listwise.compare_speed`)."""
-    from .prompts import answer_tokens
-    from .scoring import for_scoring
-    from .user_prompts import build, summaries_for
-
     sub = samples.head(cfg.beyond.timing_users)
     summaries = summaries_for(cfg, main_summary(cfg))
     point = build(cfg, sub, catalog, summaries, tokenizer)
@@ -253,9 +247,6 @@ def item_vectors(cfg: Any, catalog: Any, items: Sequence[str]) -> np.ndarray:
     """MiniLM embeddings of the items' text lines (uncapped, as the content baselines of notebook 07 embed them),
     one row per item; stored in ``cache/embeddings/`` under the model, the text settings and the items, so a
     notebook re-reading them does not embed the catalogue again."""
-    from .baselines.embeddings import embed, identity
-    from .text import ItemTexter
-
     key = {"model": identity(), "text": stages.settings(cfg, ["text"]), "items": stages.digest(list(items)),
            "data": stages.fingerprint(cfg, "01_data").digest}
     path = Path(cfg.run_dir) / EMBEDDINGS_DIR / f"{stages.digest(key)[:stages.DIGEST_CHARS]}.npy"
@@ -272,8 +263,6 @@ def item_vectors(cfg: Any, catalog: Any, items: Sequence[str]) -> np.ndarray:
 
 def summary_retriever_key(cfg: Any) -> dict[str, Any]:
     """What the summary retriever's scores depend on: the users, their summaries, the embedding model, item text."""
-    from .baselines.embeddings import identity
-
     return {"system": "summary retriever", "version": VERSION, "samples": samples_key(cfg),
             "summary": evaluation.summary_id(cfg, main_summary(cfg)), "model": identity(),
             "text": stages.settings(cfg, ["text"])}
@@ -336,8 +325,6 @@ def rerank(cfg: Any, retrieved: pd.DataFrame, retrieved_key: str, reranker: str,
     """The retrieved lists (stored under the key with digest ``retrieved_key``) re-ranked by the fine-tuned
     ``reranker`` (pointwise p(yes) or listwise letters); the positive's rank within its list (``inf`` when it was
     not retrieved)."""
-    from .user_prompts import build, summaries_for
-
     lists = [list(x) for x in retrieved["items"]]
     shuffled = cfg.beyond.rerank_order == "shuffled"
     perms = [listwise.order_rng(cfg.seed, 50, u).permutation(len(x)) if shuffled else np.arange(len(x))
@@ -368,9 +355,6 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
     """Everything of notebook 09 (each score set from the store when its key matches); writes the tables to
     ``09_beyond/<fingerprint>/`` and returns them (:func:`read`). A complete result for these settings is returned
     as it is (its speed measurement included) unless ``force``: then the tables are made again, from the store."""
-    from .data import prepare
-    from .user_prompts import summaries_for
-
     if stages.is_complete(cfg, STAGE) and not force:
         done = read(cfg)
         log(f"complete for these settings: the stored tables of {io.shown_path(done['folder'], cfg.run_dir)} re-used")
@@ -556,8 +540,6 @@ def main(argv: list[str] | None = None) -> int:
     """Notebook 09's results on one process or several (torchrun / accelerate launch): the listwise adapter, the
     listwise scores in every order, the re-rankings and the tables, rank 0 writing. Notebook 09 then reads them."""
     import argparse
-
-    from .config import stage_arguments, stage_config
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.beyond", description=main.__doc__)
     stage_arguments(parser)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from . import io, stages
 from .text import cap_tokens
 
 BULLET = "- "
@@ -137,8 +138,6 @@ def chunk_samples(samples: Any, line_of: Callable[[str], str], chunker: Chunker)
 
 
 def write_blocks(cfg: Any, blocks: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    from . import io, stages
-
     out = stages.result_dir(cfg, STAGE, create=True)
     paths = {"blocks": io.write_parquet(out / "blocks.parquet", blocks),
              "meta": io.write_json(out / "meta.json", {"format_version": 1, **meta})}
@@ -148,8 +147,6 @@ def write_blocks(cfg: Any, blocks: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 def read_blocks(cfg: Any) -> Any:
     """The blocks notebook 02 wrote under these settings, ``item_ids`` and ``lines`` as lists."""
-    from . import io, stages
-
     blocks = io.read_parquet(stages.require(cfg, STAGE) / "blocks.parquet")
     for column in ("item_ids", "lines"):
         blocks[column] = blocks[column].map(list)

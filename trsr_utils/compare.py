@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import io, stages
 from .text import category_counts
 
 _WORD = re.compile(r"[a-z][a-z'-]*")
@@ -103,8 +104,6 @@ STAGE = "05_compare"
 def write(cfg: Any, template: Any, table: Any, **frames: Any) -> Path:
     """Notebook 05's outputs (the template summaries, the comparison table and any further named frames: the
     audit, drift and predictiveness tables) in the stage's folder."""
-    from . import io, stages
-
     out = stages.result_dir(cfg, STAGE, create=True)
     io.write_parquet(out / "template_summaries.parquet", template)
     io.write_parquet(out / "comparison.parquet", table)

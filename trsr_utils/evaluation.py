@@ -34,10 +34,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import baselines, distributed, io, metrics, significance, stages
-from .config import LLM_ROWS, with_overrides
-from .data import sampling
-from .user_prompts import main_summary
+from . import baselines, distributed, io, llm, metrics, sft, significance, stages
+from .baselines import embeddings, recbole_models
+from .config import LLM_ROWS, stage_arguments, stage_config, with_overrides
+from .data import prepare, sampling
+from .progress import bar
+from .prompts import answer_tokens
+from .scoring import for_scoring, score_users
+from .sft import load_adapter
+from .text import ItemTexter
+from .user_prompts import build, main_summary, summaries_for
 
 STAGE = "07_eval"
 LABELS = {
@@ -88,8 +94,6 @@ def systems(cfg: Any) -> list[str]:
 
 
 def test_samples(cfg: Any, prepared: Any = None) -> pd.DataFrame:
-    from .data import prepare
-
     prepared = prepared or prepare.read(cfg)
     samples = prepared.samples[prepared.samples["split"] == "test"].reset_index(drop=True)
     if cfg.eval.test_users:
@@ -122,9 +126,7 @@ def baseline_key(cfg: Any, name: str) -> dict[str, Any]:
     elif base in ("tfidf", "embedding"):
         key["text"] = stages.settings(cfg, ["text"])
         if base == "embedding":
-            from .baselines.embeddings import identity
-
-            key["model"] = identity()
+            key["model"] = embeddings.identity()
     elif base not in ("popularity", "item_cf"):  # RecBole models
         epochs = "eval.recbole_epochs_all" if base != name else "eval.recbole_epochs"
         key.update(stages.settings(cfg, ("seed", epochs, *RECBOLE_FIELDS[1:])))
@@ -137,15 +139,11 @@ def baseline_key(cfg: Any, name: str) -> dict[str, Any]:
 def recbole_device(cfg: Any) -> str:
     """Where RecBole trains: the profile's GPU when there is one (the "(all users)" rows on MIND-large take
     hours on a CPU beside idle GPUs), else the CPU."""
-    from . import llm
-
     return "cuda" if llm.resolve_device(cfg.model.device) == "cuda" else "cpu"
 
 
 def llm_key(cfg: Any, method: str, summary_id: str | None, adapter_id: dict[str, str] | None) -> dict[str, Any]:
     """Everything an LLM row's scores depend on: users, prompt, recommender, summary and adapter."""
-    from . import llm
-
     m = cfg.model
     return {"system": "llm", "version": SCORE_VERSION, "samples": samples_key(cfg), "method": method,
             "settings": stages.settings(cfg, ["prompt", "text", "model.device", "model.scoring_dtype"]),
@@ -207,8 +205,6 @@ def cached(path: Path, samples: pd.DataFrame, compute: Callable[[], Sequence[np.
 
 # ----------------------------------------------------------------- baselines
 def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -> list[np.ndarray]:
-    from .text import ItemTexter
-
     name, regime = name.removesuffix(ALL), name
     train = (all_interactions(cfg, prepared) if regime.endswith(ALL)
              else baselines.training_sequences(prepared.samples))
@@ -224,7 +220,6 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
         if name == "tfidf":
             return baselines.tfidf_scores(texts, samples)
         return baselines.embedding_scores(texts, samples)
-    from .baselines import recbole_models
 
     e = cfg.eval
     trained = stages.digest(baseline_key(cfg, regime))
@@ -243,8 +238,6 @@ _TRAINED: dict[str, Any] = {}  # RecBole models trained in this call of :func:`r
 def all_interactions(cfg: Any, prepared: Any) -> dict[str, list[str]]:
     """The second training regime's sequences (:func:`baselines.all_interaction_sequences`), loaded once per
     call of :func:`run`."""
-    from .data import prepare
-
     key = "sequences:" + stages.digest(samples_key(cfg))
     if key not in _TRAINED:
         _TRAINED[key] = baselines.all_interaction_sequences(prepare.load_raw(cfg).sequences, prepared.samples)
@@ -255,8 +248,6 @@ def all_interactions(cfg: Any, prepared: Any) -> dict[str, list[str]]:
 def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print, seed: int = 0) -> Path:
     """The adapter fine-tuned with summary ``method``, the ``seed``-th SFT seed and ``cfg``'s other settings,
     trained (as notebook 06 would) if no finished adapter has exactly these settings."""
-    from . import llm, sft
-
     settings = stages.adapter_config(cfg, method, seed)
     if stages.is_complete(settings, sft.STAGE):
         return stages.result_dir(settings, sft.STAGE) / "adapter"
@@ -276,16 +267,12 @@ def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print, se
 
 
 def adapter_id(cfg: Any, method: str, adapter: Path, seed: int = 0) -> dict[str, str]:
-    from .sft import STAGE, adapter_digest
-
-    return {"06_sft": stages.fingerprint(stages.adapter_config(cfg, method, seed), STAGE).digest,
-            "weights": adapter_digest(adapter)}
+    return {"06_sft": stages.fingerprint(stages.adapter_config(cfg, method, seed), sft.STAGE).digest,
+            "weights": sft.adapter_digest(adapter)}
 
 
 def recommender_loader(cfg: Any) -> Callable[[], Any]:
     """The profile's recommender, loaded on the first call (only if something is not cached) and then re-used."""
-    from . import llm
-
     m = cfg.model
     return functools.cache(lambda: llm.load_model(m.recommender, m.dtype, m.quantization, m.device))
 
@@ -293,11 +280,6 @@ def recommender_loader(cfg: Any) -> Callable[[], Any]:
 def score_prompts(cfg: Any, prompts: Sequence[Any], base: Any, tokenizer: Any, adapter: Path | None,
                   desc: str) -> list[np.ndarray]:
     """p(yes) for each candidate of ``prompts``: ``base`` alone (zero-shot) or with ``adapter`` attached."""
-    from .progress import bar
-    from .prompts import answer_tokens
-    from .scoring import for_scoring, score_users
-    from .sft import load_adapter
-
     answer = answer_tokens(tokenizer, prompts[0].suffixes[0])
     model = base if adapter is None else load_adapter(cfg, adapter, base)
     try:
@@ -329,10 +311,6 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
     and write the results table to ``07_eval/<fingerprint>/``. ``llm_only``: only the LLM rows (and the
     precision check) into the score store, no table: what a cluster runs over several processes before the
     notebook (``python -m trsr_utils.evaluation``)."""
-    from . import llm
-    from .data import prepare
-    from .user_prompts import build, summaries_for
-
     prepared = prepare.read(cfg)
     samples = test_samples(cfg, prepared)
     names = [n for n in systems(cfg) if n in LLM_ROWS or not llm_only]
@@ -431,10 +409,6 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
     candidate position, so it cannot move.) None when the profile already draws them (``data.negative_source: upstream``) or nothing is to be
     ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
     (default: read from the raw files)."""
-    from . import llm
-    from .data import prepare
-    from .user_prompts import build, summaries_for
-
     if cfg.data.negative_source == "upstream":
         return None
     main = main_row(cfg, frames)
@@ -486,10 +460,6 @@ def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict
     again in the model's own precision, same prompts and adapter; the share of users whose positive's rank moved,
     and by how much p(yes) moved. None when scoring already runs in the model's precision. ``base``/``tokenizer``:
     :func:`run`'s recommender loader and tokenizer, re-used instead of loaded again."""
-    from . import llm
-    from .config import with_overrides
-    from .user_prompts import build, summaries_for
-
     dtype = cfg.model.scoring_dtype
     rows = [n for n in ("hierarchical", *frames) if n in LLM_ROWS and n in frames]
     if dtype in (None, cfg.model.dtype) or not rows:
@@ -538,8 +508,6 @@ def full_catalogue(cfg: Any, prepared: Any, samples: pd.DataFrame, table: pd.Dat
     catalogue's worth of scores per user would be most of the score store. The LLM rows are left out: one yes/no
     prompt per catalogue item and user is what sampled evaluation exists to avoid. ``whole``: ``prepared`` with
     every catalogue item (default: the raw catalogue, the pool the sampled negatives come from)."""
-    from .data import prepare
-
     whole = whole if whole is not None else prepare.with_whole_catalogue(cfg, prepared)
     catalogue = sorted(whole.catalog)
     full = full_catalogue_samples(samples, catalogue)
@@ -634,8 +602,6 @@ def ranks_frame(frames: dict[str, pd.DataFrame], by_seed: dict[str, list[pd.Data
 def unseen_positives(cfg: Any, samples: pd.DataFrame, every_interaction: bool = False) -> int:
     """Test positives that never occur in the training sequences (``every_interaction``: in those of the
     ``+all`` rows): ID-based models know nothing about them."""
-    from .data import prepare
-
     prepared = prepare.read(cfg)
     train = (all_interactions(cfg, prepared) if every_interaction
              else baselines.training_sequences(prepared.samples))
@@ -735,8 +701,6 @@ def main(argv: list[str] | None = None) -> int:
     into the score store, on one process or several (torchrun / accelerate launch: users shared out, rank 0
     writes; see :mod:`trsr_utils.distributed`). Notebook 07 then takes them from the store."""
     import argparse
-
-    from .config import stage_arguments, stage_config
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.evaluation", description=main.__doc__)
     stage_arguments(parser)

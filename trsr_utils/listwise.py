@@ -35,9 +35,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import distributed, io, llm, metrics
+from . import distributed, io, llm, metrics, sft
+from .data.sampling import draw_negatives
 from .prompts import LETTERS, ListwisePrompt, ListwisePrompter, letter_tokens  # noqa: F401 (LETTERS: re-exported)
-from .scoring import decoder_and_head
+from .scoring import decoder_and_head, score_users
+from .user_prompts import user_parts
 
 IGNORE = -100
 
@@ -72,8 +74,6 @@ def build(cfg: Any, samples: pd.DataFrame, catalog: Any, summaries: dict[str, st
           candidate_lists: Sequence[Sequence[str]]) -> list[ListwisePrompt]:
     """One listwise prompt per sample: what its pointwise prompt shows (:func:`trsr_utils.user_prompts.user_parts`),
     the candidates of ``candidate_lists`` in the order given."""
-    from .user_prompts import user_parts
-
     prompter = ListwisePrompter.from_config(cfg, tokenizer)
     return [prompter.build_list(*parts) for parts in user_parts(cfg, samples, catalog, summaries, tokenizer,
                                                                 candidate_lists)]
@@ -129,8 +129,6 @@ def compare_speed(model: Any, pointwise: Sequence[Any], lists: Sequence[Listwise
     scoring of ``lists`` (the same users and candidates) in one process, one after the other: after a warm-up,
     each timed twice, alternating, the faster kept. Per scoring: ``seconds`` and ``tokens_per_user`` (pointwise:
     the prefix once and every suffix)."""
-    from .scoring import score_users
-
     run = {"pointwise": lambda: score_users(model, pointwise, answer, batch_size, pad_id, shard=False),
            "listwise": lambda: letter_logprobs(model, lists, letters, batch_size, pad_id, shard=False)}
     for f in run.values():  # warm-up
@@ -186,8 +184,6 @@ def training_candidates(cfg: Any, samples: pd.DataFrame, catalog_ids: Sequence[s
     """Each training user's listwise candidates: the positive first, their sampled negatives, topped up to
     ``1 + data.eval_negatives`` (what a test prompt lists) with seeded uniform draws outside the user's history,
     so training prompts have the length and letter range of the test prompts."""
-    from .data.sampling import draw_negatives
-
     ids = np.asarray(sorted(catalog_ids))
     n = cfg.data.eval_negatives
     out = []
@@ -218,8 +214,6 @@ def train(cfg: Any, base: Any, tokenizer: Any, examples: Sequence[dict[str, Any]
     run resumes from the last), then ``adapter/`` (the last step's weights: no validation-based selection) and
     ``report.json``, written last."""
     from datasets import Dataset
-
-    from . import sft
 
     import torch
 

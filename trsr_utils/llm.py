@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import distributed, stages
+from .progress import quiet_libraries
+
 # PEFT and TRL still read transformers 5's deprecated `is_gradient_checkpointing` on every adapter load and
 # training run: the call is theirs and changes nothing here, so its FutureWarning is not shown to students.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
@@ -181,9 +184,7 @@ def placement(device: str = "auto") -> Any:
 
     resolved = resolve_device(device)
     if resolved == "cuda":
-        from .distributed import local_rank
-
-        index = local_rank()
+        index = distributed.local_rank()
         if index >= torch.cuda.device_count():
             raise ModelNotAvailable(f"LOCAL_RANK={index} but torch sees {torch.cuda.device_count()} GPU(s): "
                                     "launch at most one process per visible GPU")
@@ -197,8 +198,6 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
     weights are copied into RAM (not memory-mapped)."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from .progress import quiet_libraries
 
     quiet_libraries()
     target = placement(device)
@@ -285,10 +284,9 @@ def model_identity(name: str) -> str:
         return f"{name}@seed0"
     folder = Path(name).expanduser()
     if folder.is_dir():
-        from .stages import digest, file_digest
-
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        return f"{folder.resolve()}@" + digest({str(p.relative_to(folder)): file_digest(p) for p in files})[:16]
+        return f"{folder.resolve()}@" + stages.digest({str(p.relative_to(folder)): stages.file_digest(p)
+                                                       for p in files})[:16]
     return name
 
 

@@ -39,9 +39,9 @@ from typing import Any, Mapping
 
 import nbformat
 
-from . import io, results_page, stages
+from . import io, preflight, results_page, stages
+from .config import REPO_ROOT, ConfigError, available_profiles, parse_sets, resolve_config
 from .io import git_state
-from .config import REPO_ROOT, ConfigError, parse_sets, resolve_config
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 INJECTED = ("profile", "run_dir", "overrides")
@@ -194,7 +194,6 @@ def run(
     notebooks = select(discover(Path(notebooks_dir)), only, start)
     if not notebooks:
         raise PipelineError(f"no notebooks to run in {notebooks_dir}")
-    from . import preflight
 
     # A GPU profile running a notebook that loads an LLM (03-09): every problem with this machine, before a
     # minute is spent (01, 02 and 10 run anywhere).
@@ -373,8 +372,6 @@ def main(argv: list[str] | None = None) -> int:
               f"tar xzf {args.to} -C runs/")
         return 0
     if args.command == "list":
-        from .config import available_profiles
-
         print("notebooks:", *[p.name for p in discover()], sep="\n  ")
         print("profiles:", *available_profiles(), sep="\n  ")
         return 0

@@ -54,8 +54,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import io
-from .config import LLM_ROWS, Config, ConfigError, parse_sets, resolve_config
+from . import ablation, evaluation, io, llm, prompts, stages, text
+from .config import LLM_ROWS, Config, ConfigError, parse_sets, resolve_config, with_overrides
+from .progress import quiet_libraries
+from .summarize import CACHE_FILE
 
 GB = 1e9
 
@@ -132,8 +134,6 @@ def _one_layer(spec: "ModelSpec", dtype: str) -> Any:
     """A decoder of one layer with ``spec``'s shapes (random weights, a vocabulary of 8: no embedding cost)."""
     import torch
     from transformers import LlamaConfig, LlamaModel
-
-    from .progress import quiet_libraries
 
     quiet_libraries()
     config = LlamaConfig(vocab_size=8, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
@@ -315,8 +315,6 @@ def model_spec(name: str) -> ModelSpec:
     """The shape of model ``name``: its local config where there is one (the embedded SmolLM2 once converted,
     a local folder, a hub id in the Hugging Face cache), the tiny random model as built, else the built-in
     table of the paper's models."""
-    from . import llm
-
     if name in _SPECS:
         return _SPECS[name]
     spec: ModelSpec | None = None
@@ -392,8 +390,6 @@ class Stats:
 
 def _stage_dir(cfg: Config, name: str) -> Path | None:
     """The complete result folder of stage ``name`` under ``cfg``, or None."""
-    from . import stages
-
     try:
         return stages.result_dir(cfg, name) if stages.is_complete(cfg, name) else None
     except (OSError, ValueError, KeyError):
@@ -470,8 +466,6 @@ def summarizer_batches(cfg: Config, between: tuple[float, float] | None = None) 
     """The batches the run's summarizer ran, read back from the LLM call cache (the rows of one batch are
     committed together, so they share their ``created`` time): rows, the widest (padded) prompt, the longest
     answer (the batch's decoding steps), tokens and seconds. ``between``: only batches created in that window."""
-    from .summarize import CACHE_FILE
-
     path = Path(cfg.run_dir) / CACHE_FILE
     if not path.exists():
         return []
@@ -508,8 +502,6 @@ def plan_tokenizer(name: str) -> tuple[Any, str]:
 
 
 def _load_plan_tokenizer(name: str) -> tuple[Any, str]:
-    from . import llm
-
     local = name in llm.OFFLINE or Path(name).expanduser().is_dir() or cached_hub_file(
         name, "tokenizer_config.json")
     if local:
@@ -526,8 +518,6 @@ def prompt_overheads(cfg: Config) -> dict[str, float]:
     ``items_per_block`` lines), ``merge_each`` and ``merge_fixed`` (k summaries: fixed + k x each), ``update``,
     ``prefix`` (recommendation prompt before the candidate, with a summary and the recent items) and
     ``prefix_no_summary``, ``suffix`` (one candidate's tail, answer included)."""
-    from . import llm, prompts, text
-
     domain = text.domain_of(cfg)
     key = (cfg.model.summarizer, cfg.model.recommender, cfg.chunking.items_per_block, cfg.prompt.recent_items,
            domain)
@@ -691,9 +681,6 @@ def _sft_work(cfg: Config, st: Stats, ov: dict[str, float], stage: str, method: 
 def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None = None) -> list[Work]:
     """Every piece of LLM work notebooks 03-09 do under ``cfg`` (and each model's load per stage), estimated from the
     statistics."""
-    from . import ablation, evaluation
-    from .config import with_overrides
-
     st = st or data_stats(cfg)
     ov = ov or prompt_overheads(cfg)
     d, e = cfg.data, cfg.eval
@@ -800,8 +787,6 @@ def measured_summary_work(cfg: Config) -> list[Work]:
     """Notebooks 03 and 04's summarizer work as the run did it: one :class:`Work` per batch read back from the
     call cache (its rows, padded width and decoding steps), each assigned to the stage whose run window
     (``stage.json``: finished at ``created``, after ``seconds``) contains it."""
-    from . import stages
-
     out, seen = [], set()
     for name, number in (("03_hierarchical", "03"), ("04_recurrent", "04")):
         folder = _stage_dir(cfg, name)
@@ -1096,8 +1081,6 @@ def measured_seconds(cfg: Config) -> dict[str, dict[str, Any]]:
     """What the run directory measured per stage: ``stage.json`` seconds (the LLM part the stage times:
     03/04 summarize()'s wall time, 06 the training), 06's validations, and the notebooks' wall time from the
     manifest."""
-    from . import stages
-
     out: dict[str, dict[str, Any]] = {}
     manifest = Path(cfg.run_dir) / "manifest.json"
     notebooks = {}
@@ -1121,8 +1104,6 @@ def run_hardware(cfg: Config) -> str:
     """The kind of hardware a run on this machine measures on: its GPU (the name and memory matched against
     :data:`GPUS`) where the profile runs on one, else ``cpu``. A GPU the table does not know: ``cpu`` is wrong,
     so it is an error naming the known kinds."""
-    from . import llm
-
     if llm.resolve_device(cfg.model.device) != "cuda":
         return "cpu"
     import torch
@@ -1147,7 +1128,6 @@ def validate(cfg: Config, hardware_kind: str | None = None) -> Any:
     if not measured:
         return pd.DataFrame(columns=["stage", "predicted s (from settings)", "predicted s (from the run)",
                                      "measured s", "ratio"])
-    from .config import with_overrides
 
     kind = hardware_kind or run_hardware(cfg)
     blank = with_overrides(cfg, {}, run_dir=Path(cfg.run_dir) / ".plan-no-results")  # nothing measured there

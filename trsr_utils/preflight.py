@@ -30,7 +30,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import llm, plan
 from .config import Config, ConfigError, parse_sets, resolve_config
+from .data.prepare import raw_files
+from .distributed import local_rank
 
 GB = 1e9
 BIG_MODEL = 1e9  # parameters from which running on a CPU is not a plan (``model.device: auto``)
@@ -53,8 +56,6 @@ def _models(cfg: Config) -> dict[str, str]:
 
 
 def _params(name: str) -> float | None:
-    from . import plan
-
     try:
         return plan.model_spec(name).params
     except ValueError:
@@ -84,8 +85,6 @@ def check_cuda(cfg: Config) -> list[str]:
 
 def memory_needed(cfg: Config) -> dict[str, dict[str, float]]:
     """role -> the largest memory (GB) any of its work items needs, with its weights, by :func:`plan.plan`."""
-    from . import plan
-
     p = plan.plan(cfg, "h200")  # the hardware does not change the memory estimate
     out: dict[str, dict[str, float]] = {}
     for item in p.items:
@@ -100,8 +99,6 @@ def check_gpu_memory(cfg: Config) -> list[str]:
     """Each role's largest planned need against the free memory of this process's GPU (``LOCAL_RANK`` under a
     launcher, else 0; only where CUDA is visible)."""
     import torch
-
-    from .distributed import local_rank
 
     if not needs_gpu(cfg) or not torch.cuda.is_available():
         return []
@@ -130,8 +127,6 @@ def check_bfloat16(cfg: Config) -> list[str]:
     """bfloat16 needs compute capability 8.0 (A100, H100, L4, RTX 30xx on): a V100 or T4 summarizes for hours and
     then fails at SFT."""
     import torch
-
-    from .distributed import local_rank
 
     wanted = uses_bfloat16(cfg)
     if not wanted or not torch.cuda.is_available():
@@ -173,8 +168,6 @@ def _bitsandbytes_forward() -> list[str]:
         return []  # check_cuda says what is missing
     import bitsandbytes as bnb
 
-    from .distributed import local_rank
-
     gpu = local_rank()
     try:
         with torch.no_grad():
@@ -199,8 +192,6 @@ def missing_shards(index: str | Path, present: Any) -> list[str]:
 
 
 def check_data(cfg: Config) -> list[str]:
-    from .data.prepare import raw_files
-
     try:
         files = raw_files(cfg)
     except Exception as exc:  # e.g. the embedded MovieLens copy missing with its package
@@ -217,8 +208,6 @@ def check_data(cfg: Config) -> list[str]:
 
 def check_model_offline(name: str, roles: str = "model") -> list[str]:
     """Can ``name`` be loaded without internet access?"""
-    from . import llm, plan
-
     if name in llm.OFFLINE:
         try:
             llm.smollm2_gguf_dir()
@@ -274,8 +263,6 @@ def disk_needed_gb(cfg: Config) -> float:
     """A generous estimate of what the run writes: the LoRA checkpoints (weights, gradients-free AdamW state:
     12 bytes per trainable parameter each), plus 2 GB for caches, summaries, scores and notebooks."""
     import math
-
-    from . import plan
 
     try:
         spec = plan.model_spec(cfg.model.recommender)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from .chunking import block_text
 from .llm import encode_prompt
-from .text import cap_tokens
+from .text import cap_tokens, domain_of
 
 SUMMARY_OPENING = "This user"
 # Where the candidate goes in the rendered recommendation prompt: the text before it is shared by all candidates.
@@ -244,8 +244,6 @@ class RecommendationPrompter:
 
     @classmethod
     def from_config(cls, cfg: Any, tokenizer: Any) -> "RecommendationPrompter":
-        from .text import domain_of
-
         return cls(tokenizer, domain_of(cfg), cfg.prompt.max_length, cfg.prompt.summary_max_tokens)
 
     def _encode(self, text: str) -> list[int]:

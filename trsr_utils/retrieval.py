@@ -25,14 +25,13 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .baselines.embeddings import embed
 
 MISSED = float("inf")  # the rank of a positive that is not in a retrieved list
 
 
 def summary_vectors(summaries: Sequence[str], model: Any = None) -> np.ndarray:
     """L2-normalised MiniLM embeddings of the users' summaries, one row each."""
-    from .baselines.embeddings import embed
-
     return embed(list(summaries), model=model)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import distributed
 from .llm import pad_ids
 from .prompts import AnswerTokens, UserPrompts
 
@@ -146,8 +147,6 @@ def score_users(model: Any, prompts: Sequence[UserPrompts], answer: AnswerTokens
     the longest one wasted a third of the suffix compute.
     """
     import torch
-
-    from . import distributed
 
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device

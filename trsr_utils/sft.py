@@ -52,11 +52,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import distributed, io, llm, metrics, stages
-from .distributed import world
 from .config import LLM_ROWS, REPO_ROOT, stage_arguments, stage_config
+from .distributed import world
 from .progress import headless
 from .prompts import AnswerTokens, UserPrompts, answer_tokens
-from .scoring import for_scoring, score_users
+from .scoring import decoder_and_head, for_scoring, prefix_pass, score_users, suffix_states
 from .user_prompts import for_split
 
 STAGE = "06_sft"
@@ -318,8 +318,6 @@ def answer_loss(model: Any, inputs: dict[str, Any], loss: str, answer: AnswerTok
     """
     import torch
     import torch.nn.functional as F
-
-    from .scoring import decoder_and_head, prefix_pass, suffix_states
 
     labels = inputs["labels"]
     decoder, head = decoder_and_head(model)
@@ -608,7 +606,6 @@ def _reuse(cfg: Any, model: Any, tokenizer: Any, log: Callable[[str], None]) -> 
                                                                                m.quantization, m.device), log)
         report.update(zero_shot=r, validation=sorted(validator.records, key=lambda x: x["step"]))
         io.write_json(out / "report.json", report)
-    from . import distributed
 
     distributed.barrier()  # under a launcher, nobody reads the report before rank 0 has written it
     # What this call did, not what the training run did: no steps, and the adapter where it lies now (a run

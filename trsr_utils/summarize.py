@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import distributed, io, llm, prompts, stages, summary_checks
+from . import chunking, distributed, io, llm, prompts, stages, summary_checks, text
+from .compare import jaccard
+from .config import stage_arguments, stage_config
+from .data import prepare
 from .progress import bar
 from .text import category_counts
 
@@ -413,8 +416,6 @@ class Asker:
 
     def __init__(self, cfg: Any, blocks: Any, catalog: Mapping[str, Mapping[str, str]], model: Any = None,
                  tokenizer: Any = None):
-        from . import text
-
         name = cfg.model.summarizer
         self.cfg, self.domain = cfg, text.domain_of(cfg)
         self.tokenizer = tokenizer if tokenizer is not None else llm.load_tokenizer(name)
@@ -590,8 +591,6 @@ def update_uptake(steps: Any) -> Any:
     """Recurrent steps k >= 1: did the update change the summary, and how much (content-word Jaccard with step k-1)?"""
     import pandas as pd
 
-    from .compare import jaccard
-
     rows = []
     for user, mine in steps.sort_values(["user_id", "level"]).groupby("user_id", sort=False):
         texts = mine["summary"].tolist()
@@ -662,8 +661,6 @@ def summarize(cfg: Any, method: str, blocks: Any, catalog: Mapping[str, Mapping[
     Loads the profile's summarizer at its first uncached call unless a model (or an :class:`llm.Lazy` one) is
     given. Re-running is cheap: finished calls come from the run directory's cache, and the model never loads.
     """
-    from . import text
-
     _stage(method)  # an unknown method fails before the model loads
     name = cfg.model.summarizer
     if tokenizer is None:
@@ -743,10 +740,6 @@ def main(argv: list[str] | None = None) -> int:
     find every call in the cache."""
     import argparse
     import json
-
-    from . import chunking
-    from .config import stage_arguments, stage_config
-    from .data import prepare
 
     parser = argparse.ArgumentParser(prog="python -m trsr_utils.summarize", description=main.__doc__)
     stage_arguments(parser)

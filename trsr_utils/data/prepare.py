@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io, stages
-from ..config import Config
+from ..config import REPO_ROOT, Config
 from .amazon_m2 import load_amazon_m2
 from .core import Catalog, RawDataset, paused_gc
 from .filtering import FilterReport, filter_sequences
@@ -91,8 +91,6 @@ def _resolve_source(source_dir: str | None) -> Path | None:
         return None
     path = Path(source_dir).expanduser()
     if not path.is_absolute():
-        from ..config import REPO_ROOT
-
         path = REPO_ROOT / path
     return path
 
