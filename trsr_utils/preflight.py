@@ -227,13 +227,13 @@ def check_model_offline(name: str, roles: str = "model") -> list[str]:
         return [f"{roles} {name}: local folder without {', '.join(missing)}"] if missing else []
     if name.startswith(("/", "./", "../", "~")):
         return [f"{roles} {name}: no such folder"]
-    has_config = plan.cached_hub_file(name, "config.json")
-    has_weights = any(plan.cached_hub_file(name, f) for f in WEIGHT_FILES)
+    has_config = plan.spec.cached_hub_file(name, "config.json")
+    has_weights = any(plan.spec.cached_hub_file(name, f) for f in WEIGHT_FILES)
     if has_config and has_weights:
         for index in (f for f in WEIGHT_FILES if f.endswith(".index.json")):
-            path = plan.cached_hub_file(name, index)
+            path = plan.spec.cached_hub_file(name, index)
             readable = path and Path(path).exists()
-            shards = missing_shards(path, lambda f: plan.cached_hub_file(name, f)) if readable else []
+            shards = missing_shards(path, lambda f: plan.spec.cached_hub_file(name, f)) if readable else []
             if shards:
                 return [f"{roles} {name}: {len(shards)} shard(s) its {index} names are not in the Hugging Face cache "
                         f"({', '.join(shards[:3])}): an incomplete download; run hf download {name} again"]

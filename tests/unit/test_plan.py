@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -126,11 +127,11 @@ def test_quantized_models_are_slowed_only_by_the_stated_factor():
 
 
 def test_merge_calls_level_by_level():
-    assert plan._merge_calls(1, 5) == 0
-    assert plan._merge_calls(5, 5) == 1
-    assert plan._merge_calls(6, 5) == 2  # (5 + 1) -> one merge, then 2 -> one merge
-    assert plan._merge_calls(5, 2) == 4  # (2, 2, 1) -> 2 merges; (2, 1) -> 1; (2) -> 1
-    assert plan._interp(4.5, lambda b: plan._merge_calls(int(b), 2)) == pytest.approx(3.5)  # 4 blocks: 3, 5: 4
+    assert plan.work._merge_calls(1, 5) == 0
+    assert plan.work._merge_calls(5, 5) == 1
+    assert plan.work._merge_calls(6, 5) == 2  # (5 + 1) -> one merge, then 2 -> one merge
+    assert plan.work._merge_calls(5, 2) == 4  # (2, 2, 1) -> 2 merges; (2, 1) -> 1; (2) -> 1
+    assert plan.work._interp(4.5, lambda b: plan.work._merge_calls(int(b), 2)) == pytest.approx(3.5)  # 4 blocks: 3, 5: 4
 
 
 @pytest.fixture
@@ -240,7 +241,7 @@ def test_cpu_cannot_run_bitsandbytes(tmp_path, monkeypatch):
 
     threads = torch.get_num_threads()
     for shape in ((6656, 17920, 52, 52, 32, threads), (4096, 11008, 32, 32, 32, threads)):
-        monkeypatch.setitem(plan._CPU, shape, plan.Hardware("cpu", 1.0, 1.0, 24.0, 10.0, "fake", True))
+        monkeypatch.setitem(plan.devices._CPU, shape, plan.Hardware("cpu", 1.0, 1.0, 24.0, 10.0, "fake", True))
     p = plan.plan(resolve_config("paper-mind", tmp_path / "run"), "cpu")
     assert {i["fits"] for i in p.items if i["role"] == "summarizer" and not i["model"].startswith("meta")} == {
         "no: bitsandbytes needs a CUDA GPU"}
@@ -272,7 +273,7 @@ def _write_cache(path, batches):
 def test_summarizer_batches_are_read_back_from_the_call_cache(demo):
     from trsr_utils.summarize import CACHE_FILE
 
-    _write_cache(demo.run_dir and (plan.Path(demo.run_dir) / CACHE_FILE),
+    _write_cache(demo.run_dir and (Path(demo.run_dir) / CACHE_FILE),
                  [(100.0, [(10, 5), (12, 7)]), (200.0, [(30, 2)]), (300.0, [(8, 8)])])
     batches = plan.summarizer_batches(demo)
     assert [(b["rows"], b["width"], b["steps"], b["prompt_tokens"]) for b in batches] == [
@@ -320,14 +321,14 @@ def test_validate_puts_the_plan_beside_what_the_run_measured(demo, monkeypatch):
     spec = plan.model_spec("smollm2-135m-instruct")
     key = (spec.hidden, spec.intermediate, spec.heads, spec.kv_heads, 32, torch.get_num_threads())
     fake = plan.Hardware("cpu", 0.1, 0.1, 24.0, 10.0, "fake", True, 0.05, 0.05)  # 100 GFLOP/s, 10 GB/s
-    monkeypatch.setitem(plan._CPU, key, fake)
+    monkeypatch.setitem(plan.devices._CPU, key, fake)
     assert plan.validate(demo).empty  # nothing measured yet
     folder = stages.result_dir(demo, "03_hierarchical", create=True)
     io.write_parquet(folder / "steps.parquet", pd.DataFrame({"calls": [1, 2], "new_tokens": [30, 50]}))
     stages.finish(demo, "03_hierarchical", 12.5)
     finished = stages.record(folder)["created"]
     # two batches inside notebook 03's window, one from before it (another notebook's calls)
-    _write_cache(plan.Path(demo.run_dir) / CACHE_FILE, [(finished - 100, [(50, 5)]), (finished - 8, [(200, 40)] * 32),
+    _write_cache(Path(demo.run_dir) / CACHE_FILE, [(finished - 100, [(50, 5)]), (finished - 8, [(200, 40)] * 32),
                                                         (finished - 2, [(220, 40)] * 16)])
     assert [w.sequences for w in plan.measured_summary_work(demo)] == [32, 16]
     table = plan.validate(demo)

@@ -102,12 +102,12 @@ def test_models_offline_registered_local_and_hub(tmp_path, monkeypatch):
     assert preflight.check_model_offline(str(folder)) == []
     assert "no such folder" in preflight.check_model_offline(str(tmp_path / "absent"))[0]
     # a hub id: only its cached snapshot counts
-    monkeypatch.setattr(plan, "cached_hub_file", lambda repo, name: None)
+    monkeypatch.setattr(plan.spec, "cached_hub_file", lambda repo, name: None)
     problems = preflight.check_model_offline("meta-llama/Llama-2-7b-hf", "recommender")
     assert len(problems) == 1 and "gated" in problems[0] and "hf download meta-llama/Llama-2-7b-hf" in problems[0]
     assert "gated" not in preflight.check_model_offline("upstage/llama-30b-instruct-2048")[0]
     cached = {"config.json", "model.safetensors.index.json"}
-    monkeypatch.setattr(plan, "cached_hub_file", lambda repo, name: f"/cache/{name}" if name in cached else None)
+    monkeypatch.setattr(plan.spec, "cached_hub_file", lambda repo, name: f"/cache/{name}" if name in cached else None)
     assert preflight.check_model_offline("meta-llama/Llama-2-7b-hf") == []
     cached = {"config.json"}
     assert "no weights" in preflight.check_model_offline("meta-llama/Llama-2-7b-hf")[0]
@@ -115,7 +115,7 @@ def test_models_offline_registered_local_and_hub(tmp_path, monkeypatch):
 
 def test_models_lists_every_role_once(tmp_path, monkeypatch):
     cfg = resolve_config("paper-mind", tmp_path, {"eval.ablation_summarizers": ["meta-llama/Llama-2-7b-hf"]})
-    monkeypatch.setattr(plan, "cached_hub_file", lambda repo, name: None)
+    monkeypatch.setattr(plan.spec, "cached_hub_file", lambda repo, name: None)
     problems = preflight.check_models(cfg)
     assert len(problems) == 2  # the recommender and the ablation summarizer are one model
     assert any(p.startswith("recommender and ablation summarizer meta-llama/Llama-2-7b-hf") for p in problems)
@@ -200,7 +200,7 @@ def test_an_interrupted_download_with_an_index_but_missing_shards_is_caught(tmp_
     # the same in the Hugging Face cache
     index = folder / "model.safetensors.index.json"
     cached = {"config.json": "/c/config.json", "model.safetensors.index.json": str(index), shards[0]: "/c/s1"}
-    monkeypatch.setattr(plan, "cached_hub_file", lambda repo, name: cached.get(name))
+    monkeypatch.setattr(plan.spec, "cached_hub_file", lambda repo, name: cached.get(name))
     problems = preflight.check_model_offline("meta-llama/Llama-2-7b-hf", "recommender")
     assert len(problems) == 1 and "incomplete download" in problems[0] and shards[1] in problems[0]
 
