@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import io, llm, prompts, stages, text
+from ..callcache import CACHE_FILE
 from ..config import Config
-from ..summarize import CACHE_FILE
 from . import spec
 
 
