@@ -48,7 +48,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from . import audit, chunking, distributed, evaluation, io, llm, metrics, significance, stages, summarize
+from . import (
+    audit, chunking, distributed, evaluation, io, llm, metrics, score_store, significance, stages, summarize,
+)
 from .config import resolve_config, stage_arguments, stage_config, with_overrides
 from .data import prepare
 from .text import ItemTexter
@@ -154,7 +156,7 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
                       log: Callable[[str], None] = print) -> tuple[Any, str]:
     """(config of the cell's own run folder, id of its summaries): the test users' blocks and hierarchical
     summaries under the cell's settings, computed there unless already complete."""
-    sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell, evaluation.samples_key(cfg))))
+    sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell, score_store.samples_key(cfg))))
     summary_id = stages.digest({"cell_summaries": stages.fingerprint(sub, "03_hierarchical").digest,
                                 "users": list(samples["user_id"]),
                                 **({"order": cell.control, "seed": cfg.seed} if cell.control else {})})
@@ -223,7 +225,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
             summaries = audit.replaced(summaries, users, cell.control, cfg.seed, template)
             summary_id = stages.digest({"control": cell.control, "summary": summary_id, "seed": cfg.seed,
                                         "template": evaluation.summary_id(cfg, "template") if template else None})
-        key = evaluation.llm_key(cell_cfg, cell.method, summary_id,
+        key = score_store.llm_key(cell_cfg, cell.method, summary_id,
                                  evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
         source = same_as_evaluation(cfg, cell)
         if source and evaluation.system_key(cfg, source, adapter) != key:
@@ -235,7 +237,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
             log(f"{cell.name}: scoring {len(samples)} users")
             return evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {cell.name}")
 
-        frame = evaluation.cached(evaluation.scores_path(cfg, key), samples, compute, log, key)
+        frame = score_store.cached(score_store.scores_path(cfg, key), samples, compute, log, key)
         m = metrics.metrics_from_ranks(frame["rank"])
         paid = cell.method if cell.control not in ("empty", "template") else "none"  # what the shown summary cost
         rows.append({
@@ -247,7 +249,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
             "scoring_tokens_per_user": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids))
                                                       for p in prompts])),
             "seconds": float(frame["seconds"].iloc[0]), "users": len(frame),
-            "scores": str(evaluation.scores_path(cfg, key)),
+            "scores": str(score_store.scores_path(cfg, key)),
         })
     table = pd.DataFrame(rows)
     table["llm_tokens_per_user"] = table["summary_tokens_per_user"] + table["scoring_tokens_per_user"]

@@ -40,11 +40,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import distributed, evaluation, io, listwise, llm, metrics, retrieval, stages
+from . import distributed, evaluation, io, listwise, llm, metrics, retrieval, score_store, stages
 from .baselines.embeddings import embed, identity
 from .config import stage_arguments, stage_config
 from .data import prepare
-from .evaluation import cached, scores_path
+from .score_store import cached, scores_path
 from .progress import bar
 from .prompts import answer_tokens
 from .scoring import for_scoring
@@ -73,7 +73,7 @@ def users(cfg: Any, prepared: Any) -> pd.DataFrame:
 
 
 def samples_key(cfg: Any) -> dict[str, Any]:
-    key = evaluation.samples_key(cfg)
+    key = score_store.samples_key(cfg)
     return {**key, "beyond.users": cfg.beyond.users} if cfg.beyond.users else key
 
 
@@ -195,7 +195,7 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
     key with the order; the scores come back in candidate order)."""
     method = main_summary(cfg)
     adapter = evaluation.ensure_adapter(cfg, method, log) if finetuned else None
-    key07 = evaluation.llm_key(cfg, method, evaluation.summary_id(cfg, method),
+    key07 = score_store.llm_key(cfg, method, evaluation.summary_id(cfg, method),
                                evaluation.adapter_id(cfg, method, adapter) if adapter else None)
     if perms is None:
         path = scores_path(cfg, key07)
@@ -307,7 +307,7 @@ def retrieve(cfg: Any, samples: pd.DataFrame, whole: Any, log: Callable[[str], N
 def _stored(cfg: Any, key: dict[str, Any], samples: pd.DataFrame, compute: Callable[[], pd.DataFrame],
             log: Callable[[str], None], what: str, lists: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
     """A retrieval or re-ranking frame from the score store when it is for exactly these users (and lists);
-    else computed (saying ``what``) and stored with its key beside it (:func:`evaluation.stored_frame`)."""
+    else computed (saying ``what``) and stored with its key beside it (:func:`score_store.stored_frame`)."""
     def same(frame: pd.DataFrame) -> bool:
         return list(frame["user_id"]) == list(samples["user_id"]) and (
             lists is None or [list(x) for x in frame["items"]] == [list(x) for x in lists])
@@ -316,7 +316,7 @@ def _stored(cfg: Any, key: dict[str, Any], samples: pd.DataFrame, compute: Calla
         log(what)
         return compute()
 
-    return evaluation.stored_frame(scores_path(cfg, key), same, made, log, key)
+    return score_store.stored_frame(scores_path(cfg, key), same, made, log, key)
 
 
 def rerank(cfg: Any, retrieved: pd.DataFrame, retrieved_key: str, reranker: str, samples: pd.DataFrame,
@@ -392,7 +392,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
             if o == 0:
                 frames[label] = frame
         averaged = listwise.order_averaged(per_order[label])  # costs every order's pass
-        frames[f"{label}, order-averaged"] = evaluation.score_frame(samples, averaged, seconds)
+        frames[f"{label}, order-averaged"] = score_store.score_frame(samples, averaged, seconds)
 
     # 2. position bias: the fine-tuned pointwise row in a second order (order 1 of the listwise orders)
     order_1 = listwise.orders(ids, n_cand, 2, cfg.seed)[1]

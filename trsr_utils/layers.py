@@ -17,7 +17,7 @@ FLOORS = ("core", "store", "method", "stages", "report", "tools")
 # module (dotted, without the package name) -> floor; a package folder stands for its modules
 LAYER: dict[str, str] = {
     "config": "core", "io": "core", "progress": "core", "distributed": "core", "layers": "core",
-    "stages": "store", "callcache": "store",
+    "stages": "store", "callcache": "store", "score_store": "method",
     "text": "method", "prompts": "method", "chunking": "method", "llm": "method", "summarize": "method",
     "summary_checks": "method", "scoring": "method", "listwise": "method", "retrieval": "method", "sft": "method",
     "metrics": "method", "significance": "method", "user_prompts": "method", "audit": "method",

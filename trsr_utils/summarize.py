@@ -32,11 +32,10 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import chunking, distributed, io, llm, prompts, stages, summary_checks, text
-from .callcache import CACHE_FILE, Call, CallCache, NotOpened, call_key, open_cache
+from .callcache import Call, CallCache, NotOpened, call_key, open_cache
 from .compare import jaccard
 from .config import stage_arguments, stage_config
 from .data import prepare

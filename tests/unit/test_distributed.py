@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from conftest import hostile_hf_home
-from trsr_utils import sft, stages
+from trsr_utils import callcache, score_store, sft, stages
 from trsr_utils.config import resolve_config
 from trsr_utils.data import prepare
 
@@ -168,7 +168,7 @@ def test_two_process_summaries_are_identical_and_every_call_is_cached_once(llm_r
                                       summarize.read_summaries(cfgs[1], method)[["user_id", "summary"]])
     calls = []
     for run in llm_runs:
-        with sqlite3.connect(run / summarize.CACHE_FILE) as db:
+        with sqlite3.connect(run / callcache.CACHE_FILE) as db:
             calls.append(sorted(db.execute("SELECT key, text FROM calls").fetchall()))
     assert len(calls[0]) == len({k for k, _ in calls[0]}) > 100  # no call repeated
     assert calls[0] == calls[1]  # none lost, none extra, the same text
@@ -179,7 +179,7 @@ def test_two_process_scores_equal_one_process(llm_runs):
 
     from trsr_utils import evaluation
 
-    stores = [sorted((run / evaluation.SCORES_DIR).glob("*.parquet")) for run in llm_runs]
+    stores = [sorted((run / score_store.SCORES_DIR).glob("*.parquet")) for run in llm_runs]
     assert [p.name for p in stores[0]] == [p.name for p in stores[1]] and len(stores[0]) == 1  # the same key
     one, two = (evaluation.io.read_parquet(p[0]) for p in stores)
     assert one["user_id"].tolist() == two["user_id"].tolist()

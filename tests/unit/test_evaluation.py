@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import evaluation
+from trsr_utils import evaluation, score_store
 from trsr_utils.config import resolve_config
 
 
@@ -24,18 +24,18 @@ def test_scores_are_cached_for_the_same_users_and_candidates_only(tmp_path):
         return [np.array([0.9, 0.1, 0.5])] * 4
 
     path = tmp_path / "scores" / "x.parquet"
-    first = evaluation.cached(path, _samples(), compute, log=lambda *_: None)
-    again = evaluation.cached(path, _samples(), compute, log=lambda *_: None)
+    first = score_store.cached(path, _samples(), compute, log=lambda *_: None)
+    again = score_store.cached(path, _samples(), compute, log=lambda *_: None)
     assert len(calls) == 1 and again["rank"].tolist() == first["rank"].tolist() == [1] * 4
     changed = _samples()
     changed.at[0, "negatives"] = ["4", "6"]
-    evaluation.cached(path, changed, compute, log=lambda *_: None)
+    score_store.cached(path, changed, compute, log=lambda *_: None)
     assert len(calls) == 2  # other candidates: scored again, never a stale row
 
 
 def test_a_scorer_with_the_wrong_number_of_scores_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="user u0: 2 scores for 3 candidates"):
-        evaluation.cached(tmp_path / "x.parquet", _samples(1), lambda: [np.array([1.0, 0.0])])
+        score_store.cached(tmp_path / "x.parquet", _samples(1), lambda: [np.array([1.0, 0.0])])
 
 
 def test_results_table_recomputes_metrics_from_ranks():
@@ -182,12 +182,12 @@ def test_an_edited_recommendation_prompt_gives_zero_shot_scores_a_new_key(tmp_pa
     from trsr_utils.config import resolve_config
 
     cfg = resolve_config("smoke", tmp_path)
-    before = evaluation.llm_key(cfg, "hierarchical", "summaries", None)
+    before = score_store.llm_key(cfg, "hierarchical", "summaries", None)
     listwise_before = beyond.listwise_key(cfg, None, 0)
     original = prompts.recommendation_messages
     monkeypatch.setattr(prompts, "recommendation_messages",
                         lambda *a: [*original(*a)[:-1], {**original(*a)[-1], "content": "Reworded."}])
-    assert evaluation.llm_key(cfg, "hierarchical", "summaries", None) != before
+    assert score_store.llm_key(cfg, "hierarchical", "summaries", None) != before
     assert beyond.listwise_key(cfg, None, 0) == listwise_before  # the listwise prompt is another prompt
     original_list = prompts.listwise_messages
     monkeypatch.setattr(prompts, "listwise_messages",

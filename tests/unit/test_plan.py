@@ -271,7 +271,7 @@ def _write_cache(path, batches):
 
 
 def test_summarizer_batches_are_read_back_from_the_call_cache(demo):
-    from trsr_utils.summarize import CACHE_FILE
+    from trsr_utils.callcache import CACHE_FILE
 
     _write_cache(demo.run_dir and (Path(demo.run_dir) / CACHE_FILE),
                  [(100.0, [(10, 5), (12, 7)]), (200.0, [(30, 2)]), (300.0, [(8, 8)])])
@@ -316,7 +316,7 @@ def test_validate_puts_the_plan_beside_what_the_run_measured(demo, monkeypatch):
     import torch
 
     from trsr_utils import io, stages
-    from trsr_utils.summarize import CACHE_FILE
+    from trsr_utils.callcache import CACHE_FILE
 
     spec = plan.model_spec("smollm2-135m-instruct")
     key = (spec.hidden, spec.intermediate, spec.heads, spec.kv_heads, 32, torch.get_num_threads())

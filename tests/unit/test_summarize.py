@@ -14,7 +14,7 @@ import time
 import pandas as pd
 import pytest
 
-from trsr_utils import llm, summarize, summary_checks
+from trsr_utils import callcache, llm, summarize, summary_checks
 from trsr_utils.config import resolve_config
 from trsr_utils.summarize import CallCache, clean_summary
 
@@ -306,7 +306,7 @@ def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path):
     blocks_file = tmp_path / "blocks.parquet"
     blocks.to_parquet(blocks_file)
     run = tmp_path / "killed"
-    db = run / summarize.CACHE_FILE
+    db = run / callcache.CACHE_FILE
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TRSR_PROGRESS": "0"}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(run), str(blocks_file), json.dumps(CATALOG)], env=env, cwd=REPO_ROOT)
     deadline = time.time() + 240
@@ -377,11 +377,11 @@ def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     other = summarize.open_cache(cfg)
-    assert isinstance(other, summarize.NotOpened) and not (tmp_path / summarize.CACHE_FILE).exists()
+    assert isinstance(other, summarize.NotOpened) and not (tmp_path / callcache.CACHE_FILE).exists()
     with pytest.raises(RuntimeError, match="only rank 0"):
         other.get_many(["k"])
     with pytest.raises(RuntimeError, match="rank 1 opened the call cache"):
-        CallCache(tmp_path / summarize.CACHE_FILE)
+        CallCache(tmp_path / callcache.CACHE_FILE)
     monkeypatch.setenv("RANK", "0")
     assert isinstance(summarize.open_cache(cfg), CallCache)
 
