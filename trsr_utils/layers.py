@@ -17,8 +17,8 @@ FLOORS = ("core", "store", "method", "stages", "report", "tools")
 # module (dotted, without the package name) -> floor; a package folder stands for its modules
 LAYER: dict[str, str] = {
     "config": "core", "io": "core", "progress": "core", "distributed": "core", "layers": "core",
-    "stages": "store", "callcache": "store", "score_store": "method",
-    "text": "method", "prompts": "method", "chunking": "method", "llm": "method", "summarize": "method",
+    "stages": "store", "callcache": "store",
+    "score_store": "method", "text": "method", "prompts": "method", "chunking": "method", "llm": "method", "summarize": "method",
     "summary_checks": "method", "scoring": "method", "listwise": "method", "retrieval": "method", "sft": "method",
     "metrics": "method", "significance": "method", "user_prompts": "method", "audit": "method",
     "data": "method", "baselines": "method", "compare": "method",
