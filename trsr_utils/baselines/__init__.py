@@ -30,6 +30,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .embeddings import embed
+
+
 def candidates(samples: pd.DataFrame) -> list[list[str]]:
     """Each sample's candidates: the positive first, then its negatives."""
     return [[s.positive, *s.negatives] for s in samples.itertuples(index=False)]
@@ -133,8 +136,6 @@ def tfidf_scores(item_texts: dict[str, str], eval_samples: pd.DataFrame) -> list
 def embedding_scores(item_texts: dict[str, str], eval_samples: pd.DataFrame, device: str = "cpu",
                      progress: Any = None) -> list[np.ndarray]:
     """Content-based with all-MiniLM-L6-v2 sentence embeddings of the item texts."""
-    from .embeddings import embed
-
     needed = sorted({i for s in eval_samples.itertuples(index=False) for i in [*s.history, s.positive, *s.negatives]})
     matrix = embed([item_texts[i] for i in needed], device=device, progress=progress)
     index = {item: k for k, item in enumerate(needed)}

@@ -32,7 +32,7 @@ from .amazon_m2 import load_amazon_m2
 from .core import Catalog, RawDataset, paused_gc
 from .filtering import FilterReport, filter_sequences
 from .mind import load_mind
-from .movielens import load_movielens
+from .movielens import embedded_dir, load_movielens
 from .sampling import SPLITS, build_samples
 
 FORMAT_VERSION = 1
@@ -80,8 +80,6 @@ def raw_files(cfg: Config) -> list[Path]:
     if folder is None:
         if d.dataset != "movielens-100k":
             return []
-        from .movielens import embedded_dir
-
         folder = embedded_dir()
     return [folder / name for name in RAW_FILES[d.dataset]]
 

@@ -38,6 +38,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .prepare import RAW_FILES
+
 # Bumped when the generator's output changes, so cached large files (runs/bench/synth/) are written again.
 VERSION = 1
 
@@ -711,8 +713,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name}", type=int, default=None, help=f"number of {name} (overrides the preset)")
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in ("news", "impressions", "users", "products", "sessions")}
-    from .prepare import RAW_FILES
-
     present = [name for name in RAW_FILES[args.dataset] if (Path(args.out) / name).exists()]
     if present and not args.force:  # --out may well be data/raw: never overwrite a real download unasked
         parser.error(f"{args.out} already holds {', '.join(present)}; pass --force to overwrite")
