@@ -226,7 +226,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
             summary_id = stages.digest({"control": cell.control, "summary": summary_id, "seed": cfg.seed,
                                         "template": evaluation.summary_id(cfg, "template") if template else None})
         key = score_store.llm_key(cell_cfg, cell.method, summary_id,
-                                 evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
+                                  evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
         source = same_as_evaluation(cfg, cell)
         if source and evaluation.system_key(cfg, source, adapter) != key:
             source = None

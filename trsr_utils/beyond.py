@@ -196,7 +196,7 @@ def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: 
     method = main_summary(cfg)
     adapter = evaluation.ensure_adapter(cfg, method, log) if finetuned else None
     key07 = score_store.llm_key(cfg, method, evaluation.summary_id(cfg, method),
-                               evaluation.adapter_id(cfg, method, adapter) if adapter else None)
+                                evaluation.adapter_id(cfg, method, adapter) if adapter else None)
     if perms is None:
         path = scores_path(cfg, key07)
         if path.exists():
