@@ -433,9 +433,11 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
                 out.append(f"Another user's summary ranks *better* ({', '.join(better)}): the profile's summary does "
                            "not help this recommender; what it reads in a summary acts as noise.")
             else:
-                out.append("The recommender is not shown to use whose summary it reads: another user's summary ranks "
-                           "as well" + (" (it moves the scores: the text acts as noise)." if cell.cell in moved.index
-                                        and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
+                out.append("The recommender is not shown to use whose summary it reads: another user's summary is not "
+                           f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, p = {main_row['p']:.3f} "
+                           f"on {n} users: a difference these users cannot separate from chance, not equal ranking)"
+                           + (" and it moves the scores (the text acts as noise)." if cell.cell in moved.index
+                              and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
         if cell.method == "oracle":
             out.append("The oracle leaks the positive's attributes (a control, never a result): " + (
                 "a recommender can learn to use a summary that carries the answer, so the bottleneck is what the "
@@ -514,7 +516,7 @@ def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fin
                            "missing or empty)."]
     for profile, run in runs.items():
         commit = (run.get("git") or {}).get("commit", "?")
-        out.append(f"**{profile}** ({run['users']} test users; 08's fingerprint {run['fingerprint'][:12]}, commit "
+        out.append(("\n" if out else "") + f"**{profile}** ({run['users']} test users; 08's fingerprint {run['fingerprint'][:12]}, commit "
                    f"{str(commit)[:10]}):")
         fp = (now or {}).get(profile)
         if fp is not None and fp.digest != run["fingerprint"]:
@@ -525,7 +527,7 @@ def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fin
                 f"). The lines below are the finding of commit {str(commit)[:10]}; to have this copy's, run "
                 f"{_record_command(profile)}.")
         out += [f"- {line}" for line in run["reading"]]
-    out += [f"**{p}**: not recorded in this copy; make it once with {_record_command(p)}."
+    out += [f"\n**{p}**: not recorded in this copy; make it once with {_record_command(p)}."
             for p in DECIDING if p not in runs]
     return "\n".join(out)
 

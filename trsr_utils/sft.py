@@ -222,8 +222,9 @@ def describe(record: dict[str, Any], users: int) -> str:
             f"{1 / users:.3f})")
 
 
-def reading(report: dict[str, Any], valid_users: int) -> list[str]:
-    """What the training run shows, in sentences computed from its report."""
+def reading(report: dict[str, Any], valid_users: int, random_recall10: float | None = None) -> list[str]:
+    """What the training run shows, in sentences computed from its report (``random_recall10``: a random order's
+    expected Recall@10, to say where the checkpoints stand against chance)."""
     out = []
     losses = [h["loss"] for h in report["loss_history"]]
     if losses and report["loss"] in ("answer", "yes_no"):
@@ -252,6 +253,15 @@ def reading(report: dict[str, Any], valid_users: int) -> list[str]:
                    f"{abs(gain) * valid_users:.0f} user-cut-off crossings"
                    + (" (below zero-shot: training has not helped on these users)" if gain < 0 else "")
                    + "; notebook 07 measures it on the test users.")
+    if random_recall10 is not None:
+        r_best, r_zero = best["recall@10"], (zero or {}).get("recall@10")
+        below = [name for name, r in (("the selected checkpoint", r_best), ("zero-shot", r_zero))
+                 if r is not None and r < random_recall10]
+        out.append(f"Recall@10 on validation: {r_best:.3f} selected" + (f", {r_zero:.3f} zero-shot" if r_zero is not None
+                                                                      else "")
+                   + f"; a random order reaches {random_recall10:.3f} on average"
+                   + (f": {' and '.join(below)} {'are' if len(below) > 1 else 'is'} below chance here, on "
+                      f"{valid_users} users." if below else "."))
     return out
 
 

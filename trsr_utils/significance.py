@@ -202,8 +202,10 @@ def evaluation_pairs(systems: Sequence[str], table: pd.DataFrame, metric: str = 
     return list(dict.fromkeys(pairs))
 
 
-def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: str = "recall@10") -> list[str]:
-    """Plain sentences: which differences survive Holm's correction, and how wide the intervals are."""
+def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: str = "recall@10",
+            forest: bool = True) -> list[str]:
+    """Plain sentences: which differences survive Holm's correction, and how wide the intervals are. ``forest``:
+    the other metrics are drawn in a forest plot beside (the sentence says where to look)."""
     labels = labels or {}
     rows = table[table["metric"] == metric]
     if rows.empty:
@@ -219,7 +221,8 @@ def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: s
     others = table[table["metric"] != metric]
     for m, group in others.groupby("metric", sort=False):
         sig = group[group["significant"]]
-        lines.append(f"On {m} (the forest plot's other panels, Holm within {m}): {len(sig)} of {len(group)} survive"
+        where = "the forest plot's other panels, " if forest else ""
+        lines.append(f"On {m} ({where}Holm within {m}): {len(sig)} of {len(group)} survive"
                      + (": " + "; ".join(f"{name(r.a)} - {name(r.b)} {r.diff:+.3f} (Holm p {r.p_holm:.3f})"
                                          for r in sig.itertuples()) if len(sig) else "") + ".")
     narrow = table[((table["low"] > 0) | (table["high"] < 0)) & (table["p"] >= 0.05)]

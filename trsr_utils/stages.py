@@ -72,11 +72,12 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("03_hierarchical", "03_hierarchical_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size",),
           models=("model.summarizer",), code=("block prompt", "merge prompt"),
-          version=5),  # 2: summary checks; 3: unquoted invented names flagged; 4: BOS where the tokenizer adds one;
-    # 5: a closing quote after a sentence's end kept (was flagged unclosed); each step keeps its first attempt
+          version=6),  # 2: summary checks; 3: unquoted invented names flagged; 4: BOS where the tokenizer adds one;
+    # 5: a closing quote after a sentence's end kept (was flagged unclosed); each step keeps its first attempt;
+    # 6: a sentence trailing off in "..." or split at an initialism ("G.I.J.J. and") is unfinished
     Stage("04_recurrent", "04_recurrent_summary", ("01_data", "02_text"),
           ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size", "summary.merge_fan_in"),
-          models=("model.summarizer",), code=("block prompt", "update prompt"), version=5),  # 5: as 03's
+          models=("model.summarizer",), code=("block prompt", "update prompt"), version=6),  # 5, 6: as 03's
     Stage("05_compare", "05_compare_summaries", ("01_data", "02_text", "03_hierarchical", "04_recurrent"),
           ("seed", "prompt.domain", "prompt.recent_items", "text"), code=("mention aliases",),
           version=2),  # 2: the summary audit (faithfulness, coverage, specificity, drift, predictiveness)

@@ -146,8 +146,12 @@ def generation_params(cfg: Any, retry: bool = False) -> dict[str, Any]:
 
 # ----------------------------------------------------------------- checking a generation
 # A sentence ends at . ! or ?, with up to two closing marks kept on it ('"That Darn Cat!" They' splits after the
-# quote, not before it: a split that swallowed the quote made a closed title look unclosed).
-_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+")
+# quote, not before it: a split that swallowed the quote made a closed title look unclosed), and the next one
+# starts with a capital, a digit or an opening mark ("classics like G.I.J.J. and Schind" is one unfinished sentence,
+# not a finished one ending in an initialism).
+_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+(?=[A-Z0-9\"'(\[])")
+_ENDED = re.compile(r"[.!?][\"')\]]*$")
+_TRAILING_OFF = re.compile(r"(?:\.\.\.|\u2026)[\"')\]]*$")  # "since October 20...": the model stopped mid-thought
 _WORD = re.compile(r"[A-Za-z0-9']+")
 
 
@@ -169,7 +173,7 @@ def clean_summary(generated: str, max_sentences: int = 3, opening: str = prompts
 
     Degenerate: no words at all (``empty``); a phrase of 4 words repeated 3 or
     more times (``loop``); no complete sentence left (``cut_off``). Otherwise an
-    unfinished last sentence is dropped (``trimmed``), repeated sentences are
+    unfinished last sentence (no end mark, or one trailing off in "...") is dropped (``trimmed``), repeated sentences are
     removed (``deduplicated``) and at most ``max_sentences`` are kept (``shortened``).
     """
     body = " ".join(generated.split())
@@ -181,7 +185,7 @@ def clean_summary(generated: str, max_sentences: int = 3, opening: str = prompts
     text = f"{opening}{glue}{body}"
     sentences = [s for s in _SPLIT.split(text) if s]
     edits: list[str] = []
-    if sentences and not re.search(r"[.!?][\"')\]]*$", sentences[-1]):
+    if sentences and (not _ENDED.search(sentences[-1]) or _TRAILING_OFF.search(sentences[-1])):
         sentences = sentences[:-1]
         edits.append("trimmed")
     if not sentences:

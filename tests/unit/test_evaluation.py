@@ -219,3 +219,16 @@ def test_bootstrap_interval_of_hits_lies_on_the_users_grid():
     hits = np.array([1] * 13 + [0] * 7, dtype=float)
     for end in evaluation.mean_interval(hits, 1000, 0):
         assert abs(end * 20 - round(end * 20)) < 1e-9
+
+
+def test_recency_compares_positives_with_the_sampled_negatives():
+    catalog = {"a": {"year": "1998"}, "b": {"year": "1997"}, "c": {"year": "1990"}, "d": {"year": "1985"},
+               "e": {"year": "unknown"}}
+    samples = pd.DataFrame({"positive": ["a", "b"], "history": [["a", "c"], ["b"]], "negatives": [["c", "d"], ["d", "e"]]})
+    table = evaluation.recency(samples, catalog)
+    share = "released 1997 or later"
+    assert table.loc["positives", share] == 1.0 and table.loc["negatives", "n"] == 3  # "unknown" has no year
+    assert table.loc["history items", share] == pytest.approx(2 / 3) and table.loc["negatives", share] == 0.0
+    assert "100% of the positives" in evaluation.recency_reading(table) and "is the check" in \
+        evaluation.recency_reading(table)
+    assert evaluation.recency(samples, {"a": {"title": "x"}}) is None  # MIND, Amazon-M2: no year

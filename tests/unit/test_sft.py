@@ -240,6 +240,12 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
                               {"step": 24, "selection": 1.5}])
     text = "\n".join(sft.reading(report, 6))
     assert "steps 12, 24 tie at 1.500; the earliest, step 12, is kept" in text and "below zero-shot" in text
+    # against chance: only the rows below a random order's Recall@10 are named
+    report.update(zero_shot={"selection": 2.5, "recall@10": 0.5}, best={"step": 12, "selection": 1.5,
+                                                                       "recall@10": 1 / 3})
+    text = "\n".join(sft.reading(report, 6, random_recall10=10 / 21))
+    assert "0.333 selected, 0.500 zero-shot; a random order reaches 0.476" in text
+    assert "the selected checkpoint is below chance here, on 6 users" in text
 
 
 @pytest.mark.parametrize("loss", ["answer", "yes_no"])

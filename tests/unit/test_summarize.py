@@ -46,6 +46,12 @@ def make_blocks(n_users: int, n_blocks: int, per_block: int = 3) -> pd.DataFrame
     (" likes A. B is good. C is good too. D is fine.", "This user likes A. B is good. C is good too.", "",
      ["shortened"]),
     ("'s favourite genre is drama.", "This user's favourite genre is drama.", "", []),
+    # a sentence that trails off, or that only an initialism seemed to end, is unfinished
+    (" likes comedies. They have watched the latest releases since October 20...", "This user likes comedies.", "",
+     ["trimmed"]),
+    (" likes comedies. They love classics like G.I.J.J. and Schind", "This user likes comedies.", "", ["trimmed"]),
+    (" likes films from the U.S. They also like dramas.", "This user likes films from the U.S. They also like dramas.",
+     "", []),
     # a closing quote or bracket after the full stop stays with its sentence
     (' likes "That Darn Cat!" They also like (old films.) And', 'This user likes "That Darn Cat!" They also like '
      "(old films.)", "", ["trimmed"]),

@@ -41,9 +41,9 @@ def metric_bars(table: pd.DataFrame, metrics_: Sequence[str] = ("recall@3", "rec
             handles.append(Line2D([], [], color=colour, linewidth=0.9, dashes=dashes[i % len(dashes)]))
             labels.append(f"{RANDOM_LABEL}, {m}: {random[m]:.3f}")
     ax.set_xlabel("")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)  # a bar at 1 keeps its whisker
     _slanted_labels(ax)
-    ax.set_title("Ranking quality on the test users (dashed: random ranker; whiskers: 95% interval of R@10)")
+    ax.set_title("Ranking quality on the test users (lines: random ranker; whiskers: 95% interval of R@10)")
     _legend_outside(ax, handles, labels, title="metric", fontsize=None, frameon=True)
     fig.tight_layout()
     return fig
