@@ -371,7 +371,8 @@ def reading(table: pd.DataFrame, metric: str = "recall@10", ranks: pd.DataFrame 
     cost = table[table["axis"] == "summary"].groupby("method")["summary_tokens_per_user"].mean()
     if "none" in cost and len(cost) > 1:
         extra = ", ".join(f"{m} {v:.0f}" for m, v in cost.items() if m != "none")
-        out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}) on top of scoring; "
+        out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}; the mean over these test users, "
+                   "where notebooks 03-04 average over every summarized user) on top of scoring; "
                    "whether it buys quality is read from the summary axis above, within its uncertainty.")
     if len(controls):
         out.append(f"{len(controls)} control cell{'s' if len(controls) != 1 else ''} (section 4) "

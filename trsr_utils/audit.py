@@ -323,7 +323,8 @@ def drift_reading(table: pd.DataFrame, k: int = 2) -> list[str]:
                    f", against {changed['previous_coverage'].mean():.0%} that the previous summary already named).")
         kept = changed["kept"].dropna()
         if len(kept):
-            out.append(f"They keep {kept.mean():.0%} of the attributes the previous summary named.")
+            out.append(f"These changed updates keep {kept.mean():.0%} of the attributes the previous summary named (the "
+                       "table's per-step 'kept' also counts the unchanged ones, which keep all).")
     if len(took):
         out.append(f"{int(took.sum())} of the {len(took)} updates whose block brings an attribute no earlier block had "
                    f"({took.mean():.0%}) name one.")

@@ -507,12 +507,18 @@ def reading(results: dict[str, Any]) -> list[str]:
     """What notebook 09's tables show, in sentences computed from them."""
     table, bias, two = results["table"].set_index("system"), results["bias"].set_index("system"), results["two_stage"]
     n = int(results["record"]["n_users"])
-    out = [f"{n} test users: one user moves a Recall@K by {1 / n:.3f}."]
+    out = [f"{n} test users: one user moves a Recall@K by {1 / n:.3f}. The pointwise rows are notebook 07's scores "
+           f"of the same rows on these {n} users, so they can differ from 07's table, which averages over all its "
+           "test users."]
     for kind in ("zero-shot", "fine-tuned"):
         p, lw, avg = (f"pointwise {kind}", f"listwise {kind}", f"listwise {kind}, order-averaged")
         if p in table.index and lw in table.index:
+            first = bias.loc[lw, "top_is_first"] if lw in bias.index else None
             out.append(f"{kind.capitalize()}: listwise Recall@10 {table.loc[lw, 'recall@10']:.3f} (order-averaged "
-                       f"{table.loc[avg, 'recall@10']:.3f}) against pointwise {table.loc[p, 'recall@10']:.3f}.")
+                       f"{table.loc[avg, 'recall@10']:.3f}) against pointwise {table.loc[p, 'recall@10']:.3f}"
+                       + (f"; but its top candidate is the one listed first in {first:.0%} of prompts, so its "
+                          "Recall@10 measures where the positive was listed, not what the model knows."
+                          if first is not None and first >= 0.9 else "."))
     t = {r["scoring"]: r for r in results["timing"]["rows"]}
     out.append(f"Speed, back to back on {t['listwise']['users']} users: listwise {t['listwise']['candidates_per_s']:.1f} "
                f"candidates/s, pointwise shared-prefix {t['pointwise']['candidates_per_s']:.1f} "
@@ -530,6 +536,10 @@ def reading(results: dict[str, Any]) -> list[str]:
                + ", ".join(f"{r['retriever']} {r[f'retrieved@{k}']:.0%}"
                            for r in two[two["reranker"] == "none"].to_dict(orient="records"))
                + " of users: no re-ranker can do better than that.")
+    found = two[two["reranker"] == "none"].set_index("retriever")[f"retrieved@{k}"]
+    if "union" in found and found["union"] < found.drop("union").max():
+        out.append(f"The union finds fewer than one of its parts: it takes the two lists in turn up to {k} items, so it "
+                   f"keeps about the top {k // 2} of each, and a positive that a retriever places below that is lost.")
     if n < 100:
         out.append("With this few users the tables show the machinery, not a result: do not rank methods by them.")
     return out

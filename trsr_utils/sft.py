@@ -250,7 +250,7 @@ def reading(report: dict[str, Any], valid_users: int, random_recall10: float | N
         gain = best["selection"] - zero["selection"]
         out.append(f"The selected checkpoint (step {best['step']}) scores {best['selection']:.3f} against "
                    f"{zero['selection']:.3f} zero-shot: a difference of {gain:+.3f}, about "
-                   f"{abs(gain) * valid_users:.0f} user-cut-off crossings"
+                   f"{abs(gain) * valid_users:.0f} user-cut-off crossing{'s' if round(abs(gain) * valid_users) != 1 else ''}"
                    + (" (below zero-shot: training has not helped on these users)" if gain < 0 else "")
                    + "; notebook 07 measures it on the test users.")
     if random_recall10 is not None:

@@ -17,7 +17,7 @@ def _steps_html(steps: Any, label: str) -> str:
         flag = f' <b style="color:#b35900">[{r.flag}{": " + r.problem if r.problem else ""}]</b>' if r.flag else ""
         # "level 1, part 2" for the hierarchical method (several summaries per level), "step 1" for the recurrent one
         where = f"{label} {r.level}" + (f", part {r.index + 1}" if label == "level" else "")
-        rows.append(f"<li><small>{where} ({len(r.item_ids)} items){flag}</small><br>"
+        rows.append(f"<li><small>{where} ({len(r.item_ids)} item{'s' if len(r.item_ids) != 1 else ''}){flag}</small><br>"
                     f"{html.escape(r.summary)}</li>")
     return "<ol style='padding-left:1.2em'>" + "".join(rows) + "</ol>"
 

@@ -171,3 +171,22 @@ def test_listwise_lora_training_moves_the_answer_towards_the_positive_letter(tin
     assert after[2] > before[2] + 0.5 and int(np.argmax(after)) == 2
     # the base model handed in comes back without LoRA layers
     assert np.abs(listwise.letter_logprobs(model, [p], letters, shard=False)[0] - before).max() < 1e-5
+
+
+def test_beyond_reading_says_when_a_listwise_row_only_reads_the_first_letter_and_why_the_union_loses():
+    from trsr_utils import beyond
+
+    table = pd.DataFrame({"system": ["pointwise zero-shot", "listwise zero-shot", "listwise zero-shot, order-averaged"],
+                          "recall@10": [0.0, 0.5, 0.4]})
+    bias = pd.DataFrame({"system": ["pointwise zero-shot", "listwise zero-shot"], "orders": [3, 3],
+                         "rank_range_mean": [0.0, 7.0], "users_rank_moved": [0.0, 1.0], "top_is_first": [0.0, 1.0],
+                         "uniform_top_share": [0.05, 0.05]})
+    two = pd.DataFrame({"retriever": ["SASRec", "summary", "union"], "reranker": ["none"] * 3,
+                        "recall@10": [0.1, 0.1, 0.0], "retrieved@20": [1 / 6, 1 / 6, 0.0]})
+    timing = {"rows": [{"scoring": "listwise", "users": 2, "candidates_per_s": 10.0},
+                       {"scoring": "pointwise", "users": 2, "candidates_per_s": 20.0}], "speedup_listwise": 0.5}
+    text = "\n".join(beyond.reading({"table": table, "bias": bias, "two_stage": two, "timing": timing,
+                                     "record": {"n_users": 6, "retrieve": 20}}))
+    assert "listed first in 100% of prompts, so its Recall@10 measures where the positive was listed" in text
+    assert "notebook 07's scores of the same rows on these 6 users" in text
+    assert "The union finds fewer than one of its parts" in text and "keeps about the top 10 of each" in text
