@@ -462,7 +462,7 @@ def template_summaries(blocks: Any, template: TemplateSummarizer) -> Any:
 
 def step_kind(steps: Any) -> Any:
     """Each step's one kind, the first that applies: fallback (template), retried, kept but flagged, trimmed or
-    deduplicated, clean."""
+    deduplicated, passed the checks (which do not compare genres with the history: notebook 05's audit does)."""
     import numpy as np
 
     conditions = [steps["flag"] == "fallback", steps["flag"] == "retried", steps["checks"] != "",
@@ -470,7 +470,7 @@ def step_kind(steps: Any) -> Any:
     return np.select(conditions, EXAMPLE_KINDS[:4], default=EXAMPLE_KINDS[4])
 
 
-EXAMPLE_KINDS = ("fallback (template)", "retried", "kept but flagged", "trimmed or deduplicated", "clean")
+EXAMPLE_KINDS = ("fallback (template)", "retried", "kept but flagged", "trimmed or deduplicated", "passed the checks")
 
 
 def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
@@ -480,7 +480,7 @@ def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
 
     kinds = pd.Series(step_kind(steps), index=steps.index)
     parts = []
-    for kind in reversed(EXAMPLE_KINDS):  # clean first
+    for kind in reversed(EXAMPLE_KINDS):  # the ones that passed first
         chosen = steps[kinds == kind]
         chosen = chosen.sample(min(per_kind, len(chosen)), random_state=seed) if len(chosen) else chosen
         parts.append(chosen.assign(kind=kind))

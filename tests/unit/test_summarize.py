@@ -420,7 +420,7 @@ def test_examples_show_each_step_under_one_kind_with_its_first_attempt():
     shown = summarize.examples(steps, per_kind=5)
     assert sorted(shown["user_id"]) == [f"u{i}" for i in range(5)]  # every step once
     assert dict(zip(shown["user_id"], shown["kind"])) == {
-        "u0": "clean", "u1": "trimmed or deduplicated", "u2": "kept but flagged", "u3": "retried",
+        "u0": "passed the checks", "u1": "trimmed or deduplicated", "u2": "kept but flagged", "u3": "retried",
         "u4": "fallback (template)"}
     by_user = shown.set_index("user_id")
     assert by_user.loc["u3", "first_attempt"] == "This user first 3" and by_user.loc["u3", "problem"] == "loop"
