@@ -525,7 +525,8 @@ def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fin
             out.append(f"- **Stale**: this copy's {profile} profile gives fingerprint {fp.digest[:12]} (" + (
                 "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "") if changed else
                 "code, settings, data or models changed since; the record keeps only its digest") +
-                f"). The lines below are the finding of commit {str(commit)[:10]}; to have this copy's, run "
+                f"). The lines below are the finding of commit {str(commit)[:10]}, in that commit's wording; to have "
+                "this copy's, run "
                 f"{_record_command(profile)}.")
         out += [f"- {line}" for line in run["reading"]]
     out += [f"\n**{p}**: not recorded in this copy; make it once with {_record_command(p)}."

@@ -529,10 +529,13 @@ def reading(results: dict[str, Any]) -> list[str]:
         out.append(moved + (" (one candidate per prompt: no list to be biased by)." if system.startswith("pointwise")
                             else f"; the top candidate was the one shown first in {r['top_is_first']:.0%} of prompts "
                                  f"(unbiased: {r['uniform_top_share']:.0%})."))
-    best, k = two.loc[two["recall@10"].idxmax()], results["record"]["retrieve"]
-    out.append(f"Over the whole catalogue the best pipeline is {best['retriever']} + "
-               f"{'no re-ranker' if best['reranker'] == 'none' else best['reranker'] + ' LLM'} (Recall@10 "
-               f"{best['recall@10']:.3f}); the retrievers find the positive in their top {k} for "
+    ranked = two.sort_values(["recall@10", "ndcg@10"], ascending=False, kind="stable")
+    best, k = ranked.iloc[0], results["record"]["retrieve"]
+    name = lambda r: f"{r['retriever']} + " + ("no re-ranker" if r["reranker"] == "none" else r["reranker"] + " LLM")  # noqa: E731
+    tied = [name(r) for _, r in ranked.iloc[1:].iterrows() if r["recall@10"] == best["recall@10"]]
+    out.append(f"Over the whole catalogue the best pipeline is {name(best)} (Recall@10 {best['recall@10']:.3f}, "
+               f"NDCG@10 {best['ndcg@10']:.3f}" + (f"; tied on Recall@10 with {', '.join(tied)}, ahead on NDCG@10 or "
+                                                   "level" if tied else "") + "); the retrievers find the positive in their top {k} for "
                + ", ".join(f"{r['retriever']} {r[f'retrieved@{k}']:.0%}"
                            for r in two[two["reranker"] == "none"].to_dict(orient="records"))
                + " of users: no re-ranker can do better than that.")

@@ -182,7 +182,7 @@ def test_beyond_reading_says_when_a_listwise_row_only_reads_the_first_letter_and
                          "rank_range_mean": [0.0, 7.0], "users_rank_moved": [0.0, 1.0], "top_is_first": [0.0, 1.0],
                          "uniform_top_share": [0.05, 0.05]})
     two = pd.DataFrame({"retriever": ["SASRec", "summary", "union"], "reranker": ["none"] * 3,
-                        "recall@10": [0.1, 0.1, 0.0], "retrieved@20": [1 / 6, 1 / 6, 0.0]})
+                        "recall@10": [0.1, 0.1, 0.0], "ndcg@10": [0.03, 0.05, 0.0], "retrieved@20": [1 / 6, 1 / 6, 0.0]})
     timing = {"rows": [{"scoring": "listwise", "users": 2, "candidates_per_s": 10.0},
                        {"scoring": "pointwise", "users": 2, "candidates_per_s": 20.0}], "speedup_listwise": 0.5}
     text = "\n".join(beyond.reading({"table": table, "bias": bias, "two_stage": two, "timing": timing,
@@ -190,3 +190,6 @@ def test_beyond_reading_says_when_a_listwise_row_only_reads_the_first_letter_and
     assert "listed first in 100% of prompts, so its Recall@10 measures where the positive was listed" in text
     assert "notebook 07's scores of the same rows on these 6 users" in text
     assert "The union finds fewer than one of its parts" in text and "keeps about the top 10 of each" in text
+    # a tie on Recall@10 goes to NDCG@10, and is said
+    assert "the best pipeline is summary + no re-ranker (Recall@10 0.100, NDCG@10 0.050; tied on Recall@10 with " \
+           "SASRec + no re-ranker" in text

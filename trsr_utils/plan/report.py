@@ -19,7 +19,8 @@ from .work import measured_summary_work
 def measured_seconds(cfg: Config) -> dict[str, dict[str, Any]]:
     """What the run directory measured per stage: ``stage.json`` seconds (the LLM part the stage times:
     03/04 summarize()'s wall time, 06 the training), 06's validations, and the notebooks' wall time from the
-    manifest."""
+    manifest. A summary stage whose last run replayed every call from the cache (a handed-out re-run) measured no
+    generation: it is left out."""
     out: dict[str, dict[str, Any]] = {}
     manifest = Path(cfg.run_dir) / "manifest.json"
     notebooks = {}
@@ -31,6 +32,9 @@ def measured_seconds(cfg: Config) -> dict[str, dict[str, Any]]:
         rec = stages.record(folder) if folder is not None else None
         if not rec:
             continue
+        meta = folder / "meta.json"
+        if name != "06_sft" and meta.exists() and json.loads(meta.read_text()).get("cache_misses") == 0:
+            continue  # every call came from the cache: nothing was generated, so nothing to compare a plan with
         row = {"stage_seconds": rec.get("seconds"), "notebook_seconds": notebooks.get(name[:2])}
         if name == "06_sft" and (folder / "validation.json").exists():
             row["validation_seconds"] = sum(r.get("seconds", 0) for r in json.loads(
