@@ -535,7 +535,8 @@ def reading(results: dict[str, Any]) -> list[str]:
     tied = [name(r) for _, r in ranked.iloc[1:].iterrows() if r["recall@10"] == best["recall@10"]]
     out.append(f"Over the whole catalogue the best pipeline is {name(best)} (Recall@10 {best['recall@10']:.3f}, "
                f"NDCG@10 {best['ndcg@10']:.3f}" + (f"; tied on Recall@10 with {', '.join(tied)}, ahead on NDCG@10 or "
-                                                   "level" if tied else "") + "); the retrievers find the positive in their top {k} for "
+                                                   "level" if tied else "")
+               + f"); the retrievers find the positive in their top {k} for "
                + ", ".join(f"{r['retriever']} {r[f'retrieved@{k}']:.0%}"
                            for r in two[two["reranker"] == "none"].to_dict(orient="records"))
                + " of users: no re-ranker can do better than that.")
