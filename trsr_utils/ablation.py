@@ -517,7 +517,8 @@ def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fin
                            "missing or empty)."]
     for profile, run in runs.items():
         commit = (run.get("git") or {}).get("commit", "?")
-        out.append(("\n" if out else "") + f"**{profile}** ({run['users']} test users; 08's fingerprint {run['fingerprint'][:12]}, commit "
+        out.append(("\n" if out else "") + f"**{profile}** ({run['users']} test users; 08's fingerprint "
+                   f"{run['fingerprint'][:12]}, commit "
                    f"{str(commit)[:10]}):")
         fp = (now or {}).get(profile)
         if fp is not None and fp.digest != run["fingerprint"]:

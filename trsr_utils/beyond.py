@@ -531,7 +531,9 @@ def reading(results: dict[str, Any]) -> list[str]:
                                  f"(unbiased: {r['uniform_top_share']:.0%})."))
     ranked = two.sort_values(["recall@10", "ndcg@10"], ascending=False, kind="stable")
     best, k = ranked.iloc[0], results["record"]["retrieve"]
-    name = lambda r: f"{r['retriever']} + " + ("no re-ranker" if r["reranker"] == "none" else r["reranker"] + " LLM")  # noqa: E731
+    def name(r: Any) -> str:
+        return f"{r['retriever']} + " + ("no re-ranker" if r["reranker"] == "none" else r["reranker"] + " LLM")
+
     tied = [name(r) for _, r in ranked.iloc[1:].iterrows() if r["recall@10"] == best["recall@10"]]
     out.append(f"Over the whole catalogue the best pipeline is {name(best)} (Recall@10 {best['recall@10']:.3f}, "
                f"NDCG@10 {best['ndcg@10']:.3f}" + (f"; tied on Recall@10 with {', '.join(tied)}, ahead on NDCG@10 or "

@@ -18,7 +18,8 @@ FLOORS = ("core", "store", "method", "stages", "report", "tools")
 LAYER: dict[str, str] = {
     "config": "core", "io": "core", "progress": "core", "distributed": "core", "layers": "core",
     "stages": "store", "callcache": "store",
-    "score_store": "method", "text": "method", "prompts": "method", "chunking": "method", "llm": "method", "summarize": "method",
+    "score_store": "method", "text": "method", "prompts": "method", "chunking": "method", "llm": "method",
+    "summarize": "method",
     "summary_checks": "method", "scoring": "method", "listwise": "method", "retrieval": "method", "sft": "method",
     "metrics": "method", "significance": "method", "user_prompts": "method", "audit": "method",
     "data": "method", "baselines": "method", "compare": "method",

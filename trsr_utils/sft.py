@@ -248,17 +248,18 @@ def reading(report: dict[str, Any], valid_users: int, random_recall10: float | N
                    f"step {best['step']}, is kept.")
     if zero is not None:
         gain = best["selection"] - zero["selection"]
+        crossings = round(abs(gain) * valid_users)
         out.append(f"The selected checkpoint (step {best['step']}) scores {best['selection']:.3f} against "
                    f"{zero['selection']:.3f} zero-shot: a difference of {gain:+.3f}, about "
-                   f"{abs(gain) * valid_users:.0f} user-cut-off crossing{'s' if round(abs(gain) * valid_users) != 1 else ''}"
+                   f"{crossings} user-cut-off crossing{'s' if crossings != 1 else ''}"
                    + (" (below zero-shot: training has not helped on these users)" if gain < 0 else "")
                    + "; notebook 07 measures it on the test users.")
     if random_recall10 is not None:
         r_best, r_zero = best["recall@10"], (zero or {}).get("recall@10")
         below = [name for name, r in (("the selected checkpoint", r_best), ("zero-shot", r_zero))
                  if r is not None and r < random_recall10]
-        out.append(f"Recall@10 on validation: {r_best:.3f} selected" + (f", {r_zero:.3f} zero-shot" if r_zero is not None
-                                                                      else "")
+        zero_part = f", {r_zero:.3f} zero-shot" if r_zero is not None else ""
+        out.append(f"Recall@10 on validation: {r_best:.3f} selected{zero_part}"
                    + f"; a random order reaches {random_recall10:.3f} on average"
                    + (f": {' and '.join(below)} {'are' if len(below) > 1 else 'is'} below chance here, on "
                       f"{valid_users} users." if below else "."))
