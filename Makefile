@@ -45,10 +45,10 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: setup
-	$(PY) -m trsr_utils.pipeline run --profile demo
+	$(PY) -m trsr_utils run --profile demo
 
 run: setup
-	$(PY) -m trsr_utils.pipeline run --profile $(PROFILE)
+	$(PY) -m trsr_utils run --profile $(PROFILE)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -66,29 +66,29 @@ test-browser: setup
 
 # Then docs/benchmarks.md's generated section (and docs/benchmarks.json) from the results.
 bench: setup
-	$(PY) -m trsr_utils.bench
-	$(PY) -m trsr_utils.results_page bench --from runs/bench/bench.json --to docs/benchmarks.md
+	$(PY) -m trsr_utils bench
+	$(PY) -m trsr_utils results-page bench --from runs/bench/bench.json --to docs/benchmarks.md
 
 plan: setup
-	$(PY) -m trsr_utils.plan --profile $(PROFILE) $(if $(GPU),--gpu $(GPU)) $(if $(GPUS),--gpus $(GPUS))
+	$(PY) -m trsr_utils plan --profile $(PROFILE) $(if $(GPU),--gpu $(GPU)) $(if $(GPUS),--gpus $(GPUS))
 
 preflight: setup
-	$(PY) -m trsr_utils.preflight --profile $(PROFILE)
+	$(PY) -m trsr_utils preflight --profile $(PROFILE)
 
 # The course as a website: docs/, the README and RUN's executed notebooks (make demo first), built offline.
 site: setup
-	$(PY) -m trsr_utils.site --run $(RUN) --out site
+	$(PY) -m trsr_utils site --run $(RUN) --out site
 
 # A run's results page, written from its recorded results (the profile's name from its manifest).
 report: setup
-	$(PY) -m trsr_utils.pipeline report --run $(RUN)
+	$(PY) -m trsr_utils report --run $(RUN)
 
 # JupyterLab refuses to run as root unless told to (containers often run as root).
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 strip: setup
-	$(PY) -m trsr_utils.pipeline strip
+	$(PY) -m trsr_utils strip
 
 lock: setup
 	@{ sed -n '1,4p' constraints.txt; \

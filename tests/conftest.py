@@ -53,7 +53,7 @@ def smoke_run(tmp_path_factory):
     Shared by the smoke-chain, solutions and browser tests; a test that writes into a run directory copies it first
     (``shutil.copytree``) so the others still see the chain's own results.
     """
-    from trsr_utils import pipeline
+    from trsr_utils.tools import pipeline
 
     out = tmp_path_factory.mktemp("smoke-run")
     manifest = pipeline.run("smoke", out=out, log=lambda *_: None)
@@ -63,7 +63,7 @@ def smoke_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smol_tokenizer():
     """The real SmolLM2-135M-Instruct tokenizer (converted from the GGUF once, then cached)."""
-    from trsr_utils.llm import load_tokenizer
+    from trsr_utils.method.llm import load_tokenizer
 
     return load_tokenizer("smollm2-135m-instruct")
 

@@ -1,7 +1,7 @@
 """JupyterLab in a real browser: the counterfactual summary widget re-scores a user's candidates with edited text.
 
 The test writes a small notebook into a copy of the smoke run directory that builds
-:class:`trsr_utils.counterfactual.Counterfactual` for the run's test users (the fine-tuned adapter of notebook 06
+:class:`trsr_utils.report.counterfactual.Counterfactual` for the run's test users (the fine-tuned adapter of notebook 06
 and the zero-shot recommender), runs it in JupyterLab in headless Chromium (the helpers of ``test_lab.py``),
 types a new summary into the box, presses *score* and checks that a p(yes) in the table moved away from the
 own-summary column and that the positive's rank is shown for both recommenders. It saves a screenshot to
@@ -35,12 +35,12 @@ def counterfactual_notebook(run: Path) -> nbformat.NotebookNode:
     """The widget for the smoke run in ``run``: config, test users and their prompt parts, the two scorers."""
     cells = [
         "from trsr_utils import counterfactual, evaluation, llm, user_prompts\n"
-        "from trsr_utils.config import resolve_config\n"
+        "from trsr_utils.core.config import resolve_config\n"
         "from trsr_utils.data import prepare\n\n"
         f"cfg = resolve_config('smoke', {str(run)!r})",
         "prepared = prepare.read(cfg)\n"
         "samples = evaluation.test_samples(cfg, prepared)\n"
-        "summaries = user_prompts.summaries_for(cfg, user_prompts.main_summary(cfg))\n"
+        "summaries = summarize.summaries_for(cfg, user_prompts.main_summary(cfg))\n"
         "tokenizer = llm.load_tokenizer(cfg.model.recommender)\n"
         "inputs = counterfactual.user_inputs(cfg, samples, prepared.catalog, summaries, tokenizer)\n"
         "len(inputs)",

@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from trsr_utils import pipeline
+from trsr_utils.tools import pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook]
 

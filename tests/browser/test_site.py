@@ -1,6 +1,6 @@
 """The course website in a real browser: built from the session's smoke run, every page opened in Chromium.
 
-The test builds the site (``trsr_utils.site.build``, what ``make site`` runs) from the smoke run directory the
+The test builds the site (``trsr_utils.tools.site.build``, what ``make site`` runs) from the smoke run directory the
 session's other notebook tests share (the ``smoke_run`` fixture: no second notebook chain), opens every page
 from disk (``file://``, as a student offline would) in headless Chromium driven by Playwright, and checks:
 
@@ -9,7 +9,7 @@ from disk (``file://``, as a student offline would) in headless Chromium driven 
 - each executed notebook's page shows its outputs (notebook 07 its tables and figures);
 - notebook 05's summary browser is rendered from the widgets' saved state and shows another user's summaries
   when that user is picked in its dropdown, with no kernel (the site saves every user's view, linked to the
-  dropdown in the page: ``trsr_utils.site.browsable_summaries``).
+  dropdown in the page: ``trsr_utils.tools.site.browsable_summaries``).
 
 It keeps screenshots of the front page and of notebook 07's table in the test's temporary directory and prints
 their paths, with the build's time and size. Skipped, saying why, without Chromium or the playwright package
@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from trsr_utils import site as site_builder
+from trsr_utils.tools import site as site_builder
 
 # browser_tools is a fixture: imported, it is this module's too (skips without Chromium or playwright).
 try:  # the module pytest itself imports test_lab.py as (the default "prepend" import mode: tests/ has no __init__)
@@ -126,7 +126,7 @@ def test_every_page_of_the_course_website_loads_offline(browser_tools, smoke_run
 
 def _summary_browser_takes_a_selection(page, rel: str) -> list[str]:
     """Notebook 05's summary browser, rendered by the vendored HTML manager from the saved widget state (the site
-    gives it every user's view, linked to its dropdown in the page: trsr_utils.site.browsable_summaries): another
+    gives it every user's view, linked to its dropdown in the page: trsr_utils.tools.site.browsable_summaries): another
     user picked in the dropdown shows that user's summaries, with no kernel."""
     from playwright.sync_api import expect
 

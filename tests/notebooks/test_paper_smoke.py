@@ -7,8 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from trsr_utils import pipeline, stages
-from trsr_utils.config import resolve_config
+from trsr_utils.tools import pipeline
+from trsr_utils import stages
+from trsr_utils.core.config import resolve_config
 
 pytestmark = pytest.mark.notebook
 
@@ -53,7 +54,7 @@ def test_every_notebook_runs_on_the_papers_dataset(paper_run):
     # the controls of section 4 in the news / product domain, the oracle naming a category or a brand
     assert {"reliance=other_user-ft", "positive_control=oracle-ft", "order=shuffled-ft"} <= set(r08)
     assert set(results(out, "08_ablations")["summary_effect"]) == {"hierarchical", "recurrent"}
-    from trsr_utils import beyond
+    from trsr_utils.stages import beyond
 
     r09 = beyond.read(resolve_config(profile, out))
     assert r09["record"]["n_users"] == 6 and r09["record"]["n_candidates"] == 21
@@ -66,9 +67,11 @@ def test_long_product_texts_are_cut_per_candidate_in_the_listwise_prompt(paper_r
     import nbformat
     import numpy as np
 
-    from trsr_utils import beyond, listwise, llm
-    from trsr_utils.data import prepare
-    from trsr_utils.user_prompts import summaries_for
+    from trsr_utils.stages import beyond
+    from trsr_utils.method import listwise, llm
+    from trsr_utils.data import preparation
+    from trsr_utils.stages import prepare
+    from trsr_utils.stages.summarize import summaries_for
 
     profile, out, _ = paper_run
     cfg = resolve_config(profile, out)
@@ -76,7 +79,7 @@ def test_long_product_texts_are_cut_per_candidate_in_the_listwise_prompt(paper_r
     samples = beyond.users(cfg, prepared)  # notebook 09's users: 07's test users
     tok = llm.load_tokenizer(cfg.model.recommender)
     lists = [[p, *n] for p, n in zip(samples["positive"], samples["negatives"])]
-    built = listwise.build(cfg, samples, prepare.with_whole_catalogue(cfg, prepared).catalog,
+    built = listwise.build(cfg, samples, preparation.with_whole_catalogue(cfg, prepared).catalog,
                            summaries_for(cfg, "hierarchical"), tok, lists)
     assert len(built) == 6 and all(len(p.ids) + 1 <= cfg.prompt.max_length for p in built)
     caps = [p.candidate_token_cap for p in built]
@@ -90,7 +93,7 @@ def test_mind_negatives_are_news_the_user_was_shown_and_skipped(paper_run):
     profile, out, _ = paper_run
     if profile != "smoke-mind":
         pytest.skip("MIND only: Amazon-M2 sessions have no impressions")
-    from trsr_utils.config import REPO_ROOT
+    from trsr_utils.core.config import REPO_ROOT
     from trsr_utils.data.mind import load_mind
 
     cfg = resolve_config(profile, out)
@@ -109,7 +112,7 @@ def test_amazon_descriptions_are_cut_by_tokens_and_other_locales_left_out(paper_
     lines = [line for block in blocks["lines"] for line in block]
     assert any("…" in line for line in lines)  # long multi-line descriptions meet text.max_field_tokens
     assert all("\n" not in line for line in lines)  # and their line breaks become spaces
-    from trsr_utils.config import REPO_ROOT
+    from trsr_utils.core.config import REPO_ROOT
 
     products = pd.read_csv(REPO_ROOT / cfg.data.source_dir / "products_train.csv", dtype=str)
     assert products["locale"].nunique() > 1 and products["desc"].str.contains("\n", na=False).any()
@@ -137,8 +140,8 @@ def test_the_paper_shaped_model_runs_every_notebook(llama_run):
     r02 = results(out, "02_chunking_and_prompts")
     # the by-hand prefix (BOS first, once) equals the package's, and the plain layout is what the model reads
     assert r02["bos_added"] and not r02["chat_template"] and r02["prefix_tokenization_exact"]
-    from trsr_utils import llm
-    from trsr_utils.user_prompts import for_split
+    from trsr_utils.method import llm
+    from trsr_utils.stages.sft import for_split
 
     tok = llm.load_tokenizer(cfg.model.recommender)
     _, users = for_split(cfg, "test", "hierarchical", tok, limit=2)

@@ -7,8 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from trsr_utils import io, pipeline, stages
-from trsr_utils.config import resolve_config
+from trsr_utils.core import io
+from trsr_utils.tools import pipeline
+from trsr_utils import stages
+from trsr_utils.core.config import resolve_config
 
 pytestmark = pytest.mark.notebook
 
@@ -115,8 +117,9 @@ def test_06_lora_sft(smoke_run):
 
 
 def test_07_evaluation(smoke_run):
-    from trsr_utils import evaluation, metrics
-    from trsr_utils.config import BASELINES, LLM_ROWS
+    from trsr_utils.stages import evaluation
+    from trsr_utils.method import metrics
+    from trsr_utils.core.config import BASELINES, LLM_ROWS
 
     out, _ = smoke_run
     res = results(out, "07_evaluation")
@@ -203,7 +206,7 @@ def test_08_ablations(smoke_run):
                                                                                  "scoring_tokens_per_user"]
     assert stages.is_complete(cell_cfg, "03_hierarchical")
     # a second run of the grid is served from the cache: nothing is scored, summarized or trained again
-    from trsr_utils import ablation
+    from trsr_utils.stages import ablation
 
     cfg = resolve_config("smoke", out, {})
     messages = []
@@ -227,7 +230,8 @@ def test_09_beyond_pointwise(smoke_run, tmp_path):
 
     import numpy as np
 
-    from trsr_utils import beyond, listwise
+    from trsr_utils.stages import beyond
+    from trsr_utils.method import listwise
 
     out, _ = smoke_run
     cfg = resolve_config("smoke", out)
@@ -264,7 +268,7 @@ def test_09_beyond_pointwise(smoke_run, tmp_path):
     assert not [line for line in said if "scoring" in line or "fine-tuning" in line or "retriev" in line
                 or "re-ranking" in line], said
     assert again["two_stage"].drop(columns="seconds").equals(two.drop(columns="seconds"))
-    # the command line a cluster runs under torchrun (python -m trsr_utils.beyond) finds it all done
+    # the command line a cluster runs under torchrun (python -m trsr_utils beyond) finds it all done
     assert beyond.main(["--profile", "smoke", "--run-dir", str(copy)]) == 0
     # ... and a changed setting recomputes only what it touches (the re-ranking order of the listwise LLM)
     said.clear()
@@ -399,7 +403,7 @@ def test_a_handed_out_run_directory_is_up_to_date_where_it_is_unpacked(smoke_run
 
 
 def test_08_controls_of_section_4(smoke_run):
-    from trsr_utils import audit
+    from trsr_utils.method import audit
 
     out, _ = smoke_run
     res = results(out, "08_ablations")

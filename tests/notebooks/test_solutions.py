@@ -14,7 +14,7 @@ import time
 import nbformat
 import pytest
 
-from trsr_utils import pipeline
+from trsr_utils.tools import pipeline
 
 pytestmark = pytest.mark.notebook
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trsr_utils import ablation
-from trsr_utils.config import resolve_config
+from trsr_utils.stages import ablation
+from trsr_utils.core.config import resolve_config
 
 
 def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
@@ -74,7 +74,7 @@ def test_reading_puts_each_axis_spread_in_users():
     # with the cells' ranks: the width notebook 07 reports for one system (the median bootstrap interval)
     ranks = pd.DataFrame({"system": ["a"] * 20 + ["b"] * 20, "user_id": [f"u{i}" for i in range(20)] * 2,
                           "rank": [1, 15] * 10 + [1] * 20})
-    from trsr_utils import evaluation
+    from trsr_utils.stages import evaluation
     widths = [np.subtract(*evaluation.bootstrap_interval(g["rank"].to_numpy(), "recall@10", 1000, 0)[::-1])
               for _, g in ranks.groupby("system")]
     with_ranks = "\n".join(ablation.reading(table, ranks=ranks))
@@ -89,7 +89,7 @@ def test_reading_puts_each_axis_spread_in_users():
 def test_each_cell_is_compared_with_the_profiles_setting_in_the_same_model_state(tmp_path):
     import pandas as pd
 
-    from trsr_utils import io
+    from trsr_utils.core import io
 
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3]})
     rows = []
@@ -150,7 +150,7 @@ def test_shuffled_histories_keep_the_items():
 def _scores(tmp_path, name, ranks_and_scores):
     import pandas as pd
 
-    from trsr_utils import io
+    from trsr_utils.core import io
 
     path = tmp_path / f"{name}.parquet"
     io.write_parquet(path, pd.DataFrame({"user_id": [f"u{i}" for i in range(len(ranks_and_scores))],
@@ -207,7 +207,7 @@ def test_shipped_control_results_are_printed_or_missing_said(tmp_path):
                                    "reading": ["hierarchical: undecided."]}}}
     text = ablation.shipped_reading(shipped)
     assert "**course** (100 test users" in text and "- hierarchical: undecided." in text
-    assert "**course-long**: not recorded in this copy; make it once with `python -m trsr_utils.pipeline run " \
+    assert "**course-long**: not recorded in this copy; make it once with `python -m trsr_utils run " \
            "--profile course-long" in text and "**course**: not recorded" not in text
     assert ablation.shipped_controls(tmp_path / "none.json") is None
 

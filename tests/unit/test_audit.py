@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from trsr_utils import audit, significance
+from trsr_utils.method import audit, significance
 
 CATALOG = {
     "a1": {"title": "Alien Planet", "genres": "Sci-Fi, Horror"},
@@ -196,14 +196,14 @@ def test_users_needed_for_equivalence_and_decision():
 
 def test_the_oracle_is_refused_as_a_setting_outside_its_control_cell(tmp_path):
     from trsr_utils import stages
-    from trsr_utils.config import ConfigError, resolve_config, with_overrides
+    from trsr_utils.core.config import ConfigError, resolve_config, with_overrides
 
     with pytest.raises(ConfigError, match="leaks the answer"):
         resolve_config("smoke", tmp_path, {"sft.summary": "oracle"})
     cfg = resolve_config("smoke", tmp_path)
     with pytest.raises(ConfigError, match="leaks the answer"):
         with_overrides(cfg, {"sft.summary": "oracle"})
-    oracle = stages.adapter_config(cfg, "oracle")  # the positive-control cell's adapter settings
+    oracle = stages.sft.adapter_config(cfg, "oracle")  # the positive-control cell's adapter settings
     assert oracle.sft.summary == "oracle"
     assert with_overrides(oracle, {"sft.validate_zero_shot": False}).sft.summary == "oracle"  # stays its own
     assert "01_data" in stages.inputs(oracle, "06_sft")  # its summaries come from the held-out positives

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import baselines, metrics
+from trsr_utils import baselines
+from trsr_utils.method import metrics
 
 ITEMS = [str(i) for i in range(1, 41)]
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from trsr_utils import bench
+import trsr_synth
+from trsr_utils.tools import bench
 
 
 def test_scoring_benchmark_compares_three_variants_on_equal_probabilities():
@@ -70,14 +71,14 @@ def test_loaders_benchmark_runs_the_data_stage_on_cached_synthetic_data(tmp_path
 
 
 def test_loaders_benchmark_regenerates_stale_data_and_reports_child_failures(tmp_path):
-    folder, info = bench.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
+    folder, info = trsr_synth.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
     assert not info["cached"] and not list(tmp_path.glob("*.partial"))
     marker = json.loads((folder / "synth.json").read_text())
     marker["version"] = -1  # written by an older generator
     (folder / "synth.json").write_text(json.dumps(marker))
-    _, info = bench.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
+    _, info = trsr_synth.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
     assert not info["cached"]
-    _, info = bench.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
+    _, info = trsr_synth.synthetic_data("mind", 0.001, tmp_path, log=lambda *_: None)
     assert info["cached"]
     (folder / "news.tsv").unlink()
     with pytest.raises(RuntimeError, match=r"loaders benchmark \(mind\) failed:(.|\n)*news.tsv not found"):

@@ -16,8 +16,8 @@ import re
 import nbformat
 import pytest
 
-from trsr_utils.config import REPO_ROOT
-from trsr_utils.pipeline import INJECTED, NOTEBOOKS_DIR, discover, parameters_cell
+from trsr_utils.core.config import REPO_ROOT
+from trsr_utils.tools.pipeline import INJECTED, NOTEBOOKS_DIR, discover, parameters_cell
 
 NOTEBOOKS = discover(NOTEBOOKS_DIR)
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from trsr_utils import compare, widgets
+from trsr_utils.method import compare
+from trsr_utils.report import widgets
 
 CATALOG = {"1": {"genres": "Comedy, Romance"}, "2": {"genres": "Comedy"}, "3": {"genres": "Sci-Fi"},
            "4": {"genres": "Drama"}}
@@ -79,7 +80,7 @@ def test_browser_shows_the_selected_user():
 
 
 def test_browser_shows_each_summarys_audit():
-    from trsr_utils import audit
+    from trsr_utils.method import audit
 
     blocks, steps, finals = frames()
     catalog = {"1": {"genres": "Comedy"}, "2": {"genres": "Comedy, War"}, "3": {"genres": "Drama"},
@@ -106,7 +107,6 @@ def test_browser_refuses_bad_input():
 def test_comparison_reading():
     import pandas as pd
 
-    from trsr_utils import compare
 
     table = pd.DataFrame({"hierarchical_mentions_top": [True, False], "recurrent_mentions_top": [True, True],
                           "overlap_hierarchical_recurrent": [0.2, 0.4]})

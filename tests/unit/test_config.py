@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from trsr_utils.config import ConfigError, available_profiles, resolve_config
+from trsr_utils.core.config import ConfigError, available_profiles, resolve_config
 
 
 def test_all_shipped_profiles_resolve():
@@ -67,7 +67,7 @@ def test_profile_file_path_and_unknown_key_in_yaml(tmp_path):
 
 
 def test_with_overrides_is_validated_like_a_profile_and_leaves_the_original_alone(tmp_path):
-    from trsr_utils.config import with_overrides
+    from trsr_utils.core.config import with_overrides
 
     cfg = resolve_config("smoke", tmp_path, {})
     new = with_overrides(cfg, {"prompt.recent_items": 1, "sft.summary": "none"}, tmp_path / "cell")
@@ -88,7 +88,7 @@ def test_beyond_settings_outside_their_range_are_refused(key, value):
 
 
 def test_the_upstream_protocol_sets_its_settings_and_refuses_an_override_against_them(tmp_path):
-    from trsr_utils.config import UPSTREAM, UPSTREAM_MIND, ConfigError, resolve_config, with_overrides
+    from trsr_utils.core.config import ConfigError, UPSTREAM, UPSTREAM_MIND, resolve_config, with_overrides
 
     cfg = resolve_config("demo", tmp_path, {"eval.protocol": "upstream"})  # the demo shares a prefix: replaced
     assert {k: getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in UPSTREAM} == UPSTREAM == {

@@ -8,8 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import counterfactual, evaluation, llm, metrics, scoring, sft, stages, user_prompts
-from trsr_utils.config import resolve_config
+from trsr_utils.report import counterfactual
+from trsr_utils.stages import evaluation
+from trsr_utils.method import llm, metrics, scoring, user_prompts
+from trsr_utils import stages
+from trsr_utils.core.config import resolve_config
+from trsr_utils.method import lora
+from trsr_utils.stages import sft
 
 CATALOG = {str(i): {"title": f"Movie {i} ({1980 + i})", "genres": ["Drama", "Comedy", "Western", "Sci-Fi"][i % 4]}
            for i in range(1, 13)}
@@ -57,7 +62,7 @@ def adapter(cfg, tmp_path_factory):
     """A saved LoRA adapter for the tiny model whose B matrices are random (a fresh one is the identity)."""
     import torch
 
-    model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+    model = lora.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(1)
         for name, p in model.named_parameters():
@@ -153,7 +158,7 @@ def test_load_scorers_needs_notebook_06s_adapter_then_loads_it(tmp_path, tok, ad
     cfg = resolve_config("smoke", tmp_path, {})
     with pytest.raises(stages.MissingResult, match="run notebook 06_lora_sft first"):
         counterfactual.load_scorers(cfg)
-    settings = stages.adapter_config(cfg, user_prompts.main_summary(cfg))
+    settings = stages.sft.adapter_config(cfg, user_prompts.main_summary(cfg))
     shutil.copytree(adapter, stages.result_dir(settings, sft.STAGE, create=True) / "adapter")
     stages.finish(settings, sft.STAGE)
     loaded = counterfactual.load_scorers(cfg)

@@ -7,8 +7,8 @@ import re
 import nbformat
 import pytest
 
-from trsr_utils.config import REPO_ROOT
-from trsr_utils.pipeline import NOTEBOOKS_DIR, discover
+from trsr_utils.core.config import REPO_ROOT
+from trsr_utils.tools.pipeline import NOTEBOOKS_DIR, discover
 
 NOTEBOOKS = discover(NOTEBOOKS_DIR)
 GUIDE = REPO_ROOT / "docs" / "course.md"

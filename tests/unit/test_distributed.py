@@ -17,9 +17,13 @@ import sys
 import pytest
 
 from conftest import hostile_hf_home
-from trsr_utils import callcache, score_store, sft, stages
-from trsr_utils.config import resolve_config
-from trsr_utils.data import prepare
+from trsr_utils.method import score_store
+from trsr_utils.store import callcache
+from trsr_utils.data import preparation
+from trsr_utils.method import chunker, lora, summarizer
+from trsr_utils.stages import chunking, prepare, sft, summarize
+from trsr_utils import stages
+from trsr_utils.core.config import resolve_config
 
 SETS = {"sft.summary": "none", "data.n_train": 8, "data.n_valid": 2, "data.n_test": 2, "sft.batch_size": 2,
         "sft.grad_accum": 2, "sft.logging_steps": 1, "sft.max_steps": 4, "sft.save_steps": 2,
@@ -48,15 +52,15 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     one, two = root / "one", root / "two"
     cfg = resolve_config("smoke", one, SETS)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     shutil.copytree(one, two)
-    _run([sys.executable, "-m", "trsr_utils.sft", "--profile", "smoke", "--run-dir", str(one), *_sets()],
+    _run([sys.executable, "-m", "trsr_utils", "sft", "--profile", "smoke", "--run-dir", str(one), *_sets()],
          root / "one.log")
     # The command line's own launch (--gpus 2: torchrun DDP), beside a user's accelerate default config that would
     # make an accelerate launch refuse: nothing of it may be read.
     home = root / "hf_home"
     hostile_hf_home(home)
-    _run([sys.executable, "-m", "trsr_utils.sft", "--gpus", "2", "--profile", "smoke", "--run-dir", str(two),
+    _run([sys.executable, "-m", "trsr_utils", "sft", "--gpus", "2", "--profile", "smoke", "--run-dir", str(two),
           *_sets()], root / "two.log", HF_HOME=str(home))
     assert "torch.distributed.run --standalone --nproc_per_node 2" in (root / "two.log").read_text()
     return one, two
@@ -71,7 +75,7 @@ def test_two_process_sft_follows_one_process_and_writes_once(two_runs):
         cfg = resolve_config("smoke", run, SETS)
         folder = stages.result_dir(cfg, sft.STAGE)
         assert stages.is_complete(cfg, sft.STAGE), f"no finished adapter in {folder}"
-        assert len(list((run / sft.STAGE).iterdir())) == 1  # one folder: the one-process settings' fingerprint
+        assert len(list((run / sft.STAGE.name).iterdir())) == 1  # one folder: the one-process settings' fingerprint
         reports[run.name] = json.loads((folder / "report.json").read_text())
         reports[run.name]["weights"] = load_file(folder / "adapter" / "adapter_model.safetensors")
         reports[run.name]["validated"] = [r["step"] for r in json.loads((folder / "validation.json").read_text())]
@@ -95,8 +99,8 @@ def test_notebook_06_reuses_the_adapter_trained_on_two_processes(two_runs):
 def test_grad_accum_that_does_not_divide_by_the_processes_fails_before_launch(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {**SETS, "sft.grad_accum": 3})
     with pytest.raises(ValueError, match="must divide by the 2 processes"):
-        sft.accumulation(cfg, 2)
-    assert sft.accumulation(resolve_config("paper-mind", tmp_path), 8) == 2  # 4 x 16 = 64 = 8 GPUs x 4 x 2
+        lora.accumulation(cfg, 2)
+    assert lora.accumulation(resolve_config("paper-mind", tmp_path), 8) == 2  # 4 x 16 = 64 = 8 GPUs x 4 x 2
 
 
 def test_deepspeed_zero2_config_passes_deepspeeds_own_check(tmp_path):
@@ -107,8 +111,8 @@ def test_deepspeed_zero2_config_passes_deepspeeds_own_check(tmp_path):
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
     cfg = resolve_config("paper-mind", tmp_path, {"model.device": "cpu", "sft.mixed_precision": "bfloat16"})
-    args = sft.training_arguments(cfg, tmp_path / "ckpt", "cpu")
-    filled = HfTrainerDeepSpeedConfig(str(sft.DEEPSPEED_ZERO2))
+    args = lora.training_arguments(cfg, tmp_path / "ckpt", "cpu")
+    filled = HfTrainerDeepSpeedConfig(str(lora.DEEPSPEED_ZERO2))
     filled.trainer_config_process(args)
     checked = DeepSpeedConfig(filled.config)
     assert checked.zero_optimization_stage == 2 and checked.optimizer_name is None and checked.scheduler_name is None
@@ -120,10 +124,10 @@ def test_resuming_a_deepspeed_run_without_deepspeed_is_refused(tmp_path):
     from types import SimpleNamespace
 
     ckpt = tmp_path / "checkpoints"
-    sft._check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=8), None, True)
+    lora.check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=8), None, True)
     with pytest.raises(RuntimeError, match="--gpus 8"):
-        sft._check_launch(ckpt, SimpleNamespace(deepspeed=None, world_size=1), str(ckpt / "checkpoint-2"), True)
-    sft._check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=4), str(ckpt / "checkpoint-2"), True)
+        lora.check_launch(ckpt, SimpleNamespace(deepspeed=None, world_size=1), str(ckpt / "checkpoint-2"), True)
+    lora.check_launch(ckpt, SimpleNamespace(deepspeed="ds.json", world_size=4), str(ckpt / "checkpoint-2"), True)
 
 
 
@@ -131,24 +135,24 @@ def test_resuming_a_deepspeed_run_without_deepspeed_is_refused(tmp_path):
 def llm_runs(tmp_path_factory):
     """Notebooks 01-02 on the smoke profile, then 03 + 04 and 07's zero-shot row from the command line on one
     process and on two."""
-    from trsr_utils import chunking, llm
-    from trsr_utils.text import ItemTexter
+    from trsr_utils.method import llm
+    from trsr_utils.method.text import ItemTexter
 
     root = tmp_path_factory.mktemp("dist-llm")
     one, two = root / "one", root / "two"
     cfg = resolve_config("smoke", one)
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     prepare.write(cfg, prepared)
     tok = llm.load_tokenizer(cfg.model.summarizer)
     texter = ItemTexter.from_config(cfg, prepared.catalog, tok)
-    blocks, report = chunking.chunk_samples(prepared.samples, texter, chunking.Chunker.from_config(cfg, tok))
+    blocks, report = chunker.chunk_samples(prepared.samples, texter, chunker.Chunker.from_config(cfg, tok))
     chunking.write_blocks(cfg, blocks, {"chunking": cfg.to_dict()["chunking"], **report})
     shutil.copytree(one, two)
     zero_shot = ["--set", "eval.llm=[zero_shot]"]
     for run, launch in ((one, [sys.executable]), (two, torchrun(2))):
-        for module, extra in (("trsr_utils.summarize", []), ("trsr_utils.evaluation", zero_shot)):
-            _run([*launch, "-m", module, "--profile", "smoke", "--run-dir", str(run), *extra],
-                 root / f"{run.name}-{module}.log")
+        for command, extra in (("summarize", []), ("evaluation", zero_shot)):
+            _run([*launch, "-m", "trsr_utils", command, "--profile", "smoke", "--run-dir", str(run), *extra],
+                 root / f"{run.name}-{command}.log")
     return one, two
 
 
@@ -157,7 +161,6 @@ def test_two_process_summaries_are_identical_and_every_call_is_cached_once(llm_r
 
     import pandas as pd
 
-    from trsr_utils import summarize
 
     cfgs = [resolve_config("smoke", run) for run in llm_runs]
     for method in ("hierarchical", "recurrent"):
@@ -177,7 +180,7 @@ def test_two_process_summaries_are_identical_and_every_call_is_cached_once(llm_r
 def test_two_process_scores_equal_one_process(llm_runs):
     import numpy as np
 
-    from trsr_utils import evaluation
+    from trsr_utils.stages import evaluation
 
     stores = [sorted((run / score_store.SCORES_DIR).glob("*.parquet")) for run in llm_runs]
     assert [p.name for p in stores[0]] == [p.name for p in stores[1]] and len(stores[0]) == 1  # the same key
@@ -199,10 +202,10 @@ def test_the_command_line_trains_every_adapter_07_needs_each_in_its_own_folder(t
 
 
 def test_the_call_cache_keeps_generations_of_each_precision_apart():
-    from trsr_utils import llm, summarize
+    from trsr_utils.method import llm
 
     params = {"max_new_tokens": 8}
-    keys = {(d, q): summarize.call_key(llm.model_id("some/model", d, q), "prompt", params)
+    keys = {(d, q): summarizer.call_key(llm.model_id("some/model", d, q), "prompt", params)
             for d in ("bfloat16", "float32") for q in (None, "8bit")}
     assert len(set(keys.values())) == 4
 
@@ -213,15 +216,15 @@ def test_a_lone_process_beside_idle_gpus_says_so_before_it_starts(monkeypatch):
 
     import torch
 
-    from trsr_utils import distributed
+    from trsr_utils.core import distributed
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils.summarize")  # no GPU
+        distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils summarize")  # no GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     with pytest.warns(UserWarning, match=r"while 7 more stand idle.*torchrun --nproc_per_node 8 -m trsr_utils"):
-        distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils.summarize")
+        distributed.warn_alone("120 LLM calls", "torchrun --nproc_per_node {n} -m trsr_utils summarize")
     monkeypatch.setenv("WORLD_SIZE", "8")  # under the launcher: nothing to say
     assert distributed.idle_gpus() == 0
 
@@ -229,8 +232,8 @@ def test_a_lone_process_beside_idle_gpus_says_so_before_it_starts(monkeypatch):
 LISTWISE_CHILD = """
 import sys
 from pathlib import Path
-from trsr_utils import listwise, llm, prompts
-from trsr_utils.config import resolve_config
+from trsr_utils.method import listwise, llm, prompts
+from trsr_utils.core.config import resolve_config
 out = Path(sys.argv[1])
 cfg = resolve_config("smoke", out, {"sft.max_steps": 4, "sft.save_steps": 2, "sft.batch_size": 1,
                                     "sft.grad_accum": 2, "sft.lora_dropout": 0.0, "sft.learning_rate": 0.02})
@@ -245,7 +248,7 @@ listwise.train(cfg, llm.load_model(llm.TINY, device="cpu"), tok, examples, out /
 
 
 def test_the_listwise_adapter_trains_on_two_processes_as_on_one_and_is_written_once(tmp_path):
-    """Notebook 09's listwise adapter under torchrun (python -m trsr_utils.beyond): DDP at the same global batch
+    """Notebook 09's listwise adapter under torchrun (python -m trsr_utils beyond): DDP at the same global batch
     gives the one-process adapter, rank 0 alone writes it."""
     import torch
     from safetensors.torch import load_file

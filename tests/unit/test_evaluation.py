@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import evaluation, score_store
-from trsr_utils.config import resolve_config
+from trsr_utils.stages import evaluation
+from trsr_utils.method import score_store
+from trsr_utils.core.config import resolve_config
 
 
 def _samples(n: int = 4) -> pd.DataFrame:
@@ -78,11 +79,11 @@ def test_missing_notebook_06_adapter_is_a_clear_error(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {})
     with pytest.raises(FileNotFoundError, match="run notebook 06_lora_sft first"):
         evaluation.ensure_adapter(cfg, "hierarchical")
-    assert stages.adapter_config(cfg, "none").sft.summary == "none" and cfg.sft.summary == "hierarchical"
+    assert stages.sft.adapter_config(cfg, "none").sft.summary == "none" and cfg.sft.summary == "hierarchical"
 
 
 def test_unknown_systems_fail_at_configuration_time(tmp_path):
-    from trsr_utils.config import ConfigError
+    from trsr_utils.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="eval.llm: unknown"):
         resolve_config("smoke", tmp_path, {"eval.llm": ["gpt"]})
@@ -170,7 +171,7 @@ def test_a_baseline_trained_on_every_interaction_is_its_own_labelled_row(tmp_pat
              "recall@10_high": r + .2} for s, r in (("popularity", .4), ("popularity+all", .6))]
     text = "\n".join(evaluation.reading(pd.DataFrame(rows), 20, 21, unseen=10, unseen_all=2))
     assert "2 of 20 test positives remain unseen: the cap moves from 0.50 to 0.90" in text
-    from trsr_utils.config import ConfigError
+    from trsr_utils.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="eval.all_interactions: unknown \\['tfidf'\\]"):
         resolve_config("smoke", tmp_path, {"eval.all_interactions": ["tfidf"]})
@@ -178,8 +179,9 @@ def test_a_baseline_trained_on_every_interaction_is_its_own_labelled_row(tmp_pat
 
 def test_an_edited_recommendation_prompt_gives_zero_shot_scores_a_new_key(tmp_path, monkeypatch):
     """A zero-shot row has no adapter whose key would show the edit: the prompt's own digest does."""
-    from trsr_utils import beyond, prompts
-    from trsr_utils.config import resolve_config
+    from trsr_utils.stages import beyond
+    from trsr_utils.method import prompts
+    from trsr_utils.core.config import resolve_config
 
     cfg = resolve_config("smoke", tmp_path)
     before = score_store.llm_key(cfg, "hierarchical", "summaries", None)
@@ -199,7 +201,8 @@ def test_recbole_trains_on_the_gpu_when_there_is_one_under_its_own_key(tmp_path,
     """The "(all users)" rows on MIND-large run for hours on a CPU beside idle GPUs: RecBole takes the profile's
     GPU. Its models round differently there, so their scores get a key of their own; a CPU run's keys (every
     stored result so far) are unchanged."""
-    from trsr_utils import evaluation, llm
+    from trsr_utils.stages import evaluation
+    from trsr_utils.method import llm
     from trsr_utils.baselines import recbole_models
 
     cfg = resolve_config("smoke", tmp_path)

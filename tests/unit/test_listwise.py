@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import listwise, llm, prompts, text
-from trsr_utils.scoring import decoder_and_head
+from trsr_utils.method import listwise, llm, prompts, text
+from trsr_utils.method.scoring import decoder_and_head
 
 SUMMARY = "This user enjoys tense crime dramas and 1990s thrillers. " * 4
 
@@ -153,8 +153,8 @@ def test_training_examples_label_only_the_answer_letter():
 
 def test_listwise_lora_training_moves_the_answer_towards_the_positive_letter(tiny, tmp_path):
     """A few steps of TRL + PEFT on one prompt whose answer is C: p(C) rises; the adapter is saved and reloads."""
-    from trsr_utils.config import resolve_config
-    from trsr_utils.sft import load_adapter
+    from trsr_utils.core.config import resolve_config
+    from trsr_utils.stages.sft import load_adapter
 
     _, tok = tiny
     model = llm.load_model(llm.TINY, device="cpu")
@@ -174,7 +174,7 @@ def test_listwise_lora_training_moves_the_answer_towards_the_positive_letter(tin
 
 
 def test_beyond_reading_says_when_a_listwise_row_only_reads_the_first_letter_and_why_the_union_loses():
-    from trsr_utils import beyond
+    from trsr_utils.stages import beyond
 
     table = pd.DataFrame({"system": ["pointwise zero-shot", "listwise zero-shot", "listwise zero-shot, order-averaged"],
                           "recall@10": [0.0, 0.5, 0.4]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trsr_utils import llm
+from trsr_utils.method import llm
 
 
 @pytest.fixture(scope="module")

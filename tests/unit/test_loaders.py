@@ -139,7 +139,7 @@ def test_mind_broken_news(fixture_copy):
 
 
 def test_missing_files_say_how_to_get_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="trsr_utils.data.download mind"):
+    with pytest.raises(FileNotFoundError, match="trsr_utils download mind"):
         load_mind(tmp_path)
     with pytest.raises(FileNotFoundError, match="data/README.md"):
         load_amazon_m2(tmp_path)

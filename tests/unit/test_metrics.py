@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trsr_utils import metrics
+from trsr_utils.method import metrics
 
 
 def test_pessimistic_rank():

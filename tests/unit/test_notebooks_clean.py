@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from trsr_utils.pipeline import INJECTED, NOTEBOOKS_DIR, discover, parameters_cell
+from trsr_utils.tools.pipeline import INJECTED, NOTEBOOKS_DIR, discover, parameters_cell
 
 NOTEBOOKS = discover(NOTEBOOKS_DIR)
 

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from trsr_utils import pipeline
-from trsr_utils.config import ConfigError
+from trsr_utils.tools import pipeline
+from trsr_utils.core.config import ConfigError
 
 
 def make_nb(path: Path, body: list[str], params: str = 'profile = "demo"\nrun_dir = ""\noverrides = {}\n') -> Path:
@@ -100,7 +100,7 @@ def test_strip_removes_outputs(tmp_path):
 
 
 def test_set_values_are_yaml_parsed():
-    from trsr_utils.config import parse_sets
+    from trsr_utils.core.config import parse_sets
 
     assert parse_sets(["data.n_train=5", "model.quantization=null", "text.attributes=[title, year]"]) == {
         "data.n_train": 5, "model.quantization": None, "text.attributes": ["title", "year"]}

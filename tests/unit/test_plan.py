@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trsr_utils import plan
-from trsr_utils.config import resolve_config
+from trsr_utils.tools import plan
+from trsr_utils.core.config import resolve_config
 
 LLAMA2_7B_CONFIG = {"num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 11008,
                     "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
@@ -163,7 +163,7 @@ def test_demo_workload_counts(demo):
 
 
 def test_course_long_prices_the_controls(tmp_path):
-    from trsr_utils.config import resolve_config
+    from trsr_utils.core.config import resolve_config
 
     cfg = resolve_config("course-long", tmp_path)
     work = plan.workload(cfg, plan.data_stats(cfg))
@@ -271,7 +271,7 @@ def _write_cache(path, batches):
 
 
 def test_summarizer_batches_are_read_back_from_the_call_cache(demo):
-    from trsr_utils.callcache import CACHE_FILE
+    from trsr_utils.store.callcache import CACHE_FILE
 
     _write_cache(demo.run_dir and (Path(demo.run_dir) / CACHE_FILE),
                  [(100.0, [(10, 5), (12, 7)]), (200.0, [(30, 2)]), (300.0, [(8, 8)])])
@@ -283,7 +283,8 @@ def test_summarizer_batches_are_read_back_from_the_call_cache(demo):
 
 
 def test_measured_statistics_replace_the_estimates(demo):
-    from trsr_utils import io, stages
+    from trsr_utils.core import io
+    from trsr_utils import stages
 
     samples = pd.DataFrame({"user_id": ["a", "b"], "split": ["train", "test"], "history": [["1"] * 12, ["2"] * 14],
                             "positive": ["3", "4"], "negatives": [["5"], ["6"]]})
@@ -315,8 +316,9 @@ def test_command_line_table_and_json(capsys):
 def test_validate_puts_the_plan_beside_what_the_run_measured(demo, monkeypatch):
     import torch
 
-    from trsr_utils import io, stages
-    from trsr_utils.callcache import CACHE_FILE
+    from trsr_utils.core import io
+    from trsr_utils import stages
+    from trsr_utils.store.callcache import CACHE_FILE
 
     spec = plan.model_spec("smollm2-135m-instruct")
     key = (spec.hidden, spec.intermediate, spec.heads, spec.kv_heads, 32, torch.get_num_threads())
@@ -346,7 +348,7 @@ def test_a_gpu_run_is_compared_with_the_gpu_plan(tmp_path, monkeypatch):
 
     import torch
 
-    from trsr_utils import llm
+    from trsr_utils.method import llm
 
     cfg = resolve_config("smoke", tmp_path)
     assert plan.run_hardware(cfg) == "cpu"
@@ -358,5 +360,5 @@ def test_a_gpu_run_is_compared_with_the_gpu_plan(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=0: types.SimpleNamespace(total_memory=42e9))
     assert plan.run_hardware(cfg) == "a100-40gb"
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla V100-SXM2-32GB")
-    with pytest.raises(ValueError, match="not in trsr_utils.plan.GPUS"):
+    with pytest.raises(ValueError, match="not in trsr_utils.tools.plan.GPUS"):
         plan.run_hardware(cfg)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trsr_utils import plan, preflight
-from trsr_utils.config import resolve_config
+from trsr_utils.tools import plan, preflight
+from trsr_utils.core.config import resolve_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -84,7 +84,7 @@ def test_bitsandbytes_needed_only_when_quantized(paper, monkeypatch):
 
 def test_data_files(paper, tmp_path):
     problems = preflight.check_data(paper)
-    assert len(problems) == 1 and "2 raw file(s) missing" in problems[0] and "trsr_utils.data.download mind" in problems[0]
+    assert len(problems) == 1 and "2 raw file(s) missing" in problems[0] and "trsr_utils download mind" in problems[0]
     present = resolve_config("paper-mind", tmp_path / "run", {"data.source_dir": str(FIXTURES / "mind")})
     assert preflight.check_data(present) == []
     assert preflight.check_data(resolve_config("demo")) == []  # MovieLens-100K inside the recbole package

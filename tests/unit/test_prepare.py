@@ -9,30 +9,31 @@ import pytest
 
 from conftest import FIXTURES
 from trsr_utils import stages
-from trsr_utils.config import resolve_config
-from trsr_utils.data import prepare
+from trsr_utils.core.config import resolve_config
+from trsr_utils.data import preparation
+from trsr_utils.stages import prepare
 
 
 def test_movielens_stage_roundtrip(tmp_path):
     cfg = resolve_config("smoke", run_dir=tmp_path)
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     paths = prepare.write(cfg, prepared)
     assert {p.name for p in paths.values()} == {"samples.parquet", "items.parquet", "meta.json"}
     back = prepare.read(cfg)
     assert back.samples.equals(prepared.samples)
-    assert back.meta["format_version"] == prepare.FORMAT_VERSION
+    assert back.meta["format_version"] == preparation.FORMAT_VERSION
     assert list(back.items.columns) == ["item_id", "title", "year", "genres"]
     used = {i for r in back.samples.itertuples() for i in (*r.history, r.positive, *r.negatives)}
     assert used == set(back.items.item_id)
     assert all(10 <= len(h) + 1 <= 25 for h in back.samples.history)
-    stats = prepare.statistics(back)
+    stats = preparation.statistics(back)
     assert stats.loc["train samples", "value"] == cfg.data.n_train
     assert stats.loc["attributes (incl. id)", "value"] == 4
 
 
 def test_read_refuses_other_format_versions(tmp_path):
     cfg = resolve_config("smoke", run_dir=tmp_path)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     meta_path = stages.result_dir(cfg, "01_data") / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["format_version"] = 99
@@ -45,7 +46,7 @@ def test_read_before_write_says_which_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="run notebook 01_data_filtering first .*--only 01"):
         prepare.read(resolve_config("smoke", run_dir=tmp_path))
     cfg = resolve_config("smoke", run_dir=tmp_path)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     # another setting: the message names the notebook and what differs from the result that exists
     with pytest.raises(FileNotFoundError, match=r"01_data_filtering.*data.n_train: 12 -> 13"):
         prepare.read(resolve_config("smoke", run_dir=tmp_path, overrides={"data.n_train": 13}))
@@ -56,10 +57,10 @@ def test_mind_with_impression_negatives(tmp_path):
                           "n_test": 2, "eval_negatives": 8, "negative_source": "impressions",
                           "long_history": "drop"}}
     cfg = resolve_config("smoke", run_dir=tmp_path, overrides=overrides)
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     # fixture users have 6, 10, 14, 17, 22, 32, 11, 13 interactions: 6 fit 10-25, 5 requested
     assert prepared.meta["filter"]["kept"] == 6 and len(prepared.samples) == 5
-    raw = prepare.load_raw(cfg)
+    raw = preparation.load_raw(cfg)
     by_user = {s.user_id: s for s in raw.sequences}
     for row in prepared.samples.itertuples():
         shown = set(by_user[row.user_id].impression_negatives)
@@ -73,7 +74,7 @@ def test_amazon_through_config(tmp_path):
     overrides = {"data": {"dataset": "amazon-m2", "source_dir": str(FIXTURES / "amazon_m2"), "n_train": 3,
                           "n_valid": 1, "n_test": 2}}
     cfg = resolve_config("smoke", run_dir=tmp_path, overrides=overrides)
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     assert prepared.meta["dataset"] == "amazon-m2"
     assert "description" in prepared.items.columns
     assert isinstance(prepared.samples, pd.DataFrame) and len(prepared.samples) == 6
@@ -83,11 +84,11 @@ def test_amazon_through_config(tmp_path):
 def test_the_upstream_protocol_on_the_smoke_fixtures(tmp_path, profile):
     """The official code's data: uniform negatives over the whole catalogue (history and positive not excluded);
     on MIND each user's click history alone, its last news the positive (pandas, by hand, as the official code)."""
-    from trsr_utils.config import REPO_ROOT
+    from trsr_utils.core.config import REPO_ROOT
     from trsr_utils.data.sampling import collisions
 
     cfg = resolve_config(profile, tmp_path, {"eval.protocol": "upstream"})
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     samples = prepared.samples
     assert prepared.meta["sampling"] == {"negatives_topped_up": 0, **collisions(samples)}
     assert all(len(n) == (cfg.data.train_negatives if s == "train" else cfg.data.eval_negatives)
@@ -100,5 +101,5 @@ def test_the_upstream_protocol_on_the_smoke_fixtures(tmp_path, profile):
         assert cfg.data.long_history == "drop"  # kept sequences are whole: compare them whole
         for s in samples.itertuples():  # (a news read twice counts once here; the official code keeps repeats)
             assert [*s.history, s.positive] == list(dict.fromkeys(official[s.user_id]))
-        ours = prepare.prepare(resolve_config(profile, tmp_path / "ours"))
+        ours = preparation.prepare(resolve_config(profile, tmp_path / "ours"))
         assert not ours.samples.set_index("user_id")["positive"].equals(samples.set_index("user_id")["positive"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trsr_utils import progress
+from trsr_utils.core import progress
 
 
 def test_logged_sends_progress_to_a_file_with_relative_paths(tmp_path, capsys, monkeypatch):
@@ -24,7 +24,7 @@ def test_logged_sends_progress_to_a_file_with_relative_paths(tmp_path, capsys, m
 
 
 def test_shown_path_is_relative_inside_the_run_only(tmp_path):
-    from trsr_utils import io
+    from trsr_utils.core import io
 
     assert io.shown_path(tmp_path / "run" / "07_eval" / "abc", tmp_path / "run") == "07_eval/abc"
     assert io.shown_path("/elsewhere/x", tmp_path / "run") == "/elsewhere/x"

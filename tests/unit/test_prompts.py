@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trsr_utils import prompts
+from trsr_utils.method import prompts
 from trsr_utils.data.movielens import load_movielens
-from trsr_utils.text import item_text
+from trsr_utils.method.text import item_text
 
 SUMMARY = "This user enjoys tense crime dramas and 1990s thrillers, and lately also animated family films. " * 3
 
@@ -94,7 +94,7 @@ def test_prompts_start_with_bos_exactly_when_the_tokenizer_adds_one(smol_tokeniz
     a chat template that already opens with the BOS token (SmolLM2's <|im_start|>) gets no second one."""
     import copy
 
-    from trsr_utils import llm
+    from trsr_utils.method import llm
 
     base = copy.deepcopy(smol_tokenizer)
     base.chat_template = None  # the plain layout, as for a base model such as Llama-2-7b-hf

@@ -1,5 +1,5 @@
 """Results pages come from recorded results: docs/results/demo.md from demo.json, docs/benchmarks.md from
-benchmarks.json (trsr_utils.results_page). A committed page that no longer equals what its JSON gives, or that
+benchmarks.json (trsr_utils.tools.results_page). A committed page that no longer equals what its JSON gives, or that
 shows a number its JSON does not hold, fails here: a page can be stale only visibly."""
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from trsr_utils import io, pipeline
-from trsr_utils import results_page as rp
-from trsr_utils.config import REPO_ROOT, resolve_config
+from trsr_utils.core import io
+from trsr_utils.tools import pipeline
+from trsr_utils.tools import results_page as rp
+from trsr_utils.core.config import REPO_ROOT, resolve_config
 
 RESULTS = REPO_ROOT / "docs" / "results"
 BENCH_PAGE = REPO_ROOT / "docs" / "benchmarks.md"
 BENCH_FIXTURE = Path(__file__).parents[1] / "fixtures" / "bench" / "tiny-random.json"
-REGENERATE = ("after a fresh `make demo`: python -m trsr_utils.pipeline report --run runs/demo "
+REGENERATE = ("after a fresh `make demo`: python -m trsr_utils report --run runs/demo "
               "--to docs/results/demo.md")
 
 
@@ -243,7 +244,7 @@ def test_the_benchmarks_page_is_generated_from_benchmarks_json_between_its_marke
     bench = io.read_json(source) if source.exists() else None
     assert rp.bench_section(page) == rp.render_bench(bench), (
         "docs/benchmarks.md's generated section is not what docs/benchmarks.json gives: run `make bench` or "
-        "`python -m trsr_utils.results_page bench --from runs/bench/bench.json`")
+        "`python -m trsr_utils results-page bench --from runs/bench/bench.json`")
     if bench is not None:
         shown = rp.numbers_in(rp.bench_section(page))
         assert shown <= rp.numbers_recorded(bench), sorted(shown - rp.numbers_recorded(bench))
@@ -269,7 +270,7 @@ def test_the_bench_writer_turns_bench_json_into_tables_and_keeps_the_prose(tmp_p
 
 
 def test_bench_results_name_a_local_model_folder_by_its_name_and_carry_their_commit(tmp_path):
-    from trsr_utils.bench import public_model
+    from trsr_utils.tools.bench import public_model
 
     assert public_model("/home/me/models/foo@0123456789abcdef|float32|none") == "foo@0123456789abcdef|float32|none"
     assert public_model("HuggingFaceTB/SmolLM2-135M-Instruct|float32|none") == (

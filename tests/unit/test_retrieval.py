@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trsr_utils import retrieval
+from trsr_utils.method import retrieval
 
 ITEMS = ["a", "b", "c", "d", "e", "f"]
 

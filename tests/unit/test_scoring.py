@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trsr_utils import llm, prompts, scoring
+from trsr_utils.method import llm, prompts, scoring
 
 
 @pytest.fixture(scope="module")

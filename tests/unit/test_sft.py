@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from conftest import hostile_hf_home
-from trsr_utils import llm, prompts, scoring, sft, stages
-from trsr_utils.user_prompts import for_split
-from trsr_utils.config import resolve_config
-from trsr_utils.data import prepare
+from trsr_utils.method import llm, prompts, scoring
+from trsr_utils import stages
+from trsr_utils.stages.sft import for_split
+from trsr_utils.core.config import resolve_config
+from trsr_utils.data import preparation
+from trsr_utils.method import lora
+from trsr_utils.stages import prepare, sft
 
 BASE = {"sft.summary": "none", "data.n_train": 3, "data.n_valid": 2, "data.n_test": 0, "sft.batch_size": 2,
         "sft.grad_accum": 1, "sft.logging_steps": 1, "prompt.max_length": 400,
@@ -21,7 +24,7 @@ BASE = {"sft.summary": "none", "data.n_train": 3, "data.n_valid": 2, "data.n_tes
 def prepared_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("sft-run")
     cfg = resolve_config("smoke", run, BASE)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     return run
 
 
@@ -38,19 +41,19 @@ def test_answer_only_labels_cover_exactly_the_answer(prepared_run, tok):
     cfg = cfg_at(prepared_run)
     samples, built = for_split(cfg, "train", "none", tok)
     answer = prompts.answer_tokens(tok, built[0].suffixes[0])
-    examples = sft.examples_from_prompts(built, answer, "answer", list(samples["user_id"]))
+    examples = lora.examples_from_prompts(built, answer, "answer", list(samples["user_id"]))
     assert len(examples) == 3 * 2  # 1 positive + 1 negative per training user
     for e in examples:
         assert len(e["input_ids"]) == len(e["labels"])
-        kept = [(i, t) for i, t in enumerate(e["labels"]) if t != sft.IGNORE]
+        kept = [(i, t) for i, t in enumerate(e["labels"]) if t != lora.IGNORE]
         assert kept == [(len(e["input_ids"]) - 1, answer.yes_id if e["label"] else answer.no_id)]
     first = built[0]
     assert examples[0]["input_ids"] == first.prefix_ids + first.suffix_ids[0] + [answer.yes_id]
     assert examples[1]["input_ids"][-1] == answer.no_id and examples[1]["label"] == 0
-    whole = sft.examples_from_prompts(built, answer, "whole")
+    whole = lora.examples_from_prompts(built, answer, "whole")
     assert all(e["labels"] == e["input_ids"] for e in whole)
     with pytest.raises(ValueError, match="answer"):
-        sft.examples_from_prompts(built, answer, "prompt")
+        lora.examples_from_prompts(built, answer, "prompt")
 
 
 def test_missing_summaries_are_named(prepared_run, tok):
@@ -76,7 +79,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_adapter(tmp_path, prepared_
     assert (folder / "adapter" / "adapter_model.safetensors").exists() and stages.is_complete(cfg, sft.STAGE)
     assert report["examples_per_second"] > 0 and report["peak_memory_mb"] > 0
     # every validation stores its candidates' p(yes); the selected step's are the saved adapter's (notebook 06's AUC)
-    validator = sft.Validator(cfg, tok)
+    validator = sft.checkpoint_validator(cfg, tok)
     again_scored = validator.scores(sft.load_adapter(cfg, base=llm.load_model(llm.TINY, device="cpu")))
     assert len(report["best"]["p_yes"]) == len(again_scored)
     for stored, now in zip(report["best"]["p_yes"], again_scored):
@@ -128,7 +131,7 @@ def test_other_settings_train_a_new_adapter_and_switching_back_reuses_the_first(
 def test_saved_adapter_scores_identically_after_reload(tmp_path, prepared_run, tok):
     cfg = cfg_at(prepared_run)
     torch.manual_seed(0)
-    model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+    model = lora.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
     with torch.no_grad():  # a fresh LoRA adapter is a no-op (B = 0): give it weights that change the output
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -152,11 +155,11 @@ def test_multi_gpu_launch_command(tmp_path):
     accelerate + the shipped ZeRO-2 config."""
     cmd = sft.launch_command("paper-mind", "/runs/x", ["sft.epochs=2"], 8)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "8"]
-    assert cmd[-8:] == ["-m", "trsr_utils.sft", "--profile", "paper-mind", "--run-dir", "/runs/x", "--set",
+    assert cmd[-9:] == ["-m", "trsr_utils", "sft", "--profile", "paper-mind", "--run-dir", "/runs/x", "--set",
                         "sft.epochs=2"]
     ds = sft.launch_command("paper-mind", str(tmp_path), ["sft.epochs=2"], 8, deepspeed=True)
     assert ds[1:3] == ["-m", "accelerate.commands.launch"] and ds[ds.index("--num_processes") + 1] == "8"
-    assert str(sft.DEEPSPEED_ZERO2) in ds and sft.DEEPSPEED_ZERO2.exists()
+    assert str(lora.DEEPSPEED_ZERO2) in ds and lora.DEEPSPEED_ZERO2.exists()
 
 
 def test_a_users_accelerate_default_config_cannot_stop_the_deepspeed_launch(tmp_path, monkeypatch):
@@ -185,7 +188,7 @@ def test_a_users_accelerate_default_config_cannot_stop_the_deepspeed_launch(tmp_
             for key, value in env.items():
                 if key not in os.environ or os.environ[key] != value:
                     m.setenv(key, value)
-            DeepSpeedPlugin(hf_ds_config=str(sft.DEEPSPEED_ZERO2))
+            DeepSpeedPlugin(hf_ds_config=str(lora.DEEPSPEED_ZERO2))
 
     cmd = sft.launch_command("smoke", str(tmp_path / "run"), [], 2, deepspeed=True)
     plugin_for(cmd)  # ours: accepted
@@ -199,18 +202,18 @@ def test_answer_only_loss_equals_the_models_own_loss(tmp_path, prepared_run, tok
     from datasets import Dataset
 
     cfg = cfg_at(prepared_run, **{"sft.loss": loss})
-    model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+    model = lora.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
     examples = sft.training_examples(cfg, tok)[:3]
     answer = prompts.answer_tokens(tok, "\n")
-    sft.install_answer_loss(model, loss, answer, bf16=False)
-    trainer = sft._trainer_class(loss)(
-        model=model, args=sft.training_arguments(cfg, tmp_path / "ckpt", "cpu"), processing_class=tok,
+    lora.install_answer_loss(model, loss, answer, bf16=False)
+    trainer = lora.trainer_class(loss)(
+        model=model, args=lora.training_arguments(cfg, tmp_path / "ckpt", "cpu"), processing_class=tok,
         train_dataset=Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]))
     batch = trainer.data_collator([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
     model.eval()
     with torch.no_grad():
         ours = trainer.compute_loss(model, dict(batch)).item()
-        sft.remove_answer_loss(model)  # the model's own forward again
+        lora.remove_answer_loss(model)  # the model's own forward again
         if loss == "answer":
             reference = model(**batch).loss.item()  # HF's own shifted cross-entropy over all labelled tokens
         else:
@@ -225,25 +228,25 @@ def test_answer_only_loss_equals_the_models_own_loss(tmp_path, prepared_run, tok
 def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
     report = {"loss": "answer", "loss_history": [{"step": 1, "loss": 2.1}, {"step": 32, "loss": 0.70}],
               "zero_shot": {"selection": 1 / 3}, "best": {"step": 32, "selection": 1.0}}
-    text = "\n".join(sft.reading(report, 6))
+    text = "\n".join(lora.reading(report, 6))
     assert "ln 2 = 0.693" in text and "learned little beyond the prior" in text
     assert "one user moves each Recall@K by 0.167" in text and "difference of +0.667" in text
     report["loss_history"][-1]["loss"] = 0.3
-    assert "separates positives from negatives" in "\n".join(sft.reading(report, 6))
+    assert "separates positives from negatives" in "\n".join(lora.reading(report, 6))
     # 1 positive : 3 negatives: the prior's loss is H(1/4) = 0.562, not ln 2
     report.update(examples=600, positives=150, loss_history=[{"step": 75, "loss": 0.53}])
-    text = "\n".join(sft.reading(report, 20))
+    text = "\n".join(lora.reading(report, 20))
     assert "H(0.25) = 0.562" in text and "probability 0.25" in text and "learned little beyond the prior" in text
     # two checkpoints tie: the earlier is kept, and a selection below zero-shot is said
     report.update(zero_shot={"selection": 2.5}, best={"step": 12, "selection": 1.5},
                   validation=[{"step": 0, "selection": 2.5}, {"step": 12, "selection": 1.5},
                               {"step": 24, "selection": 1.5}])
-    text = "\n".join(sft.reading(report, 6))
+    text = "\n".join(lora.reading(report, 6))
     assert "steps 12, 24 tie at 1.500; the earliest, step 12, is kept" in text and "below zero-shot" in text
     # against chance: only the rows below a random order's Recall@10 are named
     report.update(zero_shot={"selection": 2.5, "recall@10": 0.5}, best={"step": 12, "selection": 1.5,
                                                                        "recall@10": 1 / 3})
-    text = "\n".join(sft.reading(report, 6, random_recall10=10 / 21))
+    text = "\n".join(lora.reading(report, 6, random_recall10=10 / 21))
     assert "0.333 selected, 0.500 zero-shot; a random order reaches 0.476" in text
     assert "the selected checkpoint is below chance here, on 6 users" in text
 
@@ -258,18 +261,18 @@ def test_shared_prefix_loss_and_gradient_equal_one_example_per_candidate(tmp_pat
     for shared in (False, True):
         cfg = cfg_at(prepared_run, **{"sft.loss": loss, "sft.shared_prefix": shared})
         torch.manual_seed(0)
-        model = sft.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
+        model = lora.with_lora(cfg, llm.load_model(llm.TINY, device="cpu"))
         for name, p in model.named_parameters():  # lora_B starts at zero: give the adapter a gradient path
             if "lora_B" in name:
                 torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(len(name)))
         examples = sft.training_examples(cfg, tok)
         columns = ("prefix_ids", "suffix_ids", "targets") if shared else ("input_ids", "labels")
         rows = [{c: e[c] for c in columns} for e in examples]
-        sft.install_answer_loss(model, loss, prompts.answer_tokens(tok, "\n"), bf16=False)
-        trainer = sft._trainer_class(loss)(
-            model=model, args=sft.training_arguments(cfg, tmp_path / f"ckpt{shared}", "cpu"), processing_class=tok,
+        lora.install_answer_loss(model, loss, prompts.answer_tokens(tok, "\n"), bf16=False)
+        trainer = lora.trainer_class(loss)(
+            model=model, args=lora.training_arguments(cfg, tmp_path / f"ckpt{shared}", "cpu"), processing_class=tok,
             train_dataset=Dataset.from_list(rows),
-            data_collator=sft.shared_prefix_collator(tok.pad_token_id or 0) if shared else None)
+            data_collator=lora.shared_prefix_collator(tok.pad_token_id or 0) if shared else None)
         batch = trainer.data_collator(rows)
         model.eval()  # no dropout: both paths see the same function
         value = trainer.compute_loss(model, dict(batch))
@@ -289,11 +292,11 @@ def test_shared_prefix_and_bf16_autocast_train_and_report(tmp_path, prepared_run
     shutil.copytree(prepared_run, run)
     cfg = cfg_at(run, **{"sft.max_steps": 2, "sft.save_steps": 2, "sft.shared_prefix": True,
                          "sft.mixed_precision": "bfloat16", "sft.batch_size": 2})
-    assert sft.training_arguments(cfg, tmp_path / "x", "cpu").bf16
+    assert lora.training_arguments(cfg, tmp_path / "x", "cpu").bf16
     report = sft.train(cfg, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
     assert report["shared_prefix"] and report["users"] == 3 and report["examples"] == 6
     assert report["global_step"] == 2 and np.isfinite(report["train_loss"])
-    from trsr_utils.config import ConfigError
+    from trsr_utils.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="sft.shared_prefix learns the answers only"):
         cfg_at(run, **{"sft.shared_prefix": True, "sft.loss": "whole"})
@@ -310,7 +313,7 @@ def test_bf16_scoring_is_a_copy_and_close_to_float32(prepared_run, tok):
     full = np.concatenate(scoring.score_users(model, users, answer, pad_id=tok.pad_token_id or 0))
     low = np.concatenate(scoring.score_users(cheap, users, answer, pad_id=tok.pad_token_id or 0))
     assert low.dtype == np.float64 and 0 < np.abs(full - low).max() < 0.05
-    from trsr_utils.config import ConfigError
+    from trsr_utils.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="model.scoring_dtype needs unquantized weights"):
         cfg_at(prepared_run, **{"model.scoring_dtype": "bfloat16", "model.quantization": "4bit"})
@@ -319,19 +322,19 @@ def test_bf16_scoring_is_a_copy_and_close_to_float32(prepared_run, tok):
 def test_every_trainer_is_pinned_to_one_gpu_when_one_process_sees_several(monkeypatch, tmp_path):
     """One process on an 8-GPU node: left alone, the Trainer wraps the model in nn.DataParallel (n_gpu = 8) and
     the answer loss runs on cuda:0 with inputs on the others. The pin lives where every Trainer's arguments are
-    built (sft.training_arguments), so the pointwise and the listwise trainers (notebook 09) both get it."""
+    built (lora.training_arguments), so the pointwise and the listwise trainers (notebook 09) both get it."""
     import torch
 
-    from trsr_utils import listwise
+    from trsr_utils.method import listwise
 
     cfg = resolve_config("smoke", tmp_path)
     model, tok = llm.load_model(llm.TINY, device="cpu"), llm.load_tokenizer(llm.TINY)  # before CUDA is faked
-    assert sft.training_arguments(cfg, tmp_path / "a", "cuda").n_gpu != 8  # the unpinned value here: no GPU
+    assert lora.training_arguments(cfg, tmp_path / "a", "cuda").n_gpu != 8  # the unpinned value here: no GPU
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
-    assert sft.training_arguments(cfg, tmp_path / "b", "cuda").n_gpu == 1
-    assert sft.training_arguments(cfg, tmp_path / "c", "cpu").n_gpu == 0  # a CPU run is left as it is
+    assert lora.training_arguments(cfg, tmp_path / "b", "cuda").n_gpu == 1
+    assert lora.training_arguments(cfg, tmp_path / "c", "cpu").n_gpu == 0  # a CPU run is left as it is
     seen = []
-    monkeypatch.setattr(sft, "pin_one_gpu", lambda args, device: seen.append(device) or False)
+    monkeypatch.setattr(lora, "pin_one_gpu", lambda args, device: seen.append(device) or False)
     monkeypatch.setattr(llm, "resolve_device", lambda device: "cuda")
 
     class Stop(Exception):
@@ -343,7 +346,7 @@ def test_every_trainer_is_pinned_to_one_gpu_when_one_process_sees_several(monkey
 
         return build
 
-    monkeypatch.setattr(sft, "_trainer_class", trainer_class)
+    monkeypatch.setattr(lora, "trainer_class", trainer_class)
     with pytest.raises(Stop):  # the listwise trainer's arguments came through the pin before it was built
         listwise.train(cfg, model, tok, [{"input_ids": [1, 2, 3], "labels": [-100, -100, 3]}], tmp_path / "lw", log=lambda *_: None)
     assert seen == ["cuda"]

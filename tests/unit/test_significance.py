@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trsr_utils import significance as sg
+from trsr_utils.method import significance as sg
 
 
 def test_holm_matches_the_step_down_rule_worked_by_hand():

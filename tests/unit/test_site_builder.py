@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from trsr_utils import site
-from trsr_utils.config import REPO_ROOT
+from trsr_utils.tools import site
+from trsr_utils.core.config import REPO_ROOT
 
 
 def test_the_vendored_scripts_are_the_published_files_their_readme_lists():
@@ -96,7 +96,7 @@ def test_the_kernel_free_summary_browser_holds_every_users_view_linked_to_its_dr
     sys.path.insert(0, str(Path(__file__).parent))
     from test_compare_widgets import frames
 
-    from trsr_utils import widgets
+    from trsr_utils.report import widgets
 
     blocks, steps, finals = frames()
     ui = widgets.SummaryComparison(blocks, steps, finals)
@@ -126,7 +126,8 @@ def _browser_run(tmp_path, n_users=3):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_compare_widgets import frames
 
-    from trsr_utils import io, stages
+    from trsr_utils.core import io
+    from trsr_utils import stages
 
     blocks, steps, finals = frames()
     users = [f"u{i}" for i in range(1, n_users + 1)]
@@ -136,9 +137,9 @@ def _browser_run(tmp_path, n_users=3):
               for m in finals}
     run = tmp_path / "run"
     recorded = {}
-    for name, files in ((stages.SUMMARY_STAGE["hierarchical"], {"steps": steps["hierarchical"],
+    for name, files in ((stages.summarize.SUMMARY_STAGE["hierarchical"], {"steps": steps["hierarchical"],
                                                                 "summaries": finals["hierarchical"]}),
-                        (stages.SUMMARY_STAGE["recurrent"], {"steps": steps["recurrent"],
+                        (stages.summarize.SUMMARY_STAGE["recurrent"], {"steps": steps["recurrent"],
                                                              "summaries": finals["recurrent"]}),
                         ("02_text", {"blocks": blocks}), ("05_compare", {})):
         fp = name.encode().hex().ljust(64, "0")[:64]

@@ -8,9 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from trsr_utils import evaluation, stages
-from trsr_utils.config import Config, resolve_config, with_overrides
-from trsr_utils.data import prepare
+from trsr_utils.stages import evaluation
+from trsr_utils import stages
+from trsr_utils.core.config import Config, resolve_config, with_overrides
+from trsr_utils.data import preparation
+from trsr_utils.method import compare
+from trsr_utils.stages import prepare
 
 ALL = set(stages.STAGES)
 AFTER_TEXT = ALL - {"01_data"}
@@ -184,7 +187,7 @@ def test_each_model_is_fingerprinted_in_its_own_precision(tmp_path):
     ("listwise prompt", "listwise_messages", {"09_beyond"}),
 ])
 def test_an_edited_prompt_is_a_new_result_not_an_overwritten_one(tmp_path, monkeypatch, part, function, expected):
-    from trsr_utils import prompts
+    from trsr_utils.method import prompts
 
     cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
     before = {n: stages.fingerprint(cfg, n) for n in stages.STAGES}
@@ -202,7 +205,6 @@ def test_an_edited_prompt_is_a_new_result_not_an_overwritten_one(tmp_path, monke
 
 
 def test_edited_genre_aliases_recompute_only_the_comparison(tmp_path, monkeypatch):
-    from trsr_utils import compare
 
     cfg = resolve_config("smoke", tmp_path, {"data.dataset": "movielens-100k"})
     before = {n: stages.fingerprint(cfg, n).digest for n in stages.STAGES}
@@ -224,7 +226,7 @@ def test_raw_data_files_are_part_of_the_data_fingerprint(tmp_path, fixture_copy)
 
 def test_status_names_the_setting_that_changed_and_keeps_both_results(tmp_path):
     cfg = resolve_config("smoke", tmp_path)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     rows = {r.stage: r for r in stages.status(cfg)}
     assert rows["01_data"].state == "up to date" and rows["02_text"].state == "missing"
     assert rows["02_text"].reasons == ["no result yet"]
@@ -234,7 +236,7 @@ def test_status_names_the_setting_that_changed_and_keeps_both_results(tmp_path):
     other = with_overrides(cfg, {"data.n_test": 5})
     changed = {r.stage: r for r in stages.status(other)}
     assert changed["01_data"].state == "would recompute" and changed["01_data"].reasons == ["data.n_test: 6 -> 5"]
-    prepare.write(other, prepare.prepare(other))
+    prepare.write(other, preparation.prepare(other))
     # both results side by side; switching back finds the first again
     assert len([p for p in (tmp_path / "01_data").iterdir()]) == 2
     assert stages.is_complete(cfg, "01_data") and stages.is_complete(other, "01_data")
@@ -244,7 +246,7 @@ def test_status_names_the_setting_that_changed_and_keeps_both_results(tmp_path):
 
 def test_a_killed_stage_is_never_accepted_as_finished(tmp_path):
     cfg = resolve_config("smoke", tmp_path)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     folder = stages.result_dir(cfg, "01_data")
     (folder / stages.RECORD).unlink()  # killed after the data files, before the completion record
     assert not stages.is_complete(cfg, "01_data")
@@ -253,15 +255,18 @@ def test_a_killed_stage_is_never_accepted_as_finished(tmp_path):
     assert stages.status(cfg, ["01_data"])[0].reasons[0].startswith("an unfinished result")
     (folder / stages.RECORD).write_text("{\"stage\": \"01_data\", \"fing")  # killed while writing it
     assert not stages.is_complete(cfg, "01_data")
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     assert stages.is_complete(cfg, "01_data")
 
 
 def test_registry_names_notebooks_and_upstream_stages():
     for stage in stages.STAGES.values():
         assert stages.for_notebook(stage.notebook + ".ipynb") is stage
-        assert all(r in stages.STAGES and r < stage.name for r in stage.reads)
-    from trsr_utils import pipeline
+        assert all(stages.STAGES[r.name] is r and r.name < stage.name for r in stage.reads)
+    # registration order is the chain's: every stage after the stages it reads
+    order = list(stages.STAGES)
+    assert order == sorted(order)
+    from trsr_utils.tools import pipeline
 
     found = {p.stem: stages.for_notebook(p.name) for p in pipeline.discover()}
     assert {s.name for s in found.values() if s is not None} == set(stages.STAGES)
@@ -274,7 +279,7 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
     base = {"eval.baselines": ["popularity", "SASRec"], "eval.llm": [], "eval.recbole_epochs": 1,
             "eval.all_interactions": ["popularity"]}
     cfg = resolve_config("smoke", tmp_path, base)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     messages: list[str] = []
     first = evaluation.run(cfg, log=messages.append)
     whole = [m.rsplit(" (", 1)[0] for m in messages if "whole catalogue" in m]  # the full-catalogue protocol
@@ -309,7 +314,7 @@ def test_another_recbole_setting_retrains_only_that_model(tmp_path):
 
 def test_same_seed_gives_identical_recbole_scores_across_runs(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.recbole_epochs": 2})
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     samples = prepared.samples[prepared.samples["split"] == "test"].reset_index(drop=True)
     for name in ("DIN", "SASRec"):
         a = evaluation.baseline_scores(cfg, name, prepared, samples)
@@ -321,7 +326,7 @@ def test_another_learning_rate_trains_a_new_adapter_that_07_scores_with(tmp_path
     """sft.learning_rate: a new adapter beside the first, scored by 07; switching back re-uses both."""
     base = {"eval.baselines": [], "eval.llm": ["tallrec"], "sft.max_steps": 2, "sft.save_steps": 2}
     cfg = resolve_config("smoke", tmp_path, base)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     messages: list[str] = []
     first = evaluation.run(cfg, log=messages.append)
     assert any(m.startswith("training the 'none' adapter") for m in messages)
@@ -343,12 +348,12 @@ def test_another_learning_rate_trains_a_new_adapter_that_07_scores_with(tmp_path
 def test_sft_seeds_train_one_adapter_per_seed_and_the_table_averages_them(tmp_path):
     """eval.sft_seeds 2: a second adapter (sft.seed_offset 1) beside the first, both scored; the row is their mean
     with a spread, and the paired test compares each user's hit rate averaged over the seeds."""
-    from trsr_utils import metrics, significance
+    from trsr_utils.method import metrics, significance
 
     base = {"eval.baselines": ["popularity"], "eval.all_interactions": [], "eval.llm": ["tallrec"],
             "sft.max_steps": 2, "sft.save_steps": 2, "sft.learning_rate": 0.05}
     cfg = resolve_config("smoke", tmp_path, base)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     evaluation.run(cfg, log=lambda *_: None)
     messages: list[str] = []
     two = with_overrides(cfg, {"eval.sft_seeds": 2})
@@ -375,7 +380,7 @@ def test_bf16_scoring_is_checked_against_the_models_own_precision(tmp_path):
     base = {"eval.baselines": [], "eval.llm": ["tallrec"], "sft.max_steps": 2, "sft.save_steps": 2,
             "model.scoring_dtype": "bfloat16"}
     cfg = resolve_config("smoke", tmp_path, base)
-    prepare.write(cfg, prepare.prepare(cfg))
+    prepare.write(cfg, preparation.prepare(cfg))
     messages: list[str] = []
     evaluation.run(cfg, log=messages.append)
     assert any("scoring 6 users again in float32 (the reference for bfloat16)" in m for m in messages)

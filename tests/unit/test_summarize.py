@@ -14,9 +14,12 @@ import time
 import pandas as pd
 import pytest
 
-from trsr_utils import callcache, llm, summarize, summary_checks
-from trsr_utils.config import resolve_config
-from trsr_utils.summarize import CallCache, clean_summary
+from trsr_utils.store import callcache
+from trsr_utils.method import llm, summary_checks
+from trsr_utils.core.config import resolve_config
+from trsr_utils.method import summarizer
+from trsr_utils.method.summarizer import CallCache, clean_summary
+from trsr_utils.stages import summarize
 
 CATALOG = {str(i): {"title": f"Movie {i}", "year": "1995",
                     "genres": ["Comedy, Romance", "Drama", "Action, Sci-Fi", "Horror"][i % 4]} for i in range(60)}
@@ -73,18 +76,18 @@ def test_sentence_counting_ignores_decimals_and_counts_the_end():
 
 # ----------------------------------------------------------------- the call cache
 def test_call_key_depends_on_model_prompt_and_every_parameter():
-    base = summarize.call_key("m", "p", {"max_new_tokens": 8, "do_sample": False})
-    assert base == summarize.call_key("m", "p", {"do_sample": False, "max_new_tokens": 8})  # order-free
-    assert len({base, summarize.call_key("m2", "p", {"max_new_tokens": 8, "do_sample": False}),
-                summarize.call_key("m", "p ", {"max_new_tokens": 8, "do_sample": False}),
-                summarize.call_key("m", "p", {"max_new_tokens": 9, "do_sample": False})}) == 4
+    base = summarizer.call_key("m", "p", {"max_new_tokens": 8, "do_sample": False})
+    assert base == summarizer.call_key("m", "p", {"do_sample": False, "max_new_tokens": 8})  # order-free
+    assert len({base, summarizer.call_key("m2", "p", {"max_new_tokens": 8, "do_sample": False}),
+                summarizer.call_key("m", "p ", {"max_new_tokens": 8, "do_sample": False}),
+                summarizer.call_key("m", "p", {"max_new_tokens": 9, "do_sample": False})}) == 4
 
 
 def test_cache_persists_across_connections(tmp_path):
     cache = CallCache(tmp_path / "c.sqlite")
-    call = summarize.Call(" likes x.", "eos", 10, 3, 0.5, False)
+    call = summarizer.Call(" likes x.", "eos", 10, 3, 0.5, False)
     cache.put_many([("k1", "m", "prompt", {"a": 1}, call)])
-    cache.put_many([("k1", "m", "prompt", {"a": 1}, summarize.Call("other", "eos", 1, 1, 1, False))])  # ignored
+    cache.put_many([("k1", "m", "prompt", {"a": 1}, summarizer.Call("other", "eos", 1, 1, 1, False))])  # ignored
     cache.close()
     again = CallCache(tmp_path / "c.sqlite")
     assert len(again) == 1
@@ -94,12 +97,12 @@ def test_cache_persists_across_connections(tmp_path):
 
 # ----------------------------------------------------------------- the template baseline
 def test_template_counts_categories_and_names_what_is_new():
-    t = summarize.TemplateSummarizer(CATALOG, "movies")
+    t = summarizer.TemplateSummarizer(CATALOG, "movies")
     old, recent = ["1", "5", "9", "0"], ["2", "6"]  # Drama x3, Comedy, Romance; then Action/Sci-Fi twice
     assert t(old + recent, recent) == ("This user most often chose Drama (3), Action (2) and Sci-Fi (2) movies. "
                                        "Most recently: Action (2) and Sci-Fi (2), new for them: Action, Sci-Fi.")
     assert "Most recently" not in t(recent, recent)  # all items are recent: nothing to contrast
-    assert "no category information" in summarize.TemplateSummarizer({}, "news")(["x"])
+    assert "no category information" in summarizer.TemplateSummarizer({}, "news")(["x"])
 
 
 # ----------------------------------------------------------------- both methods with a scripted model
@@ -208,7 +211,7 @@ def test_summary_checks_retry_repeated_clauses_and_flag_unchanged_merges(tmp_pat
     assert report["degeneracy"]["by_problem"] == {"repeated_clause": 1}
     assert report["degeneracy"]["flag_rates"]["unchanged"] == pytest.approx(1 / len(steps))
     assert summarize.read_summaries(cfg, "hierarchical").set_index("user_id").loc["u2", "checks"] == "unchanged"
-    table = summarize.check_table(report)
+    table = summarizer.check_table(report)
     assert table.loc[0, "problem: repeated_clause"] == 1 and table.loc[0, "flagged: unchanged"].endswith("%")
 
 
@@ -235,7 +238,7 @@ def test_rerun_costs_nothing_and_recurrent_reuses_block_zero(tmp_path, scripted,
 
 def test_asker_makes_one_call_as_the_batched_stage_does(tmp_path, scripted, smol_tokenizer):
     """One prompt through Asker gives the stage's summary and flag: retry of a loop, template after two failures."""
-    from trsr_utils import prompts
+    from trsr_utils.method import prompts
 
     cfg = cfg_for(tmp_path)
     blocks = make_blocks(4, 5)
@@ -243,7 +246,7 @@ def test_asker_makes_one_call_as_the_batched_stage_does(tmp_path, scripted, smol
                         log=lambda *_: None)
     steps = summarize.read_steps(cfg, "hierarchical").set_index(["user_id", "level", "index"])
     made = len(scripted.calls)
-    ask = summarize.Asker(cfg, blocks, CATALOG, model=object(), tokenizer=smol_tokenizer)
+    ask = summarizer.Asker(cfg, blocks, CATALOG, model=object(), tokenizer=smol_tokenizer)
     flags = set()
     for block in blocks.itertuples():
         prompt = prompts.generation_prompt(smol_tokenizer, prompts.block_summary_messages(list(block.lines), "movies"))
@@ -286,15 +289,16 @@ def test_the_summarizer_loads_only_when_a_call_is_missing_from_the_cache(tmp_pat
     again = lazy()
     report = summarize.summarize(cfg, "hierarchical", blocks, CATALOG, model=again, tokenizer=tok, log=lambda *_: None)
     assert report["cache_misses"] == 0 and loads == [1] and not again.loaded
-    ask = summarize.Asker(cfg, blocks, CATALOG, tokenizer=tok)  # the notebooks' one-call helper: lazy by default
+    ask = summarizer.Asker(cfg, blocks, CATALOG, tokenizer=tok)  # the notebooks' one-call helper: lazy by default
     assert isinstance(ask.model, llm.Lazy) and not ask.model.loaded
 
 
 # ----------------------------------------------------------------- kill and resume
 CHILD = textwrap.dedent("""
     import json, sys, pandas as pd
-    from trsr_utils import llm, summarize, summary_checks
-    from trsr_utils.config import resolve_config
+    from trsr_utils.method import llm, summary_checks
+    from trsr_utils.stages import summarize
+    from trsr_utils.core.config import resolve_config
     CATALOG = json.loads(sys.argv[3])
     cfg = resolve_config("smoke", sys.argv[1], {"summary.batch_size": 1, "summary.max_new_tokens": 24})
     blocks = pd.read_parquet(sys.argv[2])
@@ -306,7 +310,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path):
-    from trsr_utils.config import REPO_ROOT
+    from trsr_utils.core.config import REPO_ROOT
 
     blocks = make_blocks(12, 4)
     blocks_file = tmp_path / "blocks.parquet"
@@ -367,7 +371,7 @@ def test_reading_counts_fallbacks_and_flags():
                                                        "fixed_by_retry": 2, "fallbacks": 1}}
     summaries = pd.DataFrame({"summary": ["This user likes drama.", "This user likes war films a lot."],
                               "flag": ["fallback", ""], "checks": ["", "unchanged"]})
-    text = "\n".join(summarize.reading(report, summaries))
+    text = "\n".join(summarizer.reading(report, summaries))
     assert "3 of 10 first attempts (30.0%) were degenerate; the retry fixed 2, and 1 became the template" in text
     assert "For 1 of 2 users the final summary is the template's" in text
     assert "1 of 2 final summaries are a merge that returned one of its inputs" in text
@@ -377,24 +381,24 @@ def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):
     """SQLite's WAL needs one host and its locks fail on NFS/Lustre/GPFS: under a launcher, rank 0 alone opens the
     database; any other rank gets a stand-in that cannot read or write (the 2-process runs of
     tests/unit/test_distributed.py run every stage with this guard in place)."""
-    from trsr_utils.config import resolve_config
+    from trsr_utils.core.config import resolve_config
 
     cfg = resolve_config("smoke", tmp_path)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    other = summarize.open_cache(cfg)
-    assert isinstance(other, summarize.NotOpened) and not (tmp_path / callcache.CACHE_FILE).exists()
+    other = summarizer.open_cache(cfg)
+    assert isinstance(other, summarizer.NotOpened) and not (tmp_path / callcache.CACHE_FILE).exists()
     with pytest.raises(RuntimeError, match="only rank 0"):
         other.get_many(["k"])
     with pytest.raises(RuntimeError, match="rank 1 opened the call cache"):
         CallCache(tmp_path / callcache.CACHE_FILE)
     monkeypatch.setenv("RANK", "0")
-    assert isinstance(summarize.open_cache(cfg), CallCache)
+    assert isinstance(summarizer.open_cache(cfg), CallCache)
 
 
 def test_the_call_cache_uses_a_rollback_journal_on_a_network_filesystem(tmp_path, monkeypatch):
     """SQLite's WAL keeps its index in shared memory beside the file, which NFS, Lustre or GPFS cannot give."""
-    from trsr_utils import io as trsr_io
+    from trsr_utils.core import io as trsr_io
 
     mounts = tmp_path / "mounts"
     mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path / 'shared'} nfs4 rw 0 0\n")
@@ -404,7 +408,7 @@ def test_the_call_cache_uses_a_rollback_journal_on_a_network_filesystem(tmp_path
     monkeypatch.setattr(trsr_io, "filesystem_type", lambda path, mounts="/proc/mounts": "lustre")
     cache = CallCache(tmp_path / "lustre.sqlite")
     assert cache.journal == "DELETE" and cache.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
-    cache.put_many([("k", "m", "p", {}, summarize.Call("t", "eos", 1, 1, 0.1, False))])
+    cache.put_many([("k", "m", "p", {}, summarizer.Call("t", "eos", 1, 1, 0.1, False))])
     assert list(cache.get_many(["k"])) == ["k"]
 
 
@@ -417,7 +421,7 @@ def test_examples_show_each_step_under_one_kind_with_its_first_attempt():
                            "calls": n, "first_raw": f"This user first {i}", "raw": f"This user last {i}",
                            "problem": "" if n == 1 else "loop", "retry_problem": "loop" if f == "fallback" else "",
                            "summary": f"s{i}"} for i, (f, ch, ed, n) in enumerate(rows)])
-    shown = summarize.examples(steps, per_kind=5)
+    shown = summarizer.examples(steps, per_kind=5)
     assert sorted(shown["user_id"]) == [f"u{i}" for i in range(5)]  # every step once
     assert dict(zip(shown["user_id"], shown["kind"])) == {
         "u0": "passed the checks", "u1": "trimmed or deduplicated", "u2": "kept but flagged", "u3": "retried",

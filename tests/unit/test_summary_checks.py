@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trsr_utils import summary_checks as sc
+from trsr_utils.method import summary_checks as sc
 
 HISTORY = ["title: Toy Story; year: 1995; genres: Animation, Children's, Comedy",
            "title: Remains of the Day, The; year: 1993; genres: Drama"]

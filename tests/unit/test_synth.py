@@ -5,14 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 
+import trsr_synth as synth
 from conftest import FIXTURES
-from trsr_utils.config import resolve_config
-from trsr_utils.data import load_amazon_m2, load_mind, prepare, synth
+from trsr_synth.__main__ import main as synth_main
+from trsr_utils.core.config import resolve_config
+from trsr_utils.data import load_amazon_m2, load_mind
+from trsr_utils.data import preparation
 
 SMOKE = {"mind": (FIXTURES / "mind_smoke", ("news.tsv", "behaviors.tsv")),
          "amazon-m2": (FIXTURES / "amazon_smoke", ("products_train.csv", "sessions_train.csv"))}
@@ -24,11 +29,11 @@ PAPER_SMALL = {"min_interactions": 10, "max_interactions": 25, "long_history": "
 @pytest.mark.parametrize("dataset", sorted(SMOKE))
 def test_committed_smoke_fixtures_are_what_the_generator_writes(tmp_path, dataset):
     folder, names = SMOKE[dataset]
-    synth.main([dataset, "--out", str(tmp_path), "--preset", "smoke", "--seed", "0"])
+    synth_main([dataset, "--out", str(tmp_path), "--preset", "smoke", "--seed", "0"])
     for name in names:
         assert (tmp_path / name).read_bytes() == (folder / name).read_bytes(), (
             f"{folder / name} differs from the generator's output: regenerate it with "
-            f"python -m trsr_utils.data.synth {dataset} --preset smoke --out {folder.relative_to(FIXTURES.parent.parent)}")
+            f"python -m trsr_synth {dataset} --preset smoke --out {folder.relative_to(FIXTURES.parent.parent)}")
     assert sum((folder / n).stat().st_size for n in names) < 300_000
     assert not list(tmp_path.glob(".synth*"))  # no temporary files left behind
 
@@ -41,6 +46,17 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, dataset):
     for name in a["bytes"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
+
+
+def test_command_line_writes_a_dataset_and_never_overwrites_unasked(tmp_path):
+    command = [sys.executable, "-m", "trsr_synth", "amazon-m2", "--out", str(tmp_path), "--products", "40",
+               "--sessions", "20"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "amazon-m2 (smoke, seed 0) -> " in done.stdout and (tmp_path / "sessions_train.csv").exists()
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and "pass --force to overwrite" in again.stderr
+    assert subprocess.run(command + ["--force"], capture_output=True, text=True).returncode == 0
 
 
 def test_numpy_array_text_is_numpys_own_printing():
@@ -124,7 +140,7 @@ def test_amazon_smoke_files_have_the_real_shape():
 
 
 def test_long_descriptions_are_cut_by_max_field_tokens(smol_tokenizer):
-    from trsr_utils.text import ELLIPSIS, cap_tokens
+    from trsr_utils.method.text import ELLIPSIS, cap_tokens
 
     ds = load_amazon_m2(FIXTURES / "amazon_smoke")
     longest = max((a.get("description", "") for a in ds.catalog.items.values()), key=len)
@@ -140,14 +156,14 @@ def test_mind_smoke_through_prepare_with_the_paper_filter(tmp_path):
     overrides = {"data": {"dataset": "mind", "source_dir": str(FIXTURES / "mind_smoke"),
                           "negative_source": "impressions", **PAPER_SMALL}}
     cfg = resolve_config("smoke", run_dir=tmp_path, overrides=overrides)
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     meta = prepared.meta
     assert meta["bad_input"]["skipped"] == 0 and meta["catalog_size"] == synth.spec_for("mind", "smoke").news
     assert meta["filter"]["kept"] >= 30
     assert meta["filter"]["too_short"] > 0 and meta["filter"]["too_long_dropped"] > 0  # the filter has work to do
     samples = prepared.samples
     assert samples["split"].value_counts().to_dict() == {"train": 12, "valid": 4, "test": 6}
-    raw = {s.user_id: s for s in prepare.load_raw(cfg).sequences}
+    raw = {s.user_id: s for s in preparation.load_raw(cfg).sequences}
     for row in samples.itertuples():
         assert len(row.negatives) == (1 if row.split == "train" else 20)
         assert 10 <= len(row.history) + 1 <= 25
@@ -161,7 +177,7 @@ def test_amazon_smoke_through_prepare_with_the_paper_filter(tmp_path):
     overrides = {"data": {"dataset": "amazon-m2", "source_dir": str(FIXTURES / "amazon_smoke"), "locale": "UK",
                           "negative_source": "uniform", **PAPER_SMALL}}
     cfg = resolve_config("smoke", run_dir=tmp_path, overrides=overrides)
-    prepared = prepare.prepare(cfg)
+    prepared = preparation.prepare(cfg)
     meta = prepared.meta
     assert meta["bad_input"]["skipped"] == 0
     assert meta["filter"]["kept"] >= 30 and meta["filter"]["too_short"] > 0 and meta["filter"]["too_long_dropped"] > 0

@@ -1,5 +1,5 @@
-from trsr_utils import text
-from trsr_utils.config import resolve_config
+from trsr_utils.method import text
+from trsr_utils.core.config import resolve_config
 
 
 def test_item_text_order_skips_empty_and_normalises():

@@ -6,7 +6,7 @@ test users' histories, which the LLM sees in its prompt too; never a
 validation or test positive), the item texts, and the evaluation samples. It
 returns one score array per sample, in the sample's candidate order (the
 positive first, then the negatives). Higher is better; ties are broken against
-the positive by :mod:`trsr_utils.metrics`, so a scorer that knows nothing about
+the positive by :mod:`trsr_utils.method.metrics`, so a scorer that knows nothing about
 an item gives it the lowest score without gaining anything.
 
 * ``random``: seeded uniform scores (the floor: Recall@K = K/21 on average).
@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .embeddings import embed
+from trsr_utils.baselines.embeddings import embed
 
 
 def candidates(samples: pd.DataFrame) -> list[list[str]]:

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..llm import ModelNotAvailable, converted
-from ..progress import quiet_libraries
+from trsr_utils.method.llm import ModelNotAvailable, converted
+from trsr_utils.core.progress import quiet_libraries
 
 PACKAGE = "all_minilm_l6_v2"
 NAME = "all-MiniLM-L6-v2"

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import candidates
-from ..io import atomic_path
+from trsr_utils.baselines import candidates
+from trsr_utils.core.io import atomic_path
 
 SEQUENTIAL = ("GRU4Rec", "NARM", "SASRec", "CORE", "DIN", "DIEN")
 GENERAL = ("NeuMF",)

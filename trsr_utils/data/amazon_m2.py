@@ -19,17 +19,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .core import (
-    Catalog,
-    DataFormatError,
-    ErrorReport,
-    RawDataset,
-    UserSequence,
-    clean_value,
-    make_row,
-    paused_gc,
-    read_lines,
-)
+from trsr_utils.data.core import (Catalog, DataFormatError, ErrorReport, RawDataset, UserSequence, clean_value,
+                                  make_row, paused_gc, read_lines)
 
 PRODUCT_COLUMNS = ["id", "locale", "title", "price", "brand", "color", "size", "model", "material", "author", "desc"]
 SESSION_COLUMNS = ["prev_items", "next_item", "locale"]

@@ -6,8 +6,8 @@ known or given, its digest is written beside it (``<file>.sha256``), and only
 then is it renamed into place. Archives are unpacked into a temporary folder
 that is renamed when complete.
 
-    python -m trsr_utils.data.download mind --size small --dest data/raw/mind
-    python -m trsr_utils.data.download amazon-m2 --base-url URL --dest data/raw/amazon-m2
+    python -m trsr_utils download mind --size small --dest data/raw/mind
+    python -m trsr_utils download amazon-m2 --base-url URL --dest data/raw/amazon-m2
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def fetch_amazon_m2(dest: str | os.PathLike[str], base_url: str | None, quiet: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trsr_utils.data.download", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils download", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="dataset", required=True)
     p_mind = sub.add_parser("mind", help="MIND news recommendation dataset")
     p_mind.add_argument("--size", choices=list(MIND_FILES), default="small")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .core import UserSequence
+from trsr_utils.data.core import UserSequence
 
 
 @dataclass

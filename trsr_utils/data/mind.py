@@ -25,18 +25,8 @@ from datetime import datetime
 from itertools import compress
 from pathlib import Path
 
-from .core import (
-    Catalog,
-    DataFormatError,
-    ErrorReport,
-    RawDataset,
-    UserSequence,
-    clean_value,
-    paused_gc,
-    read_lines,
-    split_tsv,
-    tsv_rows,
-)
+from trsr_utils.data.core import (Catalog, DataFormatError, ErrorReport, RawDataset, UserSequence, clean_value,
+                                  paused_gc, read_lines, split_tsv, tsv_rows)
 
 NEWS_COLUMNS = ["news_id", "category", "subcategory", "title", "abstract", "url", "title_entities",
                 "abstract_entities"]
@@ -147,7 +137,7 @@ def load_mind(source_dir: str | Path, on_error: str = "raise", sequence: str = "
     for p in (news_path, behaviors_path):
         if not p.exists():
             raise FileNotFoundError(
-                f"{p} not found. Download MIND first: python -m trsr_utils.data.download mind --dest {folder.parent}"
+                f"{p} not found. Download MIND first: python -m trsr_utils download mind --dest {folder.parent}"
             )
     with paused_gc():
         return _load(news_path, behaviors_path, ErrorReport(on_error), sequence == "history")

@@ -12,16 +12,8 @@ import importlib.util
 from collections import defaultdict
 from pathlib import Path
 
-from .core import (
-    Catalog,
-    DataFormatError,
-    ErrorReport,
-    RawDataset,
-    UserSequence,
-    clean_value,
-    read_lines,
-    tsv_rows,
-)
+from trsr_utils.data.core import (Catalog, DataFormatError, ErrorReport, RawDataset, UserSequence, clean_value,
+                                  read_lines, tsv_rows)
 
 ATTRIBUTES = ["title", "year", "genres"]
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .core import UserSequence
+from trsr_utils.data.core import UserSequence
 
 SPLITS = ("train", "valid", "test")
 

@@ -1,0 +1,554 @@
+"""Preference summaries from a frozen LLM: hierarchical and recurrent (notebooks 03-05).
+
+* **hierarchical**: every block of every user is summarised (all in batches),
+  then summaries are merged ``merge_fan_in`` at a time, level by level, until
+  each user has one. Every intermediate summary is kept.
+* **recurrent**: step 0 summarises block 0 (the very prompt the hierarchical
+  method uses, so a shared cache answers it for free); step k gives the LLM
+  the summary so far and block k. Steps run for all users at once
+  (step-synchronous), so each step is one batched pass.
+* **template**: no LLM: the user's most frequent genres/categories with
+  counts and what the most recent block adds. The baseline that tells whether
+  an LLM summary adds anything.
+
+Every LLM call goes through the run's call cache (:mod:`trsr_utils.store.callcache`), an SQLite file in the run
+directory keyed by (model id, exact prompt text, generation parameters) and
+committed after each batch, so a notebook re-run costs nothing for finished
+calls and a run killed at any moment resumes where it stopped.
+
+A generation is checked before it becomes a summary (:func:`clean_summary`):
+an unfinished last sentence is dropped, a repeated sentence is removed, and
+an empty answer, an answer with no complete sentence, or one looping on a
+phrase is *degenerate*. Degenerate calls are retried once with a stated
+fallback setting (repetition penalty, no repeated 3-grams, 1.5x the tokens);
+what is still degenerate is replaced by the template summary of the same
+items and flagged ``fallback``. Nothing degenerate is passed on silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from trsr_utils.method import llm, prompts, summary_checks, text
+from trsr_utils.core import distributed
+from trsr_utils.store.callcache import Call, CallCache, NotOpened, call_key, open_cache
+from trsr_utils.method.compare import jaccard
+from trsr_utils.core.progress import bar
+from trsr_utils.method.text import category_counts
+
+FORMAT_VERSION = 1  # of the summary stages' files (meta.json)
+
+
+@dataclass
+class CallStats:
+    hits: int = 0
+    misses: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+
+class LLMCaller:
+    """Cached, batched generation with one model: prompts in, :class:`Call` s out (input order)."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_id: str, cache: CallCache | NotOpened, batch_size: int = 16,
+                 seed: int = 0, quiet: bool = False, command: str = ""):
+        self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
+        self.command = command  # the command line that shares these calls out over GPUs ({n}: how many)
+        self.cache, self.batch_size, self.seed, self.quiet = cache, batch_size, seed, quiet
+        self.stats = CallStats()
+
+    def _generate_shared(self, texts: list[str], gen_args: Mapping[str, Any],
+                         persist: Callable[[list[llm.Generation], list[int]], None]) -> None:
+        """Under a launcher: the batches one process would run, dealt to the processes a round at a time (same
+        prompts, padding and seed per batch as alone), each round's results gathered on every process."""
+        bos = llm.adds_bos(self.tokenizer)
+        lengths = [len(llm.encode_prompt(self.tokenizer, t, bos)) for t in texts]
+        batches = llm.length_batches(lengths, self.batch_size)
+        rank = distributed.world()[0]
+        for group in distributed.rounds(len(batches)):
+            mine: list[tuple[int, list[int], list[llm.Generation]]] = []  # (batch, its prompts, generations)
+            if rank < len(group):
+                b = group[rank]
+                made = llm.generate(llm.resolve(self.model), self.tokenizer, [texts[i] for i in batches[b]],
+                                    batch_size=self.batch_size, seed=self.seed + b * self.batch_size, **gen_args)
+                mine = [(b, batches[b], made)]
+            for _, idx, made in sorted(distributed.gather(mine)):  # one cache write per batch, in batch order
+                persist(made, idx)
+
+    def __call__(self, texts: Sequence[str], params: Mapping[str, Any], desc: str = "LLM calls") -> list[Call]:
+        params = dict(params)
+        if params.get("do_sample"):
+            params["seed"] = self.seed  # sampled outputs depend on the seed: it is part of the key
+        if llm.adds_bos(self.tokenizer):  # the model reads <s> + prompt (llm.encode_prompt): another input
+            params["bos"] = True
+        keys = [call_key(self.model_id, t, params) for t in texts]
+        # Rank 0 reads the cache; under a launcher the others receive what it found (they never open the file).
+        done = distributed.broadcast(self.cache.get_many(keys) if distributed.is_main() else None)
+        self.stats.hits += sum(k in done for k in keys)
+        todo = list(dict.fromkeys(k for k in keys if k not in done))
+        self.stats.misses += len(todo)
+        if todo:
+            if self.command:
+                distributed.warn_alone(f"{len(todo)} LLM calls ({desc})", self.command)
+            prompt_of = {k: t for k, t in zip(keys, texts)}
+            todo_texts = [prompt_of[k] for k in todo]
+            gen_args = {k: v for k, v in params.items() if k not in ("seed", "bos")}
+            with bar(total=len(todo), desc=desc, unit="call", quiet=self.quiet) as progress_bar:
+                def persist(generations: list[llm.Generation], indices: list[int]) -> None:
+                    rows = []
+                    for g, i in zip(generations, indices):
+                        call = Call(g.text, g.finish, g.prompt_tokens, g.new_tokens, g.seconds, False)
+                        done[todo[i]] = call
+                        rows.append((todo[i], self.model_id, todo_texts[i], params, call))
+                        self.stats.generated_tokens += g.new_tokens
+                        self.stats.seconds += g.seconds
+                    if distributed.is_main():  # one writer: every process holds every result
+                        self.cache.put_many(rows)
+                    progress_bar.update(len(indices))
+
+                if distributed.active():
+                    self._generate_shared(todo_texts, gen_args, persist)
+                else:
+                    llm.generate(llm.resolve(self.model), self.tokenizer, todo_texts, batch_size=self.batch_size,
+                                 seed=self.seed, on_batch=persist, **gen_args)
+                distributed.barrier()  # the cache holds every call before any process reads it again
+        # A key seen twice in one request (identical prompts) was generated once; report it as a hit.
+        fresh: set[str] = set()
+        out = []
+        for k in keys:
+            c = done[k]
+            if not c.cached and k in fresh:
+                c = Call(c.text, c.finish, c.prompt_tokens, c.new_tokens, c.seconds, True)
+            fresh.add(k)
+            out.append(c)
+        return out
+
+
+def generation_params(cfg: Any, retry: bool = False) -> dict[str, Any]:
+    """Generation settings from ``cfg.summary``; ``retry`` gives the stated fallback for degenerate calls."""
+    s = cfg.summary
+    params: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "max_sentences": s.max_sentences,
+                              "do_sample": s.do_sample}
+    if s.do_sample:
+        params.update(temperature=s.temperature, top_p=s.top_p)
+    if retry:
+        params.update(max_new_tokens=int(round(s.max_new_tokens * s.retry_token_factor)),
+                      repetition_penalty=s.retry_repetition_penalty,
+                      no_repeat_ngram_size=s.retry_no_repeat_ngram_size)
+    return params
+
+
+# ----------------------------------------------------------------- checking a generation
+# A sentence ends at . ! or ?, with up to two closing marks kept on it ('"That Darn Cat!" They' splits after the
+# quote, not before it: a split that swallowed the quote made a closed title look unclosed), and the next one
+# starts with a capital, a digit or an opening mark ("classics like G.I.J.J. and Schind" is one unfinished sentence,
+# not a finished one ending in an initialism).
+_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+(?=[A-Z0-9\"'(\[])")
+_ENDED = re.compile(r"[.!?][\"')\]]*$")
+_TRAILING_OFF = re.compile(r"(?:\.\.\.|\u2026)[\"')\]]*$")  # "since October 20...": the model stopped mid-thought
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+@dataclass
+class Cleaned:
+    text: str  # the summary to use ("" when degenerate)
+    problem: str  # "" | empty | cut_off | loop  (degenerate)
+    edits: list[str] = field(default_factory=list)  # trimmed | deduplicated | shortened (not degenerate)
+
+
+def _loops(text: str, n: int = 4, times: int = 3) -> bool:
+    words = [w.lower() for w in _WORD.findall(text)]
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return bool(grams) and max(grams.values()) >= times
+
+
+def clean_summary(generated: str, max_sentences: int = 3, opening: str = prompts.SUMMARY_OPENING) -> Cleaned:
+    """Turn a generated continuation of ``opening`` into a summary of complete sentences, or say why not.
+
+    Degenerate: no words at all (``empty``); a phrase of 4 words repeated 3 or
+    more times (``loop``); no complete sentence left (``cut_off``). Otherwise an
+    unfinished last sentence (no end mark, or one trailing off in "...") is dropped (``trimmed``), repeated sentences are
+    removed (``deduplicated``) and at most ``max_sentences`` are kept (``shortened``).
+    """
+    body = " ".join(generated.split())
+    if not _WORD.search(body):
+        return Cleaned("", "empty")
+    if _loops(body):
+        return Cleaned("", "loop")
+    glue = "" if body[:1] in ("", ",", ".", "'") else " "  # "This user" + "'s tastes ..." needs no space
+    text = f"{opening}{glue}{body}"
+    sentences = [s for s in _SPLIT.split(text) if s]
+    edits: list[str] = []
+    if sentences and (not _ENDED.search(sentences[-1]) or _TRAILING_OFF.search(sentences[-1])):
+        sentences = sentences[:-1]
+        edits.append("trimmed")
+    if not sentences:
+        return Cleaned("", "cut_off")
+    seen, kept = set(), []
+    for s in sentences:
+        norm = " ".join(_WORD.findall(s.lower()))
+        if norm in seen:
+            continue
+        seen.add(norm)
+        kept.append(s)
+    if len(kept) < len(sentences):
+        edits.append("deduplicated")
+    if len(kept) > max_sentences:
+        kept = kept[:max_sentences]
+        edits.append("shortened")
+    return Cleaned(" ".join(kept), "", edits)
+
+
+# ----------------------------------------------------------------- the template summary (no LLM)
+def _counted(counts: Counter, k: int) -> str:
+    parts = [f"{name} ({n})" for name, n in counts.most_common(k)]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+class TemplateSummarizer:
+    """Rule-based summary: the most frequent categories with counts, and what the latest items add."""
+
+    def __init__(self, catalog: Mapping[str, Mapping[str, str]], domain: str, top: int = 3):
+        self.catalog, self.top = catalog, top
+        self.items = prompts.DOMAINS[domain]["items"]
+
+    def categories(self, item_ids: Sequence[str]) -> Counter:
+        return category_counts(item_ids, self.catalog)
+
+    def __call__(self, item_ids: Sequence[str], recent_ids: Sequence[str] = ()) -> str:
+        counts = self.categories(item_ids)
+        if not counts:
+            return f"{prompts.SUMMARY_OPENING} has {len(item_ids)} {self.items} with no category information."
+        text = f"{prompts.SUMMARY_OPENING} most often chose {_counted(counts, self.top)} {self.items}."
+        # "Most recently" only says something when the recent items are not all the items.
+        recent = self.categories(recent_ids) if set(recent_ids) != set(item_ids) else Counter()
+        if recent:
+            earlier = counts - recent
+            new = [c for c in recent if c not in earlier]
+            text += f" Most recently: {_counted(recent, 2)}"
+            text += f", new for them: {', '.join(sorted(new)[:3])}." if new and earlier else "."
+        return text
+
+
+# ----------------------------------------------------------------- one round of calls with checks
+@dataclass
+class Request:
+    """One summarization call to make: its prompt and the items the result covers."""
+
+    user_id: str
+    level: int  # hierarchical: merge level (0 = blocks); recurrent: step
+    index: int  # position within the level
+    prompt: str
+    item_ids: list[str]
+    recent_ids: list[str]  # for the template fallback: the newest block among item_ids
+    inputs: list[str] = field(default_factory=list)  # the summaries a merge or update starts from
+
+
+def _judge(text: str, request: Request, cfg: Any, domain: str,
+           line_of: Mapping[str, str]) -> tuple[Cleaned, list[str]]:
+    """A generation cleaned and checked: degenerate (``problem`` set), or usable with the marked checks it fails."""
+    cleaned = clean_summary(text, cfg.summary.max_sentences)
+    if cleaned.problem:
+        return cleaned, []
+    failed = summary_checks.check(cleaned.text, [line_of[i] for i in request.item_ids if i in line_of], domain,
+                                  request.inputs)
+    degenerate = [f for f in failed if f in summary_checks.DEGENERATE]
+    if degenerate:
+        return Cleaned("", degenerate[0], cleaned.edits), []
+    return cleaned, failed
+
+
+def _run(requests: list[Request], caller: LLMCaller, cfg: Any, template: TemplateSummarizer,
+         desc: str, domain: str, line_of: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Call, check, retry degenerate calls once, fall back to the template; one step row per request."""
+    first = caller([r.prompt for r in requests], generation_params(cfg), desc=desc)
+    judged = [_judge(c.text, r, cfg, domain, line_of) for c, r in zip(first, requests)]
+    bad = [i for i, (c, _) in enumerate(judged) if c.problem]
+    second: dict[int, tuple[Call, tuple[Cleaned, list[str]]]] = {}
+    if bad:
+        calls = caller([requests[i].prompt for i in bad], generation_params(cfg, retry=True),
+                       desc=f"{desc} (retries)")
+        for i, c in zip(bad, calls):
+            second[i] = (c, _judge(c.text, requests[i], cfg, domain, line_of))
+    rows = []
+    for i, (r, c, (cl, _)) in enumerate(zip(requests, first, judged)):
+        used_calls = [c] + ([second[i][0]] if i in second else [])
+        final, marked = second[i][1] if i in second else judged[i]
+        if final.problem:
+            summary, flag, marked = template(r.item_ids, r.recent_ids), "fallback", []
+        else:
+            summary, flag = final.text, ("retried" if i in second else "")
+        rows.append({
+            "user_id": r.user_id, "level": r.level, "index": r.index, "item_ids": r.item_ids,
+            "recent_ids": r.recent_ids,
+            "first_raw": prompts.SUMMARY_OPENING + c.text,  # what ``problem`` judged
+            "raw": prompts.SUMMARY_OPENING + used_calls[-1].text, "summary": summary, "flag": flag,
+            "problem": cl.problem, "retry_problem": second[i][1][0].problem if i in second else "",
+            "checks": ",".join(marked),
+            "edits": ",".join(final.edits), "finish": used_calls[-1].finish, "calls": len(used_calls),
+            "prompt_tokens": sum(x.prompt_tokens for x in used_calls),
+            "new_tokens": sum(x.new_tokens for x in used_calls),
+            "seconds": sum(x.seconds for x in used_calls), "cached": all(x.cached for x in used_calls),
+        })
+    return rows
+
+
+@dataclass
+class Summary:
+    """One summary as it is passed on, with the items it covers (what its checks and fallback need)."""
+
+    text: str
+    item_ids: list[str]
+    recent_ids: list[str]  # the newest block among item_ids (what the template fallback stresses)
+    flag: str = ""  # "", "retried" or "fallback"
+
+
+class Asker:
+    """One checked summarization call at a time: the building block of the loops notebooks 03 and 04 write out.
+
+    ``ask(prompt, item_ids, recent_ids, inputs)`` does for one prompt exactly what the batched stage does for
+    each of its calls: the cached LLM call, cleaning and checks, one retry of a degenerate answer, the template
+    summary as the last resort. It shares the run directory's call cache, so a prompt the stage already sent
+    costs nothing (``hits``/``misses`` count them).
+    """
+
+    def __init__(self, cfg: Any, blocks: Any, catalog: Mapping[str, Mapping[str, str]], model: Any = None,
+                 tokenizer: Any = None):
+        name = cfg.model.summarizer
+        self.cfg, self.domain = cfg, text.domain_of(cfg)
+        self.tokenizer = tokenizer if tokenizer is not None else llm.load_tokenizer(name)
+        dtype, quantization = cfg.model.precision("summarizer")
+        # Loaded at the first call the cache does not hold (llm.Lazy): none, when the stage already ran.
+        self.model = model if model is not None else llm.lazy_model(name, dtype, quantization, cfg.model.device)
+        self.model_id = llm.model_id(name, dtype, quantization)
+        self.template = TemplateSummarizer(catalog, self.domain)
+        self.line_of = _lines(blocks)
+        self.hits = self.misses = 0
+
+    def __call__(self, prompt: str, item_ids: Sequence[str], recent_ids: Sequence[str],
+                 inputs: Sequence[str] = ()) -> Summary:
+        cache = open_cache(self.cfg)
+        try:
+            caller = LLMCaller(self.model, self.tokenizer, self.model_id, cache, 1, self.cfg.seed, quiet=True)
+            request = Request("", 0, 0, prompt, list(item_ids), list(recent_ids), list(inputs))
+            (row,) = _run([request], caller, self.cfg, self.template, "one call", self.domain, self.line_of)
+        finally:
+            cache.close()
+        self.hits += caller.stats.hits
+        self.misses += caller.stats.misses
+        return Summary(row["summary"], list(item_ids), list(recent_ids), row["flag"])
+
+
+def _lines(blocks: Any) -> dict[str, str]:
+    """item id -> its line as the summarizer read it (what a quoted title is checked against)."""
+    return {i: line for ids, lines in zip(blocks["item_ids"], blocks["lines"]) for i, line in zip(ids, lines)}
+
+
+def _user_blocks(blocks: Any) -> dict[str, list[Any]]:
+    by_user: dict[str, list[Any]] = {}
+    for row in blocks.sort_values(["user_id", "block"]).itertuples(index=False):
+        by_user.setdefault(row.user_id, []).append(row)
+    return by_user
+
+
+def hierarchical(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummarizer,
+                 domain: str) -> Any:
+    """All intermediate summaries of the hierarchical method (steps frame; each user's last level is the summary)."""
+    import pandas as pd
+
+    tok, fan_in = caller.tokenizer, cfg.summary.merge_fan_in
+    by_user = _user_blocks(blocks)
+    line_of = _lines(blocks)
+    requests = [Request(u, 0, b.block, prompts.generation_prompt(tok, prompts.block_summary_messages(
+                        list(b.lines), domain)), list(b.item_ids), list(b.item_ids))
+                for u, bs in by_user.items() for b in bs]
+    rows = _run(requests, caller, cfg, template, "hierarchical: blocks", domain, line_of)
+    current: dict[str, list[dict[str, Any]]] = {u: [] for u in by_user}
+    for r in rows:
+        current[r["user_id"]].append(r)
+    level = 0
+    while any(len(parts) > 1 for parts in current.values()):
+        level += 1
+        # Chronological groups of fan_in summaries; a group of one is carried up unchanged (no call).
+        groups = {u: [parts[i:i + fan_in] for i in range(0, len(parts), fan_in)]
+                  for u, parts in current.items() if len(parts) > 1}
+        merges = [Request(u, level, g, prompts.generation_prompt(tok, prompts.merge_messages(
+                          [r["summary"] for r in group], domain)),
+                          [i for r in group for i in r["item_ids"]], group[-1]["recent_ids"],
+                          [r["summary"] for r in group])
+                  for u, user_groups in groups.items() for g, group in enumerate(user_groups) if len(group) > 1]
+        merged = {(r["user_id"], r["index"]): r
+                  for r in _run(merges, caller, cfg, template, f"hierarchical: merge level {level}", domain,
+                                line_of)}
+        rows += merged.values()
+        for u, user_groups in groups.items():
+            current[u] = [merged.get((u, g), group[0]) for g, group in enumerate(user_groups)]
+    return _finish_steps(pd.DataFrame(rows), blocks, "hierarchical")
+
+
+def recurrent(blocks: Any, caller: LLMCaller, cfg: Any, template: TemplateSummarizer, domain: str) -> Any:
+    """Every step of the recurrent method (steps frame; each user's last step is the summary)."""
+    import pandas as pd
+
+    tok = caller.tokenizer
+    by_user = _user_blocks(blocks)
+    line_of = _lines(blocks)
+    rows: list[dict[str, Any]] = []
+    previous: dict[str, dict[str, Any]] = {}
+    for step in range(max(len(bs) for bs in by_user.values())):
+        requests = []
+        for u, bs in by_user.items():
+            if step >= len(bs):
+                continue
+            b = bs[step]
+            if step == 0:  # the same prompt as hierarchical block 0: a cache hit when 03 ran first
+                messages = prompts.block_summary_messages(list(b.lines), domain)
+                items, inputs = list(b.item_ids), []
+            else:
+                messages = prompts.recurrent_messages(previous[u]["summary"], list(b.lines), domain)
+                items, inputs = list(previous[u]["item_ids"]) + list(b.item_ids), [previous[u]["summary"]]
+            requests.append(Request(u, step, 0, prompts.generation_prompt(tok, messages), items, list(b.item_ids),
+                                    inputs))
+        step_rows = _run(requests, caller, cfg, template, f"recurrent: step {step}", domain, line_of)
+        for r in step_rows:
+            previous[r["user_id"]] = r
+        rows += step_rows
+    return _finish_steps(pd.DataFrame(rows), blocks, "recurrent")
+
+
+def _finish_steps(steps: Any, blocks: Any, method: str) -> Any:
+    split_of = dict(zip(blocks["user_id"], blocks["split"]))
+    steps.insert(1, "split", steps["user_id"].map(split_of))
+    steps.insert(2, "method", method)
+    steps = steps.drop(columns=["recent_ids"])
+    return steps.sort_values(["user_id", "level", "index"], kind="stable").reset_index(drop=True)
+
+
+def final_summaries(steps: Any, blocks: Any) -> Any:
+    """One row per user: the last step's summary, the number of blocks, and the cost over all steps."""
+    import pandas as pd
+
+    last = steps.groupby("user_id", sort=False).tail(1).set_index("user_id")
+    agg = steps.groupby("user_id").agg(
+        calls=("calls", "sum"), prompt_tokens=("prompt_tokens", "sum"), new_tokens=("new_tokens", "sum"),
+        seconds=("seconds", "sum"), steps=("level", "size"),
+        retried=("flag", lambda f: int((f == "retried").sum())),
+        fallbacks=("flag", lambda f: int((f == "fallback").sum())))
+    n_blocks = blocks.groupby("user_id").size().rename("n_blocks")
+    n_items = blocks.groupby("user_id")["n_items"].sum().rename("n_items")
+    out = pd.DataFrame({"split": last["split"], "summary": last["summary"], "flag": last["flag"],
+                        "checks": last["checks"]}).join(
+        agg).join(n_blocks).join(n_items)
+    out["llm_tokens"] = out["prompt_tokens"] + out["new_tokens"]
+    return out.reset_index()
+
+
+def template_summaries(blocks: Any, template: TemplateSummarizer) -> Any:
+    """The no-LLM baseline summary for every user."""
+    import pandas as pd
+
+    rows = []
+    for u, bs in _user_blocks(blocks).items():
+        items = [i for b in bs for i in b.item_ids]
+        rows.append({"user_id": u, "split": bs[0].split, "summary": template(items, list(bs[-1].item_ids))})
+    return pd.DataFrame(rows)
+
+
+def step_kind(steps: Any) -> Any:
+    """Each step's one kind, the first that applies: fallback (template), retried, kept but flagged, trimmed or
+    deduplicated, passed the checks (which do not compare genres with the history: notebook 05's audit does)."""
+    import numpy as np
+
+    conditions = [steps["flag"] == "fallback", steps["flag"] == "retried", steps["checks"] != "",
+                  steps["edits"] != ""]
+    return np.select(conditions, EXAMPLE_KINDS[:4], default=EXAMPLE_KINDS[4])
+
+
+EXAMPLE_KINDS = ("fallback (template)", "retried", "kept but flagged", "trimmed or deduplicated", "passed the checks")
+
+
+def examples(steps: Any, per_kind: int = 2, seed: int = 0) -> Any:
+    """A few steps of each kind (each step in one kind only, :func:`step_kind`), for honest show-and-tell. The
+    first attempt is shown with the problem found in it; ``raw`` is the attempt the summary came from."""
+    import pandas as pd
+
+    kinds = pd.Series(step_kind(steps), index=steps.index)
+    parts = []
+    for kind in reversed(EXAMPLE_KINDS):  # the ones that passed first
+        chosen = steps[kinds == kind]
+        chosen = chosen.sample(min(per_kind, len(chosen)), random_state=seed) if len(chosen) else chosen
+        parts.append(chosen.assign(kind=kind))
+    out = pd.concat(parts)
+    out = out.assign(first_attempt=out["first_raw"], raw=out["raw"].where(out["calls"] > 1, ""))
+    cols = ["kind", "user_id", "level", "index", "first_attempt", "problem", "raw", "retry_problem", "checks",
+            "edits", "summary"]
+    return out[cols].rename(columns={"raw": "retry"}).reset_index(drop=True)
+
+
+def update_uptake(steps: Any) -> Any:
+    """Recurrent steps k >= 1: did the update change the summary, and how much (content-word Jaccard with step k-1)?"""
+    import pandas as pd
+
+    rows = []
+    for user, mine in steps.sort_values(["user_id", "level"]).groupby("user_id", sort=False):
+        texts = mine["summary"].tolist()
+        for k in range(1, len(texts)):
+            rows.append({"user_id": user, "step": k, "unchanged": texts[k] == texts[k - 1],
+                         "overlap_with_previous": jaccard(texts[k], texts[k - 1])})
+    return pd.DataFrame(rows, columns=["user_id", "step", "unchanged", "overlap_with_previous"])
+
+
+# ----------------------------------------------------------------- running a method and its outputs
+def degeneracy_report(steps: Any) -> dict[str, Any]:
+    """How often a first attempt was degenerate, and what the retry achieved."""
+    n = len(steps)
+    problems = steps["problem"].value_counts().to_dict()
+    problems.pop("", None)
+    return {
+        "calls": int(n),
+        "degenerate_first": int((steps["problem"] != "").sum()),
+        "degenerate_rate": float((steps["problem"] != "").mean()) if n else 0.0,
+        "by_problem": {k: int(v) for k, v in problems.items()},
+        "fixed_by_retry": int((steps["flag"] == "retried").sum()),
+        "fallbacks": int((steps["flag"] == "fallback").sum()),
+        "trimmed": int(steps["edits"].str.contains("trimmed").sum()),
+        # kept but flagged (see trsr_utils.method.summary_checks): how often each marked check failed
+        "flag_rates": {name: float(steps["checks"].str.split(",").map(lambda c: name in c).mean()) if n else 0.0
+                       for name in summary_checks.MARKED},
+    }
+
+
+def check_table(report: Mapping[str, Any]) -> Any:
+    """One row: the degeneracy counts, each degenerate problem's count and each kept-but-flagged check's rate."""
+    import pandas as pd
+
+    deg = dict(report["degeneracy"])
+    by_problem, rates = deg.pop("by_problem"), deg.pop("flag_rates")
+    return pd.DataFrame([{**deg, **{f"problem: {k}": v for k, v in by_problem.items()},
+                          **{f"flagged: {k}": f"{v:.1%}" for k, v in rates.items()}}])
+
+
+def reading(report: Mapping[str, Any], summaries: Any) -> list[str]:
+    """What a summarization run shows, in sentences computed from its report and final summaries."""
+    deg, users = report["degeneracy"], len(summaries)
+    fallback_users = int((summaries["flag"] == "fallback").sum())
+    out = [f"{deg['degenerate_first']} of {deg['calls']} first attempts ({deg['degenerate_rate']:.1%}) were degenerate; "
+           f"the retry fixed {deg['fixed_by_retry']}, and {deg['fallbacks']} became the template summary."
+           + (f" For {fallback_users} of {users} users the final summary is the template's, not the LLM's."
+              if fallback_users else "")]
+    checks = summaries["checks"].fillna("") if "checks" in summaries else None
+    if checks is not None:
+        kept = {c: int(checks.str.contains(c).sum()) for c in summary_checks.MARKED}
+        what = {"unknown_title": "quote a title found in none of their items",
+                "prompt_copy": "repeat the prompt's own wording",
+                "unchanged": ("are a merge that returned one of its inputs word for word, ignoring the other period"
+                              if report["method"] == "hierarchical" else
+                              "are an update that returned the previous summary unchanged, ignoring the new block")}
+        out += [f"{n} of {users} final summaries {what[c]}." for c, n in kept.items() if n]
+    words = summaries["summary"].str.split().map(len)
+    out.append(f"Final summaries have {words.mean():.0f} words on average ({words.min()}-{words.max()}); they are "
+               "what the recommender reads, so their faults reach notebooks 06-08.")
+    return out

@@ -1,0 +1,1 @@
+"""Floor 5, report: what notebooks show (figures, widgets, the counterfactual explorer)."""

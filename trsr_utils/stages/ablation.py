@@ -1,0 +1,580 @@
+"""Notebook 08: the ablations a reader of the paper asks about, as a cached grid.
+
+Each *cell* changes one thing around the profile's setting (one factor at a
+time) and ranks the same test users' candidates as notebook 07:
+
+* ``summary``: none / hierarchical / recurrent, each zero-shot and fine-tuned
+  (the other axes use the fine-tuned model, or the zero-shot one with
+  ``eval.ablation_finetuned: false``)
+* ``recent_items``: how many recent items the prompt shows (k)
+* ``items_per_block``: block size of the hierarchical summary (new summaries
+  of the test users with the frozen summarizer; scored with the adapter
+  trained on the profile's block size)
+* ``summarizer``: another summarizer model (where the profile lists one)
+
+and the controls that ask whether the summary matters (section 4 of the notebook; their own family of paired
+tests, so they do not dilute the ablations' Holm correction):
+
+* ``reliance``: the fine-tuned recommender scored with its summary replaced at inference (no training): another
+  test user's summary (a seeded derangement), an empty summary, the template summary (``eval.reliance_controls``);
+* ``positive_control``: a recommender fine-tuned and scored with the template summary (informative, no LLM), and
+  with the *oracle* summary that names the held-out positive's attributes: it leaks the answer on purpose, is
+  labelled so in every table, and is never a result (``eval.positive_controls``);
+* ``order``: the test users' histories summarized again in a seeded shuffled order (``eval.order_test``): does
+  the summarizer use the sequence?
+
+Scores go to the run's score store (``cache/scores/<key>.parquet``, see
+:mod:`trsr_utils.stages.evaluation`) under a key of everything they depend on, so a
+cell whose settings equal one of notebook 07's rows finds that row's scores,
+an interrupted sweep resumes where it stopped, and a re-run costs nothing.
+Cells needing new summaries (another block size or summarizer) summarize the
+test users in their own run folder ``08_ablations/cells/<cell>-<key>/`` with
+its own LLM call cache, unless notebook 03 already ran with those settings.
+The table goes to ``08_ablations/<fingerprint>/``.
+
+Cost is counted in LLM tokens per user: the summarizer's prompt + generated
+tokens for the user's summary, and the recommender's tokens to score 21
+candidates (the shared prefix once, plus every candidate suffix).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from trsr_utils.method import audit, llm, metrics, significance
+from trsr_utils.core import distributed, io
+from trsr_utils.stages import evaluation
+from trsr_utils.method import score_store
+from trsr_utils.store import stages
+from trsr_utils.core.config import REPO_ROOT, Config, resolve_config, with_overrides
+from trsr_utils.method import chunker
+from trsr_utils.stages import chunking, prepare, sft, summarize
+from trsr_utils.store.stages import Inputs
+from trsr_utils.method.text import ItemTexter
+from trsr_utils.method.user_prompts import build, main_summary
+from trsr_utils.stages.summarize import summaries_for
+
+
+
+def _inputs(cfg: Config) -> Inputs:
+    """08 reads, per grid cell, the cell's summary stage and adapter; a cell's own settings are labelled by the cell
+    (``03_hierarchical[recent_items=1]``) where they give another result than the run's."""
+    out = {"01_data": ("01_data", cfg)}
+    for cell in grid(cfg):
+        cell_cfg = with_overrides(cfg, cell.overrides)
+        for label, (s, c) in sft.llm_inputs(cfg, cell_cfg, cell.method, cell.finetuned).items():
+            own = s == "06_sft" or stages.fingerprint(c, s).digest == stages.fingerprint(cfg, s).digest
+            out[label if own else f"{label}[{cell.name}]"] = (s, c)
+    return out
+
+
+STAGE = stages.register(stages.Stage(
+    "08_ablations", "08_ablations", (prepare.STAGE, chunking.STAGE, summarize.HIERARCHICAL, summarize.RECURRENT,
+                                     sft.STAGE),
+    ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
+     "eval.ablation_summarizers", "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls",
+     "eval.order_test", "eval.equivalence_margin", "prompt", "text", "chunking", "summary", "sft.summary",
+     "model.device", "model.scoring_dtype"),
+    exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
+    code={"block prompt": summarize.block_prompt, "merge prompt": summarize.merge_prompt,
+          "update prompt": summarize.update_prompt, "recommendation prompt": sft.recommendation_prompt},
+    inputs=_inputs, version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the controls of section 4
+
+
+@dataclass
+class Cell:
+    axis: str
+    value: str
+    finetuned: bool
+    method: str  # the summary in the prompt: none | hierarchical | recurrent | template | oracle
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # "": the method's own summaries; a reliance control (audit.CONTROLS: replaced at inference); "shuffled": the
+    # method's summaries of the histories in a seeded shuffled order
+    control: str = ""
+
+    @property
+    def name(self) -> str:
+        raw = f"{self.axis}={self.value}-{'ft' if self.finetuned else 'zs'}"
+        return re.sub(r"[^A-Za-z0-9=._-]+", "_", raw)
+
+    @property
+    def needs_summaries(self) -> bool:
+        """Cells that change how summaries are written need their own summaries."""
+        return self.control == "shuffled" or any(k.startswith(("chunking.", "model.summarizer", "summary."))
+                                                 for k in self.overrides)
+
+    @property
+    def is_control(self) -> bool:
+        """A cell of section 4 (does the summary matter?), tested in its own family."""
+        return self.axis in CONTROL_AXES
+
+    @property
+    def label(self) -> str:
+        """The cell's value as tables show it: the oracle says what it is wherever it appears."""
+        return audit.ORACLE if self.method == "oracle" else self.value
+
+
+CONTROL_AXES = ("reliance", "positive_control", "order")
+RELIANCE_WORDS = {"other_user": "another test user's summary", "empty": "an empty summary",
+                  "template": "the template summary"}
+
+
+def grid(cfg: Any) -> list[Cell]:
+    """The profile's grid: every axis value on its own, around the profile's setting."""
+    e = cfg.eval
+    ft = e.ablation_finetuned
+    main = main_summary(cfg)
+    # The summary axis is shown zero-shot and fine-tuned (does a summary help a model never taught to use one?);
+    # the other axes with one model, the fine-tuned one by default, as in the paper's ablations.
+    cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent")
+             for tuned in ((False, True) if ft else (False,))]
+    cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)}) for k in e.ablation_recent_items]
+    # A block-size cell keeps the history the profile covers (items_per_block x max_blocks items): with blocks
+    # of 3 and the profile's 5 blocks, 15 of 25 items would be dropped and the cell would measure truncation.
+    covered = cfg.chunking.items_per_block * cfg.chunking.max_blocks
+    cells += [Cell("items_per_block", str(n), ft, "hierarchical",
+                   {"chunking.items_per_block": int(n), "chunking.max_blocks": -(-covered // int(n))})
+              for n in e.ablation_items_per_block]
+    cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
+    # Does the summary matter? The profile's recommender with its summary replaced at inference; recommenders
+    # fine-tuned on an informative (template) and a leaking (oracle) summary; summaries of shuffled histories.
+    cells += [Cell("reliance", c, ft, main, control=c) for c in e.reliance_controls if c != main]
+    if ft:
+        cells += [Cell("positive_control", c, True, c) for c in e.positive_controls if c != main]
+    if e.order_test:
+        cells.append(Cell("order", "shuffled", ft, "hierarchical", control="shuffled"))
+    return cells
+
+
+def _is_default(cfg: Any, cell: Cell) -> bool:
+    return all(getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) == v for k, v in cell.overrides.items())
+
+
+def is_profile_setting(cfg: Any, cell: Cell) -> bool:
+    """Whether the cell is the profile's own recommender: its summary method, the model the grid fine-tunes (or
+    not), no setting changed and no control. (On the block-size and summarizer axes, which use the hierarchical
+    summary, a profile whose summary is recurrent has no such cell.)"""
+    return (cell.method == main_summary(cfg) and cell.finetuned == cfg.eval.ablation_finetuned
+            and not cell.control and _is_default(cfg, cell))
+
+
+def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
+    """The notebook 07 system with exactly this cell's settings, if any."""
+    if not _is_default(cfg, cell) or cell.control or cell.method not in ("none", "hierarchical", "recurrent"):
+        return None
+    if not cell.finetuned:
+        return "zero_shot" if cell.method == "hierarchical" else None
+    return {"none": "tallrec", "hierarchical": "hierarchical", "recurrent": "recurrent"}[cell.method]
+
+
+def cell_dir(cfg: Any, cell: Cell, samples_key: dict[str, Any]) -> Path:
+    """The run folder of a cell's own summaries: named by the cell and what its summaries depend on."""
+    key = stages.digest({"03": stages.fingerprint(with_overrides(cfg, cell.overrides), "03_hierarchical").digest,
+                         "samples": samples_key, **({"order": cell.control, "seed": cfg.seed} if cell.control else {})})
+    return Path(cfg.run_dir) / STAGE.name / "cells" / f"{cell.name}-{key[:stages.DIGEST_CHARS]}"
+
+
+def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame,
+                      log: Callable[[str], None] = print) -> tuple[Any, str]:
+    """(config of the cell's own run folder, id of its summaries): the test users' blocks and hierarchical
+    summaries under the cell's settings, computed there unless already complete."""
+    sub = with_overrides(cfg, cell.overrides, str(cell_dir(cfg, cell, score_store.samples_key(cfg))))
+    summary_id = stages.digest({"cell_summaries": stages.fingerprint(sub, "03_hierarchical").digest,
+                                "users": list(samples["user_id"]),
+                                **({"order": cell.control, "seed": cfg.seed} if cell.control else {})})
+    if stages.is_complete(sub, "03_hierarchical"):
+        return sub, summary_id
+    if cell.control == "shuffled":
+        samples = shuffled_histories(samples, cfg.seed)
+    tokenizer = llm.load_tokenizer(sub.model.summarizer)
+    texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
+    blocks, report = chunker.chunk_samples(samples, texter, chunker.Chunker.from_config(sub, tokenizer))
+    if distributed.is_main():
+        chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
+    log(f"{cell.name}: summarizing {len(samples)} test users ({len(blocks)} blocks)")
+    summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log, cache_from=cfg)
+    return sub, summary_id
+
+
+def shuffled_histories(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The samples with each history in a seeded random order (the same items; the order test of section 4)."""
+    rng = np.random.default_rng(seed)
+    out = samples.copy()
+    out["history"] = [list(np.asarray(h, dtype=object)[rng.permutation(len(h))]) for h in samples["history"]]
+    return out
+
+
+def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
+    """Mean summarizer tokens (prompt + generated) per user for ``method`` in ``cfg``'s run folder (the template
+    and the oracle use no LLM)."""
+    if method in ("none", "template", "oracle"):
+        return 0.0
+
+    frame = summarize.read_summaries(cfg, method).set_index("user_id")
+    return float(frame.loc[list(users), "llm_tokens"].mean())
+
+
+def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Score every cell of the grid (from the score store when its key matches) and write the table to
+    ``08_ablations/<fingerprint>/``."""
+    prepared = prepare.read(cfg)
+    samples = evaluation.test_samples(cfg, prepared)
+    tokenizer = llm.load_tokenizer(cfg.model.recommender)
+    base = evaluation.recommender_loader(cfg)
+
+    # Every cell's summaries first, each summarizer loaded, used and released in turn, before the recommender
+    # is loaded: on a GPU the paper's 30B summarizer and 7B recommender would not share one card. New summaries
+    # only where no notebook-03 result has the cell's settings (a block size equal to the profile's is the
+    # profile's own summary).
+    summary_of = {}
+    for cell in grid(cfg):
+        cell_cfg = with_overrides(cfg, cell.overrides)
+        summary_of[cell.name] = cell_cfg, evaluation.summary_id(cell_cfg, cell.method)
+        if cell.needs_summaries and (cell.control or not stages.is_complete(cell_cfg, "03_hierarchical")):
+            summary_of[cell.name] = prepare_summaries(cfg, cell, prepared, samples, log)
+            llm.release()
+
+    users = list(samples["user_id"])
+    rows = []
+    for cell in grid(cfg):
+        cell_cfg = with_overrides(cfg, cell.overrides)
+        adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
+        summary_cfg, summary_id = summary_of[cell.name]
+        summaries = summaries_for(summary_cfg, cell.method,
+                                  control=audit.ORACLE if cell.axis == "positive_control" else "")
+        if cell.control in audit.CONTROLS:  # the summary replaced at inference: its key says by what
+            template = summaries_for(cfg, "template") if cell.control == "template" else None
+            summaries = audit.replaced(summaries, users, cell.control, cfg.seed, template)
+            summary_id = stages.digest({"control": cell.control, "summary": summary_id, "seed": cfg.seed,
+                                        "template": evaluation.summary_id(cfg, "template") if template else None})
+        key = score_store.llm_key(cell_cfg, cell.method, summary_id,
+                                  evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
+        source = same_as_evaluation(cfg, cell)
+        if source and evaluation.system_key(cfg, source, adapter) != key:
+            source = None
+
+        prompts = build(cell_cfg, samples, prepared.catalog, summaries, tokenizer)
+
+        def compute(cell=cell, prompts=prompts, adapter=adapter) -> list[np.ndarray]:
+            log(f"{cell.name}: scoring {len(samples)} users")
+            return evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {cell.name}")
+
+        frame = score_store.cached(score_store.scores_path(cfg, key), samples, compute, log, key)
+        m = metrics.metrics_from_ranks(frame["rank"])
+        paid = cell.method if cell.control not in ("empty", "template") else "none"  # what the shown summary cost
+        rows.append({
+            "cell": cell.name, "axis": cell.axis, "value": cell.label, "finetuned": cell.finetuned,
+            "method": cell.method, "control": cell.control, "source": f"07:{source}" if source else "08",
+            "profile_setting": is_profile_setting(cfg, cell),
+            **{c: m[c] for c in evaluation.COLUMNS},
+            "summary_tokens_per_user": summary_tokens(summary_cfg, paid, samples["user_id"]),
+            "scoring_tokens_per_user": float(np.mean([len(p.prefix_ids) + sum(map(len, p.suffix_ids))
+                                                      for p in prompts])),
+            "seconds": float(frame["seconds"].iloc[0]), "users": len(frame),
+            "scores": str(score_store.scores_path(cfg, key)),
+        })
+    table = pd.DataFrame(rows)
+    table["llm_tokens_per_user"] = table["summary_tokens_per_user"] + table["scoring_tokens_per_user"]
+    if distributed.is_main():  # under a launcher every process holds the table; rank 0 writes it
+        out = stages.result_dir(cfg, STAGE, create=True)
+        io.write_text(out / "results.csv", table.to_csv(index=False))
+        io.write_json(out / "results.json", {"n_users": len(samples), "rows": table.to_dict(orient="records")})
+        stages.finish(cfg, STAGE)
+        log(f"{len(table)} grid cells for {len(samples)} test users; the table in {io.shown_path(out, cfg.run_dir)}")
+    distributed.barrier()
+    return table
+
+
+def read_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """Every cell's per-user ranks (``system`` = the cell's name), from the score store the table points at."""
+    frames = [io.read_parquet(row.scores)[["user_id", "rank"]].assign(system=row.cell) for row in table.itertuples()]
+    return pd.concat(frames, ignore_index=True)[["system", "user_id", "rank"]]
+
+
+def reference(cfg: Any, finetuned: bool) -> str:
+    """The name of the cell with the profile's own setting and model state: what every other cell is against."""
+    main = main_summary(cfg)
+    return Cell("summary", main, bool(finetuned), main).name
+
+
+def reference_pairs(table: pd.DataFrame, cfg: Any, controls: bool = False) -> list[tuple[str, str]]:
+    """Each cell against the profile's own setting with the same model state (zero-shot cells against the
+    zero-shot reference); cells scored by the very same scores as their reference are left out (a zero difference
+    by construction). ``controls``: the cells of section 4 instead of the ablations (each family is corrected on
+    its own)."""
+    by_name = table.set_index("cell")
+    pairs = []
+    for row in table.itertuples():
+        ref = reference(cfg, row.finetuned)
+        if (row.axis in CONTROL_AXES) == controls and ref in by_name.index and by_name.loc[ref, "scores"] != row.scores:
+            pairs.append((row.cell, ref))
+    return pairs
+
+
+def probability_shift(table: pd.DataFrame, cfg: Any) -> pd.DataFrame:
+    """Per cell against its reference (same users, same candidates): the mean |Δp(yes)| per candidate, the share
+    of users whose positive changed rank, and, for scale, the reference's mean spread of p(yes) across one user's
+    candidates (a shift well below it cannot reorder much)."""
+    rows = []
+    frames = {r.cell: io.read_parquet(r.scores) for r in table.itertuples()}
+    for r in table.itertuples():
+        ref = reference(cfg, r.finetuned)
+        if ref not in frames or ref == r.cell:
+            continue
+        a, b = frames[r.cell], frames[ref]
+        if list(a["user_id"]) != list(b["user_id"]):
+            raise ValueError(f"{r.cell} and {ref} scored different users")
+        pa, pb = (np.concatenate([np.asarray(x, dtype=float) for x in f["scores"]]) for f in (a, b))
+        rows.append({"cell": r.cell, "against": ref, "mean_abs_dp": float(np.abs(pa - pb).mean()),
+                     "rank_changed": float((a["rank"].to_numpy() != b["rank"].to_numpy()).mean()),
+                     "reference_spread": float(np.mean([np.std(np.asarray(x, dtype=float)) for x in b["scores"]]))})
+    return pd.DataFrame(rows, columns=["cell", "against", "mean_abs_dp", "rank_changed", "reference_spread"])
+
+
+def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_resamples: int = 9999) -> pd.DataFrame:
+    """The question of the lab: does the summary help the fine-tuned recommender over TALLRec (the same model
+    fine-tuned without a summary)? Per LLM summary method: the paired difference (Holm over the methods), the two
+    one-sided tests at ``eval.equivalence_margin`` and the one-sentence decision (shown, bounded or undecided, with
+    the users a decision would need)."""
+    none = Cell("summary", "none", True, "none").name
+    cells = [Cell("summary", m, True, m).name for m in ("hierarchical", "recurrent")]
+    cells = [c for c in cells if c in set(table["cell"])]
+    if none not in set(table["cell"]) or not cells:
+        return pd.DataFrame()
+    ranks = read_ranks(table[table["cell"].isin([none, *cells])])
+    by = {c: g.set_index("user_id")["rank"] for c, g in ranks.groupby("system")}
+    rows = []
+    for c in cells:
+        users = by[none].index
+        a, b = metrics.per_user(by[c].reindex(users), metric), metrics.per_user(by[none].reindex(users), metric)
+        d = significance.paired_difference(a, b, n_resamples, cfg.seed)
+        t = significance.equivalence(a, b, cfg.eval.equivalence_margin)
+        rows.append({"cell": c, "method": c.split("=")[1].split("-")[0], "metric": metric, **d,
+                     "tost_p": t["p"], "low90": t["low"], "high90": t["high"], "equivalent": t["equivalent"],
+                     "margin": t["margin"], "users_to_bound": significance.users_needed_equivalence(d["sd"], t["margin"]),
+                     "tost": t})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = significance.holm(out["p"])
+    out["decision"] = [significance.decision({**r, "p_holm": r["p_holm"]}, r["tost"], metric)
+                       for r in out.to_dict(orient="records")]
+    return out.drop(columns=["tost"])
+
+
+def reading(table: pd.DataFrame, metric: str = "recall@10", ranks: pd.DataFrame | None = None,
+            bootstrap: int = 1000, seed: int = 0) -> list[str]:
+    """What the grid shows, in sentences computed from its table: each axis's spread against what one user is worth.
+    ``ranks`` (:func:`read_ranks`): the interval width is the median 95% bootstrap interval of one cell, as notebook
+    07 reports it for one system; without them, the normal approximation at a rate of 0.5."""
+    n = int(table["users"].iloc[0])
+    if ranks is not None:
+        width = float(np.median([np.subtract(*evaluation.bootstrap_interval(g["rank"].to_numpy(), metric, bootstrap,
+                                                                            seed)[::-1])
+                                 for _, g in ranks.groupby("system")]))
+        how = f"the median 95% bootstrap interval of one cell's {metric} (notebook 07's measure for one system)"
+    else:
+        width = 2 * 1.96 * 0.5 / n ** 0.5  # a 95% interval of a rate near 0.5 (normal approximation)
+        how = f"a 95% interval of {metric} at a rate of 0.5 (normal approximation)"
+    out = [f"{n} test users: one user moves {metric} by {1 / n:.3f}; {how} is {width:.2f} wide. That width is for one "
+           "cell alone: the paired tests below compare cells user by user and can separate smaller differences."]
+    controls = table[table["axis"].isin(CONTROL_AXES)]
+    table = table[~table["axis"].isin(CONTROL_AXES)]
+    for axis, sub in table.groupby("axis", sort=False):
+        for tuned, cells in sub.groupby("finetuned", sort=False):
+            if len(cells) < 2:
+                continue
+            best, worst = cells.loc[cells[metric].idxmax()], cells.loc[cells[metric].idxmin()]
+            users = round((best[metric] - worst[metric]) * n)
+            where = f"{axis} ({'fine-tuned' if tuned else 'zero-shot'})"
+            if users == 0:
+                out.append(f"{where}: the same {metric}, {best[metric]:.3f}, for every value.")
+                continue
+            out.append(f"{where}: {metric} from {worst[metric]:.3f} ({worst['value']}) to {best[metric]:.3f} "
+                       f"({best['value']}), {users} user{'s' if users != 1 else ''} apart.")
+    cost = table[table["axis"] == "summary"].groupby("method")["summary_tokens_per_user"].mean()
+    if "none" in cost and len(cost) > 1:
+        extra = ", ".join(f"{m} {v:.0f}" for m, v in cost.items() if m != "none")
+        out.append(f"A summary costs the summarizer LLM tokens per test user ({extra}; the mean over these test users, "
+                   "where notebooks 03-04 average over every summarized user) on top of scoring; "
+                   "whether it buys quality is read from the summary axis above, within its uncertainty.")
+    if len(controls):
+        out.append(f"{len(controls)} control cell{'s' if len(controls) != 1 else ''} (section 4) "
+                   f"{'are' if len(controls) != 1 else 'is'} read there, in "
+                   f"{'their' if len(controls) != 1 else 'its'} own family of tests.")
+    return out
+
+
+def cell_labels(table: pd.DataFrame) -> dict[str, str]:
+    """Readable names of the cells (figures, tables): the axis and its value in words."""
+    words = {"reliance": lambda v: f"reliance: {RELIANCE_WORDS.get(v, v)}",
+             "positive_control": lambda v: "positive control: oracle (leaks the answer)" if v == audit.ORACLE
+             else f"positive control: fine-tuned on the {v}", "order": lambda v: "order test: shuffled histories"}
+    return {r.cell: words[r.axis](r.value) if r.axis in words else f"{r.axis}={r.value}"
+            + (" (fine-tuned)" if r.finetuned else " (zero-shot)") for r in table.itertuples()}
+
+
+def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFrame, effect: pd.DataFrame,
+                     random: Mapping[str, float] | None = None) -> list[str]:
+    """What the controls say about why the summary helps or not, in sentences computed from their tables (every
+    metric of the paired tests read, not only Recall@10): is the reference above chance, does the recommender read
+    the summary (reliance), can it learn from one at all (positive controls), does the summarizer use the order,
+    and the decision on the summary's effect over TALLRec."""
+    out = [f"{r.method}: {r.decision}." for r in effect.itertuples()] if len(effect) else []
+    n = int(table["users"].iloc[0]) if len(table) else 0
+    by_cell = table.set_index("cell")
+    refs = {c for c in (paired["b"] if len(paired) else [])}
+    if random and n:
+        for ref in sorted(refs):
+            r10, chance = float(by_cell.loc[ref, "recall@10"]), random["recall@10"]
+            width = 1.96 * (chance * (1 - chance) / n) ** 0.5
+            out.append(f"The reference ({ref}) reaches {r10:.3f} Recall@10 where a random order reaches {chance:.3f}"
+                       + (f": within the ±{width:.2f} that {n} users' chance alone spans, so no summary effect can "
+                          "show here." if abs(r10 - chance) <= width else "."))
+    moved = shift.set_index("cell") if len(shift) else pd.DataFrame()
+    for cell in table[table["axis"].isin(CONTROL_AXES)].itertuples():
+        rows = paired[paired["a"] == cell.cell] if len(paired) else pd.DataFrame()
+        if rows.empty:
+            continue
+        main_row = rows[rows["metric"] == "recall@10"].iloc[0] if (rows["metric"] == "recall@10").any() else rows.iloc[0]
+        better = sorted(rows[rows["significant"] & (rows["diff"] > 0)]["metric"])
+        worse = sorted(rows[rows["significant"] & (rows["diff"] < 0)]["metric"])
+        sig = (f"significant after Holm on {', '.join(better + worse)}" if better or worse else
+               "no metric differs after Holm")
+        change = (f"; p(yes) moves by {moved.loc[cell.cell, 'mean_abs_dp']:.3f} per candidate (the reference's spread "
+                  f"across a user's candidates: {moved.loc[cell.cell, 'reference_spread']:.3f}) and the positive's "
+                  f"rank changes for {moved.loc[cell.cell, 'rank_changed']:.0%} of users"
+                  if cell.cell in moved.index else "")
+        what = {"reliance": f"with the summary replaced by {RELIANCE_WORDS.get(cell.value, cell.value)}",
+                "positive_control": f"fine-tuned and scored with the {cell.value} summary",
+                "order": "with summaries of the histories in a shuffled order"}[cell.axis]
+        out.append(f"{what}: {main_row['diff']:+.3f} {main_row['metric']} against the profile's setting "
+                   f"(p = {main_row['p']:.3f}, Holm {main_row['p_holm']:.3f}; {sig}){change}.")
+        if cell.control == "other_user":
+            if worse:
+                out.append(f"The recommender reads whose summary it is: another user's summary costs it "
+                           f"{-main_row['diff']:.3f} {main_row['metric']}.")
+            elif better:
+                out.append(f"Another user's summary ranks *better* ({', '.join(better)}): the profile's summary does "
+                           "not help this recommender; what it reads in a summary acts as noise.")
+            else:
+                out.append("The recommender is not shown to use whose summary it reads: another user's summary is not "
+                           f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, p = {main_row['p']:.3f} "
+                           f"on {n} users: a difference these users cannot separate from chance, not equal ranking)"
+                           + (" and it moves the scores (the text acts as noise)." if cell.cell in moved.index
+                              and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
+        if cell.method == "oracle":
+            out.append("The oracle leaks the positive's attributes (a control, never a result): " + (
+                "a recommender can learn to use a summary that carries the answer, so the bottleneck is what the "
+                "summaries carry." if better else
+                f"even a summary that carries the answer is not shown to help on these {n} users; if that holds with "
+                "enough users, the bottleneck is the recommender's training, not the summarizer."))
+        if cell.method == "template" and cell.axis == "positive_control":
+            out.append("The no-LLM template " + ("beats the LLM summary: the bottleneck is the summarizer." if better
+                                                 else "is not shown to beat the LLM summary."))
+    return out
+
+
+# The recorded control results of the runs that decide (course, course-long), shipped with the repository so that
+# notebook 08 on the demo prints them beside its own cells. Written by `python -m trsr_utils ablation --record`.
+SHIPPED = REPO_ROOT / "docs" / "results" / "controls.json"
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """Plain JSON rows (numpy scalars and NaN made JSON's own)."""
+    return json.loads(frame[[c for c in columns if c in frame]].to_json(orient="records")) if len(frame) else []
+
+
+def control_results(cfg: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """What section 4 found on this run, with the run's fingerprint and commit: the decision on the summary's
+    effect, each control's paired difference (Holm within the controls) and score shift, and the reading."""
+    pairs = significance.compare(read_ranks(table), reference_pairs(table, cfg, controls=True), seed=cfg.seed)
+    shift, effect = probability_shift(table, cfg), summary_effect(table, cfg)
+    rec = stages.record(stages.result_dir(cfg, STAGE)) or {}
+    rows = pairs[pairs["metric"] == "recall@10"] if len(pairs) else pairs
+    fp = stages.fingerprint(cfg, STAGE)
+    return {"profile": cfg.profile, "fingerprint": fp.digest, "parts": fp.parts, "git": rec.get("git"),
+            "users": int(table["users"].iloc[0]), "equivalence_margin": cfg.eval.equivalence_margin,
+            "effect": _records(effect, ["method", "diff", "low", "high", "p", "p_holm", "tost_p", "low90", "high90",
+                                        "equivalent", "users_to_bound", "decision"]),
+            "controls": _records(rows, ["a", "b", "mean_a", "mean_b", "diff", "low", "high", "p", "p_holm",
+                                        "significant"]),
+            "shift": _records(shift, ["cell", "mean_abs_dp", "rank_changed", "reference_spread"]),
+            "reading": controls_reading(table, pairs, shift, effect,
+                                        metrics.random_expectation(1 + cfg.data.eval_negatives))}
+
+
+def record_controls(cfg: Any, table: pd.DataFrame, path: Path = SHIPPED) -> Path:
+    """Add (or replace) this profile's control results in the shipped results file."""
+    shipped = shipped_controls(path) or {"runs": {}}
+    shipped["runs"][cfg.profile] = control_results(cfg, table)
+    return io.write_json(path, shipped)
+
+
+def shipped_controls(path: Path = SHIPPED) -> dict[str, Any] | None:
+    """The shipped control results (None when this copy has none)."""
+    return io.read_json(path) if Path(path).exists() else None
+
+
+DECIDING = ("course-long", "course")  # the profiles whose recorded findings notebook 08 prints beside the demo's
+
+
+def _record_command(profile: str) -> str:
+    return (f"`python -m trsr_utils run --profile {profile} --only 01,02,03,04,05,06,07`, then "
+            f"`python -m trsr_utils ablation --profile {profile} --record docs/results/controls.json`")
+
+
+def fingerprints_now(shipped: dict[str, Any] | None) -> dict[str, stages.Fingerprint]:
+    """Each shipped profile's notebook-08 fingerprint under this copy's code, settings, data and models (what a
+    run made now would carry; nothing is run)."""
+    return {p: stages.fingerprint(resolve_config(p), STAGE) for p in ((shipped or {}).get("runs") or {})}
+
+
+def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fingerprint] | None = None) -> str:
+    """The shipped results as notebook 08 prints them (Markdown), and for each deciding profile not recorded in
+    them, what to run (course-long took about 4 hours on 2 cores, docs/results/course-long.md). With ``now``
+    (:func:`fingerprints_now`), a result recorded under another fingerprint than its profile gives today is
+    marked stale, with what changed where the record keeps its fingerprint's parts: it is that run's finding,
+    kept beside the code that moved on, not this copy's."""
+    runs = (shipped or {}).get("runs") or {}
+    out = [] if runs else [f"**No recorded results of the deciding runs ship with this copy** ({SHIPPED.name} is "
+                           "missing or empty)."]
+    for profile, run in runs.items():
+        commit = (run.get("git") or {}).get("commit", "?")
+        out.append(("\n" if out else "") + f"**{profile}** ({run['users']} test users; 08's fingerprint "
+                   f"{run['fingerprint'][:12]}, commit "
+                   f"{str(commit)[:10]}):")
+        fp = (now or {}).get(profile)
+        if fp is not None and fp.digest != run["fingerprint"]:
+            changed = stages.diff(run["parts"], fp.parts) if run.get("parts") else []
+            out.append(f"- **Stale**: this copy's {profile} profile gives fingerprint {fp.digest[:12]} (" + (
+                "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "") if changed else
+                "code, settings, data or models changed since; the record keeps only its digest") +
+                f"). The lines below are the finding of commit {str(commit)[:10]}, in that commit's wording; to have "
+                "this copy's, run "
+                f"{_record_command(profile)}.")
+        out += [f"- {line}" for line in run["reading"]]
+    out += [f"\n**{p}**: not recorded in this copy; make it once with {_record_command(p)}."
+            for p in DECIDING if p not in runs]
+    return "\n".join(out)
+
+
+def arguments(parser: Any) -> None:
+    parser.add_argument("--record", metavar="PATH", default=None,
+                        help=f"add this run's control results (section 4) to a results file, e.g. {SHIPPED}")
+
+
+def command(cfg: Config, args: Any) -> int:
+    """Notebook 08's grid from the command line, on one process or several (torchrun / accelerate launch: each
+    cell's summaries and scores shared out, rank 0 writes; see :mod:`trsr_utils.core.distributed`)."""
+    table = run(cfg, log=print if distributed.is_main() else (lambda _: None))
+    if distributed.is_main():
+        print(table[["cell", "recall@10", "seconds"]].to_string(index=False))
+        if args.record:
+            print(f"recorded {cfg.profile}'s control results in {record_controls(cfg, table, Path(args.record))}")
+    return 0

@@ -1,0 +1,30 @@
+"""Stage 02, notebook 02_chunking_and_prompts: every history cut into blocks that fit the summarizer's prompt
+(:mod:`trsr_utils.method.chunker` cuts them), stored in the run directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trsr_utils.core import io
+from trsr_utils.stages import prepare
+from trsr_utils.store import stages
+
+
+STAGE = stages.register(stages.Stage("02_text", "02_chunking_and_prompts", (prepare.STAGE,), ("text", "chunking"),
+                                     tokenizers=("model.summarizer",)))
+
+
+def write_blocks(cfg: Any, blocks: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    out = stages.result_dir(cfg, STAGE, create=True)
+    paths = {"blocks": io.write_parquet(out / "blocks.parquet", blocks),
+             "meta": io.write_json(out / "meta.json", {"format_version": 1, **meta})}
+    stages.finish(cfg, STAGE)
+    return paths
+
+
+def read_blocks(cfg: Any) -> Any:
+    """The blocks notebook 02 wrote under these settings, ``item_ids`` and ``lines`` as lists."""
+    blocks = io.read_parquet(stages.require(cfg, STAGE) / "blocks.parquet")
+    for column in ("item_ids", "lines"):
+        blocks[column] = blocks[column].map(list)
+    return blocks
