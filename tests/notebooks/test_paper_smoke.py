@@ -67,7 +67,7 @@ def test_long_product_texts_are_cut_per_candidate_in_the_listwise_prompt(paper_r
     import nbformat
     import numpy as np
 
-    from trsr_utils.stages import beyond
+    from trsr_utils.stages import listwise_scores
     from trsr_utils.method import listwise, llm
     from trsr_utils.data import preparation
     from trsr_utils.stages import prepare
@@ -76,7 +76,7 @@ def test_long_product_texts_are_cut_per_candidate_in_the_listwise_prompt(paper_r
     profile, out, _ = paper_run
     cfg = resolve_config(profile, out)
     prepared = prepare.read(cfg)
-    samples = beyond.users(cfg, prepared)  # notebook 09's users: 07's test users
+    samples = listwise_scores.users(cfg, prepared)  # notebook 09's users: 07's test users
     tok = llm.load_tokenizer(cfg.model.recommender)
     lists = [[p, *n] for p, n in zip(samples["positive"], samples["negatives"])]
     built = listwise.build(cfg, samples, preparation.with_whole_catalogue(cfg, prepared).catalog,

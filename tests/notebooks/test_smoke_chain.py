@@ -118,13 +118,14 @@ def test_06_lora_sft(smoke_run):
 
 def test_07_evaluation(smoke_run):
     from trsr_utils.stages import evaluation
+    from trsr_utils.stages import protocols, table_rows
     from trsr_utils.method import metrics
     from trsr_utils.core.config import BASELINES, LLM_ROWS
 
     out, _ = smoke_run
     res = results(out, "07_evaluation")
     assert res["n_users"] == 6 and res["n_candidates"] == 21
-    trained_on_all = [f"{n}{evaluation.ALL}" for n in ("popularity", "item_cf")]  # the smoke profile's list
+    trained_on_all = [f"{n}{table_rows.ALL}" for n in ("popularity", "item_cf")]  # the smoke profile's list
     # every Table 2 family, and the second training regime of the ID baselines, on the same candidates
     assert sorted(res["systems"]) == sorted([*BASELINES, *trained_on_all, *LLM_ROWS])
     folder = stage_dir(out, "07_eval")
@@ -170,7 +171,7 @@ def test_07_evaluation(smoke_run):
     up_ranks = pd.read_parquet(folder / "upstream_ranks.parquet")
     for system, row in up["recall@10"].items():
         assert row["mean_b"] == pytest.approx(res["systems"][system]["recall@10"])
-        mine = up_ranks[up_ranks.system == system + evaluation.UPSTREAM_SUFFIX]["rank"]
+        mine = up_ranks[up_ranks.system == system + protocols.UPSTREAM_SUFFIX]["rank"]
         assert row["mean_a"] == pytest.approx(metrics.metrics_from_ranks(mine)["recall@10"])
     assert 0 <= up["users_with_history_negative"] <= up["negatives_in_history"] <= 6 * 20
 
@@ -230,8 +231,9 @@ def test_09_beyond_pointwise(smoke_run, tmp_path):
 
     import numpy as np
 
-    from trsr_utils.stages import beyond
-    from trsr_utils.method import listwise
+    import trsr_utils.__main__ as entry
+    from trsr_utils.method import score_store
+    from trsr_utils.stages import beyond, listwise_scores
 
     out, _ = smoke_run
     cfg = resolve_config("smoke", out)
@@ -240,12 +242,12 @@ def test_09_beyond_pointwise(smoke_run, tmp_path):
     assert record["n_users"] == 6 and record["n_candidates"] == 21 and record["orders"] == 3
     # pointwise rows are notebook 07's, re-used from the score store: the same numbers
     r07 = results(out, "07_evaluation")["systems"]
-    for tuned, row in beyond.POINTWISE.items():
+    for tuned, row in listwise_scores.POINTWISE.items():
         assert table.loc[row, "recall@10"] == r07["hierarchical" if tuned else "zero_shot"]["recall@10"]
     # listwise scores are log-probabilities over each prompt's 21 letters; the averaged row is their mean
     scores = {k: [np.array(s) for s in v] for k, v in record["scores"].items()}
     assert all(abs(np.exp(s).sum() - 1) < 1e-6 for s in scores["listwise fine-tuned"])
-    frames = [io.read_parquet(beyond.scores_path(cfg, beyond.listwise_key(cfg, None, o))) for o in range(3)]
+    frames = [io.read_parquet(score_store.scores_path(cfg, listwise_scores.listwise_key(cfg, None, o))) for o in range(3)]
     by_hand = np.mean([[np.array(s) for s in f["scores"]] for f in frames], axis=0)
     assert np.allclose(by_hand, scores["listwise zero-shot, order-averaged"])
     # position bias: one candidate per prompt leaves pointwise scoring nothing to move
@@ -269,7 +271,7 @@ def test_09_beyond_pointwise(smoke_run, tmp_path):
                 or "re-ranking" in line], said
     assert again["two_stage"].drop(columns="seconds").equals(two.drop(columns="seconds"))
     # the command line a cluster runs under torchrun (python -m trsr_utils beyond) finds it all done
-    assert beyond.main(["--profile", "smoke", "--run-dir", str(copy)]) == 0
+    assert entry.main(["beyond", "--profile", "smoke", "--run-dir", str(copy)]) == 0
     # ... and a changed setting recomputes only what it touches (the re-ranking order of the listwise LLM)
     said.clear()
     beyond.run(resolve_config("smoke", copy, {"beyond.rerank_order": "shuffled"}), log=said.append)

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from trsr_utils.stages import ablation
+from trsr_utils.stages import grid
 from trsr_utils.core.config import resolve_config
 
 
 def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3, 5],
                                              "eval.ablation_items_per_block": [3, 5, 10]})
-    cells = [c for c in ablation.grid(cfg) if not c.is_control]  # the controls of section 4: their own test below
+    cells = [c for c in grid.grid(cfg) if not c.is_control]  # the controls of section 4: their own test below
     assert len(cells) == 6 + 3 + 3  # summaries x {zero-shot, fine-tuned}; the other axes fine-tuned
     assert all(c.finetuned for c in cells if c.axis != "summary")
     assert len({c.name for c in cells}) == len(cells)
@@ -36,8 +37,8 @@ def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
 
 def test_cells_equal_to_a_notebook_07_row_are_recognised(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"prompt.recent_items": 3, "eval.ablation_recent_items": [1, 3]})
-    by_name = {c.name: c for c in ablation.grid(cfg)}
-    same = {n: ablation.same_as_evaluation(cfg, c) for n, c in by_name.items()}
+    by_name = {c.name: c for c in grid.grid(cfg)}
+    same = {n: grid.same_as_evaluation(cfg, c) for n, c in by_name.items()}
     assert same["summary=hierarchical-zs"] == "zero_shot" and same["summary=none-ft"] == "tallrec"
     assert same["summary=recurrent-ft"] == "recurrent" and same["recent_items=3-ft"] == "hierarchical"
     assert same["summary=none-zs"] is None and same["recent_items=1-ft"] is None
@@ -48,7 +49,7 @@ def test_the_profiles_own_cells_follow_its_summary(tmp_path, main):
     cfg = resolve_config("smoke", tmp_path, {"prompt.recent_items": 3, "sft.summary": main,
                                              "eval.ablation_recent_items": [1, 3],
                                              "eval.ablation_items_per_block": [3, 5]})
-    own = sorted(c.name for c in ablation.grid(cfg) if ablation.is_profile_setting(cfg, c))
+    own = sorted(c.name for c in grid.grid(cfg) if grid.is_profile_setting(cfg, c))
     expected = ["recent_items=3-ft", f"summary={main}-ft"]
     if main == "hierarchical":  # the block-size axis summarizes hierarchically: its profile's block size is it
         expected.insert(0, "items_per_block=5-ft")
@@ -57,7 +58,7 @@ def test_the_profiles_own_cells_follow_its_summary(tmp_path, main):
 
 def test_finetuned_cells_can_be_switched_off(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False})
-    assert not any(c.finetuned for c in ablation.grid(cfg))
+    assert not any(c.finetuned for c in grid.grid(cfg))
 
 
 def test_reading_puts_each_axis_spread_in_users():
@@ -93,7 +94,7 @@ def test_each_cell_is_compared_with_the_profiles_setting_in_the_same_model_state
 
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_recent_items": [1, 3]})
     rows = []
-    for index, cell in enumerate(ablation.grid(cfg)):
+    for index, cell in enumerate(grid.grid(cfg)):
         # recent_items=3 is the profile's setting: the very scores of summary=hierarchical-ft
         key = "hier-ft" if cell.name == "recent_items=3-ft" else cell.name
         path = tmp_path / f"{key}.parquet"
@@ -102,36 +103,36 @@ def test_each_cell_is_compared_with_the_profiles_setting_in_the_same_model_state
                      "scores": str(tmp_path / ("hier-ft.parquet" if cell.name == "summary=hierarchical-ft" else
                                                f"{key}.parquet"))})
     table = pd.DataFrame(rows)
-    pairs = ablation.reference_pairs(table, cfg)
+    pairs = grid.reference_pairs(table, cfg)
     assert ("summary=none-zs", "summary=hierarchical-zs") in pairs
     assert ("summary=recurrent-ft", "summary=hierarchical-ft") in pairs
     assert ("recent_items=1-ft", "summary=hierarchical-ft") in pairs
     # a cell is never compared with itself or with the same scores under another name
     assert all(a != b for a, b in pairs) and ("recent_items=3-ft", "summary=hierarchical-ft") not in pairs
-    ranks = ablation.read_ranks(table)
+    ranks = grid.read_ranks(table)
     assert list(ranks.columns) == ["system", "user_id", "rank"] and len(ranks) == 2 * len(table)
     # the controls are their own family: never in the ablations' pairs, all in the controls' pairs
-    controls = ablation.reference_pairs(table, cfg, controls=True)
-    assert {a for a, _ in controls} == {c.name for c in ablation.grid(cfg) if c.is_control}
+    controls = grid.reference_pairs(table, cfg, controls=True)
+    assert {a for a, _ in controls} == {c.name for c in grid.grid(cfg) if c.is_control}
     assert not {a for a, _ in pairs} & {a for a, _ in controls}
 
 
 def test_control_cells_of_section_4(tmp_path):
     cfg = resolve_config("smoke", tmp_path)
-    by_name = {c.name: c for c in ablation.grid(cfg) if c.is_control}
+    by_name = {c.name: c for c in grid.grid(cfg) if c.is_control}
     assert set(by_name) == {"reliance=other_user-ft", "reliance=empty-ft", "reliance=template-ft",
                             "positive_control=template-ft", "positive_control=oracle-ft", "order=shuffled-ft"}
     assert by_name["reliance=other_user-ft"].method == "hierarchical"  # the profile's summary, replaced at inference
     assert not by_name["reliance=other_user-ft"].needs_summaries and by_name["order=shuffled-ft"].needs_summaries
     oracle = by_name["positive_control=oracle-ft"]
     assert oracle.label == ablation.audit.ORACLE and "never a result" in oracle.label  # labelled wherever it shows
-    assert all(ablation.same_as_evaluation(cfg, c) is None for c in by_name.values())
+    assert all(grid.same_as_evaluation(cfg, c) is None for c in by_name.values())
     # the order test summarizes in its own folder, apart from the profile's order
     assert ablation.cell_dir(cfg, by_name["order=shuffled-ft"], {"s": 1}) != ablation.cell_dir(
-        cfg, ablation.Cell("order", "shuffled", True, "hierarchical"), {"s": 1})
+        cfg, grid.Cell("order", "shuffled", True, "hierarchical"), {"s": 1})
     demo = resolve_config("demo", tmp_path)
-    assert [c.name for c in ablation.grid(demo) if c.is_control] == ["reliance=other_user-ft"]
-    zero_shot = ablation.grid(resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False}))
+    assert [c.name for c in grid.grid(demo) if c.is_control] == ["reliance=other_user-ft"]
+    zero_shot = grid.grid(resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False}))
     assert not any(c.axis == "positive_control" for c in zero_shot)  # a positive control is a training
     assert {c.name for c in zero_shot if c.is_control} == {"reliance=other_user-zs", "reliance=empty-zs",
                                                           "reliance=template-zs", "order=shuffled-zs"}
@@ -141,10 +142,10 @@ def test_shuffled_histories_keep_the_items():
     import pandas as pd
 
     samples = pd.DataFrame({"user_id": ["a", "b"], "history": [list("abcdefgh"), list("xyz")]})
-    out = ablation.shuffled_histories(samples, 0)
+    out = grid.shuffled_histories(samples, 0)
     assert [sorted(h) for h in out["history"]] == [sorted(h) for h in samples["history"]]
     assert list(out["history"][0]) != list("abcdefgh") and samples["history"][0] == list("abcdefgh")
-    assert [list(h) for h in ablation.shuffled_histories(samples, 0)["history"]] == [list(h) for h in out["history"]]
+    assert [list(h) for h in grid.shuffled_histories(samples, 0)["history"]] == [list(h) for h in out["history"]]
 
 
 def _scores(tmp_path, name, ranks_and_scores):
@@ -173,11 +174,11 @@ def test_probability_shift_and_summary_effect(tmp_path):
         {"cell": "reliance=other_user-ft", "finetuned": True, "axis": "reliance", "users": n,
          "scores": _scores(tmp_path, "o", [(2, [0.4, 0.6]) if i % 2 else (1, [0.9, 0.1]) for i in range(n)])},
     ])
-    shift = ablation.probability_shift(table, cfg).set_index("cell")
+    shift = grid.probability_shift(table, cfg).set_index("cell")
     assert shift.loc["reliance=other_user-ft", "mean_abs_dp"] == pytest.approx(0.25)  # half the users move by .5
     assert shift.loc["reliance=other_user-ft", "rank_changed"] == 0.5
     assert shift.loc["reliance=other_user-ft", "reference_spread"] == pytest.approx(0.4)  # std of [.9, .1]
-    effect = ablation.summary_effect(table, cfg)
+    effect = grid.summary_effect(table, cfg)
     assert list(effect["method"]) == ["hierarchical"] and effect["diff"].iloc[0] == 0
     assert bool(effect["equivalent"].iloc[0]) and effect["decision"].iloc[0].startswith("bounded")
     lines = ablation.controls_reading(
@@ -185,7 +186,7 @@ def test_probability_shift_and_summary_effect(tmp_path):
                      control=["", "", "other_user"]),
         pd.DataFrame([{"a": "reliance=other_user-ft", "b": "summary=hierarchical-ft", "metric": "recall@10",
                        "diff": -0.5, "p": 0.001, "p_holm": 0.001, "significant": True}]),
-        ablation.probability_shift(table, cfg), effect)
+        grid.probability_shift(table, cfg), effect)
     assert lines[0].startswith("hierarchical: bounded")
     assert any("reads whose summary it is" in line for line in lines)
     # another user's summary significantly *better* on one metric (not Recall@10): said, from every metric
@@ -195,7 +196,7 @@ def test_probability_shift_and_summary_effect(tmp_path):
     lines = ablation.controls_reading(
         table.assign(value=["hierarchical", "none", "other_user"], method="hierarchical",
                      control=["", "", "other_user"], **{"recall@10": [0.5, 0.45, 0.7]}),
-        better, ablation.probability_shift(table, cfg), effect, {"recall@10": 10 / 21})
+        better, grid.probability_shift(table, cfg), effect, {"recall@10": 10 / 21})
     text = "\n".join(lines)
     assert "significant after Holm on mrr@10" in text and "ranks *better* (mrr@10)" in text
     assert "reaches 0.500 Recall@10 where a random order reaches 0.476: within the ±0.10" in text

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from trsr_utils.report import counterfactual
-from trsr_utils.stages import evaluation
+from trsr_utils.stages import table_rows
 from trsr_utils.method import llm, metrics, scoring, user_prompts
 from trsr_utils import stages
 from trsr_utils.core.config import resolve_config
@@ -98,16 +98,16 @@ def test_scorer_gives_the_evaluations_numbers(cfg, tok, base, adapter, inputs, t
     for name, u in inputs.items():
         prompt = prompter.build(u.summary, u.recent, u.candidates)
         mine[name] = score(u.summary, u.recent, u.candidates)
-        np.testing.assert_array_equal(mine[name], evaluation.score_prompts(cfg, [prompt], base, tok, None, "test")[0])
+        np.testing.assert_array_equal(mine[name], table_rows.score_prompts(cfg, [prompt], base, tok, None, "test")[0])
     # All users in one call of the evaluation (batched, left-padded): the same numbers up to float32 rounding.
-    together = evaluation.score_prompts(cfg, user_prompts.build(cfg, _samples(), CATALOG, SUMMARIES, tok), base, tok,
+    together = table_rows.score_prompts(cfg, user_prompts.build(cfg, _samples(), CATALOG, SUMMARIES, tok), base, tok,
                                         None, "test")
     for name, expected in zip(inputs, together):
         np.testing.assert_allclose(mine[name], expected, atol=1e-6, rtol=0)
     # The fine-tuned scorer equals the evaluation's scoring with the same adapter (attached to a fresh base).
     u = inputs["u1"]
     prompt = prompter.build(u.summary, u.recent, u.candidates)
-    tuned = evaluation.score_prompts(cfg, [prompt], llm.load_model(llm.TINY, device="cpu"), tok, adapter, "test")[0]
+    tuned = table_rows.score_prompts(cfg, [prompt], llm.load_model(llm.TINY, device="cpu"), tok, adapter, "test")[0]
     np.testing.assert_array_equal(tiny_scorers["fine-tuned"](u.summary, u.recent, u.candidates), tuned)
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from trsr_utils.stages import evaluation
+from trsr_utils.stages import protocols, table_rows
 from trsr_utils.method import score_store
 from trsr_utils.core.config import resolve_config
 
@@ -78,7 +79,7 @@ def test_missing_notebook_06_adapter_is_a_clear_error(tmp_path):
 
     cfg = resolve_config("smoke", tmp_path, {})
     with pytest.raises(FileNotFoundError, match="run notebook 06_lora_sft first"):
-        evaluation.ensure_adapter(cfg, "hierarchical")
+        table_rows.ensure_adapter(cfg, "hierarchical")
     assert stages.sft.adapter_config(cfg, "none").sft.summary == "none" and cfg.sft.summary == "hierarchical"
 
 
@@ -126,7 +127,7 @@ def test_the_papers_table_2_has_one_impossible_row_and_it_is_said():
 
 def test_full_catalogue_candidates_are_every_item_the_user_has_not_seen():
     samples = _samples(2)
-    full = evaluation.full_catalogue_samples(samples, ["1", "2", "3", "4", "5", "6", "7"])
+    full = protocols.full_catalogue_samples(samples, ["1", "2", "3", "4", "5", "6", "7"])
     assert list(full.columns) == list(samples.columns) and list(full["user_id"]) == ["u0", "u1"]
     assert full.iloc[0]["positive"] == "3" and full.iloc[0]["negatives"] == ["4", "5", "6", "7"]  # no 1, 2 or 3
 
@@ -143,14 +144,14 @@ def test_full_catalogue_ranks_are_stored_once_and_compared_with_the_sampled_prot
     # sampled: 3 occurs once, 4 and 5 never -> rank 1 of 3; whole catalogue: 6 (3x) and 7 (3x) beat it -> rank 3
     table = pd.DataFrame({"system": ["popularity"], "recall@10": [1.0], "ndcg@10": [1.0]})
     messages = []
-    full = evaluation.full_catalogue(cfg, prepared, samples, table, log=messages.append, whole=prepared)
+    full = protocols.full_catalogue(cfg, prepared, samples, table, log=messages.append, whole=prepared)
     row = full.iloc[0]
     assert row["full median rank"] == 3 and row["candidates (mean)"] == 5
     assert row["full ndcg@10"] == pytest.approx(1 / np.log2(4)) and row["full recall@10"] == 1.0
     assert len(messages) == 1
-    again = evaluation.full_catalogue(cfg, prepared, samples, table, log=messages.append, whole=prepared)
+    again = protocols.full_catalogue(cfg, prepared, samples, table, log=messages.append, whole=prepared)
     assert len(messages) == 1 and again.equals(full)  # the stored ranks, not a second ranking
-    tau = evaluation.protocol_agreement(pd.DataFrame({"sampled recall@10": [0.1, 0.5, 0.3],
+    tau = protocols.protocol_agreement(pd.DataFrame({"sampled recall@10": [0.1, 0.5, 0.3],
                                                       "full recall@10": [0.01, 0.02, 0.05],
                                                       "sampled ndcg@10": [0.1, 0.2, 0.3],
                                                       "full ndcg@10": [0.1, 0.2, 0.3]}))
@@ -161,13 +162,13 @@ def test_a_baseline_trained_on_every_interaction_is_its_own_labelled_row(tmp_pat
     cfg = resolve_config("smoke", tmp_path, {"eval.baselines": ["popularity", "SASRec"],
                                              "eval.all_interactions": ["SASRec", "item_cf"]})
     # only baselines of the table get a second row (item_cf is not among them)
-    assert evaluation.systems(cfg)[:3] == ["popularity", "SASRec", "SASRec+all"] and len(evaluation.systems(cfg)) == 7
-    assert evaluation.label("SASRec+all") == "SASRec (all users)"
+    assert table_rows.systems(cfg)[:3] == ["popularity", "SASRec", "SASRec+all"] and len(table_rows.systems(cfg)) == 7
+    assert table_rows.label("SASRec+all") == "SASRec (all users)"
     # a separate store entry: the two regimes never share scores; each has its own epochs
-    one, both = evaluation.baseline_key(cfg, "SASRec"), evaluation.baseline_key(cfg, "SASRec+all")
+    one, both = table_rows.baseline_key(cfg, "SASRec"), table_rows.baseline_key(cfg, "SASRec+all")
     assert one != both and both["training"].startswith("every interaction")
     assert "eval.recbole_epochs" in one and "eval.recbole_epochs_all" in both and "eval.recbole_epochs" not in both
-    rows = [{"system": s, "label": evaluation.label(s), "recall@10": r, "recall@10_low": r - .2,
+    rows = [{"system": s, "label": table_rows.label(s), "recall@10": r, "recall@10_low": r - .2,
              "recall@10_high": r + .2} for s, r in (("popularity", .4), ("popularity+all", .6))]
     text = "\n".join(evaluation.reading(pd.DataFrame(rows), 20, 21, unseen=10, unseen_all=2))
     assert "2 of 20 test positives remain unseen: the cap moves from 0.50 to 0.90" in text
@@ -179,41 +180,41 @@ def test_a_baseline_trained_on_every_interaction_is_its_own_labelled_row(tmp_pat
 
 def test_an_edited_recommendation_prompt_gives_zero_shot_scores_a_new_key(tmp_path, monkeypatch):
     """A zero-shot row has no adapter whose key would show the edit: the prompt's own digest does."""
-    from trsr_utils.stages import beyond
+    from trsr_utils.stages import listwise_scores
     from trsr_utils.method import prompts
     from trsr_utils.core.config import resolve_config
 
     cfg = resolve_config("smoke", tmp_path)
     before = score_store.llm_key(cfg, "hierarchical", "summaries", None)
-    listwise_before = beyond.listwise_key(cfg, None, 0)
+    listwise_before = listwise_scores.listwise_key(cfg, None, 0)
     original = prompts.recommendation_messages
     monkeypatch.setattr(prompts, "recommendation_messages",
                         lambda *a: [*original(*a)[:-1], {**original(*a)[-1], "content": "Reworded."}])
     assert score_store.llm_key(cfg, "hierarchical", "summaries", None) != before
-    assert beyond.listwise_key(cfg, None, 0) == listwise_before  # the listwise prompt is another prompt
+    assert listwise_scores.listwise_key(cfg, None, 0) == listwise_before  # the listwise prompt is another prompt
     original_list = prompts.listwise_messages
     monkeypatch.setattr(prompts, "listwise_messages",
                         lambda *a: [*original_list(*a)[:-1], {**original_list(*a)[-1], "content": "Reworded."}])
-    assert beyond.listwise_key(cfg, None, 0) != listwise_before
+    assert listwise_scores.listwise_key(cfg, None, 0) != listwise_before
 
 
 def test_recbole_trains_on_the_gpu_when_there_is_one_under_its_own_key(tmp_path, monkeypatch):
     """The "(all users)" rows on MIND-large run for hours on a CPU beside idle GPUs: RecBole takes the profile's
     GPU. Its models round differently there, so their scores get a key of their own; a CPU run's keys (every
     stored result so far) are unchanged."""
-    from trsr_utils.stages import evaluation
+    from trsr_utils.stages import table_rows
     from trsr_utils.method import llm
     from trsr_utils.baselines import recbole_models
 
     cfg = resolve_config("smoke", tmp_path)
-    on_cpu = evaluation.baseline_key(cfg, "SASRec")
-    assert "device" not in on_cpu and evaluation.recbole_device(cfg) == "cpu"
+    on_cpu = table_rows.baseline_key(cfg, "SASRec")
+    assert "device" not in on_cpu and table_rows.recbole_device(cfg) == "cpu"
     conf = recbole_models.recbole_config("SASRec", tmp_path, "trsr", 1, 8, 5, 1e-3, 0, tmp_path / "saved")
     assert str(conf["device"]) == "cpu" and not conf["use_gpu"]
     monkeypatch.setattr(llm, "resolve_device", lambda device: "cuda")
-    assert evaluation.recbole_device(cfg) == "cuda"
-    assert evaluation.baseline_key(cfg, "SASRec") == {**on_cpu, "device": "cuda"}
-    assert evaluation.baseline_key(cfg, "popularity") == evaluation.baseline_key(
+    assert table_rows.recbole_device(cfg) == "cuda"
+    assert table_rows.baseline_key(cfg, "SASRec") == {**on_cpu, "device": "cuda"}
+    assert table_rows.baseline_key(cfg, "popularity") == table_rows.baseline_key(
         resolve_config("smoke", tmp_path), "popularity")  # no model to place: no device in the key
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from trsr_utils.stages import evaluation
+from trsr_utils.stages import table_rows
 from trsr_utils import stages
 from trsr_utils.core.config import Config, resolve_config, with_overrides
 from trsr_utils.data import preparation
@@ -193,7 +194,7 @@ def test_an_edited_prompt_is_a_new_result_not_an_overwritten_one(tmp_path, monke
     before = {n: stages.fingerprint(cfg, n) for n in stages.STAGES}
     original = getattr(prompts, function)
 
-    def reworded(*args):  # what a student's edit of trsr_utils/prompts.py does
+    def reworded(*args):  # what a student's edit of trsr_utils/method/prompts.py does
         messages = original(*args)
         return [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + " Say what is new."}]
 
@@ -317,8 +318,8 @@ def test_same_seed_gives_identical_recbole_scores_across_runs(tmp_path):
     prepared = preparation.prepare(cfg)
     samples = prepared.samples[prepared.samples["split"] == "test"].reset_index(drop=True)
     for name in ("DIN", "SASRec"):
-        a = evaluation.baseline_scores(cfg, name, prepared, samples)
-        b = evaluation.baseline_scores(cfg, name, prepared, samples)
+        a = table_rows.baseline_scores(cfg, name, prepared, samples)
+        b = table_rows.baseline_scores(cfg, name, prepared, samples)
         assert all(np.array_equal(x, y) for x, y in zip(a, b)), name
 
 

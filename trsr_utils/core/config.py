@@ -212,7 +212,7 @@ class EvalConfig:
     # Also rank the whole catalogue with every non-LLM system (Recall/NDCG@10 beside the sampled 1 + negatives).
     full_catalogue: bool = True
     # Ablations (notebook 08): every value of every axis on its own, one factor at a time around the profile's
-    # setting (see trsr_utils.stages.ablation.grid).
+    # setting (see trsr_utils.stages.grid.grid).
     ablation_recent_items: list[int] = field(default_factory=lambda: [1, 3, 5])
     ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
     ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare

@@ -44,7 +44,7 @@ class UserInput(NamedTuple):
 def scorer(cfg: Any, model: Any, tokenizer: Any) -> Scorer:
     """p(yes) per candidate for one user's (summary, recent lines, candidate lines), positive first.
 
-    The same calls as :func:`trsr_utils.stages.evaluation.score_prompts` (the prompt builder, the answer tokens after the
+    The same calls as :func:`trsr_utils.stages.table_rows.score_prompts` (the prompt builder, the answer tokens after the
     first suffix, ``model.scoring_dtype``, shared-prefix scoring), so equal inputs give the evaluation's numbers.
     """
     prompter = prompts.RecommendationPrompter.from_config(cfg, tokenizer)

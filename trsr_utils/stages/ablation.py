@@ -40,8 +40,6 @@ candidates (the shared prefix once, plus every candidate suffix).
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -51,6 +49,7 @@ import pandas as pd
 from trsr_utils.method import audit, llm, metrics, significance
 from trsr_utils.core import distributed, io
 from trsr_utils.stages import evaluation
+from trsr_utils.stages import table_rows
 from trsr_utils.method import score_store
 from trsr_utils.store import stages
 from trsr_utils.core.config import REPO_ROOT, Config, resolve_config, with_overrides
@@ -58,7 +57,10 @@ from trsr_utils.method import chunker
 from trsr_utils.stages import chunking, prepare, sft, summarize
 from trsr_utils.store.stages import Inputs
 from trsr_utils.method.text import ItemTexter
-from trsr_utils.method.user_prompts import build, main_summary
+from trsr_utils.method.user_prompts import build
+from trsr_utils.stages.grid import (CONTROL_AXES, RELIANCE_WORDS, Cell, grid, is_profile_setting, probability_shift,
+                                    read_ranks, reference_pairs, same_as_evaluation, shuffled_histories,
+                                    summary_effect, summary_tokens)
 from trsr_utils.stages.summarize import summaries_for
 
 
@@ -86,92 +88,6 @@ STAGE = stages.register(stages.Stage(
     code={"block prompt": summarize.block_prompt, "merge prompt": summarize.merge_prompt,
           "update prompt": summarize.update_prompt, "recommendation prompt": sft.recommendation_prompt},
     inputs=_inputs, version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the controls of section 4
-
-
-@dataclass
-class Cell:
-    axis: str
-    value: str
-    finetuned: bool
-    method: str  # the summary in the prompt: none | hierarchical | recurrent | template | oracle
-    overrides: dict[str, Any] = field(default_factory=dict)
-    # "": the method's own summaries; a reliance control (audit.CONTROLS: replaced at inference); "shuffled": the
-    # method's summaries of the histories in a seeded shuffled order
-    control: str = ""
-
-    @property
-    def name(self) -> str:
-        raw = f"{self.axis}={self.value}-{'ft' if self.finetuned else 'zs'}"
-        return re.sub(r"[^A-Za-z0-9=._-]+", "_", raw)
-
-    @property
-    def needs_summaries(self) -> bool:
-        """Cells that change how summaries are written need their own summaries."""
-        return self.control == "shuffled" or any(k.startswith(("chunking.", "model.summarizer", "summary."))
-                                                 for k in self.overrides)
-
-    @property
-    def is_control(self) -> bool:
-        """A cell of section 4 (does the summary matter?), tested in its own family."""
-        return self.axis in CONTROL_AXES
-
-    @property
-    def label(self) -> str:
-        """The cell's value as tables show it: the oracle says what it is wherever it appears."""
-        return audit.ORACLE if self.method == "oracle" else self.value
-
-
-CONTROL_AXES = ("reliance", "positive_control", "order")
-RELIANCE_WORDS = {"other_user": "another test user's summary", "empty": "an empty summary",
-                  "template": "the template summary"}
-
-
-def grid(cfg: Any) -> list[Cell]:
-    """The profile's grid: every axis value on its own, around the profile's setting."""
-    e = cfg.eval
-    ft = e.ablation_finetuned
-    main = main_summary(cfg)
-    # The summary axis is shown zero-shot and fine-tuned (does a summary help a model never taught to use one?);
-    # the other axes with one model, the fine-tuned one by default, as in the paper's ablations.
-    cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent")
-             for tuned in ((False, True) if ft else (False,))]
-    cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)}) for k in e.ablation_recent_items]
-    # A block-size cell keeps the history the profile covers (items_per_block x max_blocks items): with blocks
-    # of 3 and the profile's 5 blocks, 15 of 25 items would be dropped and the cell would measure truncation.
-    covered = cfg.chunking.items_per_block * cfg.chunking.max_blocks
-    cells += [Cell("items_per_block", str(n), ft, "hierarchical",
-                   {"chunking.items_per_block": int(n), "chunking.max_blocks": -(-covered // int(n))})
-              for n in e.ablation_items_per_block]
-    cells += [Cell("summarizer", m, ft, "hierarchical", {"model.summarizer": m}) for m in e.ablation_summarizers]
-    # Does the summary matter? The profile's recommender with its summary replaced at inference; recommenders
-    # fine-tuned on an informative (template) and a leaking (oracle) summary; summaries of shuffled histories.
-    cells += [Cell("reliance", c, ft, main, control=c) for c in e.reliance_controls if c != main]
-    if ft:
-        cells += [Cell("positive_control", c, True, c) for c in e.positive_controls if c != main]
-    if e.order_test:
-        cells.append(Cell("order", "shuffled", ft, "hierarchical", control="shuffled"))
-    return cells
-
-
-def _is_default(cfg: Any, cell: Cell) -> bool:
-    return all(getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) == v for k, v in cell.overrides.items())
-
-
-def is_profile_setting(cfg: Any, cell: Cell) -> bool:
-    """Whether the cell is the profile's own recommender: its summary method, the model the grid fine-tunes (or
-    not), no setting changed and no control. (On the block-size and summarizer axes, which use the hierarchical
-    summary, a profile whose summary is recurrent has no such cell.)"""
-    return (cell.method == main_summary(cfg) and cell.finetuned == cfg.eval.ablation_finetuned
-            and not cell.control and _is_default(cfg, cell))
-
-
-def same_as_evaluation(cfg: Any, cell: Cell) -> str | None:
-    """The notebook 07 system with exactly this cell's settings, if any."""
-    if not _is_default(cfg, cell) or cell.control or cell.method not in ("none", "hierarchical", "recurrent"):
-        return None
-    if not cell.finetuned:
-        return "zero_shot" if cell.method == "hierarchical" else None
-    return {"none": "tallrec", "hierarchical": "hierarchical", "recurrent": "recurrent"}[cell.method]
 
 
 def cell_dir(cfg: Any, cell: Cell, samples_key: dict[str, Any]) -> Path:
@@ -203,31 +119,13 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
     return sub, summary_id
 
 
-def shuffled_histories(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The samples with each history in a seeded random order (the same items; the order test of section 4)."""
-    rng = np.random.default_rng(seed)
-    out = samples.copy()
-    out["history"] = [list(np.asarray(h, dtype=object)[rng.permutation(len(h))]) for h in samples["history"]]
-    return out
-
-
-def summary_tokens(cfg: Any, method: str, users: pd.Series) -> float:
-    """Mean summarizer tokens (prompt + generated) per user for ``method`` in ``cfg``'s run folder (the template
-    and the oracle use no LLM)."""
-    if method in ("none", "template", "oracle"):
-        return 0.0
-
-    frame = summarize.read_summaries(cfg, method).set_index("user_id")
-    return float(frame.loc[list(users), "llm_tokens"].mean())
-
-
 def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Score every cell of the grid (from the score store when its key matches) and write the table to
     ``08_ablations/<fingerprint>/``."""
     prepared = prepare.read(cfg)
-    samples = evaluation.test_samples(cfg, prepared)
+    samples = table_rows.test_samples(cfg, prepared)
     tokenizer = llm.load_tokenizer(cfg.model.recommender)
-    base = evaluation.recommender_loader(cfg)
+    base = table_rows.recommender_loader(cfg)
 
     # Every cell's summaries first, each summarizer loaded, used and released in turn, before the recommender
     # is loaded: on a GPU the paper's 30B summarizer and 7B recommender would not share one card. New summaries
@@ -236,7 +134,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     summary_of = {}
     for cell in grid(cfg):
         cell_cfg = with_overrides(cfg, cell.overrides)
-        summary_of[cell.name] = cell_cfg, evaluation.summary_id(cell_cfg, cell.method)
+        summary_of[cell.name] = cell_cfg, table_rows.summary_id(cell_cfg, cell.method)
         if cell.needs_summaries and (cell.control or not stages.is_complete(cell_cfg, "03_hierarchical")):
             summary_of[cell.name] = prepare_summaries(cfg, cell, prepared, samples, log)
             llm.release()
@@ -245,7 +143,7 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
     rows = []
     for cell in grid(cfg):
         cell_cfg = with_overrides(cfg, cell.overrides)
-        adapter = evaluation.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
+        adapter = table_rows.ensure_adapter(cfg, cell.method, log) if cell.finetuned else None
         summary_cfg, summary_id = summary_of[cell.name]
         summaries = summaries_for(summary_cfg, cell.method,
                                   control=audit.ORACLE if cell.axis == "positive_control" else "")
@@ -253,18 +151,18 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
             template = summaries_for(cfg, "template") if cell.control == "template" else None
             summaries = audit.replaced(summaries, users, cell.control, cfg.seed, template)
             summary_id = stages.digest({"control": cell.control, "summary": summary_id, "seed": cfg.seed,
-                                        "template": evaluation.summary_id(cfg, "template") if template else None})
+                                        "template": table_rows.summary_id(cfg, "template") if template else None})
         key = score_store.llm_key(cell_cfg, cell.method, summary_id,
-                                  evaluation.adapter_id(cfg, cell.method, adapter) if adapter else None)
+                                  table_rows.adapter_id(cfg, cell.method, adapter) if adapter else None)
         source = same_as_evaluation(cfg, cell)
-        if source and evaluation.system_key(cfg, source, adapter) != key:
+        if source and table_rows.system_key(cfg, source, adapter) != key:
             source = None
 
         prompts = build(cell_cfg, samples, prepared.catalog, summaries, tokenizer)
 
         def compute(cell=cell, prompts=prompts, adapter=adapter) -> list[np.ndarray]:
             log(f"{cell.name}: scoring {len(samples)} users")
-            return evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {cell.name}")
+            return table_rows.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {cell.name}")
 
         frame = score_store.cached(score_store.scores_path(cfg, key), samples, compute, log, key)
         m = metrics.metrics_from_ranks(frame["rank"])
@@ -290,81 +188,6 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> pd.DataFrame:
         log(f"{len(table)} grid cells for {len(samples)} test users; the table in {io.shown_path(out, cfg.run_dir)}")
     distributed.barrier()
     return table
-
-
-def read_ranks(table: pd.DataFrame) -> pd.DataFrame:
-    """Every cell's per-user ranks (``system`` = the cell's name), from the score store the table points at."""
-    frames = [io.read_parquet(row.scores)[["user_id", "rank"]].assign(system=row.cell) for row in table.itertuples()]
-    return pd.concat(frames, ignore_index=True)[["system", "user_id", "rank"]]
-
-
-def reference(cfg: Any, finetuned: bool) -> str:
-    """The name of the cell with the profile's own setting and model state: what every other cell is against."""
-    main = main_summary(cfg)
-    return Cell("summary", main, bool(finetuned), main).name
-
-
-def reference_pairs(table: pd.DataFrame, cfg: Any, controls: bool = False) -> list[tuple[str, str]]:
-    """Each cell against the profile's own setting with the same model state (zero-shot cells against the
-    zero-shot reference); cells scored by the very same scores as their reference are left out (a zero difference
-    by construction). ``controls``: the cells of section 4 instead of the ablations (each family is corrected on
-    its own)."""
-    by_name = table.set_index("cell")
-    pairs = []
-    for row in table.itertuples():
-        ref = reference(cfg, row.finetuned)
-        if (row.axis in CONTROL_AXES) == controls and ref in by_name.index and by_name.loc[ref, "scores"] != row.scores:
-            pairs.append((row.cell, ref))
-    return pairs
-
-
-def probability_shift(table: pd.DataFrame, cfg: Any) -> pd.DataFrame:
-    """Per cell against its reference (same users, same candidates): the mean |Δp(yes)| per candidate, the share
-    of users whose positive changed rank, and, for scale, the reference's mean spread of p(yes) across one user's
-    candidates (a shift well below it cannot reorder much)."""
-    rows = []
-    frames = {r.cell: io.read_parquet(r.scores) for r in table.itertuples()}
-    for r in table.itertuples():
-        ref = reference(cfg, r.finetuned)
-        if ref not in frames or ref == r.cell:
-            continue
-        a, b = frames[r.cell], frames[ref]
-        if list(a["user_id"]) != list(b["user_id"]):
-            raise ValueError(f"{r.cell} and {ref} scored different users")
-        pa, pb = (np.concatenate([np.asarray(x, dtype=float) for x in f["scores"]]) for f in (a, b))
-        rows.append({"cell": r.cell, "against": ref, "mean_abs_dp": float(np.abs(pa - pb).mean()),
-                     "rank_changed": float((a["rank"].to_numpy() != b["rank"].to_numpy()).mean()),
-                     "reference_spread": float(np.mean([np.std(np.asarray(x, dtype=float)) for x in b["scores"]]))})
-    return pd.DataFrame(rows, columns=["cell", "against", "mean_abs_dp", "rank_changed", "reference_spread"])
-
-
-def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_resamples: int = 9999) -> pd.DataFrame:
-    """The question of the lab: does the summary help the fine-tuned recommender over TALLRec (the same model
-    fine-tuned without a summary)? Per LLM summary method: the paired difference (Holm over the methods), the two
-    one-sided tests at ``eval.equivalence_margin`` and the one-sentence decision (shown, bounded or undecided, with
-    the users a decision would need)."""
-    none = Cell("summary", "none", True, "none").name
-    cells = [Cell("summary", m, True, m).name for m in ("hierarchical", "recurrent")]
-    cells = [c for c in cells if c in set(table["cell"])]
-    if none not in set(table["cell"]) or not cells:
-        return pd.DataFrame()
-    ranks = read_ranks(table[table["cell"].isin([none, *cells])])
-    by = {c: g.set_index("user_id")["rank"] for c, g in ranks.groupby("system")}
-    rows = []
-    for c in cells:
-        users = by[none].index
-        a, b = metrics.per_user(by[c].reindex(users), metric), metrics.per_user(by[none].reindex(users), metric)
-        d = significance.paired_difference(a, b, n_resamples, cfg.seed)
-        t = significance.equivalence(a, b, cfg.eval.equivalence_margin)
-        rows.append({"cell": c, "method": c.split("=")[1].split("-")[0], "metric": metric, **d,
-                     "tost_p": t["p"], "low90": t["low"], "high90": t["high"], "equivalent": t["equivalent"],
-                     "margin": t["margin"], "users_to_bound": significance.users_needed_equivalence(d["sd"], t["margin"]),
-                     "tost": t})
-    out = pd.DataFrame(rows)
-    out["p_holm"] = significance.holm(out["p"])
-    out["decision"] = [significance.decision({**r, "p_holm": r["p_holm"]}, r["tost"], metric)
-                       for r in out.to_dict(orient="records")]
-    return out.drop(columns=["tost"])
 
 
 def reading(table: pd.DataFrame, metric: str = "recall@10", ranks: pd.DataFrame | None = None,

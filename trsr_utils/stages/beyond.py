@@ -33,33 +33,25 @@ torchrun the users are shared out, the adapter trains with DDP and rank 0 writes
 from __future__ import annotations
 
 import functools
-import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from trsr_utils import baselines
 from trsr_utils.core import distributed, io
-from trsr_utils.stages import evaluation
-from trsr_utils.method import listwise, llm, metrics, retrieval
-from trsr_utils.method import score_store
-from trsr_utils.store import stages
-from trsr_utils.baselines.embeddings import embed, identity
 from trsr_utils.core.config import Config
 from trsr_utils.data import preparation
-from trsr_utils.stages import prepare, sft, summarize
-from trsr_utils.store.stages import Inputs
-from trsr_utils.method import prompts, text
-from trsr_utils.stages.sft import load_adapter
+from trsr_utils.method import listwise, llm, metrics, prompts, retrieval, score_store, text
 from trsr_utils.method.score_store import cached, scores_path
-from trsr_utils.core.progress import bar
-from trsr_utils.method.prompts import answer_tokens
-from trsr_utils.method.scoring import for_scoring
-from trsr_utils.method.text import ItemTexter
-from trsr_utils.method.user_prompts import build, main_summary
+from trsr_utils.method.user_prompts import main_summary
+from trsr_utils.stages import evaluation, prepare, sft, summarize, table_rows
+from trsr_utils.stages.listwise_scores import (POINTWISE, ensure_adapter, listwise_key, pointwise_frame,
+                                               score_listwise, timing, users)
 from trsr_utils.stages.summarize import summaries_for
-
+from trsr_utils.stages.two_stage import item_vectors, rerank, retrieve, summary_retriever_key
+from trsr_utils.store import stages
+from trsr_utils.store.stages import Inputs
 
 
 def listwise_prompt(cfg: Config) -> Any:
@@ -81,9 +73,6 @@ STAGE = stages.register(stages.Stage(
     exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"), models=("model.recommender",),
     code={"recommendation prompt": sft.recommendation_prompt, "listwise prompt": listwise_prompt},
     inputs=_inputs))
-VERSION = 1  # of the listwise and retrieval score keys
-ADAPTER_VERSION = 1
-POINTWISE = {False: "pointwise zero-shot", True: "pointwise fine-tuned"}  # notebook 07's rows for the main summary
 RERANKERS = ("pointwise", "listwise")
 RETRIEVERS = ("SASRec", "summary", "union")
 LABELS = {"pointwise zero-shot": "Pointwise p(yes), zero-shot", "pointwise fine-tuned": "Pointwise p(yes), fine-tuned",
@@ -92,290 +81,6 @@ LABELS = {"pointwise zero-shot": "Pointwise p(yes), zero-shot", "pointwise fine-
           "listwise fine-tuned": "Listwise letters, fine-tuned (one order)",
           "listwise fine-tuned, order-averaged": "Listwise letters, fine-tuned, order-averaged",
           "summary retriever": "Summary retriever (MiniLM cosine)"}
-
-
-def users(cfg: Any, prepared: Any) -> pd.DataFrame:
-    """Notebook 07's test users, the first ``beyond.users`` of them when set."""
-    samples = evaluation.test_samples(cfg, prepared)
-    return samples.head(cfg.beyond.users).reset_index(drop=True) if cfg.beyond.users else samples
-
-
-def samples_key(cfg: Any) -> dict[str, Any]:
-    key = score_store.samples_key(cfg)
-    return {**key, "beyond.users": cfg.beyond.users} if cfg.beyond.users else key
-
-
-def _llm_settings(cfg: Any) -> dict[str, Any]:
-    m = cfg.model
-    return {"settings": stages.settings(cfg, ["prompt", "text", "model.device", "model.scoring_dtype"]),
-            "recommender": llm.model_id(m.recommender, m.dtype, m.quantization),
-            "listwise prompt": stages.digest(stages.CODE["listwise prompt"](cfg))}
-
-
-# ----------------------------------------------------------------- the listwise adapter
-def adapter_key(cfg: Any) -> dict[str, Any]:
-    """Everything the listwise adapter depends on: the training users and their candidates, the summaries, the
-    sft section's training settings, the prompt, the model, the training orders."""
-    # What listwise training does not read: the pointwise-only settings (loss, shared prefix, validation) and
-    # the scoring precision.
-    skip = ("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot", "sft.valid_users",
-            "sft.summary", "sft.shared_prefix", "sft.loss")
-    m = cfg.model
-    return {"listwise adapter": ADAPTER_VERSION, "01_data": stages.fingerprint(cfg, "01_data").digest,
-            "summary": evaluation.summary_id(cfg, main_summary(cfg)), "seed": cfg.seed,
-            "sft": stages.settings(cfg, ["sft"], skip), "train_users": cfg.beyond.train_users,
-            "train_orders": cfg.beyond.train_orders,
-            "settings": stages.settings(cfg, ["prompt", "text", "model.device"]),
-            "recommender": llm.model_id(m.recommender, m.dtype, m.quantization),
-            "listwise prompt": stages.digest(stages.CODE["listwise prompt"](cfg))}
-
-
-def adapter_dir(cfg: Any) -> Path:
-    return Path(cfg.run_dir) / STAGE.name / "adapters" / stages.digest(adapter_key(cfg))[:stages.DIGEST_CHARS]
-
-
-def training_set(cfg: Any, prepared: Any, catalog: Any, tokenizer: Any) -> tuple[list[Any], list[int]]:
-    """The listwise training prompts (the first ``beyond.train_users`` training users, or all, each in
-    ``beyond.train_orders`` seeded orders) and the position of the positive in each (its letter: the answer)."""
-    train = prepared.samples[prepared.samples["split"] == "train"].reset_index(drop=True)
-    if cfg.beyond.train_users:
-        train = train.head(cfg.beyond.train_users)
-    if train.empty:
-        raise ValueError("no training users: data.n_train must be > 0 to fine-tune the listwise recommender")
-    cands = listwise.training_candidates(cfg, train, list(catalog))
-    # Orders 100, 101, ...: never one of the evaluation orders (0 .. beyond.orders - 1) of any user.
-    perms = [[listwise.order_rng(cfg.seed, 100 + t, u).permutation(len(c)) for u, c in zip(train["user_id"], cands)]
-             for t in range(cfg.beyond.train_orders)]
-    repeated = pd.concat([train] * cfg.beyond.train_orders, ignore_index=True)
-    lists = [[c[j] for j in perm] for p in perms for c, perm in zip(cands, p)]
-    answers = [int(np.flatnonzero(perm == 0)[0]) for p in perms for perm in p]
-    prompts = listwise.build(cfg, repeated, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, lists)
-    return prompts, answers
-
-
-def ensure_adapter(cfg: Any, prepared: Any, catalog: Any, tokenizer: Any,
-                   log: Callable[[str], None] = print) -> Path:
-    """The listwise LoRA adapter for ``cfg``'s settings, trained unless a finished one has exactly them."""
-    out = adapter_dir(cfg)
-    if (out / "report.json").exists() and (out / "adapter" / "adapter_config.json").exists():
-        return out / "adapter"
-    prompts, answers = training_set(cfg, prepared, catalog, tokenizer)
-    letters = listwise.letters_for(tokenizer, prompts)
-    examples = listwise.training_examples(prompts, answers, letters)
-    if distributed.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        io.write_json(out / "key.json", adapter_key(cfg))
-    distributed.barrier()
-    log(f"fine-tuning the listwise recommender: {len(examples)} prompts of {np.mean([len(e['input_ids']) for e in examples]):.0f}"
-        f" tokens on average, the positive's letter the only label ({out})")
-    m = cfg.model
-    base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-    listwise.train(cfg, base, tokenizer, examples, out, log)
-    del base
-    llm.release()
-    return out / "adapter"
-
-
-def listwise_adapter_id(adapter: Path) -> dict[str, str]:
-    return {"listwise adapter": stages.file_digest(adapter / "adapter_model.safetensors")}
-
-
-# ----------------------------------------------------------------- scoring the sampled candidates
-def listwise_key(cfg: Any, adapter: Path | None, order: int) -> dict[str, Any]:
-    return {"system": "listwise", "version": VERSION, "samples": samples_key(cfg), "method": main_summary(cfg),
-            "summary": evaluation.summary_id(cfg, main_summary(cfg)), "seed": cfg.seed, "order": order,
-            "adapter": listwise_adapter_id(adapter) if adapter else None, **_llm_settings(cfg)}
-
-
-def _scoring_model(cfg: Any, base: Any, adapter: Path | None) -> Any:
-    model = base if adapter is None else load_adapter(cfg, adapter, base)
-    return model, for_scoring(model, cfg.model.scoring_dtype)
-
-
-def _release(model: Any, base: Any) -> None:
-    if model is not base:
-        model.unload()  # the base model without the LoRA layers, for the next system
-
-
-def score_listwise(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any, base: Callable[[], Any],
-                   adapter: Path | None, candidate_lists: Sequence[Sequence[str]], perms: Sequence[np.ndarray],
-                   desc: str) -> list[np.ndarray]:
-    """Log-probabilities of each user's ``candidate_lists`` items (in that order) from one listwise prompt per user
-    listing them in ``perms[u]`` order: ``base`` alone (zero-shot) or with the listwise ``adapter``."""
-    shown = [[c[j] for j in perm] for c, perm in zip(candidate_lists, perms)]
-    prompts = listwise.build(cfg, samples, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, shown)
-    model, scorer = _scoring_model(cfg, base(), adapter)
-    try:
-        with bar(len(prompts), desc, "user") as progress:
-            by_letter = listwise.letter_logprobs(scorer, prompts, listwise.letters_for(tokenizer, prompts),
-                                                 cfg.sft.score_batch_users, tokenizer.pad_token_id or 0, progress)
-    finally:
-        _release(model, base())
-    return [listwise.to_candidates(s, perm) for s, perm in zip(by_letter, perms)]
-
-
-def pointwise_frame(cfg: Any, finetuned: bool, samples: pd.DataFrame, prepared: Any, tokenizer: Any,
-                    base: Callable[[], Any], log: Callable[[str], None],
-                    perms: Sequence[np.ndarray] | None = None) -> pd.DataFrame:
-    """Pointwise p(yes) with the main summary, zero-shot or with notebook 06's adapter: with the hierarchical
-    summary, notebook 07's zero-shot or LLM-TRSR row (the same key: its stored scores, the first users of 07's
-    frame when ``beyond.users`` takes fewer), else scored here. ``perms``: the candidates' suffixes scored in this order instead (stored under a
-    key with the order; the scores come back in candidate order)."""
-    method = main_summary(cfg)
-    adapter = evaluation.ensure_adapter(cfg, method, log) if finetuned else None
-    key07 = score_store.llm_key(cfg, method, evaluation.summary_id(cfg, method),
-                                evaluation.adapter_id(cfg, method, adapter) if adapter else None)
-    if perms is None:
-        path = scores_path(cfg, key07)
-        if path.exists():
-            stored = io.read_parquet(path).head(len(samples)).reset_index(drop=True)
-            if (list(stored["user_id"]) == list(samples["user_id"])
-                    and [list(c) for c in stored["candidates"]] == evaluation.baselines.candidates(samples)):
-                return stored
-    key = {**key07, "samples": samples_key(cfg), **({"order": stages.digest([p.tolist() for p in perms])}
-                                                    if perms is not None else {})}
-
-    def compute() -> list[np.ndarray]:
-        cands = evaluation.baselines.candidates(samples)
-        lists = [[c[j] for j in perm] for c, perm in zip(cands, perms)] if perms is not None else None
-        label = POINTWISE[finetuned]
-        log(f"{label}: scoring {len(samples)} users" + (" in another order" if perms is not None else ""))
-        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, method), tokenizer, lists)
-        scores = evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"scoring {label}")
-        return [listwise.to_candidates(s, perm) for s, perm in zip(scores, perms)] if perms is not None else scores
-
-    return cached(scores_path(cfg, key), samples, compute, log, key)
-
-
-def timing(cfg: Any, samples: pd.DataFrame, catalog: Any, tokenizer: Any, base: Any) -> dict[str, Any]:
-    """Candidates/s of pointwise shared-prefix scoring and of listwise scoring (zero-shot, the scoring precision),
-    on the same first ``beyond.timing_users`` users back to back (:func:`listwise.compare_speed`)."""
-    sub = samples.head(cfg.beyond.timing_users)
-    summaries = summaries_for(cfg, main_summary(cfg))
-    point = build(cfg, sub, catalog, summaries, tokenizer)
-    lists = listwise.build(cfg, sub, catalog, summaries, tokenizer, evaluation.baselines.candidates(sub))
-    measured = listwise.compare_speed(for_scoring(base, cfg.model.scoring_dtype), point, lists,
-                                      answer_tokens(tokenizer, point[0].suffixes[0]),
-                                      listwise.letters_for(tokenizer, lists), cfg.sft.score_batch_users,
-                                      tokenizer.pad_token_id or 0)
-    n_cand = sum(len(p.suffix_ids) for p in point)
-    rows = [{"scoring": k, "users": len(sub), "candidates": n_cand, "seconds": round(m["seconds"], 3),
-             "candidates_per_s": round(n_cand / m["seconds"], 2), "tokens_per_user": round(m["tokens_per_user"], 1),
-             "forward_passes_per_user": "1 (every candidate)" if k == "listwise"
-             else f"1 prefix + {n_cand // len(sub)} candidate suffixes"} for k, m in measured.items()]
-    return {"rows": rows, "speedup_listwise": round(measured["pointwise"]["seconds"] / measured["listwise"]["seconds"], 2),
-            "dtype": cfg.model.scoring_dtype or cfg.model.dtype}
-
-
-# ----------------------------------------------------------------- retrieval and two-stage ranking
-EMBEDDINGS_DIR = Path("cache") / "embeddings"
-
-
-def item_vectors(cfg: Any, catalog: Any, items: Sequence[str]) -> np.ndarray:
-    """MiniLM embeddings of the items' text lines (uncapped, as the content baselines of notebook 07 embed them),
-    one row per item; stored in ``cache/embeddings/`` under the model, the text settings and the items, so a
-    notebook re-reading them does not embed the catalogue again."""
-    key = {"model": identity(), "text": stages.settings(cfg, ["text"]), "items": stages.digest(list(items)),
-           "data": stages.fingerprint(cfg, "01_data").digest}
-    path = Path(cfg.run_dir) / EMBEDDINGS_DIR / f"{stages.digest(key)[:stages.DIGEST_CHARS]}.npy"
-    if path.exists():
-        return np.load(path)
-    texter = ItemTexter.from_config(cfg, catalog)
-    vectors = embed([texter(i) for i in items])
-    if distributed.is_main():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, vectors)
-    return vectors
-
-
-def summary_retriever_key(cfg: Any) -> dict[str, Any]:
-    """What the summary retriever's scores depend on: the users, their summaries, the embedding model, item text."""
-    return {"system": "summary retriever", "version": VERSION, "samples": samples_key(cfg),
-            "summary": evaluation.summary_id(cfg, main_summary(cfg)), "model": identity(),
-            "text": stages.settings(cfg, ["text"])}
-
-
-def retrieve(cfg: Any, samples: pd.DataFrame, whole: Any, log: Callable[[str], None], catalogue: list[str],
-             vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Each retriever's top ``beyond.retrieve`` items per user over the whole catalogue with the positive's rank
-    (stored under the retriever's key; the union is merged from the other two), and the digest of each
-    retriever's key (what a re-ranking of its lists depends on)."""
-    k = cfg.beyond.retrieve
-    full = evaluation.full_catalogue_samples(samples, catalogue)
-    common = {"version": VERSION, "samples": samples_key(cfg), "k": k, "catalogue": stages.digest(catalogue)}
-    out = {}
-
-    def sasrec() -> pd.DataFrame:
-        began = time.perf_counter()
-        scores = evaluation.baseline_scores(cfg, "SASRec", whole, full)
-        rows = [retrieval.top_k(s, [f.positive, *f.negatives], f.positive, set(), k)
-                for s, f in zip(scores, full.itertuples(index=False))]
-        return retrieval.frame(samples["user_id"], *zip(*rows), round(time.perf_counter() - began, 2))
-
-    def summary() -> pd.DataFrame:
-        item_vecs, summary_vecs = vectors()
-        began = time.perf_counter()
-        sims = retrieval.cosine_scores(summary_vecs, item_vecs)
-        rows = [retrieval.top_k(sims[u], catalogue, s.positive, set(s.history), k)
-                for u, s in enumerate(samples.itertuples(index=False))]
-        return retrieval.frame(samples["user_id"], *zip(*rows), round(time.perf_counter() - began, 2))
-
-    keys = {"SASRec": {**common, "retriever": evaluation.baseline_key(cfg, "SASRec")},
-            "summary": {**common, "retriever": summary_retriever_key(cfg)}}
-    for name, compute in (("SASRec", sasrec), ("summary", summary)):
-        out[name] = _stored(cfg, keys[name], samples, compute, log, f"retrieving with {name}")
-    merged = [retrieval.round_robin([a, b], k) for a, b in zip(out["SASRec"]["items"], out["summary"]["items"])]
-    out["union"] = retrieval.frame(samples["user_id"], merged, [[0.0] * len(m) for m in merged],
-                                   [retrieval.list_rank(m, p) for m, p in zip(merged, samples["positive"])], 0.0)
-    digests = {n: stages.digest(keys[n]) for n in keys}
-    return out, {**digests, "union": stages.digest([keys["SASRec"], keys["summary"]])}
-
-
-def _stored(cfg: Any, key: dict[str, Any], samples: pd.DataFrame, compute: Callable[[], pd.DataFrame],
-            log: Callable[[str], None], what: str, lists: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
-    """A retrieval or re-ranking frame from the score store when it is for exactly these users (and lists);
-    else computed (saying ``what``) and stored with its key beside it (:func:`score_store.stored_frame`)."""
-    def same(frame: pd.DataFrame) -> bool:
-        return list(frame["user_id"]) == list(samples["user_id"]) and (
-            lists is None or [list(x) for x in frame["items"]] == [list(x) for x in lists])
-
-    def made() -> pd.DataFrame:
-        log(what)
-        return compute()
-
-    return score_store.stored_frame(scores_path(cfg, key), same, made, log, key)
-
-
-def rerank(cfg: Any, retrieved: pd.DataFrame, retrieved_key: str, reranker: str, samples: pd.DataFrame,
-           catalog: Any, tokenizer: Any, base: Callable[[], Any], adapter: Path, log: Callable[[str], None],
-           desc: str) -> pd.DataFrame:
-    """The retrieved lists (stored under the key with digest ``retrieved_key``) re-ranked by the fine-tuned
-    ``reranker`` (pointwise p(yes) or listwise letters); the positive's rank within its list (``inf`` when it was
-    not retrieved)."""
-    lists = [list(x) for x in retrieved["items"]]
-    shuffled = cfg.beyond.rerank_order == "shuffled"
-    perms = [listwise.order_rng(cfg.seed, 50, u).permutation(len(x)) if shuffled else np.arange(len(x))
-             for u, x in zip(samples["user_id"], lists)]
-    adapter_id = (evaluation.adapter_id(cfg, main_summary(cfg), adapter) if reranker == "pointwise"
-                  else listwise_adapter_id(adapter))
-    key = {"system": f"rerank:{reranker}", "version": VERSION, "retrieved": retrieved_key,
-           "method": main_summary(cfg), "summary": evaluation.summary_id(cfg, main_summary(cfg)), "adapter": adapter_id,
-           **({"order": cfg.beyond.rerank_order, "seed": cfg.seed} if reranker == "listwise" else {}),
-           **_llm_settings(cfg)}
-
-    def compute() -> pd.DataFrame:
-        began = time.perf_counter()
-        if reranker == "pointwise":
-            prompts = build(cfg, samples, catalog, summaries_for(cfg, main_summary(cfg)), tokenizer, lists)
-            scores = evaluation.score_prompts(cfg, prompts, base(), tokenizer, adapter, f"{desc}: pointwise")
-        else:
-            scores = score_listwise(cfg, samples, catalog, tokenizer, base, adapter, lists, perms,
-                                    f"{desc}: listwise")
-        ranks = [retrieval.list_rank(x, p, s) for x, p, s in zip(lists, samples["positive"], scores)]
-        return retrieval.frame(samples["user_id"], lists, scores, ranks, round(time.perf_counter() - began, 2))
-
-    return _stored(cfg, key, samples, compute, log, f"{desc} with the {reranker} LLM ({len(samples)} users)", lists)
 
 
 # ----------------------------------------------------------------- the stage
@@ -396,7 +101,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
     whole = preparation.with_whole_catalogue(cfg, prepared)
     catalog = whole.catalog  # every item (the retrievers return items no sample mentions)
     tokenizer = llm.load_tokenizer(cfg.model.recommender)
-    base = evaluation.recommender_loader(cfg)
+    base = table_rows.recommender_loader(cfg)
     ids = list(samples["user_id"])
     b = cfg.beyond
 
@@ -405,7 +110,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
               for tuned, label in POINTWISE.items()}
     adapter = ensure_adapter(cfg, prepared, catalog, tokenizer, log)
     perms = listwise.orders(ids, n_cand, b.orders, cfg.seed)
-    candidates = evaluation.baselines.candidates(samples)
+    candidates = baselines.candidates(samples)
     per_order: dict[str, list[list[np.ndarray]]] = {}
     for label, lw_adapter in (("listwise zero-shot", None), ("listwise fine-tuned", adapter)):
         per_order[label], seconds = [], 0.0
@@ -454,7 +159,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
 
     # 4. two-stage ranking over the whole catalogue
     retrieved, retrieved_keys = retrieve(cfg, samples, whole, log, catalogue, vectors)
-    pointwise_adapter = evaluation.ensure_adapter(cfg, main_summary(cfg), log)
+    pointwise_adapter = table_rows.ensure_adapter(cfg, main_summary(cfg), log)
     two_stage, stored = [], {}
     for r in RETRIEVERS:
         two_stage.append(_two_stage_row(r, "none", retrieved[r]["rank"], b.retrieve, cfg, retrieved[r]))
@@ -467,7 +172,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
 
     table = quality_table(frames, cfg)
     times = timing(cfg, samples, catalog, tokenizer, base())
-    evaluation._TRAINED.clear()
+    table_rows._TRAINED.clear()
     two = pd.DataFrame(two_stage)
     if not distributed.is_main():  # rank 0 writes the tables; the others wait for them below
         distributed.barrier()

@@ -26,34 +26,25 @@ often noise.
 
 from __future__ import annotations
 
-import functools
-import time
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from trsr_utils import baselines
-from trsr_utils.store import stages
 from trsr_utils.core import distributed, io
-from trsr_utils.core.config import LLM_ROWS, Config, with_overrides
-from trsr_utils.method import llm, metrics, significance
-from trsr_utils.baselines import embeddings, recbole_models
-from trsr_utils.data import sampling
-from trsr_utils.core.progress import bar
-from trsr_utils.method.prompts import answer_tokens
-from trsr_utils.method.score_store import SCORE_VERSION, cached, llm_key, samples_key, scores_path
-from trsr_utils.method.scoring import for_scoring, score_users
+from trsr_utils.core.config import LLM_ROWS, Config
 from trsr_utils.data import preparation
-from trsr_utils.stages import prepare, sft
-from trsr_utils.stages import summarize
-from trsr_utils.store.stages import Inputs
-from trsr_utils.stages.sft import load_adapter
-from trsr_utils.method.text import ItemTexter
-from trsr_utils.method.user_prompts import build, main_summary
+from trsr_utils.method import llm, metrics, significance
+from trsr_utils.method.score_store import cached, scores_path
+from trsr_utils.method.user_prompts import build
+from trsr_utils.stages import prepare, sft, summarize
+from trsr_utils.stages.protocols import full_catalogue, precision_check, protocol_agreement, upstream_check
+from trsr_utils.stages.table_rows import (ALL, all_interactions, baseline_scores, ensure_adapter, forget_trained, label,
+                                    recommender_loader, score_prompts, system_key, systems, test_samples)
 from trsr_utils.stages.summarize import summaries_for
-
+from trsr_utils.store import stages
+from trsr_utils.store.stages import Inputs
 
 
 def _inputs(cfg: Config) -> Inputs:
@@ -72,12 +63,6 @@ STAGE = stages.register(stages.Stage(
              "eval.equivalence_margin", "eval.protocol"),  # the protocol acts through the data/text/sft fields
     models=("model.recommender",), code={"recommendation prompt": sft.recommendation_prompt}, inputs=_inputs,
     version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the upstream negatives beside
-LABELS = {
-    "random": "Random", "popularity": "Popularity", "item_cf": "Item-CF", "tfidf": "Content: TF-IDF",
-    "embedding": "Content: MiniLM embeddings", "NeuMF": "NCF (NeuMF)", "zero_shot": "LLM zero-shot",
-    "tallrec": "TALLRec (no summary)", "hierarchical": "LLM-TRSR hierarchical",
-    "recurrent": "LLM-TRSR recurrent",
-}
 COLUMNS = ["recall@3", "recall@5", "recall@10", "mrr@3", "mrr@5", "mrr@10"]
 
 # Table 2 of the paper (Recall@3/5/10, MRR@3/5/10), measured on Amazon-M2 and MIND with Llama models.
@@ -102,166 +87,6 @@ def paper_table() -> pd.DataFrame:
         for dataset, values in (("Amazon-M2 (paper)", amazon), ("MIND (paper)", mind)):
             rows.append({"system": system, "label": label(system), "dataset": dataset, **dict(zip(COLUMNS, values))})
     return pd.DataFrame(rows)
-
-
-ALL = "+all"  # suffix of a baseline trained on every interaction (eval.all_interactions), not only the LLM's users
-
-
-def label(system: str) -> str:
-    if system.endswith(ALL):
-        return f"{label(system[:-len(ALL)])} (all users)"
-    return LABELS.get(system, system)
-
-
-def systems(cfg: Any) -> list[str]:
-    """The table's rows: the baselines, the ``+all`` rows of ``eval.all_interactions``, the LLM rows."""
-    e = cfg.eval
-    return [*e.baselines, *(f"{n}{ALL}" for n in e.all_interactions if n in e.baselines), *e.llm]
-
-
-def test_samples(cfg: Any, prepared: Any = None) -> pd.DataFrame:
-    prepared = prepared or prepare.read(cfg)
-    samples = prepared.samples[prepared.samples["split"] == "test"].reset_index(drop=True)
-    if cfg.eval.test_users:
-        samples = samples.head(cfg.eval.test_users)
-    if samples.empty:
-        raise ValueError("no test users: data.n_test must be > 0")
-    return samples
-
-
-# ----------------------------------------------------------------- the keys of the baselines' scores
-RECBOLE_FIELDS = ("eval.recbole_epochs", "eval.recbole_embedding_size", "eval.recbole_max_seq_length",
-                  "eval.recbole_learning_rate")
-
-
-def baseline_key(cfg: Any, name: str) -> dict[str, Any]:
-    """Everything a baseline's scores depend on."""
-    key: dict[str, Any] = {"system": name, "version": SCORE_VERSION, "samples": samples_key(cfg)}
-    base = name.removesuffix(ALL)
-    if base != name:  # the raw files are part of samples_key (the data stage's fingerprint)
-        key["training"] = "every interaction outside the evaluation users' held-out positives"
-    if base == "random":
-        key["seed"] = cfg.seed
-    elif base in ("tfidf", "embedding"):
-        key["text"] = stages.settings(cfg, ["text"])
-        if base == "embedding":
-            key["model"] = embeddings.identity()
-    elif base not in ("popularity", "item_cf"):  # RecBole models
-        epochs = "eval.recbole_epochs_all" if base != name else "eval.recbole_epochs"
-        key.update(stages.settings(cfg, ("seed", epochs, *RECBOLE_FIELDS[1:])))
-        device = recbole_device(cfg)
-        if device != "cpu":  # a GPU's kernels round differently: its models are other results (CPU keys unchanged)
-            key["device"] = device
-    return key
-
-
-def recbole_device(cfg: Any) -> str:
-    """Where RecBole trains: the profile's GPU when there is one (the "(all users)" rows on MIND-large take
-    hours on a CPU beside idle GPUs), else the CPU."""
-    return "cuda" if llm.resolve_device(cfg.model.device) == "cuda" else "cpu"
-
-
-# ----------------------------------------------------------------- baselines
-def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -> list[np.ndarray]:
-    name, regime = name.removesuffix(ALL), name
-    train = (all_interactions(cfg, prepared) if regime.endswith(ALL)
-             else baselines.training_sequences(prepared.samples))
-    if name == "random":
-        return baselines.random_scores(samples, cfg.seed)
-    if name == "popularity":
-        return baselines.popularity_scores(train, samples)
-    if name == "item_cf":
-        return baselines.item_cf_scores(train, samples)
-    if name in ("tfidf", "embedding"):
-        texter = ItemTexter.from_config(cfg, prepared.catalog)
-        texts = {i: texter(i) for i in prepared.catalog}
-        if name == "tfidf":
-            return baselines.tfidf_scores(texts, samples)
-        return baselines.embedding_scores(texts, samples)
-
-    e = cfg.eval
-    trained = stages.digest(baseline_key(cfg, regime))
-    if trained not in _TRAINED:  # one model for both protocols (sampled candidates and the whole catalogue)
-        longest = max(len(s) for s in train.values())
-        epochs = e.recbole_epochs_all if regime.endswith(ALL) else e.recbole_epochs
-        _TRAINED[trained] = recbole_models.train(name, train, epochs, e.recbole_embedding_size,
-                                                 max(1, min(e.recbole_max_seq_length, longest - 1)),
-                                                 e.recbole_learning_rate, cfg.seed, device=recbole_device(cfg))
-    return _TRAINED[trained].score(samples)
-
-
-_TRAINED: dict[str, Any] = {}  # RecBole models trained in this call of :func:`run`, by their key
-
-
-def all_interactions(cfg: Any, prepared: Any) -> dict[str, list[str]]:
-    """The second training regime's sequences (:func:`baselines.all_interaction_sequences`), loaded once per
-    call of :func:`run`."""
-    key = "sequences:" + stages.digest(samples_key(cfg))
-    if key not in _TRAINED:
-        _TRAINED[key] = baselines.all_interaction_sequences(preparation.load_raw(cfg).sequences, prepared.samples)
-    return _TRAINED[key]
-
-
-# ----------------------------------------------------------------- LLM rows
-def ensure_adapter(cfg: Any, method: str, log: Callable[[str], None] = print, seed: int = 0) -> Path:
-    """The adapter fine-tuned with summary ``method``, the ``seed``-th SFT seed and ``cfg``'s other settings,
-    trained (as notebook 06 would) if no finished adapter has exactly these settings."""
-    settings = sft.adapter_config(cfg, method, seed)
-    if stages.is_complete(settings, sft.STAGE):
-        return stages.result_dir(settings, sft.STAGE) / "adapter"
-    if settings is cfg:
-        stages.require(cfg, sft.STAGE)  # the profile's own adapter is notebook 06's: say how to make it
-    log(f"training the {method!r} adapter{f' (SFT seed {seed})' if seed else ''} for the table with the sft "
-        f"settings of notebook 06 ({stages.result_dir(settings, sft.STAGE)})")
-    m = cfg.model
-    tokenizer = llm.load_tokenizer(m.recommender)
-    base = llm.load_model(m.recommender, m.dtype, m.quantization, m.device)
-    # The table needs the adapter, not the zero-shot point of its training curve (notebook 06 shows one);
-    # validate_zero_shot is not part of the adapter's fingerprint.
-    sft.train(with_overrides(settings, {"sft.validate_zero_shot": False}), base, tokenizer, log=log)
-    del base
-    llm.release()  # the trained copy of the base model gives its memory back before scoring loads one
-    return stages.result_dir(settings, sft.STAGE) / "adapter"
-
-
-def adapter_id(cfg: Any, method: str, adapter: Path, seed: int = 0) -> dict[str, str]:
-    return {"06_sft": stages.fingerprint(sft.adapter_config(cfg, method, seed), sft.STAGE).digest,
-            "weights": sft.adapter_digest(adapter)}
-
-
-def recommender_loader(cfg: Any) -> Callable[[], Any]:
-    """The profile's recommender, loaded on the first call (only if something is not cached) and then re-used."""
-    m = cfg.model
-    return functools.cache(lambda: llm.load_model(m.recommender, m.dtype, m.quantization, m.device))
-
-
-def score_prompts(cfg: Any, prompts: Sequence[Any], base: Any, tokenizer: Any, adapter: Path | None,
-                  desc: str) -> list[np.ndarray]:
-    """p(yes) for each candidate of ``prompts``: ``base`` alone (zero-shot) or with ``adapter`` attached."""
-    answer = answer_tokens(tokenizer, prompts[0].suffixes[0])
-    model = base if adapter is None else load_adapter(cfg, adapter, base)
-    try:
-        with bar(len(prompts), desc, "user") as progress:
-            return score_users(for_scoring(model, cfg.model.scoring_dtype), prompts, answer,
-                               cfg.sft.score_batch_users, tokenizer.pad_token_id or 0, progress)
-    finally:
-        if adapter is not None:
-            model.unload()  # the base model without the LoRA layers, for the next row
-
-
-def summary_id(cfg: Any, method: str) -> str | None:
-    """The fingerprint of the summaries an LLM row's prompts carry (None: no summary)."""
-    return None if method == "none" else stages.fingerprint(cfg, summarize.SUMMARY_STAGE[method]).digest
-
-
-def system_key(cfg: Any, name: str, adapter: Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """The score-store key of one system of the table (``adapter``: a fine-tuned row's adapter folder, trained
-    with the ``seed``-th SFT seed)."""
-    if name not in LLM_ROWS:
-        return baseline_key(cfg, name)
-    method = LLM_ROWS[name]
-    return llm_key(cfg, method, summary_id(cfg, method),
-                   adapter_id(cfg, method, adapter, seed) if adapter else None)
 
 
 def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) -> pd.DataFrame | None:
@@ -327,77 +152,11 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
             record["full_catalogue"] = {"rows": full.to_dict(orient="records"),
                                         "kendall_tau": protocol_agreement(full)}
     finally:
-        _TRAINED.clear()
+        forget_trained()
     io.write_json(out / "results.json", record)
     stages.finish(cfg, STAGE)
     log(f"{len(names)} rows ranked for {len(samples)} test users; the table in {io.shown_path(out, cfg.run_dir)}")
     return table
-
-
-# ----------------------------------------------------------------- the official code's negatives
-UPSTREAM = "upstream negatives"
-UPSTREAM_SUFFIX = "@upstream"
-
-
-def upstream_samples(cfg: Any, samples: pd.DataFrame, catalogue: Sequence[str]) -> pd.DataFrame:
-    """The same users and positives, each with the ``data.eval_negatives`` negatives the official LLM-TRSR code
-    would draw: uniform over the whole ``catalogue``, nothing excluded (:func:`sampling.upstream_negatives` on the
-    user's own seeded generator: what ``data.negative_source: upstream`` draws for that user)."""
-    ids = np.array(sorted(set(catalogue)))
-    out = samples.copy()
-    out["negatives"] = [sampling.upstream_negatives(sampling.user_rng(cfg.seed, u), ids, cfg.data.eval_negatives)
-                        for u in samples["user_id"]]
-    return out
-
-
-def main_row(cfg: Any, rows: Any) -> str | None:
-    """The fine-tuned row among ``rows`` whose prompts carry the profile's own summary (:func:`main_summary`), if any:
-    the row notebook 07's upstream check ranks again (and the plan prices)."""
-    return next((r for r in rows if r != "zero_shot" and r in LLM_ROWS and LLM_ROWS[r] == main_summary(cfg)),
-                None)
-
-
-def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[str, pd.DataFrame],
-                   log: Callable[[str], None] = print, base: Callable[[], Any] | None = None,
-                   tokenizer: Any = None, whole: Any = None) -> dict[str, Any] | None:
-    """What the official code's negatives change, on the same test users: how often they collide with the
-    user's own items, and every non-LLM row and the main fine-tuned LLM row (the profile's ``sft.summary``) ranked
-    again among them, paired against our candidates (sign-flip test, Holm). TF-IDF changes by more than the
-    negatives: it fits its vocabulary and IDF on the items it ranks (now the whole catalogue). (Random scores by
-    candidate position, so it cannot move.) None when the profile already draws them (``data.negative_source: upstream``) or nothing is to be
-    ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
-    (default: read from the raw files)."""
-    if cfg.data.negative_source == "upstream":
-        return None
-    main = main_row(cfg, frames)
-    names = [n for n in frames if n not in LLM_ROWS] + ([main] if main else [])
-    if not names:
-        return None
-    whole = whole if whole is not None else preparation.with_whole_catalogue(cfg, prepared)
-    other = upstream_samples(cfg, samples, whole.catalog)
-    upstream_frames = {}
-    for name in names:
-        adapter = ensure_adapter(cfg, LLM_ROWS[name], log) if name == main else None
-        key = {**system_key(cfg, name, adapter), "protocol": UPSTREAM}
-
-        def compute(name: str = name, adapter: Path | None = adapter) -> list[np.ndarray]:
-            log(f"{label(name)}: ranking {len(other)} users among the upstream negatives")
-            if name not in LLM_ROWS:
-                return baseline_scores(cfg, name, whole, other)
-            tok = tokenizer or llm.load_tokenizer(cfg.model.recommender)
-            prompts = build(cfg, other, whole.catalog, summaries_for(cfg, LLM_ROWS[name]), tok)
-            return score_prompts(cfg, prompts, (base or recommender_loader(cfg))(), tok, adapter,
-                                 f"scoring {name} (upstream negatives)")
-
-        upstream_frames[name] = cached(scores_path(cfg, key), other, compute, log, key)
-    ranks = pd.concat([pd.DataFrame({"system": [n] * len(samples), "user_id": frames[n]["user_id"],
-                                     "rank": frames[n]["rank"]}) for n in names]
-                      + [pd.DataFrame({"system": [n + UPSTREAM_SUFFIX] * len(samples), "user_id": f["user_id"],
-                                       "rank": f["rank"]}) for n, f in upstream_frames.items()], ignore_index=True)
-    paired = significance.compare(ranks, [(n + UPSTREAM_SUFFIX, n) for n in names], seed=cfg.seed)
-    return {"users": len(samples), "negatives": cfg.data.eval_negatives, "catalogue": len(whole.catalog),
-            "systems": names, "llm_row": main, **sampling.collisions(other),
-            "paired": paired.to_dict(orient="records"), "ranks": ranks}
 
 
 def read_upstream(cfg: Any) -> tuple[dict[str, Any], pd.DataFrame] | None:
@@ -405,104 +164,6 @@ def read_upstream(cfg: Any) -> tuple[dict[str, Any], pd.DataFrame] | None:
     folder = stages.require(cfg, STAGE)
     record = io.read_json(folder / "results.json").get("upstream")
     return None if record is None else (record, io.read_parquet(folder / "upstream_ranks.parquet"))
-
-
-# ----------------------------------------------------------------- full-catalogue protocol
-FULL = "full-catalogue"
-
-
-def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[str, pd.DataFrame],
-                    log: Callable[[str], None] = print, base: Callable[[], Any] | None = None,
-                    tokenizer: Any = None) -> dict[str, Any] | None:
-    """What ``model.scoring_dtype`` changed: the main LLM row (hierarchical, else the first LLM row) scored
-    again in the model's own precision, same prompts and adapter; the share of users whose positive's rank moved,
-    and by how much p(yes) moved. None when scoring already runs in the model's precision. ``base``/``tokenizer``:
-    :func:`run`'s recommender loader and tokenizer, re-used instead of loaded again."""
-    dtype = cfg.model.scoring_dtype
-    rows = [n for n in ("hierarchical", *frames) if n in LLM_ROWS and n in frames]
-    if dtype in (None, cfg.model.dtype) or not rows:
-        return None
-    name, method = rows[0], LLM_ROWS[rows[0]]
-    adapter = ensure_adapter(cfg, method, log) if name != "zero_shot" else None
-    reference = with_overrides(cfg, {"model.scoring_dtype": None})
-    key = llm_key(reference, method, summary_id(cfg, method), adapter_id(cfg, method, adapter) if adapter else None)
-    m = cfg.model
-
-    def compute() -> list[np.ndarray]:
-        log(f"{label(name)}: scoring {len(samples)} users again in {m.dtype} (the reference for {dtype})")
-        tok = tokenizer or llm.load_tokenizer(m.recommender)
-        prompts = build(cfg, samples, prepared.catalog, summaries_for(cfg, method), tok)
-        model = (base or recommender_loader(cfg))()
-        return score_prompts(reference, prompts, model, tok, adapter, f"scoring {name} in {m.dtype}")
-
-    full = cached(scores_path(cfg, key), samples, compute, log, key)
-    cheap = frames[name]
-    moved = full["rank"].to_numpy() != cheap["rank"].to_numpy()
-    dp = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)) for a, b in zip(full["scores"], cheap["scores"])])
-    return {"system": name, "dtype": dtype, "reference": m.dtype, "users": len(samples),
-            "users_rank_changed": int(moved.sum()), "share_rank_changed": float(moved.mean()),
-            "max_abs_p_difference": float(dp.max()), "mean_abs_p_difference": float(dp.mean()),
-            "seconds": float(cheap["seconds"].iloc[0]), "reference_seconds": float(full["seconds"].iloc[0]),
-            "recall@10": float(metrics.metrics_from_ranks(cheap["rank"])["recall@10"]),
-            "reference_recall@10": float(metrics.metrics_from_ranks(full["rank"])["recall@10"])}
-
-
-def full_catalogue_samples(samples: pd.DataFrame, items: Sequence[str]) -> pd.DataFrame:
-    """The same users with every catalogue item as a candidate: the positive first, then every item that is
-    neither the positive nor in the user's history (the usual full-ranking protocol), in catalogue order."""
-    items = list(items)
-    rows = []
-    for s in samples.itertuples(index=False):
-        seen = {*s.history, s.positive}
-        rows.append({**s._asdict(), "negatives": [i for i in items if i not in seen]})
-    return pd.DataFrame(rows, columns=samples.columns)
-
-
-def full_catalogue(cfg: Any, prepared: Any, samples: pd.DataFrame, table: pd.DataFrame,
-                   log: Callable[[str], None] = print, whole: Any = None) -> pd.DataFrame:
-    """Recall@10 and NDCG@10 of every non-LLM system ranking the whole catalogue, beside its sampled values.
-
-    Only the positive's rank per user is stored (under the system's key, the protocol and the catalogue): a
-    catalogue's worth of scores per user would be most of the score store. The LLM rows are left out: one yes/no
-    prompt per catalogue item and user is what sampled evaluation exists to avoid. ``whole``: ``prepared`` with
-    every catalogue item (default: the raw catalogue, the pool the sampled negatives come from)."""
-    whole = whole if whole is not None else preparation.with_whole_catalogue(cfg, prepared)
-    catalogue = sorted(whole.catalog)
-    full = full_catalogue_samples(samples, catalogue)
-    rows = []
-    for name in [n for n in table["system"] if n not in LLM_ROWS]:
-        key = {**baseline_key(cfg, name), "protocol": FULL, "catalogue": stages.digest(catalogue)}
-        path = scores_path(cfg, key)
-        frame = io.read_parquet(path) if path.exists() else None
-        if frame is None or list(frame["user_id"]) != list(full["user_id"]):
-            log(f"{label(name)}: ranking the whole catalogue ({len(catalogue)} items)")
-            began = time.perf_counter()
-            ranks = [metrics.positive_rank(s) for s in baseline_scores(cfg, name, whole, full)]
-            frame = pd.DataFrame({"user_id": full["user_id"], "rank": ranks,
-                                  "candidates": 1 + full["negatives"].map(len),
-                                  "seconds": round(time.perf_counter() - began, 2)})
-            io.write_json(path.with_suffix(".json"), key)
-            io.write_parquet(path, frame)
-        m = metrics.metrics_from_ranks(frame["rank"])
-        sampled = table.set_index("system").loc[name]
-        rows.append({"system": name, "label": label(name), "sampled recall@10": sampled["recall@10"],
-                     "full recall@10": m["recall@10"], "sampled ndcg@10": sampled["ndcg@10"],
-                     "full ndcg@10": m["ndcg@10"], "full median rank": float(frame["rank"].median()),
-                     "candidates (mean)": float(frame["candidates"].mean()),
-                     "seconds": float(frame["seconds"].iloc[0])})
-    return pd.DataFrame(rows)
-
-
-def protocol_agreement(full: pd.DataFrame) -> dict[str, float]:
-    """Kendall's tau between the systems' order under the sampled and the full-catalogue protocol, per metric
-    (1: the same order; sampled metrics are known to reorder systems: Krichene & Rendle, KDD 2020)."""
-    from scipy import stats
-
-    out = {}
-    for metric in ("recall@10", "ndcg@10"):
-        tau = stats.kendalltau(full[f"sampled {metric}"], full[f"full {metric}"]).statistic if len(full) > 1 else None
-        out[metric] = None if tau is None or np.isnan(tau) else float(tau)
-    return out
 
 
 def bootstrap_interval(ranks: np.ndarray, metric: str, n: int = 1000, seed: int = 0,

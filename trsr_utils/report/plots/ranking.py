@@ -164,7 +164,7 @@ def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float 
     """One panel per ablation axis: the metric per value, zero-shot and fine-tuned side by side where the axis has
     both, each bar labelled with its value.
 
-    Only the summary axis runs both models (:func:`trsr_utils.stages.ablation.grid`); a panel with one model says which in
+    Only the summary axis runs both models (:func:`trsr_utils.stages.grid.grid`); a panel with one model says which in
     its title, and a panel with a single cell says so, so that bars of equal height are not read as a missing
     comparison. A value whose cell is the profile's own recommender (the table's ``profile_setting``: e.g.
     ``recent_items`` = the profile's k is the fine-tuned cell of the profile's summary) is marked under its value.

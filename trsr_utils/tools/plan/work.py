@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trsr_utils.stages import ablation, evaluation
+from trsr_utils.stages import grid
+from trsr_utils.stages import protocols
 from trsr_utils import stages
 from trsr_utils.core.config import Config, LLM_ROWS, with_overrides
 from trsr_utils.tools.plan.devices import LOAD_GBS
@@ -172,7 +173,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
         work.append(Work("07", "precision check (main row again)", "recommender", "score", test, prefix,
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
                          longest=prefix + suffix))
-    main = evaluation.main_row(cfg, e.llm)
+    main = protocols.main_row(cfg, e.llm)
     if main and d.negative_source != "upstream":
         prefix, suffix = _prompt_tokens(cfg, st, ov, True)
         work.append(Work("07", "upstream negatives (main row again)", "recommender", "score", test, prefix,
@@ -180,8 +181,8 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
                          longest=prefix + suffix))
     # 08: the grid cells notebook 07 has not scored, new summaries for other block sizes / summarizers / the order
     # test, and the positive controls' adapters
-    for cell in ablation.grid(cfg):
-        if ablation.same_as_evaluation(cfg, cell):
+    for cell in grid.grid(cfg):
+        if grid.same_as_evaluation(cfg, cell):
             continue
         cell_cfg = with_overrides(cfg, cell.overrides)
         recent = cell_cfg.prompt.recent_items
