@@ -120,7 +120,7 @@ def test_07_evaluation(smoke_run):
     from trsr_utils.stages import evaluation
     from trsr_utils.stages import protocols, table_rows
     from trsr_utils.method import metrics
-    from trsr_utils.core.config import BASELINES, LLM_ROWS
+    from trsr_utils.core.schema import BASELINES, LLM_ROWS
 
     out, _ = smoke_run
     res = results(out, "07_evaluation")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trsr_utils.method.chunker import Chunker, block_text
+from trsr_utils.method.chunks import Chunker, block_text
 
 WORDS = ["title:", "year:", "genres:", "Drama", "Comedy", "Star", "Wars", "1977", "Heat", "Toy", "Story", "é", ";",
          "Film-Noir", "Children's", "…", "Sci-Fi", "a", "the"]

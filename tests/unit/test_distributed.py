@@ -20,7 +20,7 @@ from conftest import hostile_hf_home
 from trsr_utils.method import score_store
 from trsr_utils.store import callcache
 from trsr_utils.data import preparation
-from trsr_utils.method import chunker, lora, summarizer
+from trsr_utils.method import chunks, lora, summarizer
 from trsr_utils.stages import chunking, prepare, sft, summarize
 from trsr_utils import stages
 from trsr_utils.core.config import resolve_config
@@ -145,7 +145,7 @@ def llm_runs(tmp_path_factory):
     prepare.write(cfg, prepared)
     tok = llm.load_tokenizer(cfg.model.summarizer)
     texter = ItemTexter.from_config(cfg, prepared.catalog, tok)
-    blocks, report = chunker.chunk_samples(prepared.samples, texter, chunker.Chunker.from_config(cfg, tok))
+    blocks, report = chunks.chunk_samples(prepared.samples, texter, chunks.Chunker.from_config(cfg, tok))
     chunking.write_blocks(cfg, blocks, {"chunking": cfg.to_dict()["chunking"], **report})
     shutil.copytree(one, two)
     zero_shot = ["--set", "eval.llm=[zero_shot]"]

@@ -215,18 +215,18 @@ def test_auc_pairs_draws_one_line_per_user_and_marks_the_positives():
 
 
 def test_auc_reading_tells_the_prior_from_the_ranking():
-    from trsr_utils.method import lora
+    from trsr_utils.report import training_readings
 
     p_zero = [np.array([0.5, 0.4, 0.6]), np.array([0.3, 0.2, 0.1])]
     same = pd.DataFrame({"zero-shot": [0.5, 1.0], "fine-tuned": [0.5, 1.0]})
-    lines = lora.auc_reading(same, p_zero, [p + 0.2 for p in p_zero])
+    lines = training_readings.auc_reading(same, p_zero, [p + 0.2 for p in p_zero])
     assert "+0.200" in lines[0] and "the prior, not which candidate" in lines[-1] and "mean p(yes) moved" in lines[-1]
     better = pd.DataFrame({"zero-shot": [0.5, 0.5], "fine-tuned": [1.0, 1.0]})
-    assert "rose" in lora.auc_reading(better, p_zero, p_zero)[-1]
-    assert "2 of 2 users up" in lora.auc_reading(better, p_zero, p_zero)[1]
+    assert "rose" in training_readings.auc_reading(better, p_zero, p_zero)[-1]
+    assert "2 of 2 users up" in training_readings.auc_reading(better, p_zero, p_zero)[1]
     # the mean stays but single users move both ways (the demo's 06): a reshuffle, not "ranks as the base model did"
     shuffled = pd.DataFrame({"zero-shot": [0.0, 0.8, 0.5], "fine-tuned": [0.35, 0.25, 0.7]})
-    lines = lora.auc_reading(shuffled, p_zero + p_zero[:1], [p + 0.3 for p in p_zero + p_zero[:1]])
+    lines = training_readings.auc_reading(shuffled, p_zero + p_zero[:1], [p + 0.3 for p in p_zero + p_zero[:1]])
     assert "moved by 0.367 on average" in lines[1] and "reshuffled" in lines[-1] and "much as" not in lines[-1]
 
 

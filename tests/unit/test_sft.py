@@ -13,6 +13,7 @@ from trsr_utils.stages.sft import for_split
 from trsr_utils.core.config import resolve_config
 from trsr_utils.data import preparation
 from trsr_utils.method import lora
+from trsr_utils.report import training_readings
 from trsr_utils.stages import prepare, sft
 
 BASE = {"sft.summary": "none", "data.n_train": 3, "data.n_valid": 2, "data.n_test": 0, "sft.batch_size": 2,
@@ -228,25 +229,25 @@ def test_answer_only_loss_equals_the_models_own_loss(tmp_path, prepared_run, tok
 def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
     report = {"loss": "answer", "loss_history": [{"step": 1, "loss": 2.1}, {"step": 32, "loss": 0.70}],
               "zero_shot": {"selection": 1 / 3}, "best": {"step": 32, "selection": 1.0}}
-    text = "\n".join(lora.reading(report, 6))
+    text = "\n".join(training_readings.reading(report, 6))
     assert "ln 2 = 0.693" in text and "learned little beyond the prior" in text
     assert "one user moves each Recall@K by 0.167" in text and "difference of +0.667" in text
     report["loss_history"][-1]["loss"] = 0.3
-    assert "separates positives from negatives" in "\n".join(lora.reading(report, 6))
+    assert "separates positives from negatives" in "\n".join(training_readings.reading(report, 6))
     # 1 positive : 3 negatives: the prior's loss is H(1/4) = 0.562, not ln 2
     report.update(examples=600, positives=150, loss_history=[{"step": 75, "loss": 0.53}])
-    text = "\n".join(lora.reading(report, 20))
+    text = "\n".join(training_readings.reading(report, 20))
     assert "H(0.25) = 0.562" in text and "probability 0.25" in text and "learned little beyond the prior" in text
     # two checkpoints tie: the earlier is kept, and a selection below zero-shot is said
     report.update(zero_shot={"selection": 2.5}, best={"step": 12, "selection": 1.5},
                   validation=[{"step": 0, "selection": 2.5}, {"step": 12, "selection": 1.5},
                               {"step": 24, "selection": 1.5}])
-    text = "\n".join(lora.reading(report, 6))
+    text = "\n".join(training_readings.reading(report, 6))
     assert "steps 12, 24 tie at 1.500; the earliest, step 12, is kept" in text and "below zero-shot" in text
     # against chance: only the rows below a random order's Recall@10 are named
     report.update(zero_shot={"selection": 2.5, "recall@10": 0.5}, best={"step": 12, "selection": 1.5,
                                                                        "recall@10": 1 / 3})
-    text = "\n".join(lora.reading(report, 6, random_recall10=10 / 21))
+    text = "\n".join(training_readings.reading(report, 6, random_recall10=10 / 21))
     assert "0.333 selected, 0.500 zero-shot; a random order reaches 0.476" in text
     assert "the selected checkpoint is below chance here, on 6 users" in text
 

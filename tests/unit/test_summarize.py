@@ -18,7 +18,8 @@ from trsr_utils.store import callcache
 from trsr_utils.method import llm, summary_checks
 from trsr_utils.core.config import resolve_config
 from trsr_utils.method import summarizer
-from trsr_utils.method.summarizer import CallCache, clean_summary
+from trsr_utils.method.summarizer import CallCache
+from trsr_utils.method.summary_checks import clean_summary
 from trsr_utils.stages import summarize
 
 CATALOG = {str(i): {"title": f"Movie {i}", "year": "1995",

@@ -35,7 +35,7 @@ import pandas as pd
 
 from trsr_utils.method import metrics, prompts, significance
 from trsr_utils.method.compare import jaccard, mentions
-from trsr_utils.core.config import RELIANCE_CONTROLS
+from trsr_utils.core.schema import RELIANCE_CONTROLS
 from trsr_utils.method.summary_checks import unknown_titles
 from trsr_utils.method.text import category_counts, item_categories
 

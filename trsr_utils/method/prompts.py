@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from trsr_utils.method.chunker import block_text
+from trsr_utils.method.chunks import block_text
 from trsr_utils.method.llm import encode_prompt
 from trsr_utils.method.text import cap_tokens, domain_of
 

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from trsr_utils.method import metrics
-from trsr_utils.core.config import LLM_ROWS
+from trsr_utils.core.schema import LLM_ROWS
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
 ALPHA = 0.05

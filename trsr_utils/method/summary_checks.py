@@ -24,6 +24,8 @@ visible in notebooks 03-05.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 from trsr_utils.method import prompts
@@ -116,3 +118,70 @@ def check(summary: str, item_lines: Sequence[str], domain: str, inputs: Sequence
         "unchanged": unchanged(summary, inputs),
     }
     return [name for name in CHECKS if failed[name]]
+
+
+# ----------------------------------------------------------------- checking a generation
+# A sentence ends at . ! or ?, with up to two closing marks kept on it ('"That Darn Cat!" They' splits after the
+# quote, not before it: a split that swallowed the quote made a closed title look unclosed), and the next one
+# starts with a capital, a digit or an opening mark ("classics like G.I.J.J. and Schind" is one unfinished sentence,
+# not a finished one ending in an initialism).
+_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])|(?<=[.!?][\"')\]]{2}))\s+(?=[A-Z0-9\"'(\[])")
+
+
+_ENDED = re.compile(r"[.!?][\"')\]]*$")
+
+
+_TRAILING_OFF = re.compile(r"(?:\.\.\.|\u2026)[\"')\]]*$")  # "since October 20...": the model stopped mid-thought
+
+
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+@dataclass
+class Cleaned:
+    text: str  # the summary to use ("" when degenerate)
+    problem: str  # "" | empty | cut_off | loop  (degenerate)
+    edits: list[str] = field(default_factory=list)  # trimmed | deduplicated | shortened (not degenerate)
+
+
+def _loops(text: str, n: int = 4, times: int = 3) -> bool:
+    words = [w.lower() for w in _WORD.findall(text)]
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return bool(grams) and max(grams.values()) >= times
+
+
+def clean_summary(generated: str, max_sentences: int = 3, opening: str = prompts.SUMMARY_OPENING) -> Cleaned:
+    """Turn a generated continuation of ``opening`` into a summary of complete sentences, or say why not.
+
+    Degenerate: no words at all (``empty``); a phrase of 4 words repeated 3 or
+    more times (``loop``); no complete sentence left (``cut_off``). Otherwise an
+    unfinished last sentence (no end mark, or one trailing off in "...") is dropped (``trimmed``), repeated sentences are
+    removed (``deduplicated``) and at most ``max_sentences`` are kept (``shortened``).
+    """
+    body = " ".join(generated.split())
+    if not _WORD.search(body):
+        return Cleaned("", "empty")
+    if _loops(body):
+        return Cleaned("", "loop")
+    glue = "" if body[:1] in ("", ",", ".", "'") else " "  # "This user" + "'s tastes ..." needs no space
+    text = f"{opening}{glue}{body}"
+    sentences = [s for s in _SPLIT.split(text) if s]
+    edits: list[str] = []
+    if sentences and (not _ENDED.search(sentences[-1]) or _TRAILING_OFF.search(sentences[-1])):
+        sentences = sentences[:-1]
+        edits.append("trimmed")
+    if not sentences:
+        return Cleaned("", "cut_off")
+    seen, kept = set(), []
+    for s in sentences:
+        norm = " ".join(_WORD.findall(s.lower()))
+        if norm in seen:
+            continue
+        seen.add(norm)
+        kept.append(s)
+    if len(kept) < len(sentences):
+        edits.append("deduplicated")
+    if len(kept) > max_sentences:
+        kept = kept[:max_sentences]
+        edits.append("shortened")
+    return Cleaned(" ".join(kept), "", edits)

@@ -53,7 +53,7 @@ from trsr_utils.stages import table_rows
 from trsr_utils.method import score_store
 from trsr_utils.store import stages
 from trsr_utils.core.config import REPO_ROOT, Config, resolve_config, with_overrides
-from trsr_utils.method import chunker
+from trsr_utils.method import chunks
 from trsr_utils.stages import chunking, prepare, sft, summarize
 from trsr_utils.store.stages import Inputs
 from trsr_utils.method.text import ItemTexter
@@ -111,7 +111,7 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
         samples = shuffled_histories(samples, cfg.seed)
     tokenizer = llm.load_tokenizer(sub.model.summarizer)
     texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
-    blocks, report = chunker.chunk_samples(samples, texter, chunker.Chunker.from_config(sub, tokenizer))
+    blocks, report = chunks.chunk_samples(samples, texter, chunks.Chunker.from_config(sub, tokenizer))
     if distributed.is_main():
         chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
     log(f"{cell.name}: summarizing {len(samples)} test users ({len(blocks)} blocks)")

@@ -1,5 +1,5 @@
 """Stage 02, notebook 02_chunking_and_prompts: every history cut into blocks that fit the summarizer's prompt
-(:mod:`trsr_utils.method.chunker` cuts them), stored in the run directory."""
+(:mod:`trsr_utils.method.chunks` cuts them), stored in the run directory."""
 
 from __future__ import annotations
 

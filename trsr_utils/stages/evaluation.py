@@ -33,7 +33,8 @@ import pandas as pd
 
 from trsr_utils import baselines
 from trsr_utils.core import distributed, io
-from trsr_utils.core.config import LLM_ROWS, Config
+from trsr_utils.core.config import Config
+from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.data import preparation
 from trsr_utils.method import llm, metrics, significance
 from trsr_utils.method.score_store import cached, scores_path

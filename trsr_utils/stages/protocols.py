@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from trsr_utils.core import io
-from trsr_utils.core.config import LLM_ROWS, with_overrides
+from trsr_utils.core.config import with_overrides
+from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.data import preparation, sampling
 from trsr_utils.method import llm, metrics, significance
 from trsr_utils.method.score_store import cached, llm_key, scores_path

@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from trsr_utils.core import distributed, io
-from trsr_utils.core.config import LLM_ROWS, Config, with_overrides
+from trsr_utils.core.config import Config, with_overrides
+from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.core.distributed import world
 from trsr_utils.core.hashing import file_digest
 from trsr_utils.method import llm, lora, prompts, text

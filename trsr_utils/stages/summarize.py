@@ -13,8 +13,9 @@ from trsr_utils.core import distributed, io
 from trsr_utils.core.config import Config
 from trsr_utils.method import audit, llm, prompts, text
 from trsr_utils.method import summarizer
-from trsr_utils.method.summarizer import (FORMAT_VERSION, LLMCaller, TemplateSummarizer, degeneracy_report,
-                                          final_summaries, generation_params, hierarchical, recurrent)
+from trsr_utils.method.summarizer import (FORMAT_VERSION, TemplateSummarizer, degeneracy_report, final_summaries,
+                                          hierarchical, recurrent)
+from trsr_utils.method.generation import LLMCaller, generation_params
 from trsr_utils.stages import chunking, prepare
 from trsr_utils.store import stages
 from trsr_utils.store.callcache import open_cache

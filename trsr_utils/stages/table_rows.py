@@ -13,7 +13,8 @@ import pandas as pd
 
 from trsr_utils import baselines
 from trsr_utils.baselines import embeddings, recbole_models
-from trsr_utils.core.config import LLM_ROWS, with_overrides
+from trsr_utils.core.config import with_overrides
+from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.core.progress import bar
 from trsr_utils.data import preparation
 from trsr_utils.method import llm

@@ -2,7 +2,7 @@
 in one SQLite file of the run directory keyed by (model id, exact prompt text, generation parameters) and
 committed after each batch, so a re-run costs nothing for finished calls and a killed run resumes where it
 stopped. Under a launcher only rank 0 opens it (:class:`NotOpened` elsewhere). Notebook 03 teaches it;
-:class:`trsr_utils.method.summarizer.LLMCaller` calls through it."""
+:class:`trsr_utils.method.generation.LLMCaller` calls through it."""
 
 from __future__ import annotations
 

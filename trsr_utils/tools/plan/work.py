@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from trsr_utils.stages import grid
 from trsr_utils.stages import protocols
 from trsr_utils import stages
-from trsr_utils.core.config import Config, LLM_ROWS, with_overrides
+from trsr_utils.core.config import Config, with_overrides
+from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.tools.plan.devices import LOAD_GBS
 from trsr_utils.tools.plan.stats import Stats, _stage_dir, data_stats, prompt_overheads, summarizer_batches
 
