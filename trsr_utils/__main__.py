@@ -37,11 +37,11 @@ from typing import Callable
 from trsr_utils.core import layers
 from trsr_utils.data import download
 from trsr_utils.stages import ablation, beyond, evaluation, sft, summarize
-from trsr_utils.tools import bench, pipeline, plan, preflight, results_page, site
+from trsr_utils.tools import bench, bench_page, pipeline, plan, preflight, site
 
 PIPELINE = ("run", "status", "list", "report", "handout", "strip")  # subcommands of tools.pipeline
 TOOLS: dict[str, Callable[..., int]] = {"preflight": preflight.main, "plan": plan.main, "bench": bench.main,
-                                        "results-page": results_page.main, "site": site.main,
+                                        "results-page": bench_page.main, "site": site.main,
                                         "download": download.main, "layers": lambda argv: layers.main()}
 # Stage commands: the stage module's ``command(cfg, args)`` and, where it has options of its own, ``arguments``.
 STAGE_COMMANDS = {"summarize": summarize, "sft": sft, "evaluation": evaluation, "ablation": ablation,

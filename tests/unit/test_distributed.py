@@ -205,7 +205,7 @@ def test_the_call_cache_keeps_generations_of_each_precision_apart():
     from trsr_utils.method import llm
 
     params = {"max_new_tokens": 8}
-    keys = {(d, q): summarizer.call_key(llm.model_id("some/model", d, q), "prompt", params)
+    keys = {(d, q): callcache.call_key(llm.model_id("some/model", d, q), "prompt", params)
             for d in ("bfloat16", "float32") for q in (None, "8bit")}
     assert len(set(keys.values())) == 4
 

@@ -14,6 +14,7 @@ import pytest
 from trsr_utils.core import io
 from trsr_utils.tools import pipeline
 from trsr_utils.tools import results_page as rp
+from trsr_utils.tools import bench_page
 from trsr_utils.core.config import REPO_ROOT, resolve_config
 
 RESULTS = REPO_ROOT / "docs" / "results"
@@ -242,30 +243,30 @@ def test_the_benchmarks_page_is_generated_from_benchmarks_json_between_its_marke
     page = BENCH_PAGE.read_text(encoding="utf-8")
     source = BENCH_PAGE.with_suffix(".json")
     bench = io.read_json(source) if source.exists() else None
-    assert rp.bench_section(page) == rp.render_bench(bench), (
+    assert bench_page.bench_section(page) == bench_page.render_bench(bench), (
         "docs/benchmarks.md's generated section is not what docs/benchmarks.json gives: run `make bench` or "
         "`python -m trsr_utils results-page bench --from runs/bench/bench.json`")
     if bench is not None:
-        shown = rp.numbers_in(rp.bench_section(page))
+        shown = rp.numbers_in(bench_page.bench_section(page))
         assert shown <= rp.numbers_recorded(bench), sorted(shown - rp.numbers_recorded(bench))
 
 
 def test_the_bench_writer_turns_bench_json_into_tables_and_keeps_the_prose(tmp_path, capsys):
     page = tmp_path / "benchmarks.md"
-    page.write_text(f"# Benchmarks\n\nHand-written prose.\n\n{rp.BENCH_BEGIN}\nold\n{rp.BENCH_END}\n\n## History\n")
-    assert rp.main(["bench", "--from", str(BENCH_FIXTURE), "--to", str(page)]) == 0
+    page.write_text(f"# Benchmarks\n\nHand-written prose.\n\n{bench_page.BENCH_BEGIN}\nold\n{bench_page.BENCH_END}\n\n## History\n")
+    assert bench_page.main(["bench", "--from", str(BENCH_FIXTURE), "--to", str(page)]) == 0
     text = page.read_text()
     assert text.startswith("# Benchmarks\n\nHand-written prose.\n\n") and text.endswith("## History\n")
-    assert "old" not in rp.bench_section(text)
+    assert "old" not in bench_page.bench_section(text)
     bench = json.loads(BENCH_FIXTURE.read_text())
     assert io.read_json(page.with_suffix(".json")) == bench
-    section = rp.bench_section(text)
+    section = bench_page.bench_section(text)
     assert "### scoring" in section and "### precision" in section
     assert "| shared prefix | 8 | 168 | 0.5 | 333.3 |" in section  # a row of the scoring table
     assert "Goal: >= 5x vs independent (and |p difference| <= 1e-4): met." in section
     assert ": **not met**." in section and ": met." in section
     assert rp.numbers_in(section) <= rp.numbers_recorded(bench)
-    assert rp.main(["bench", "--from", str(tmp_path / "none.json"), "--to", str(page)]) == 1
+    assert bench_page.main(["bench", "--from", str(tmp_path / "none.json"), "--to", str(page)]) == 1
     assert "run make bench first" in capsys.readouterr().err
 
 
@@ -281,14 +282,14 @@ def test_bench_results_name_a_local_model_folder_by_its_name_and_carry_their_com
                  git={"commit": "c0ffee" + "0" * 34, "dirty": False})
     source, page = tmp_path / "bench.json", tmp_path / "benchmarks.md"
     source.write_text(json.dumps(bench))
-    page.write_text(f"# B\n\n{rp.BENCH_BEGIN}\n{rp.BENCH_END}\n")
-    rp.write_bench_page(source, page)
+    page.write_text(f"# B\n\n{bench_page.BENCH_BEGIN}\n{bench_page.BENCH_END}\n")
+    bench_page.write_bench_page(source, page)
     text, written = page.read_text(), page.with_suffix(".json").read_text()
     assert "/home/me" not in text and "/home/me" not in written
     assert "model `foo@0123456789abcdef|float32|none`, at commit `c0ffee000000`." in text
 
 
 def test_a_page_without_bench_results_says_how_to_make_them():
-    assert "run `make bench`" in rp.render_bench(None)
+    assert "run `make bench`" in bench_page.render_bench(None)
     with pytest.raises(ValueError, match="no generated section"):
-        rp.bench_section("# nothing here")
+        bench_page.bench_section("# nothing here")

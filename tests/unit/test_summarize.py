@@ -18,7 +18,7 @@ from trsr_utils.store import callcache
 from trsr_utils.method import llm, summary_checks
 from trsr_utils.core.config import resolve_config
 from trsr_utils.method import summarizer
-from trsr_utils.method.summarizer import CallCache
+from trsr_utils.store.callcache import CallCache
 from trsr_utils.method.summary_checks import clean_summary
 from trsr_utils.stages import summarize
 
@@ -77,11 +77,11 @@ def test_sentence_counting_ignores_decimals_and_counts_the_end():
 
 # ----------------------------------------------------------------- the call cache
 def test_call_key_depends_on_model_prompt_and_every_parameter():
-    base = summarizer.call_key("m", "p", {"max_new_tokens": 8, "do_sample": False})
-    assert base == summarizer.call_key("m", "p", {"do_sample": False, "max_new_tokens": 8})  # order-free
-    assert len({base, summarizer.call_key("m2", "p", {"max_new_tokens": 8, "do_sample": False}),
-                summarizer.call_key("m", "p ", {"max_new_tokens": 8, "do_sample": False}),
-                summarizer.call_key("m", "p", {"max_new_tokens": 9, "do_sample": False})}) == 4
+    base = callcache.call_key("m", "p", {"max_new_tokens": 8, "do_sample": False})
+    assert base == callcache.call_key("m", "p", {"do_sample": False, "max_new_tokens": 8})  # order-free
+    assert len({base, callcache.call_key("m2", "p", {"max_new_tokens": 8, "do_sample": False}),
+                callcache.call_key("m", "p ", {"max_new_tokens": 8, "do_sample": False}),
+                callcache.call_key("m", "p", {"max_new_tokens": 9, "do_sample": False})}) == 4
 
 
 def test_cache_persists_across_connections(tmp_path):
@@ -388,7 +388,7 @@ def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     other = summarizer.open_cache(cfg)
-    assert isinstance(other, summarizer.NotOpened) and not (tmp_path / callcache.CACHE_FILE).exists()
+    assert isinstance(other, callcache.NotOpened) and not (tmp_path / callcache.CACHE_FILE).exists()
     with pytest.raises(RuntimeError, match="only rank 0"):
         other.get_many(["k"])
     with pytest.raises(RuntimeError, match="rank 1 opened the call cache"):

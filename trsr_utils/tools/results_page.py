@@ -1,7 +1,6 @@
 """Results pages written from recorded results, never by hand.
 
     python -m trsr_utils report --run runs/demo [--to docs/results/demo.md]
-    python -m trsr_utils results-page bench [--from runs/bench/bench.json] [--to docs/benchmarks.md]
 
 A run's page (:func:`write_run_page`) comes from what the run recorded: each notebook's key results
 (``<run>/results/<notebook>.json``), the readings each notebook wrote under its tables (the markdown outputs of
@@ -11,25 +10,20 @@ figures are copied next to it (``docs/results/demo/``), and the page is rendered
 (:func:`render_run`), so a test can render it again without the run directory and check that the committed page
 is exactly what its recorded results give: a page can be stale only visibly.
 
-The benchmarks page (:func:`write_bench_page`) works the same way from ``make bench``'s ``runs/bench/bench.json``,
-copied to ``docs/benchmarks.json``; only the part of ``docs/benchmarks.md`` between its two markers is generated,
-the prose around it is written by hand.
+The benchmarks page works the same way (:mod:`trsr_utils.tools.bench_page`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 from trsr_utils.core import io
-from trsr_utils.tools.bench import public_model
 from trsr_utils.core.config import REPO_ROOT
 from trsr_utils.stages import DIGEST_CHARS
 
@@ -72,12 +66,12 @@ def fmt(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _scalar(value: Any) -> bool:
+def is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str)) or (
         isinstance(value, list) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value))
 
 
-def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(fmt(h) for h in header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
     return out
@@ -97,9 +91,9 @@ def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _records(value: Any) -> bool:
     """A dict of dicts (one row per key) or a list of dicts: shown as one table."""
     if isinstance(value, dict) and value and all(isinstance(v, dict) and v for v in value.values()):
-        return all(all(_scalar(x) for x in _flat(v).values()) for v in value.values())
+        return all(all(is_scalar(x) for x in _flat(v).values()) for v in value.values())
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return all(all(_scalar(x) for x in _flat(v).values()) for v in value)
+        return all(all(is_scalar(x) for x in _flat(v).values()) for v in value)
     return False
 
 
@@ -107,9 +101,9 @@ def results_tables(results: dict[str, Any], title: str = "") -> list[str]:
     """A notebook's recorded results as markdown tables: its scalars in one key/value table, each dict of dicts
     or list of dicts as a table of its own (columns in the order first seen), deeper nesting by dotted names."""
     out: list[str] = []
-    scalars = {k: v for k, v in results.items() if _scalar(v) or (isinstance(v, dict) and not v)}
+    scalars = {k: v for k, v in results.items() if is_scalar(v) or (isinstance(v, dict) and not v)}
     if scalars:
-        out += _table(["key", "value"], [[k, v] for k, v in scalars.items()]) + [""]
+        out += markdown_table(["key", "value"], [[k, v] for k, v in scalars.items()]) + [""]
     for key, value in results.items():
         if key in scalars:
             continue
@@ -120,12 +114,12 @@ def results_tables(results: dict[str, Any], title: str = "") -> list[str]:
             columns = list(dict.fromkeys(c for _, row in flat for c in row))
             first = [] if isinstance(value, list) else [""]
             out += [f"**{name}**", ""]
-            out += _table(first + columns, [([k] if isinstance(value, dict) else []) + [row.get(c) for c in columns]
+            out += markdown_table(first + columns, [([k] if isinstance(value, dict) else []) + [row.get(c) for c in columns]
                                             for k, row in flat]) + [""]
         elif isinstance(value, dict):
-            simple = {k: v for k, v in value.items() if _scalar(v)}
+            simple = {k: v for k, v in value.items() if is_scalar(v)}
             if simple:
-                out += [f"**{name}**", ""] + _table(["key", "value"], [[k, v] for k, v in simple.items()]) + [""]
+                out += [f"**{name}**", ""] + markdown_table(["key", "value"], [[k, v] for k, v in simple.items()]) + [""]
             rest = {k: v for k, v in value.items() if k not in simple}
             if rest:
                 out += results_tables(rest, f"{name}.")
@@ -236,7 +230,7 @@ def _last_invocation(data: dict[str, Any]) -> dict[str, Any]:
     return {"git": data.get("git"), "started": data.get("updated")}  # a format-1 JSON
 
 
-def _commit(commit: str | None, dirty: bool | None) -> str:
+def commit_text(commit: str | None, dirty: bool | None) -> str:
     if not commit:
         return "not recorded"
     return f"`{_short(commit)}`" + (" (uncommitted changes)" if dirty else "")
@@ -249,7 +243,7 @@ def _run_commit(notebooks: list[dict[str, Any]]) -> str:
         return "not recorded for every notebook (a manifest written before the runner recorded it per notebook)"
     if len(commits) == 1:
         (commit, dirty), = commits
-        return _commit(commit, dirty) + ", every notebook"
+        return commit_text(commit, dirty) + ", every notebook"
     return "**differs between notebooks**: see the table below"
 
 
@@ -280,7 +274,7 @@ def render_run(data: dict[str, Any], figures_dir: str) -> str:
         f"| configuration digest | `{data.get('config_digest')}` |",
         f"| first notebook started | {started[0] if started else 'not recorded'} |",
         f"| last pipeline invocation | started {last.get('started')}, commit "
-        f"{_commit(last_git.get('commit'), last_git.get('dirty'))} (the manifest's top level: the last invocation "
+        f"{commit_text(last_git.get('commit'), last_git.get('dirty'))} (the manifest's top level: the last invocation "
         "of the runner, which may have run only some of the notebooks) |",
         f"| machine (last pipeline invocation) | {m.get('platform')}, {fmt(m.get('cpus'))} CPUs, Python "
         f"{m.get('python')}, torch {m.get('torch')}, transformers {m.get('transformers')} |",
@@ -293,9 +287,9 @@ def render_run(data: dict[str, Any], figures_dir: str) -> str:
         "are those its own record in the manifest holds.",
         "",
     ]
-    lines += _table(["notebook", "status", "started", "seconds", "commit", "stage", "fingerprint", "result"],
+    lines += markdown_table(["notebook", "status", "started", "seconds", "commit", "stage", "fingerprint", "result"],
                     [[f"[{n['notebook']}](#{n['notebook']})", n["status"], n.get("started") or "-", n["seconds"],
-                      _commit(n.get("commit"), n.get("dirty")) if n.get("commit") else "-",
+                      commit_text(n.get("commit"), n.get("dirty")) if n.get("commit") else "-",
                       n["stage"] or "-", f"`{n['fingerprint'][:12]}`" if n["fingerprint"] else "-",
                       n["stage_result"] or "-"] for n in data["notebooks"]])
     lines.append("")
@@ -439,80 +433,3 @@ def numbers_shown(page: str, data: dict[str, Any]) -> set[str]:
     for text in provenance(data):
         page = page.replace(text, " ")
     return numbers_in(page)
-
-
-# ---------------------------------------------------------------------------------------------- benchmarks
-
-
-BENCH_BEGIN = "<!-- begin: generated from benchmarks.json by python -m trsr_utils results-page bench -->"
-BENCH_END = "<!-- end: generated -->"
-
-
-def render_bench(bench: dict[str, Any] | None) -> str:
-    """The generated part of docs/benchmarks.md from ``make bench``'s JSON (``None``: none recorded yet)."""
-    if not bench or not bench.get("benchmarks"):
-        return ("No `make bench` results are recorded in `docs/benchmarks.json` yet: run `make bench` (or "
-                "`python -m trsr_utils bench --only NAME`, then `python -m trsr_utils results-page bench`), which "
-                "writes them here.")
-    lines = []
-    for name, r in bench["benchmarks"].items():
-        machine = r.get("machine") or bench.get("machine") or {}
-        verdict = "not checked" if r.get("met") is None else ("met" if r.get("met") else "**not met**")
-        lines += [f"### {name}", "",
-                  f"Measured {r.get('when', 'at an unrecorded time')} on {machine.get('platform', '?')} "
-                  f"({fmt(machine.get('cpu_count'))} CPUs, {fmt(machine.get('torch_threads'))} torch threads, torch "
-                  f"{machine.get('torch', '?')}, GPU: {machine.get('cuda') or 'none'})"
-                  + (f", model `{r['model']}`" if r.get("model") else "")
-                  + (f", at commit {_commit((r.get('git') or {}).get('commit'), (r.get('git') or {}).get('dirty'))}"
-                     if r.get("git") else "") + ".", ""]
-        summary = {k: v for k, v in r.items() if _scalar(v) and k not in ("benchmark", "model", "when")}
-        if summary:
-            lines += _table(["", ""], [[k, v] for k, v in summary.items()]) + [""]
-        if r.get("rows"):
-            columns = list(dict.fromkeys(c for row in r["rows"] for c in row))
-            lines += _table(columns, [[row.get(c) for c in columns] for row in r["rows"]]) + [""]
-        lines += [f"Goal: {r.get('goal', '-')}: {verdict}.", ""]
-    return "\n".join(lines).rstrip()
-
-
-def bench_section(page: str) -> str:
-    """The generated part of a benchmarks page (between the markers)."""
-    try:
-        start = page.index(BENCH_BEGIN) + len(BENCH_BEGIN)
-        return page[start:page.index(BENCH_END)].strip()
-    except ValueError:
-        raise ValueError(f"the page has no generated section ({BENCH_BEGIN} ... {BENCH_END})") from None
-
-
-def write_bench_page(bench_json: str | Path | None, page: str | Path) -> dict[str, Any]:
-    """Copy ``bench_json`` beside ``page`` (``benchmarks.json``) and rewrite the page's generated section."""
-    page = Path(page)
-    text = page.read_text(encoding="utf-8")
-    bench = io.read_json(bench_json) if bench_json and Path(bench_json).exists() else None
-    if bench is not None:
-        for r in bench.get("benchmarks", {}).values():  # a local model folder by its name, not this machine's path
-            if r.get("model"):
-                r["model"] = public_model(r["model"])
-        io.write_json(page.with_suffix(".json"), bench)
-    start, end = text.index(BENCH_BEGIN) + len(BENCH_BEGIN), text.index(BENCH_END)
-    io.write_text(page, text[:start] + "\n\n" + render_bench(bench) + "\n\n" + text[end:])
-    return {"page": str(page), "json": str(page.with_suffix(".json")) if bench else None}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trsr_utils results-page", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_bench = sub.add_parser("bench", help="docs/benchmarks.md's generated section from make bench's JSON")
-    p_bench.add_argument("--from", dest="source", default="runs/bench/bench.json")
-    p_bench.add_argument("--to", default=str(REPO_ROOT / "docs" / "benchmarks.md"))
-    args = parser.parse_args(argv)
-    if not Path(args.source).exists():
-        print(f"FAILED: {args.source} does not exist: run make bench first", file=sys.stderr)
-        return 1
-    done = write_bench_page(args.source, args.to)
-    print(f"written: {done['page']} and {done['json']}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
