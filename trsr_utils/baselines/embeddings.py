@@ -6,6 +6,8 @@ BERT encoder, which transformers loads directly: we apply the model's own
 pooling (mean over real tokens) and L2 normalisation ourselves, exactly what
 its ``1_Pooling`` and ``2_Normalize`` modules do. The zip is extracted once
 into the model cache (``TRSR_CACHE``).
+
+Notebook 07 ranks with them (the MiniLM content baseline); 05 and 09 embed summaries with them.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ Three problems of RecBole 1.2.1, solved here rather than patched:
   ``torch.autograd.set_detect_anomaly(True)`` (in ``sine.py``), which
   halved the speed of every later backward pass in the process, including
   LoRA fine-tuning in the same notebook: :func:`train` restores the setting.
+
+Notebook 07 teaches them (its ID-based rows); notebook 09 retrieves with SASRec.
 """
 
 from __future__ import annotations

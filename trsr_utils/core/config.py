@@ -5,6 +5,8 @@ The defaults live in :mod:`trsr_utils.core.schema` and only there. A profile fil
 values with dotted keys (``{"data.n_train": 20}``). Any key that is not a field
 of the configuration is an error that names the key and suggests the nearest
 valid one: a typo must never silently fall back to a default.
+
+Every notebook starts with :func:`resolve_config`; notebook 01 shows a profile and its overrides.
 """
 
 from __future__ import annotations

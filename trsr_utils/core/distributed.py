@@ -15,6 +15,8 @@ equal to float rounding; every process then receives every result (``gather``), 
 control flow (the hierarchical merges, retries) and rank 0 alone writes files. The LLM call cache (SQLite) is
 opened by rank 0 only: it reads and writes the database and the other processes receive what it found
 (``broadcast``), so the cache works across nodes and on network filesystems where SQLite's locking does not.
+
+Not a notebook's subject: docs/cluster.md shows the commands; notebook 10 prices them.
 """
 
 from __future__ import annotations

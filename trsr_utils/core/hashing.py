@@ -1,4 +1,7 @@
-"""Digests: canonical JSON and SHA-256 of values and files (what fingerprints and cache keys are made of)."""
+"""Digests: canonical JSON and SHA-256 of values and files (what fingerprints and cache keys are made of).
+
+Not a notebook's subject: docs/design.md says what a fingerprint is made of.
+"""
 
 from __future__ import annotations
 

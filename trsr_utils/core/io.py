@@ -4,6 +4,8 @@ Every stage writes its outputs through these helpers: the data goes to a
 temporary file in the same folder, is flushed to disk, then renamed over the
 target, so a run killed at any moment leaves either the old file or the new
 one, never half a file.
+
+Not a notebook's subject: every notebook writes and reads through it (docs/design.md).
 """
 
 from __future__ import annotations

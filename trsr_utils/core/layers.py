@@ -3,6 +3,8 @@
 Each module sits on one floor; a module may import its own floor and the floors below, at the top of the file.
 ``python -m trsr_utils layers`` lists every import that points up a floor or sits inside a function; the test
 ``tests/unit/test_layers.py`` holds the list to what ``LAYER_DEBT`` records, so the debt can only shrink.
+
+Not a notebook's subject: docs/design.md, "The package's floors".
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Model names and what identifies a model's weights and outputs, without loading anything (no torch):
-what fingerprints and cache keys name. :mod:`trsr_utils.method.llm` loads them."""
+what fingerprints and cache keys name. :mod:`trsr_utils.method.llm` loads them.
+
+Notebook 01 names the models a profile uses; docs/extending.md says how to add one.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ sets TRSR_HEADLESS=1) no bar at all: one line on stdout when the work is done
 ("hierarchical: blocks: 116 calls in 304.2 s"), so executed notebooks carry
 no widget state, no carriage-return frames and nothing on stderr.
 TRSR_PROGRESS=0 silences both.
+
+Not a notebook's subject: the bars every long cell shows.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 A profile (``profiles/*.yaml``) sets some of them; :mod:`trsr_utils.core.config` loads and checks it into one
 :class:`Config`.
+
+Notebook 01 shows the demo's values of it; docs/extending.md says where a new field goes.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@
 Sessions are anonymous, so each session is one "user": its sequence is
 ``prev_items`` followed by ``next_item``. Only rows of one locale are kept
 (UK by default, as in the paper).
+
+Notebook 01 teaches it on the smoke-amazon and paper-amazon profiles.
 """
 
 from __future__ import annotations

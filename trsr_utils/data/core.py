@@ -3,6 +3,8 @@
 A dataset is a :class:`Catalog` (item id -> ordered text attributes) plus
 time-ordered :class:`UserSequence` objects. Loaders read the raw files line by
 line so that any bad input is reported with its file, line and field.
+
+Notebook 01 teaches it (the error-reporting cell).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ that is renamed when complete.
 
     python -m trsr_utils download mind --size small --dest data/raw/mind
     python -m trsr_utils download amazon-m2 --base-url URL --dest data/raw/amazon-m2
+
+Notebook 01 and data/README.md say when to use it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Which users become samples: the paper keeps users with 10-25 interactions."""
+"""Which users become samples: the paper keeps users with 10-25 interactions.
+
+Notebook 01 teaches it.
+"""
 
 from __future__ import annotations
 

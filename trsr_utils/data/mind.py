@@ -16,6 +16,8 @@ negatives can be drawn from what the user actually saw and skipped.
 code does (its positive is the history's last news, the impressions unused; it
 keeps a news read twice twice, where this loader counts it once, and every
 row's impressions are still checked: bad input is reported either way).
+
+Notebook 01 teaches it (its MIND cell and the smoke-mind profile).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ The ``recbole`` package ships ``dataset_example/ml-100k/`` with
 ``ml-100k.item`` (item_id, movie_title, release_year, class) and
 ``ml-100k.inter`` (user_id, item_id, rating, timestamp): tab-separated files
 whose header names each column as ``name:type``. No download is needed.
+
+Notebook 01 teaches it (the demo's dataset).
 """
 
 from __future__ import annotations

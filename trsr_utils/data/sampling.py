@@ -5,6 +5,8 @@ so a user's candidates do not change when the split sizes or other users
 change. Unlike the original LLM-TRSR release, negatives never include the
 user's own history or positive (``negative_source: upstream`` draws as the
 release does, the seed kept).
+
+Notebook 01 teaches it; notebook 07 compares its negatives with the official code's.
 """
 
 from __future__ import annotations

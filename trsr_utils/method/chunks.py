@@ -6,6 +6,8 @@ summarizer's real tokenizer on the exact text the prompt will contain. Blocks
 are filled oldest first; when there are more than ``max_blocks``, the oldest
 blocks are dropped and the dropped items counted. An item too long for the
 budget on its own is truncated (with an ellipsis), never dropped.
+
+Notebook 02 teaches it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """The summarizer's LLM calls: batched generation with one model through the run's call cache (a call already made
 with the same model, precision, prompt and settings is read back, never generated again), shared out over
 processes under a launcher, and the generation settings of ``cfg.summary`` (and of the retry of a degenerate
-call)."""
+call).
+
+Notebooks 03 and 04 teach it (the call cache and its hits).
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,8 @@
   adds BOS (``<s>``) to every text and has no chat template, so prompts use the plain ``### User:`` layout
   (the smoke-llama profile).
 * anything else: a Hugging Face model id or a local folder.
+
+Notebooks 02 (tokenizers, BOS) and 03-09 (generation and scoring) use it.
 """
 
 from __future__ import annotations

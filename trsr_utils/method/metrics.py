@@ -12,6 +12,8 @@ For one positive among ``n`` candidates:
 * NDCG@K = 1/log2(rank + 1) if rank <= K else 0 (one relevant item: IDCG = 1)
 
 A random ranker of 21 candidates has expected Recall@K = K/21.
+
+Notebook 07 teaches them.
 """
 
 from __future__ import annotations

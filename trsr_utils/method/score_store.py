@@ -1,7 +1,10 @@
 """The score store: every system's scores for the test users, one Parquet file per key (the settings, data,
 models, summaries and adapters that made them) in ``<run>/cache/scores/``, the key beside it as JSON. A stored
 frame is re-used only when its key and its users and candidates match; otherwise it is computed again. Notebook
-07 fills it; 08 and 09 re-use 07's rows from it instead of scoring again."""
+07 fills it; 08 and 09 re-use 07's rows from it instead of scoring again.
+
+Notebook 07 teaches it; 08 and 09 re-use its rows.
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ Only the hidden state at each row's last real token goes through the output
 layer, and only for the two answer tokens, instead of the whole vocabulary
 at every position. The result equals scoring every full prompt on its own
 (tested to 1e-4 in float32, with and without a LoRA adapter).
+
+Notebooks 06 and 07 teach it (the shared prefix written out by hand first).
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ torchrun the users are shared out, the adapter trains with DDP and rank 0 writes
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -83,97 +85,152 @@ LABELS = {"pointwise zero-shot": "Pointwise p(yes), zero-shot", "pointwise fine-
           "summary retriever": "Summary retriever (MiniLM cosine)"}
 
 
-# ----------------------------------------------------------------- the stage
-def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> dict[str, Any]:
-    """Everything of notebook 09 (each score set from the store when its key matches); writes the tables to
-    ``09_beyond/<fingerprint>/`` and returns them (:func:`read`). A complete result for these settings is returned
-    as it is (its speed measurement included) unless ``force``: then the tables are made again, from the store."""
-    if stages.is_complete(cfg, STAGE) and not force:
-        done = read(cfg)
-        log(f"complete for these settings: the stored tables of {io.shown_path(done['folder'], cfg.run_dir)} re-used")
-        return done
+# ----------------------------------------------------------------- the stage, section by section
+@dataclass
+class Users:
+    """What every section of notebook 09 reads, resolved once: the users and their candidates, the whole
+    catalogue, the recommender's tokenizer and (loaded on first use) model."""
+
+    cfg: Any
+    prepared: Any
+    samples: pd.DataFrame
+    whole: Any  # ``prepared`` with every catalogue item (the retrievers return items no sample mentions)
+    tokenizer: Any
+    base: Callable[[], Any]
+    log: Callable[[str], None]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.samples["user_id"])
+
+    @property
+    def n_candidates(self) -> int:
+        return 1 + self.cfg.data.eval_negatives
+
+    @property
+    def candidates(self) -> list[list[str]]:
+        return baselines.candidates(self.samples)
+
+
+def resolve(cfg: Any, log: Callable[[str], None] = print) -> Users:
+    """Notebook 07's test users (the first ``beyond.users``), the catalogue and the recommender, for every section."""
     prepared = prepare.read(cfg)
     samples = users(cfg, prepared)
     n_cand = 1 + cfg.data.eval_negatives
     if n_cand > len(listwise.LETTERS):
         raise ValueError(f"{n_cand} candidates per user: a listwise prompt labels at most {len(listwise.LETTERS)} "
                          "(A-Z); lower data.eval_negatives")
-    whole = preparation.with_whole_catalogue(cfg, prepared)
-    catalog = whole.catalog  # every item (the retrievers return items no sample mentions)
-    tokenizer = llm.load_tokenizer(cfg.model.recommender)
-    base = table_rows.recommender_loader(cfg)
-    ids = list(samples["user_id"])
-    b = cfg.beyond
+    return Users(cfg, prepared, samples, preparation.with_whole_catalogue(cfg, prepared),
+                 llm.load_tokenizer(cfg.model.recommender), table_rows.recommender_loader(cfg), log)
 
-    # 1. pointwise (07's rows) and listwise, zero-shot and fine-tuned, on the same users and candidates
-    frames = {label: pointwise_frame(cfg, tuned, samples, prepared, tokenizer, base, log)
+
+def listwise_vs_pointwise(u: Users) -> tuple[dict[str, pd.DataFrame], dict[str, list[list[np.ndarray]]], Path,
+                                              list[np.ndarray]]:
+    """Section 1: notebook 07's pointwise rows and the listwise prompt, zero-shot and fine-tuned, on the same users
+    and candidates: each row's scores (the listwise ones in ``beyond.orders`` candidate orders, and averaged over
+    them), the listwise adapter and the orders."""
+    cfg, b = u.cfg, u.cfg.beyond
+    frames = {label: pointwise_frame(cfg, tuned, u.samples, u.prepared, u.tokenizer, u.base, u.log)
               for tuned, label in POINTWISE.items()}
-    adapter = ensure_adapter(cfg, prepared, catalog, tokenizer, log)
-    perms = listwise.orders(ids, n_cand, b.orders, cfg.seed)
-    candidates = baselines.candidates(samples)
+    adapter = ensure_adapter(cfg, u.prepared, u.whole.catalog, u.tokenizer, u.log)
+    perms = listwise.orders(u.ids, u.n_candidates, b.orders, cfg.seed)
     per_order: dict[str, list[list[np.ndarray]]] = {}
     for label, lw_adapter in (("listwise zero-shot", None), ("listwise fine-tuned", adapter)):
         per_order[label], seconds = [], 0.0
         for o in range(b.orders):
             key = listwise_key(cfg, lw_adapter, o)
-            frame = cached(scores_path(cfg, key), samples,
+            frame = cached(scores_path(cfg, key), u.samples,
                            lambda o=o, a=lw_adapter, label=label: score_listwise(
-                               cfg, samples, catalog, tokenizer, base, a, candidates, perms[o], f"{label}, order {o}"),
-                           log, key)
+                               cfg, u.samples, u.whole.catalog, u.tokenizer, u.base, a, u.candidates, perms[o],
+                               f"{label}, order {o}"),
+                           u.log, key)
             per_order[label].append([np.asarray(s) for s in frame["scores"]])
             seconds += float(frame["seconds"].iloc[0])
             if o == 0:
                 frames[label] = frame
         averaged = listwise.order_averaged(per_order[label])  # costs every order's pass
-        frames[f"{label}, order-averaged"] = score_store.score_frame(samples, averaged, seconds)
+        frames[f"{label}, order-averaged"] = score_store.score_frame(u.samples, averaged, seconds)
+    return frames, per_order, adapter, perms
 
-    # 2. position bias: the fine-tuned pointwise row in a second order (order 1 of the listwise orders)
-    order_1 = listwise.orders(ids, n_cand, 2, cfg.seed)[1]
-    second = pointwise_frame(cfg, True, samples, prepared, tokenizer, base, log, perms=order_1)
+
+def position_bias(u: Users, frames: dict[str, pd.DataFrame], per_order: dict[str, list[list[np.ndarray]]],
+                  perms: list[np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Section 2: where the positive lands with its place in the list: each listwise row over its orders and the
+    fine-tuned pointwise row scored in a second order (order 1 of the listwise orders); per-position ranks and the
+    bias table."""
+    order_1 = listwise.orders(u.ids, u.n_candidates, 2, u.cfg.seed)[1]
+    second = pointwise_frame(u.cfg, True, u.samples, u.prepared, u.tokenizer, u.base, u.log, perms=order_1)
     pointwise_orders = [[np.asarray(s) for s in frames["pointwise fine-tuned"]["scores"]],
                         [np.asarray(s) for s in second["scores"]]]
-    identity_order = [np.arange(n_cand) for _ in ids]  # 07 scored the candidates positive first
+    identity_order = [np.arange(u.n_candidates) for _ in u.ids]  # 07 scored the candidates positive first
     positions = pd.concat(
-        [listwise.position_frame(label, ids, per_order[label], perms) for label in per_order]
-        + [listwise.position_frame("pointwise fine-tuned", ids, pointwise_orders, [identity_order, order_1])],
+        [listwise.position_frame(label, u.ids, per_order[label], perms) for label in per_order]
+        + [listwise.position_frame("pointwise fine-tuned", u.ids, pointwise_orders, [identity_order, order_1])],
         ignore_index=True)
-    bias = listwise.position_bias(positions, n_cand)
+    return positions, listwise.position_bias(positions, u.n_candidates)
 
-    # 3. intent localization: the summary retriever, on the sampled candidates and over the whole catalogue
-    catalogue = sorted(catalog)
+
+def intent_localization(u: Users) -> tuple[pd.DataFrame, Callable[[], tuple[np.ndarray, np.ndarray]]]:
+    """Section 3: the users' summaries embedded with MiniLM rank their sampled candidates by cosine (the summary
+    retriever's row); also the embeddings (items, summaries), computed once and only if something is not stored."""
+    cfg, catalogue = u.cfg, sorted(u.whole.catalog)
 
     @functools.cache
-    def vectors() -> tuple[np.ndarray, np.ndarray]:  # (items, summaries) by MiniLM, only if something is not stored
+    def vectors() -> tuple[np.ndarray, np.ndarray]:
         summaries = summaries_for(cfg, main_summary(cfg))
-        log(f"embedding {len(catalogue)} catalogue items and {len(samples)} summaries with MiniLM")
-        return item_vectors(cfg, catalog, catalogue), retrieval.summary_vectors([summaries[u] for u in ids])
+        u.log(f"embedding {len(catalogue)} catalogue items and {len(u.samples)} summaries with MiniLM")
+        return (item_vectors(cfg, u.whole.catalog, catalogue),
+                retrieval.summary_vectors([summaries[i] for i in u.ids]))
 
     def sampled() -> list[np.ndarray]:
         item_vecs, summary_vecs = vectors()
         row_of = {i: r for r, i in enumerate(catalogue)}
-        return [retrieval.cosine_scores(summary_vecs[u:u + 1], item_vecs[[row_of[i] for i in c]])[0]
-                for u, c in enumerate(candidates)]
+        return [retrieval.cosine_scores(summary_vecs[n:n + 1], item_vecs[[row_of[i] for i in c]])[0]
+                for n, c in enumerate(u.candidates)]
 
     key = summary_retriever_key(cfg)
-    frames["summary retriever"] = cached(scores_path(cfg, key), samples, sampled, log, key)
+    return cached(scores_path(cfg, key), u.samples, sampled, u.log, key), vectors
 
-    # 4. two-stage ranking over the whole catalogue
-    retrieved, retrieved_keys = retrieve(cfg, samples, whole, log, catalogue, vectors)
-    pointwise_adapter = table_rows.ensure_adapter(cfg, main_summary(cfg), log)
-    two_stage, stored = [], {}
+
+def two_stage_ranking(u: Users, listwise_adapter: Path,
+                      vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[pd.DataFrame,
+                                                                                      dict[str, pd.DataFrame]]:
+    """Section 4: SASRec's, the summary retriever's and their union's top ``beyond.retrieve`` items over the whole
+    catalogue, each alone and re-ranked by the fine-tuned pointwise and listwise LLMs: one row per pipeline, and
+    every pipeline's lists ("retriever|re-ranker" -> per user the items, their scores and the positive's rank)."""
+    cfg, b = u.cfg, u.cfg.beyond
+    retrieved, retrieved_keys = retrieve(cfg, u.samples, u.whole, u.log, sorted(u.whole.catalog), vectors)
+    pointwise_adapter = table_rows.ensure_adapter(cfg, main_summary(cfg), u.log)
+    rows, stored = [], {}
     for r in RETRIEVERS:
-        two_stage.append(_two_stage_row(r, "none", retrieved[r]["rank"], b.retrieve, cfg, retrieved[r]))
+        rows.append(_two_stage_row(r, "none", retrieved[r]["rank"], b.retrieve, cfg, retrieved[r]))
         stored[f"{r}|none"] = retrieved[r]
         for reranker in RERANKERS:
-            f = rerank(cfg, retrieved[r], retrieved_keys[r], reranker, samples, catalog, tokenizer, base,
-                       pointwise_adapter if reranker == "pointwise" else adapter, log, f"re-ranking {r}'s top {b.retrieve}")
-            two_stage.append(_two_stage_row(r, reranker, f["rank"], b.retrieve, cfg, f))
+            f = rerank(cfg, retrieved[r], retrieved_keys[r], reranker, u.samples, u.whole.catalog, u.tokenizer,
+                       u.base, pointwise_adapter if reranker == "pointwise" else listwise_adapter, u.log,
+                       f"re-ranking {r}'s top {b.retrieve}")
+            rows.append(_two_stage_row(r, reranker, f["rank"], b.retrieve, cfg, f))
             stored[f"{r}|{reranker}"] = f
+    return pd.DataFrame(rows), stored
 
+
+def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> dict[str, Any]:
+    """Everything of notebook 09, section by section (each score set from the store when its key matches); writes
+    the tables to ``09_beyond/<fingerprint>/`` and returns them (:func:`read`). A complete result for these
+    settings is returned as it is (its speed measurement included) unless ``force``: then the tables are made
+    again, from the store."""
+    if stages.is_complete(cfg, STAGE) and not force:
+        done = read(cfg)
+        log(f"complete for these settings: the stored tables of {io.shown_path(done['folder'], cfg.run_dir)} re-used")
+        return done
+    u = resolve(cfg, log)
+    frames, per_order, adapter, perms = listwise_vs_pointwise(u)
+    positions, bias = position_bias(u, frames, per_order, perms)
+    frames["summary retriever"], vectors = intent_localization(u)
+    two, stored = two_stage_ranking(u, adapter, vectors)
     table = quality_table(frames, cfg)
-    times = timing(cfg, samples, catalog, tokenizer, base())
-    table_rows._TRAINED.clear()
-    two = pd.DataFrame(two_stage)
+    times = timing(cfg, u.samples, u.whole.catalog, u.tokenizer, u.base())
+    table_rows.forget_trained()
     if not distributed.is_main():  # rank 0 writes the tables; the others wait for them below
         distributed.barrier()
         return read(cfg)
@@ -186,15 +243,16 @@ def run(cfg: Any, log: Callable[[str], None] = print, force: bool = False) -> di
         [f[["user_id", "items", "scores", "rank"]].assign(pipeline=name) for name, f in stored.items()],
         ignore_index=True))
     report = io.read_json(adapter.parent / "report.json")
-    record = {"n_users": len(samples), "n_candidates": n_cand, "orders": b.orders, "retrieve": b.retrieve,
-              "catalogue": len(catalogue), "table": table.to_dict(orient="records"),
+    b = cfg.beyond
+    record = {"n_users": len(u.samples), "n_candidates": u.n_candidates, "orders": b.orders, "retrieve": b.retrieve,
+              "catalogue": len(sorted(u.whole.catalog)), "table": table.to_dict(orient="records"),
               "position_bias": bias.to_dict(orient="records"), "two_stage": two.to_dict(orient="records"),
               "timing": times, "listwise_adapter": {k: report[k] for k in ("examples", "global_step", "train_seconds",
                                                                           "train_loss", "tokens_per_example_mean")},
               "scores": {k: [list(map(float, s)) for s in f["scores"]] for k, f in frames.items()}}
     io.write_json(out / "results.json", record)
     stages.finish(cfg, STAGE)
-    log(f"{len(table)} rows for {len(samples)} test users, {len(two)} two-stage rows; the tables in "
+    log(f"{len(table)} rows for {len(u.samples)} test users, {len(two)} two-stage rows; the tables in "
         f"{io.shown_path(out, cfg.run_dir)}")
     distributed.barrier()
     return read(cfg)

@@ -30,6 +30,8 @@ run's name and folder.
 
 This module knows no particular stage: each stage declares itself (a :class:`Stage`, in its own module under
 :mod:`trsr_utils.stages`) and :func:`register` adds it here, so importing a stage's module is what makes it known.
+
+Notebook 01 shows a fingerprint and ``pipeline status``; docs/design.md explains the mechanism.
 """
 
 from __future__ import annotations

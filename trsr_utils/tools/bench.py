@@ -29,6 +29,8 @@ by a timed test assertion.
   (:mod:`trsr_synth`, generated once into ``<out>/synth``): wall
   and CPU seconds and peak memory, each dataset in a child process.
   ``--scale 0.1`` runs it on a tenth.
+
+Not a notebook's subject: docs/benchmarks.md shows its results.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 
 ``runs/bench/bench.json`` is copied to ``docs/benchmarks.json``; only the part of ``docs/benchmarks.md`` between its
 two markers is generated, the prose around it is written by hand (as a run's page, :mod:`.results_page`).
+
+Not a notebook's subject.
 """
 
 from __future__ import annotations

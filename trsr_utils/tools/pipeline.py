@@ -20,6 +20,8 @@ The run directory's top level (``manifest.json``, ``notebooks/``,
 overrides is a *variant*: its manifest, executed notebooks and recorded
 results go to ``<run_dir>/variants/<config digest>/``, while stage results
 are shared through their fingerprints (nothing is computed twice).
+
+Not a notebook's subject: the README's commands run it.
 """
 
 from __future__ import annotations

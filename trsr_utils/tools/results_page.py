@@ -11,6 +11,8 @@ figures are copied next to it (``docs/results/demo/``), and the page is rendered
 is exactly what its recorded results give: a page can be stale only visibly.
 
 The benchmarks page works the same way (:mod:`trsr_utils.tools.bench_page`).
+
+Not a notebook's subject: docs/results/ holds its pages.
 """
 
 from __future__ import annotations

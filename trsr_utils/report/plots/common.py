@@ -1,5 +1,8 @@
 """What every figure of the course shares: the random ranker's label, legends kept off the data, slanted tick
-labels and label placement."""
+labels and label placement.
+
+Used by every notebook's figures.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A plan against what a run measured, and the plan's command line (``python -m trsr_utils plan``)."""
+"""A plan against what a run measured, and the plan's command line (``python -m trsr_utils plan``).
+
+Notebook 10 teaches it.
+"""
 
 from __future__ import annotations
 

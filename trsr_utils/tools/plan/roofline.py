@@ -1,5 +1,8 @@
 """The roofline: each work item's FLOPs, bytes, seconds and memory on an accelerator, and a whole plan's
-hours per stage on one or several devices."""
+hours per stage on one or several devices.
+
+Notebook 10 teaches it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Model shapes for the plan: layers, width, vocabulary and the parameters they make; bytes of weights and cache."""
+"""Model shapes for the plan: layers, width, vocabulary and the parameters they make; bytes of weights and cache.
+
+Notebook 10 teaches it.
+"""
 
 from __future__ import annotations
 
