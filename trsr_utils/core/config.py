@@ -20,8 +20,8 @@ from typing import Any, Mapping
 import yaml
 
 # Config and ConfigError are what callers import from here.
-from trsr_utils.core.schema import (BASELINES, ID_BASELINES, LLM_ROWS, POSITIVE_CONTROLS, RELIANCE_CONTROLS,  # noqa: F401
-                                    Config, ConfigError)
+from trsr_utils.core.schema import (BASELINES, ID_BASELINES, LLM_ROWS, POSITIVE_CONTROLS,  # noqa: F401
+                                    RELIANCE_CONTROLS, Config, ConfigError)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = REPO_ROOT / "profiles"
