@@ -11,7 +11,7 @@ PROFILE ?= demo
 PYTEST_ARGS ?=
 RUN ?= runs/demo
 
-.PHONY: help setup demo run test test-unit test-notebooks test-slow test-browser lab bench plan preflight strip lock clean-runs site report
+.PHONY: help setup demo run test test-unit test-notebooks test-browser lab bench plan preflight strip lock clean-runs site report
 
 help:
 	@echo "make demo        run the notebook chain on the demo profile (real data, SmolLM2-135M, CPU)"

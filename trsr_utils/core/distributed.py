@@ -6,6 +6,7 @@ Launch any stage's command line under torchrun or ``accelerate launch``::
     accelerate launch --num_processes 8 -m trsr_utils sft --profile paper-mind --all        # 06 (DDP)
     torchrun --nproc_per_node 8 -m trsr_utils evaluation --profile paper-mind               # 07's LLM rows
     torchrun --nproc_per_node 8 -m trsr_utils ablation --profile paper-mind                 # 08's cells
+    torchrun --nproc_per_node 8 -m trsr_utils beyond --profile paper-mind                   # 09's scores
 
 then run the notebooks as usual: they find the summaries in the call cache, the adapters and the scores in
 their stores. The work is cut where one process already cuts it, into its batches (of prompts to generate, of

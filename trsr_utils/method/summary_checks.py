@@ -1,4 +1,4 @@
-"""Checks a written summary must pass beyond "complete sentences, no loop" (used by :mod:`.summarize`).
+"""Checks a written summary must pass beyond "complete sentences, no loop" (used by :mod:`.summarizer`).
 
 Each check names one way a small model's summary goes wrong while still
 reading as fluent text:

@@ -12,7 +12,7 @@ that a notebook needs one import (``from trsr_utils import stages``), and import
 stage known.
 """
 
-# In the chain's order: importing a stage's module registers it, after the stages it reads (pipeline status and the
+# In the chain's order: importing a stage's module registers it, after the stages it reads (`python -m trsr_utils status` and the
 # plan list them in this order).
 from trsr_utils.stages import prepare  # noqa: F401, I001  (01)
 from trsr_utils.stages import chunking  # noqa: F401  (02)

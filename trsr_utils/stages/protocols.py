@@ -57,7 +57,7 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
     again among them, paired against our candidates (sign-flip test, Holm). TF-IDF changes by more than the
     negatives: it fits its vocabulary and IDF on the items it ranks (now the whole catalogue). (Random scores by
     candidate position, so it cannot move.) None when the profile already draws them (``data.negative_source: upstream``) or nothing is to be
-    ranked. ``base``/``tokenizer``: :func:`run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
+    ranked. ``base``/``tokenizer``: :func:`trsr_utils.stages.evaluation.run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
     (default: read from the raw files)."""
     if cfg.data.negative_source == "upstream":
         return None
@@ -102,7 +102,7 @@ def precision_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict
     """What ``model.scoring_dtype`` changed: the main LLM row (hierarchical, else the first LLM row) scored
     again in the model's own precision, same prompts and adapter; the share of users whose positive's rank moved,
     and by how much p(yes) moved. None when scoring already runs in the model's precision. ``base``/``tokenizer``:
-    :func:`run`'s recommender loader and tokenizer, re-used instead of loaded again."""
+    :func:`trsr_utils.stages.evaluation.run`'s recommender loader and tokenizer, re-used instead of loaded again."""
     dtype = cfg.model.scoring_dtype
     rows = [n for n in ("hierarchical", *frames) if n in LLM_ROWS and n in frames]
     if dtype in (None, cfg.model.dtype) or not rows:

@@ -121,12 +121,12 @@ def baseline_scores(cfg: Any, name: str, prepared: Any, samples: pd.DataFrame) -
     return _TRAINED[trained].score(samples)
 
 
-_TRAINED: dict[str, Any] = {}  # RecBole models trained in this call of :func:`run`, by their key
+_TRAINED: dict[str, Any] = {}  # RecBole models trained in one evaluation (until forget_trained), by key
 
 
 def all_interactions(cfg: Any, prepared: Any) -> dict[str, list[str]]:
     """The second training regime's sequences (:func:`baselines.all_interaction_sequences`), loaded once per
-    call of :func:`run`."""
+    evaluation (until :func:`forget_trained`)."""
     key = "sequences:" + stages.digest(samples_key(cfg))
     if key not in _TRAINED:
         _TRAINED[key] = baselines.all_interaction_sequences(preparation.load_raw(cfg).sequences, prepared.samples)

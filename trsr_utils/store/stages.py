@@ -31,7 +31,7 @@ run's name and folder.
 This module knows no particular stage: each stage declares itself (a :class:`Stage`, in its own module under
 :mod:`trsr_utils.stages`) and :func:`register` adds it here, so importing a stage's module is what makes it known.
 
-Notebook 01 shows a fingerprint and ``pipeline status``; docs/design.md explains the mechanism.
+``python -m trsr_utils status`` prints it per stage; docs/design.md explains the mechanism.
 """
 
 from __future__ import annotations
@@ -81,21 +81,19 @@ class Stage:
 
 
 # The registered stages, in registration order (each stage module registers its stage on import, after the
-# stages it reads): what `pipeline status` and the plan go through.
+# stages it reads): what `python -m trsr_utils status` and the plan go through.
 STAGES: dict[str, Stage] = {}
 # Every registered stage's editable code parts (name -> renderer): the same part may be listed by several stages.
 CODE: dict[str, Callable[[Config], Any]] = {}
 
 
 def register(stage: Stage) -> Stage:
-    """Make ``stage`` known by its name (its upstream stages first); returns it."""
+    """Make ``stage`` known by its name, and its code parts by theirs (its upstream stages first); returns it."""
     for upstream in stage.reads:
         if upstream.name not in STAGES:
             raise ValueError(f"stage {stage.name} reads {upstream.name}, which is not registered: register it first")
-    for part, render in stage.code.items():
-        if CODE.get(part, render) is not render:
-            raise ValueError(f"code part {part!r} of stage {stage.name} is already rendered by another function")
-        CODE[part] = render
+    # A module imported again (reloaded in a kernel, or run as a script) registers its stage again: the last wins.
+    CODE.update(stage.code)
     STAGES[stage.name] = stage
     return stage
 
@@ -372,7 +370,7 @@ def _short(value: Any) -> str:
     return canonical(value)
 
 
-# ----------------------------------------------------------------- status (what `pipeline status` prints)
+# ----------------------------------------------------------------- status (what `python -m trsr_utils status` prints)
 @dataclass
 class StageStatus:
     stage: str

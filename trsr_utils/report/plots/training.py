@@ -21,7 +21,7 @@ def sft_curves(report: dict, random_recall10: float | None = None):
         sns.lineplot(loss, x="step", y="loss", marker="o", ax=axes[0], label="logged loss")
     q = report["positives"] / report["examples"] if report.get("examples") and report.get("positives") else None
     if q is not None and 0 < q < 1 and report.get("loss") in ("answer", "yes_no"):
-        named, prior = metrics.prior_loss(q)  # the loss sft.reading argues from
+        named, prior = metrics.prior_loss(q)  # the loss training_readings.reading argues from
         axes[0].axhline(prior, ls="--", c="grey", label=f"{named} = {prior:.3f}: only the Yes rate learned")
     if axes[0].get_legend_handles_labels()[0]:
         _legend_outside(axes[0])
