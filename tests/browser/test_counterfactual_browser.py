@@ -34,12 +34,13 @@ EDITED = "This user only watches silent black-and-white horror films from the 19
 def counterfactual_notebook(run: Path) -> nbformat.NotebookNode:
     """The widget for the smoke run in ``run``: config, test users and their prompt parts, the two scorers."""
     cells = [
-        "from trsr_utils import counterfactual, evaluation, llm, user_prompts\n"
         "from trsr_utils.core.config import resolve_config\n"
-        "from trsr_utils.data import prepare\n\n"
+        "from trsr_utils.method import llm, user_prompts\n"
+        "from trsr_utils.report import counterfactual\n"
+        "from trsr_utils.stages import prepare, summarize, table_rows\n\n"
         f"cfg = resolve_config('smoke', {str(run)!r})",
         "prepared = prepare.read(cfg)\n"
-        "samples = evaluation.test_samples(cfg, prepared)\n"
+        "samples = table_rows.test_samples(cfg, prepared)\n"
         "summaries = summarize.summaries_for(cfg, user_prompts.main_summary(cfg))\n"
         "tokenizer = llm.load_tokenizer(cfg.model.recommender)\n"
         "inputs = counterfactual.user_inputs(cfg, samples, prepared.catalog, summaries, tokenizer)\n"
