@@ -23,6 +23,7 @@ and concatenate the ids.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -379,3 +380,13 @@ def placeholder_prompt(kind: str, domain: str) -> dict[str, Any]:
             "listwise": lambda: [listwise_messages("<summary>", two, two, domain),
                                  listwise_messages(None, [], one, domain)]}[kind]()
     return {"messages": made, "opening": SUMMARY_OPENING if kind != "recommendation" else ""}
+
+
+def _rendered(kind: str, cfg: Any) -> dict[str, Any]:
+    return placeholder_prompt(kind, domain_of(cfg))
+
+
+def code_parts(*kinds: str) -> dict[str, Callable[[Any], dict[str, Any]]]:
+    """A stage's editable prompts (``"block"`` -> ``"block prompt"``), each rendered with placeholders under a
+    config (:func:`placeholder_prompt`): what the stage's fingerprint keeps of their wording."""
+    return {f"{kind} prompt": functools.partial(_rendered, kind) for kind in kinds}

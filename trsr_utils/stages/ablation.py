@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from trsr_utils.method import audit, llm, metrics, significance
+from trsr_utils.method import audit, llm, metrics, prompts, significance
 from trsr_utils.core import distributed, io
 from trsr_utils.stages import evaluation
 from trsr_utils.stages import table_rows
@@ -72,7 +72,7 @@ def _inputs(cfg: Config) -> Inputs:
     for cell in grid(cfg):
         cell_cfg = with_overrides(cfg, cell.overrides)
         for label, (s, c) in sft.llm_inputs(cfg, cell_cfg, cell.method, cell.finetuned).items():
-            own = s == "06_sft" or stages.fingerprint(c, s).digest == stages.fingerprint(cfg, s).digest
+            own = s == "06_sft" or stages.same_result(cfg, c, s)
             out[label if own else f"{label}[{cell.name}]"] = (s, c)
     return out
 
@@ -85,8 +85,7 @@ STAGE = stages.register(stages.Stage(
      "eval.order_test", "eval.equivalence_margin", "prompt", "text", "chunking", "summary", "sft.summary",
      "model.device", "model.scoring_dtype"),
     exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
-    code={"block prompt": summarize.block_prompt, "merge prompt": summarize.merge_prompt,
-          "update prompt": summarize.update_prompt, "recommendation prompt": sft.recommendation_prompt},
+    code=prompts.code_parts("block", "merge", "update", "recommendation"),
     inputs=_inputs, version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the controls of section 4
 
 

@@ -44,20 +44,16 @@ from trsr_utils import baselines
 from trsr_utils.core import distributed, io
 from trsr_utils.core.config import Config
 from trsr_utils.data import preparation
-from trsr_utils.method import listwise, llm, metrics, prompts, retrieval, score_store, text
+from trsr_utils.method import listwise, llm, metrics, prompts, retrieval, score_store
 from trsr_utils.method.score_store import cached, scores_path
 from trsr_utils.method.user_prompts import main_summary
 from trsr_utils.stages import evaluation, prepare, sft, summarize, table_rows
-from trsr_utils.stages.listwise_scores import (POINTWISE, ensure_adapter, listwise_key, pointwise_frame,
+from trsr_utils.stages.listwise_scores import (FOLDER, POINTWISE, ensure_adapter, listwise_key, pointwise_frame,
                                                score_listwise, timing, users)
 from trsr_utils.stages.summarize import summaries_for
 from trsr_utils.stages.two_stage import item_vectors, rerank, retrieve, summary_retriever_key
 from trsr_utils.store import stages
 from trsr_utils.store.stages import Inputs
-
-
-def listwise_prompt(cfg: Config) -> Any:
-    return prompts.placeholder_prompt("listwise", text.domain_of(cfg))
 
 
 def _inputs(cfg: Config) -> Inputs:
@@ -68,12 +64,12 @@ def _inputs(cfg: Config) -> Inputs:
 # Listwise vs pointwise on 07's test users (07's pointwise scores re-used from the score store), position bias, the
 # summary retriever and two-stage ranking over the whole catalogue (SASRec retrains here).
 STAGE = stages.register(stages.Stage(
-    "09_beyond", "09_beyond_pointwise", (prepare.STAGE, summarize.HIERARCHICAL, summarize.RECURRENT, sft.STAGE),
+    FOLDER, "09_beyond_pointwise", (prepare.STAGE, summarize.HIERARCHICAL, summarize.RECURRENT, sft.STAGE),
     ("seed", "beyond", "eval.test_users", "eval.bootstrap", "eval.recbole_epochs", "eval.recbole_embedding_size",
      "eval.recbole_max_seq_length", "eval.recbole_learning_rate", "sft", "prompt", "text", "model.device",
      "model.scoring_dtype"),
     exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"), models=("model.recommender",),
-    code={"recommendation prompt": sft.recommendation_prompt, "listwise prompt": listwise_prompt},
+    code=prompts.code_parts("recommendation", "listwise"),
     inputs=_inputs))
 RERANKERS = ("pointwise", "listwise")
 RETRIEVERS = ("SASRec", "summary", "union")

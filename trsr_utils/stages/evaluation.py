@@ -36,7 +36,7 @@ from trsr_utils.core import distributed, io
 from trsr_utils.core.config import Config
 from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.data import preparation
-from trsr_utils.method import llm, metrics, significance
+from trsr_utils.method import llm, metrics, prompts, significance
 from trsr_utils.method.score_store import cached, scores_path
 from trsr_utils.method.user_prompts import build
 from trsr_utils.stages import prepare, sft, summarize
@@ -62,7 +62,7 @@ STAGE = stages.register(stages.Stage(
     exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
              "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls", "eval.order_test",
              "eval.equivalence_margin", "eval.protocol"),  # the protocol acts through the data/text/sft fields
-    models=("model.recommender",), code={"recommendation prompt": sft.recommendation_prompt}, inputs=_inputs,
+    models=("model.recommender",), code=prompts.code_parts("recommendation"), inputs=_inputs,
     version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the upstream negatives beside
 COLUMNS = ["recall@3", "recall@5", "recall@10", "mrr@3", "mrr@5", "mrr@10"]
 

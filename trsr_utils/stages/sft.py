@@ -22,7 +22,7 @@ from trsr_utils.core.config import Config, with_overrides
 from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.core.distributed import world
 from trsr_utils.core.hashing import file_digest
-from trsr_utils.method import llm, lora, prompts, text
+from trsr_utils.method import llm, lora, prompts
 from trsr_utils.method.prompts import UserPrompts
 from trsr_utils.method.user_prompts import build
 from trsr_utils.method.lora import (DEEPSPEED_ZERO2, Validator, accumulation, callback, check_launch,
@@ -33,10 +33,6 @@ from trsr_utils.stages import prepare, summarize
 from trsr_utils.stages.summarize import SUMMARY_STAGE
 from trsr_utils.store import stages
 from trsr_utils.store.stages import Inputs
-
-
-def recommendation_prompt(cfg: Config) -> Any:
-    return prompts.placeholder_prompt("recommendation", text.domain_of(cfg))
 
 
 def adapter_config(cfg: Config, method: str, seed: int = 0) -> Config:
@@ -98,7 +94,7 @@ STAGE = stages.register(stages.Stage(
     "06_sft", "06_lora_sft", (prepare.STAGE, summarize.HIERARCHICAL, summarize.RECURRENT),
     ("seed", "sft", "prompt", "text", "model.device", "model.scoring_dtype"),
     exclude=("sft.score_batch_users", "sft.logging_steps", "sft.validate_zero_shot"),
-    models=("model.recommender",), code={"recommendation prompt": recommendation_prompt}, inputs=_inputs,
+    models=("model.recommender",), code=prompts.code_parts("recommendation"), inputs=_inputs,
     version=2))  # 2: BOS where the tokenizer adds one; validation by the float64 p(yes)
 
 

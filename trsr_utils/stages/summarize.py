@@ -21,29 +21,17 @@ from trsr_utils.store import stages
 from trsr_utils.store.callcache import open_cache
 
 
-def block_prompt(cfg: Config) -> Any:
-    return prompts.placeholder_prompt("block", text.domain_of(cfg))
-
-
-def merge_prompt(cfg: Config) -> Any:
-    return prompts.placeholder_prompt("merge", text.domain_of(cfg))
-
-
-def update_prompt(cfg: Config) -> Any:
-    return prompts.placeholder_prompt("update", text.domain_of(cfg))
-
-
 HIERARCHICAL = stages.register(stages.Stage(
     "03_hierarchical", "03_hierarchical_summary", (prepare.STAGE, chunking.STAGE),
     ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size",),
-    models=("model.summarizer",), code={"block prompt": block_prompt, "merge prompt": merge_prompt},
+    models=("model.summarizer",), code=prompts.code_parts("block", "merge"),
     version=6))  # 2: summary checks; 3: unquoted invented names flagged; 4: BOS where the tokenizer adds one;
 # 5: a closing quote after a sentence's end kept (was flagged unclosed); each step keeps its first attempt;
 # 6: a sentence trailing off in "..." or split at an initialism ("G.I.J.J. and") is unfinished
 RECURRENT = stages.register(stages.Stage(
     "04_recurrent", "04_recurrent_summary", (prepare.STAGE, chunking.STAGE),
     ("summary", "prompt.domain", "model.device"), exclude=("summary.batch_size", "summary.merge_fan_in"),
-    models=("model.summarizer",), code={"block prompt": block_prompt, "update prompt": update_prompt},
+    models=("model.summarizer",), code=prompts.code_parts("block", "update"),
     version=6))  # 5, 6: as 03's
 # The stage whose result a summary method's texts come from: the template is made from notebook 02's blocks, the
 # oracle (notebook 08's positive control) from notebook 01's held-out positives.

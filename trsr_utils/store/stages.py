@@ -140,7 +140,7 @@ def inputs(cfg: Config, name: str | Stage) -> Inputs:
     return stage.inputs(cfg) if stage.inputs else {r.name: (r.name, cfg) for r in stage.reads}
 
 
-def _same_result(cfg: Config, other: Config, name: str) -> bool:
+def same_result(cfg: Config, other: Config, name: str) -> bool:
     """Does stage ``name`` have the same result under ``other`` as under ``cfg``?"""
     return fingerprint(other, name).digest == fingerprint(cfg, name).digest
 
@@ -402,7 +402,7 @@ def status(cfg: Config, names: Iterable[str] | None = None) -> list[StageStatus]
         needs, computes = [], []
         for label, (s, c) in read.items():
             if not is_complete(c, s):
-                own = _same_result(cfg, c, s)
+                own = same_result(cfg, c, s)
                 (needs if own else computes).append(get(s).number if own else label)
         if needs:
             reasons.append(f"needs notebooks {', '.join(sorted(set(needs)))} first")
