@@ -15,6 +15,7 @@ Commands, in the order a new user meets them:
     site            the course as a static website (``make site``)
     download        fetch MIND or Amazon-M2 into data/
     layers          list imports that break the package's layers
+    judge           does one setting change what a run finds? two runs compared (audit, paired tests)
 
 One stage from the command line, on one process or several (``torchrun ... -m trsr_utils sft ...``), then the
 notebook finds its results:
@@ -37,12 +38,12 @@ from typing import Callable
 from trsr_utils.core import layers
 from trsr_utils.data import download
 from trsr_utils.stages import ablation, beyond, evaluation, sft, summarize
-from trsr_utils.tools import bench, bench_page, pipeline, plan, preflight, site
+from trsr_utils.tools import bench, bench_page, judge, pipeline, plan, preflight, site
 
 PIPELINE = ("run", "status", "list", "report", "handout", "strip")  # subcommands of tools.pipeline
 TOOLS: dict[str, Callable[..., int]] = {"preflight": preflight.main, "plan": plan.main, "bench": bench.main,
                                         "results-page": bench_page.main, "site": site.main,
-                                        "download": download.main, "layers": lambda argv: layers.main()}
+                                        "download": download.main, "layers": lambda argv: layers.main(), "judge": judge.main}
 # Stage commands: the stage module's ``command(cfg, args)`` and, where it has options of its own, ``arguments``.
 STAGE_COMMANDS = {"summarize": summarize, "sft": sft, "evaluation": evaluation, "ablation": ablation,
                   "beyond": beyond}

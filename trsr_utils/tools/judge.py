@@ -1,0 +1,283 @@
+"""Does one setting change what a run finds? Two runs of a profile that differ in one setting (for example
+``--set model.summarizer_dtype=bfloat16``, a faster precision), judged by notebook 05's audit and the paired
+tests over the same users, before a profile adopts the setting (issue 25: "let the audit and the paired tests
+judge what it changes"). docs/methods.md shows it on course-long.
+
+``python -m trsr_utils judge RUN_A RUN_B [--to PAGE.md]``: A is the reference, B the candidate. It reads only what
+the runs stored (each run's manifest, 03/04's summaries and call counts, 05's per-user audit and predictiveness,
+07's ranks, 08's recorded controls): nothing is recomputed, so it costs seconds.
+
+- **Summaries**: how many users' final summaries are identical; the summarizer's seconds per LLM call.
+- **Audit** (notebook 05): each measure per method, paired over users (permutation test, Holm over the family).
+- **Predictiveness** (05): each query's Recall@10 over the same users, paired.
+- **Ranking** (07): every system both runs scored, paired over the test users, with a TOST at the profile's
+  ``eval.equivalence_margin``. A system whose inputs the setting does not touch (e.g. TALLRec, which reads no
+  summary, when only the summarizer changed) is the negative control: its ranks must be equal.
+- **Findings** (08): the summary's effect and each control, as each run decided them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from trsr_utils.method import metrics, significance
+
+AUDIT_MEASURES = ("coverage", "faithfulness", "named", "invented")
+NOTEBOOK_STAGES = {"03_hierarchical": "hierarchical", "04_recurrent": "recurrent"}
+
+
+class Run:
+    """What one run stored: its manifest (settings, per-notebook seconds) and the folder of each stage it made."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        manifest = path if path.name == "manifest.json" else path / "manifest.json"
+        if not manifest.exists() and (path / "variants").is_dir():
+            found = sorted((path / "variants").glob("*/manifest.json"))
+            if len(found) != 1:
+                raise FileNotFoundError(f"{path} has no manifest.json and {len(found)} variants "
+                                        f"({', '.join(str(f.parent) for f in found)}): name one")
+            manifest = found[0]
+        if not manifest.exists():
+            raise FileNotFoundError(f"no manifest.json in {path}: is it a run directory?")
+        self.manifest_path = manifest
+        self.manifest: dict[str, Any] = json.loads(manifest.read_text())
+        self.name = str(path)
+        self.folders = {stage: Path(rec["folder"]) for stage, rec in self.manifest.get("stages", {}).items()}
+
+    def folder(self, stage: str) -> Path:
+        if stage not in self.folders or not self.folders[stage].is_dir():
+            raise FileNotFoundError(f"{self.name}: no result of stage {stage} (run its notebook first)")
+        return self.folders[stage]
+
+    def has(self, stage: str) -> bool:
+        return stage in self.folders and self.folders[stage].is_dir()
+
+    def results(self, notebook: str) -> dict[str, Any]:
+        path = self.manifest_path.parent / "results" / f"{notebook}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def seconds(self) -> dict[str, float]:
+        return {Path(nb["notebook"]).stem: nb.get("seconds") for nb in self.manifest.get("notebooks", [])}
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def setting_differences(a: Run, b: Run) -> pd.DataFrame:
+    """The configuration values that differ between the runs (their run directories aside)."""
+    fa, fb = _flat(a.manifest.get("config", {})), _flat(b.manifest.get("config", {}))
+    keys = sorted(k for k in set(fa) | set(fb) if k != "run_dir" and fa.get(k) != fb.get(k))
+    return pd.DataFrame([{"setting": k, "A": fa.get(k), "B": fb.get(k)} for k in keys],
+                        columns=["setting", "A", "B"])
+
+
+def summaries(a: Run, b: Run) -> pd.DataFrame:
+    """Per summary method: users, how many final summaries are identical, and the summarizer's new calls and
+    seconds per new call in each run (from 03/04's meta)."""
+    rows = []
+    for stage, method in NOTEBOOK_STAGES.items():
+        if not (a.has(stage) and b.has(stage)):
+            continue
+        sa = pd.read_parquet(a.folder(stage) / "summaries.parquet").set_index("user_id")["summary"]
+        sb = pd.read_parquet(b.folder(stage) / "summaries.parquet").set_index("user_id")["summary"]
+        users = sa.index.intersection(sb.index)
+        row: dict[str, Any] = {"method": method, "users": len(users),
+                               "identical": int((sa.loc[users] == sb.loc[users]).sum())}
+        for side, run in (("A", a), ("B", b)):
+            meta = json.loads((run.folder(stage) / "meta.json").read_text())
+            calls = meta.get("cache_misses") or 0
+            row[f"new_calls_{side}"] = calls
+            row[f"s_per_call_{side}"] = meta["generation_seconds"] / calls if calls else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired(frame_a: pd.DataFrame, frame_b: pd.DataFrame, keys: Sequence[str], value: str,
+            n_resamples: int = 9999) -> pd.DataFrame:
+    """Paired tests of ``value`` per group of ``keys`` over the users both frames have, Holm over the groups."""
+    rows = []
+    for group, ga in frame_a.groupby(list(keys), sort=False):
+        group = group if isinstance(group, tuple) else (group,)
+        gb = frame_b
+        for k, v in zip(keys, group):
+            gb = gb[gb[k] == v]
+        va = ga.dropna(subset=[value]).set_index("user_id")[value]
+        vb = gb.dropna(subset=[value]).set_index("user_id")[value]
+        users = va.index.intersection(vb.index)
+        if len(users) < 2:
+            continue
+        x, y = va.loc[users].to_numpy(float), vb.loc[users].to_numpy(float)
+        rows.append({**dict(zip(keys, group)), "users": len(users), "A": float(x.mean()), "B": float(y.mean()),
+                     **{k: v for k, v in significance.paired_difference(y, x, n_resamples).items() if k in ("diff", "p")}})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_holm"] = significance.holm(table["p"])
+        table["differs"] = table["p_holm"] < significance.ALPHA
+    return table
+
+
+def audit(a: Run, b: Run, n_resamples: int = 9999) -> pd.DataFrame:
+    """05's audit measures per method, B - A paired over users (Holm over methods x measures)."""
+    ta, tb = (pd.read_parquet(r.folder("05_compare") / "audit.parquet") for r in (a, b))
+    long = [t.melt(id_vars=["method", "user_id"], value_vars=list(AUDIT_MEASURES), var_name="measure")
+            for t in (ta, tb)]
+    return _paired(long[0], long[1], ["method", "measure"], "value", n_resamples)
+
+
+def predictiveness(a: Run, b: Run, n_resamples: int = 9999) -> pd.DataFrame:
+    """05's summary-as-a-query Recall@10 per query, B - A paired over users."""
+    ta, tb = (pd.read_parquet(r.folder("05_compare") / "predictiveness.parquet") for r in (a, b))
+    for t in (ta, tb):
+        t["recall@10"] = metrics.per_user(t["rank"], "recall@10")
+    return _paired(ta, tb, ["system"], "recall@10", n_resamples)
+
+
+def ranking(a: Run, b: Run, margin: float, metric: str = "recall@10", n_resamples: int = 9999) -> pd.DataFrame:
+    """07's systems scored in both runs: B - A paired over the test users, Holm over the systems, a TOST at
+    ``margin`` and the decision sentence; ``equal_ranks`` says whether every user's rank is the same."""
+    ra, rb = (pd.read_parquet(r.folder("07_eval") / "ranks.parquet") for r in (a, b))
+    if "seed" in ra:  # several SFT seeds: one rank per (system, user) needs the mean of the metric over seeds
+        ra, rb = (r[r["seed"].fillna(0) == r["seed"].fillna(0).min()] for r in (ra, rb))
+    systems = [s for s in ra["system"].unique() if s in set(rb["system"])]
+    both = pd.concat([ra[ra["system"].isin(systems)].assign(system=lambda f: "A:" + f["system"]),
+                      rb[rb["system"].isin(systems)].assign(system=lambda f: "B:" + f["system"])])
+    table = significance.compare(both, [(f"B:{s}", f"A:{s}") for s in systems], [metric], n_resamples)
+    rows = []
+    for s, (_, row) in zip(systems, table.iterrows()):
+        x = ra[ra["system"] == s].set_index("user_id")["rank"]
+        y = rb[rb["system"] == s].set_index("user_id")["rank"].reindex(x.index)
+        va, vb = (metrics.per_user(r, metric) for r in (x, y))
+        tost = significance.equivalence(vb, va, margin)
+        rows.append({"system": s, "users": len(x), "A": row["mean_b"], "B": row["mean_a"], "diff": row["diff"],
+                     "p": row["p"], "p_holm": row["p_holm"], "tost_p": tost["p"],
+                     "equal_ranks": bool((x.to_numpy() == y.to_numpy()).all()),
+                     "users_rank_changed": int((x.to_numpy() != y.to_numpy()).sum()),
+                     "decision": significance.decision({"diff": row["diff"], "p": row["p"], "p_holm": row["p_holm"]},
+                                                       tost, metric)})
+    return pd.DataFrame(rows)
+
+
+def findings(a: Run, b: Run) -> pd.DataFrame:
+    """08's recorded answers side by side: the summary's effect per method and each control's difference."""
+    ra, rb = a.results("08_ablations"), b.results("08_ablations")
+    rows = []
+    for method in sorted(set(ra.get("summary_effect", {})) & set(rb.get("summary_effect", {}))):
+        ea, eb = ra["summary_effect"][method], rb["summary_effect"][method]
+        rows.append({"finding": f"summary effect over TALLRec: {method}", "A": ea["diff"], "p_A": ea["p"],
+                     "B": eb["diff"], "p_B": eb["p"], "A says": ea["decision"].split(":")[0],
+                     "B says": eb["decision"].split(":")[0]})
+    for name in [c for c in ra.get("controls", {}) if c in rb.get("controls", {})]:
+        ca, cb = ra["controls"][name], rb["controls"][name]
+        say = lambda c: "differs" if c["significant"] else "not shown"  # noqa: E731
+        rows.append({"finding": name, "A": ca["diff"], "p_A": ca["p_holm"], "B": cb["diff"], "p_B": cb["p_holm"],
+                     "A says": say(ca), "B says": say(cb)})
+    return pd.DataFrame(rows)
+
+
+def times(a: Run, b: Run) -> pd.DataFrame:
+    sa, sb = a.seconds(), b.seconds()
+    rows = [{"notebook": nb, "A": sa.get(nb), "B": sb.get(nb)} for nb in sorted(set(sa) | set(sb))]
+    table = pd.DataFrame(rows, columns=["notebook", "A", "B"])
+    if len(table):
+        table.loc[len(table)] = {"notebook": "all", "A": table["A"].sum(min_count=1), "B": table["B"].sum(min_count=1)}
+    return table
+
+
+def judge(a: Run, b: Run, margin: float | None = None, n_resamples: int = 9999) -> dict[str, pd.DataFrame]:
+    """Every comparison both runs have results for (a stage either run lacks is left out); ``n_resamples`` for
+    the permutation tests and bootstrap intervals."""
+    margin = margin or _flat(a.manifest.get("config", {})).get("eval.equivalence_margin") or 0.05
+    out = {"settings": setting_differences(a, b), "summaries": summaries(a, b), "times": times(a, b)}
+    if a.has("05_compare") and b.has("05_compare"):
+        out["audit"], out["predictiveness"] = audit(a, b, n_resamples), predictiveness(a, b, n_resamples)
+    if a.has("07_eval") and b.has("07_eval"):
+        out["ranking"] = ranking(a, b, margin, n_resamples=n_resamples)
+    out["findings"] = findings(a, b)
+    return out
+
+
+def reading(tables: Mapping[str, pd.DataFrame], no_summary: Sequence[str] = ("tallrec",)) -> list[str]:
+    """Plain sentences derived from the tables: what the change did to the summaries, the audit, the rankings
+    (with the negative control: systems that read no summary) and the findings."""
+    out = []
+    s = tables.get("summaries", pd.DataFrame())
+    for _, r in s.iterrows():
+        speed = (f"; {r['s_per_call_A']:.2f} s per new LLM call in A, {r['s_per_call_B']:.2f} in B"
+                 if np.isfinite(r["s_per_call_A"]) and np.isfinite(r["s_per_call_B"]) else "")
+        out.append(f"{r['method']}: {r['identical']} of {r['users']} users' final summaries are identical{speed}.")
+    for name, label in (("audit", "audit measures"), ("predictiveness", "summary-as-query Recall@10 values")):
+        t = tables.get(name)
+        if t is not None and len(t):
+            moved = t[t["differs"]]
+            what = ", ".join(f"{' '.join(str(r[k]) for k in t.columns[:t.columns.get_loc('users')])} "
+                             f"({r['diff']:+.3f}, Holm p {r['p_holm']:.3f})" for _, r in moved.iterrows())
+            out.append(f"{len(moved)} of {len(t)} {label} differ between A and B after Holm"
+                       + (f": {what}." if len(moved) else f" (smallest Holm p {t['p_holm'].min():.3f})."))
+    t = tables.get("ranking")
+    if t is not None and len(t):
+        for _, r in t[t["system"].isin(no_summary)].iterrows():
+            out.append(f"Negative control ({r['system']}, reads no summary): "
+                       + ("every user's rank is the same in both runs." if r["equal_ranks"] else
+                          f"{r['users_rank_changed']} users' ranks changed: something besides the summaries "
+                          "differs between the runs."))
+        rest = t[~t["system"].isin(no_summary)]
+        same = rest[rest["equal_ranks"]]
+        if len(same):
+            out.append(f"Every user's rank is the same in both runs for {len(same)} of {len(rest)} other systems: "
+                       + ", ".join(same["system"]) + ".")
+        for _, r in rest[~rest["equal_ranks"]].iterrows():
+            out.append(f"{r['system']} ({r['users_rank_changed']} of {r['users']} users' ranks changed), B - A: "
+                       f"{r['decision']}.")
+    f = tables.get("findings")
+    if f is not None and len(f):
+        same = f[f["A says"] == f["B says"]]
+        out.append(f"{len(same)} of {len(f)} of notebook 08's findings get the same answer in both runs"
+                   + ("." if len(same) == len(f) else ": not " + ", ".join(f[f["A says"] != f["B says"]]["finding"])
+                      + "."))
+    return out
+
+
+def page(a: Run, b: Run, tables: Mapping[str, pd.DataFrame]) -> str:
+    """The judgement as Markdown: the readings, then every table."""
+    parts = [f"# Judging one setting: B against A\n\nA (reference): `{a.name}`; B: `{b.name}`. Written by "
+             "`python -m trsr_utils judge` from what the two runs stored.\n", "## Reading\n",
+             "\n".join(f"- {line}" for line in reading(tables)) + "\n"]
+    titles = {"settings": "Settings that differ", "times": "Seconds per notebook",
+              "summaries": "Summaries (03/04)", "audit": "Audit (05), B - A paired over users",
+              "predictiveness": "Summary as a query (05), Recall@10", "ranking": "Ranking (07), Recall@10",
+              "findings": "Notebook 08's findings in each run"}
+    for key, title in titles.items():
+        if key in tables and len(tables[key]):
+            parts.append(f"## {title}\n\n{tables[key].to_markdown(index=False, floatfmt='.4g')}\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trsr_utils judge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_a", help="the reference run directory (or its manifest.json)")
+    parser.add_argument("run_b", help="the run with the changed setting")
+    parser.add_argument("--to", default=None, help="write the judgement as Markdown here (default: print it)")
+    parser.add_argument("--margin", type=float, default=None, help="TOST margin (default eval.equivalence_margin)")
+    args = parser.parse_args(argv)
+    a, b = Run(args.run_a), Run(args.run_b)
+    text = page(a, b, judge(a, b, args.margin))
+    if args.to:
+        Path(args.to).write_text(text)
+        print(f"wrote {args.to}")
+    else:
+        print(text)
+    return 0
