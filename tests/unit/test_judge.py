@@ -95,8 +95,8 @@ def test_a_changed_setting_is_found_where_it_acts(tmp_path):
     assert ranking.loc["hierarchical", "diff"] == pytest.approx(expected) and expected < 0
     assert ranking.loc["hierarchical", "decision"].startswith("shown")
     lines = judge.reading(tables)
-    assert "hierarchical: 35 of 40 users' final summaries are identical; 0.80 s per new LLM call in A, 0.40 in B." \
-        in lines
+    assert ("hierarchical: 35 of 40 users' final summaries are identical; 0.80 s per new LLM call in A (10 new "
+            "calls), 0.40 in B (10).") in lines
     assert any(line.startswith("1 of 8 audit measures differ between A and B after Holm: hierarchical coverage")
                for line in lines)
     assert any(line.startswith("hierarchical (") and "shown" in line for line in lines)

@@ -81,7 +81,8 @@ def setting_differences(a: Run, b: Run) -> pd.DataFrame:
     """The configuration values that differ between the runs (their run directories aside)."""
     fa, fb = _flat(a.manifest.get("config", {})), _flat(b.manifest.get("config", {}))
     keys = sorted(k for k in set(fa) | set(fb) if k != "run_dir" and fa.get(k) != fb.get(k))
-    return pd.DataFrame([{"setting": k, "A": fa.get(k), "B": fb.get(k)} for k in keys],
+    # str(): None (a setting left to its default, e.g. summarizer_dtype None = model.dtype) stays visible
+    return pd.DataFrame([{"setting": k, "A": str(fa.get(k)), "B": str(fb.get(k))} for k in keys],
                         columns=["setting", "A", "B"])
 
 
@@ -216,7 +217,8 @@ def reading(tables: Mapping[str, pd.DataFrame], no_summary: Sequence[str] = ("ta
     out = []
     s = tables.get("summaries", pd.DataFrame())
     for _, r in s.iterrows():
-        speed = (f"; {r['s_per_call_A']:.2f} s per new LLM call in A, {r['s_per_call_B']:.2f} in B"
+        speed = (f"; {r['s_per_call_A']:.2f} s per new LLM call in A ({r['new_calls_A']} new calls), "
+                 f"{r['s_per_call_B']:.2f} in B ({r['new_calls_B']})"
                  if np.isfinite(r["s_per_call_A"]) and np.isfinite(r["s_per_call_B"]) else "")
         out.append(f"{r['method']}: {r['identical']} of {r['users']} users' final summaries are identical{speed}.")
     for name, label in (("audit", "audit measures"), ("predictiveness", "summary-as-query Recall@10 values")):
