@@ -66,7 +66,7 @@ def test_a_run_against_itself_changes_nothing(tmp_path):
     assert tables["settings"].empty
     assert (tables["summaries"]["identical"] == len(USERS)).all()
     assert not tables["audit"]["differs"].any() and (tables["audit"]["diff"] == 0).all()
-    assert tables["ranking"]["equal_ranks"].all()
+    assert not tables["ranking"]["moved"].any()
     lines = judge.reading(tables)
     assert "Negative control (tallrec, reads no summary): every user's rank is the same in both runs." in lines
     assert lines[-1] == "2 of 2 of notebook 08's findings get the same answer in both runs."
@@ -90,7 +90,11 @@ def test_a_changed_setting_is_found_where_it_acts(tmp_path):
     assert audit.loc[("hierarchical", "coverage"), "differs"]
     assert not audit.drop(("hierarchical", "coverage"))["differs"].any()
     ranking = tables["ranking"].set_index("system")
-    assert ranking.loc["tallrec", "equal_ranks"] and ranking.loc["random", "equal_ranks"]
+    assert not ranking.loc["tallrec", "moved"] and not ranking.loc["random", "moved"]
+    # Holm counts only what moved: one audit measure and one system here, so their Holm p is their p
+    assert audit.loc[("hierarchical", "coverage"), "p_holm"] == audit.loc[("hierarchical", "coverage"), "p"]
+    assert ranking.loc["hierarchical", "p_holm"] == ranking.loc["hierarchical", "p"]
+    assert (ranking.drop("hierarchical")["p_holm"] == 1).all()
     expected = float(np.mean(worse <= 10) - np.mean(base <= 10))
     assert ranking.loc["hierarchical", "diff"] == pytest.approx(expected) and expected < 0
     assert ranking.loc["hierarchical", "decision"].startswith("shown")

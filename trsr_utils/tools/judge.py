@@ -107,9 +107,20 @@ def summaries(a: Run, b: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _holm_over_moved(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm over the rows whose per-user values moved at all (``moved``); a row no user moved in (a system or
+    measure the setting cannot reach) is not a test and does not dilute the family: its p_holm is 1."""
+    table["p_holm"] = 1.0
+    if table["moved"].any():
+        table.loc[table["moved"], "p_holm"] = significance.holm(table.loc[table["moved"], "p"])
+    table["differs"] = table["p_holm"] < significance.ALPHA
+    return table
+
+
 def _paired(frame_a: pd.DataFrame, frame_b: pd.DataFrame, keys: Sequence[str], value: str,
             n_resamples: int = 9999) -> pd.DataFrame:
-    """Paired tests of ``value`` per group of ``keys`` over the users both frames have, Holm over the groups."""
+    """Paired tests of ``value`` per group of ``keys`` over the users both frames have, Holm over the groups
+    that moved."""
     rows = []
     for group, ga in frame_a.groupby(list(keys), sort=False):
         group = group if isinstance(group, tuple) else (group,)
@@ -122,13 +133,11 @@ def _paired(frame_a: pd.DataFrame, frame_b: pd.DataFrame, keys: Sequence[str], v
         if len(users) < 2:
             continue
         x, y = va.loc[users].to_numpy(float), vb.loc[users].to_numpy(float)
+        test = significance.paired_difference(y, x, n_resamples)
         rows.append({**dict(zip(keys, group)), "users": len(users), "A": float(x.mean()), "B": float(y.mean()),
-                     **{k: v for k, v in significance.paired_difference(y, x, n_resamples).items() if k in ("diff", "p")}})
+                     "diff": test["diff"], "p": test["p"], "moved": bool((x != y).any())})
     table = pd.DataFrame(rows)
-    if len(table):
-        table["p_holm"] = significance.holm(table["p"])
-        table["differs"] = table["p_holm"] < significance.ALPHA
-    return table
+    return _holm_over_moved(table) if len(table) else table
 
 
 def audit(a: Run, b: Run, n_resamples: int = 9999) -> pd.DataFrame:
@@ -148,28 +157,29 @@ def predictiveness(a: Run, b: Run, n_resamples: int = 9999) -> pd.DataFrame:
 
 
 def ranking(a: Run, b: Run, margin: float, metric: str = "recall@10", n_resamples: int = 9999) -> pd.DataFrame:
-    """07's systems scored in both runs: B - A paired over the test users, Holm over the systems, a TOST at
-    ``margin`` and the decision sentence; ``equal_ranks`` says whether every user's rank is the same."""
+    """07's systems scored in both runs: B - A paired over the test users (Holm over the systems whose ranks
+    moved), a TOST at ``margin`` and the decision sentence; ``moved`` is False where every user's rank is equal."""
     ra, rb = (pd.read_parquet(r.folder("07_eval") / "ranks.parquet") for r in (a, b))
-    if "seed" in ra:  # several SFT seeds: one rank per (system, user) needs the mean of the metric over seeds
+    if "seed" in ra:  # several SFT seeds: compare the first seed's ranks (one rank per system and user)
         ra, rb = (r[r["seed"].fillna(0) == r["seed"].fillna(0).min()] for r in (ra, rb))
-    systems = [s for s in ra["system"].unique() if s in set(rb["system"])]
-    both = pd.concat([ra[ra["system"].isin(systems)].assign(system=lambda f: "A:" + f["system"]),
-                      rb[rb["system"].isin(systems)].assign(system=lambda f: "B:" + f["system"])])
-    table = significance.compare(both, [(f"B:{s}", f"A:{s}") for s in systems], [metric], n_resamples)
-    rows = []
-    for s, (_, row) in zip(systems, table.iterrows()):
+    rows, values = [], {}
+    for s in [s for s in ra["system"].unique() if s in set(rb["system"])]:
         x = ra[ra["system"] == s].set_index("user_id")["rank"]
-        y = rb[rb["system"] == s].set_index("user_id")["rank"].reindex(x.index)
-        va, vb = (metrics.per_user(r, metric) for r in (x, y))
-        tost = significance.equivalence(vb, va, margin)
-        rows.append({"system": s, "users": len(x), "A": row["mean_b"], "B": row["mean_a"], "diff": row["diff"],
-                     "p": row["p"], "p_holm": row["p_holm"], "tost_p": tost["p"],
-                     "equal_ranks": bool((x.to_numpy() == y.to_numpy()).all()),
-                     "users_rank_changed": int((x.to_numpy() != y.to_numpy()).sum()),
-                     "decision": significance.decision({"diff": row["diff"], "p": row["p"], "p_holm": row["p_holm"]},
-                                                       tost, metric)})
-    return pd.DataFrame(rows)
+        y = rb[rb["system"] == s].set_index("user_id")["rank"]
+        if set(x.index) != set(y.index):
+            raise ValueError(f"{s}: the runs ranked different users; a paired test needs the same users")
+        y = y.reindex(x.index)
+        va, vb = (np.asarray(metrics.per_user(r, metric), dtype=float) for r in (x, y))
+        test = significance.paired_difference(vb, va, n_resamples)
+        values[s] = (va, vb)
+        rows.append({"system": s, "users": len(x), "A": float(va.mean()), "B": float(vb.mean()), "diff": test["diff"],
+                     "p": test["p"], "moved": bool((x.to_numpy() != y.to_numpy()).any()),
+                     "users_rank_changed": int((x.to_numpy() != y.to_numpy()).sum())})
+    table = _holm_over_moved(pd.DataFrame(rows))
+    tosts = [significance.equivalence(values[s][1], values[s][0], margin) for s in table["system"]]
+    table["tost_p"] = [t["p"] for t in tosts]
+    table["decision"] = [significance.decision(dict(row), t, metric) for (_, row), t in zip(table.iterrows(), tosts)]
+    return table
 
 
 def findings(a: Run, b: Run) -> pd.DataFrame:
@@ -233,16 +243,17 @@ def reading(tables: Mapping[str, pd.DataFrame], no_summary: Sequence[str] = ("ta
     if t is not None and len(t):
         for _, r in t[t["system"].isin(no_summary)].iterrows():
             out.append(f"Negative control ({r['system']}, reads no summary): "
-                       + ("every user's rank is the same in both runs." if r["equal_ranks"] else
+                       + ("every user's rank is the same in both runs." if not r["moved"] else
                           f"{r['users_rank_changed']} users' ranks changed: something besides the summaries "
                           "differs between the runs."))
         rest = t[~t["system"].isin(no_summary)]
-        same = rest[rest["equal_ranks"]]
+        same = rest[~rest["moved"]]
         if len(same):
             out.append(f"Every user's rank is the same in both runs for {len(same)} of {len(rest)} other systems: "
                        + ", ".join(same["system"]) + ".")
-        for _, r in rest[~rest["equal_ranks"]].iterrows():
-            out.append(f"{r['system']} ({r['users_rank_changed']} of {r['users']} users' ranks changed), B - A: "
+        for _, r in rest[rest["moved"]].iterrows():
+            out.append(f"{r['system']} ({r['users_rank_changed']} of {r['users']} users' ranks changed; Holm p "
+                       f"{r['p_holm']:.3f} over the {int(t['moved'].sum())} systems that moved), B - A: "
                        f"{r['decision']}.")
     f = tables.get("findings")
     if f is not None and len(f):
