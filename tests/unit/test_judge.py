@@ -16,7 +16,8 @@ BASE = 1 + np.random.default_rng(1).integers(0, 21, len(USERS))  # each user's r
 
 
 def make_run(root: Path, dtype: str = "float32", hierarchical_rank=None, tallrec_rank=None,
-             summaries: dict[str, str] | None = None, coverage_shift: float = 0.0, variant: bool = False) -> Path:
+             summaries: dict[str, str] | None = None, coverage_shift: float = 0.0, variant: bool = False,
+             shuffle: bool = False, second_seed=None) -> Path:
     """A run directory as the pipeline leaves it, with only what the judge reads."""
     rng = np.random.default_rng(0)
     home = root / "variants" / "abc123" if variant else root
@@ -34,9 +35,11 @@ def make_run(root: Path, dtype: str = "float32", hierarchical_rank=None, tallrec
     f = root / "05_compare" / "f"
     f.mkdir(parents=True)
     cov = rng.uniform(0.2, 0.8, len(USERS))
-    pd.DataFrame([{"method": m, "user_id": u, "coverage": c + (coverage_shift if m == "hierarchical" else 0),
-                   "faithfulness": 1.0, "named": 3, "invented": 0} for m in ("hierarchical", "recurrent")
-                  for u, c in zip(USERS, cov)]).to_parquet(f / "audit.parquet")
+    audit = pd.DataFrame([{"method": m, "user_id": u, "coverage": c + (coverage_shift if m == "hierarchical" else 0),
+                           "faithfulness": 1.0, "named": 3, "invented": 0} for m in ("hierarchical", "recurrent")
+                          for u, c in zip(USERS, cov)])
+    # shuffle: the same values in another row order, so that only pairing by user id gives the right answer
+    (audit.sample(frac=1, random_state=3) if shuffle else audit).to_parquet(f / "audit.parquet")
     pd.DataFrame([{"system": "hierarchical summary", "user_id": u, "rank": 1 + i % 21}
                   for i, u in enumerate(USERS)]).to_parquet(f / "predictiveness.parquet")
     folders["05_compare"] = f
@@ -45,12 +48,16 @@ def make_run(root: Path, dtype: str = "float32", hierarchical_rank=None, tallrec
     base = BASE
     ranks = {"random": base, "tallrec": tallrec_rank if tallrec_rank is not None else base,
              "hierarchical": hierarchical_rank if hierarchical_rank is not None else base}
-    pd.DataFrame([{"system": s, "label": s, "user_id": u, "rank": int(r), "seed": 0} for s, rs in ranks.items()
-                  for u, r in zip(USERS, rs)]).to_parquet(f / "ranks.parquet")
+    frame = pd.DataFrame([{"system": s, "label": s, "user_id": u, "rank": int(r), "seed": 0}
+                          for s, rs in ranks.items() for u, r in zip(USERS, rs)])
+    if second_seed is not None:  # a second SFT seed of the hierarchical row
+        frame = pd.concat([frame, pd.DataFrame([{"system": "hierarchical", "label": "hierarchical", "user_id": u,
+                                                 "rank": int(r), "seed": 1} for u, r in zip(USERS, second_seed)])])
+    (frame.sample(frac=1, random_state=4) if shuffle else frame).to_parquet(f / "ranks.parquet")
     folders["07_eval"] = f
     (home / "results").mkdir()
     (home / "results" / "08_ablations.json").write_text(json.dumps({
-        "summary_effect": {"hierarchical": {"diff": 0.02, "p": 0.8, "decision": "undecided: +0.020"}},
+        "summary_effect": {"hierarchical": {"diff": 0.02, "p": 0.8, "p_holm": 0.8, "decision": "undecided: +0.020"}},
         "controls": {"oracle vs hierarchical": {"diff": 0.2, "p_holm": 0.01, "significant": True}}}))
     manifest = {"config": {"run_dir": str(root), "model": {"summarizer_dtype": dtype},
                            "eval": {"equivalence_margin": 0.05}},
@@ -68,7 +75,8 @@ def test_a_run_against_itself_changes_nothing(tmp_path):
     assert not tables["audit"]["differs"].any() and (tables["audit"]["diff"] == 0).all()
     assert not tables["ranking"]["moved"].any()
     lines = judge.reading(tables)
-    assert "Negative control (tallrec, reads no summary): every user's rank is the same in both runs." in lines
+    assert "Every user's rank is the same in both runs for 3 of 3 other systems: random, tallrec, hierarchical." \
+        in lines  # no setting differs, so no row is singled out as the negative control
     assert lines[-1] == "2 of 2 of notebook 08's findings get the same answer in both runs."
 
 
@@ -77,7 +85,8 @@ def test_a_changed_setting_is_found_where_it_acts(tmp_path):
     worse = np.where(np.arange(len(USERS)) < 30, 21, base)  # 30 of 40 users' positives pushed to the bottom
     a = judge.Run(make_run(tmp_path / "a"))
     b = judge.Run(make_run(tmp_path / "b", dtype="bfloat16", hierarchical_rank=worse,
-                           summaries={u: "another text" for u in USERS[:5]}, coverage_shift=0.3, variant=True))
+                           summaries={u: "another text" for u in USERS[:5]}, coverage_shift=0.3, variant=True,
+                           shuffle=True))
     tables = judge.judge(a, b, n_resamples=999)
     assert tables["settings"].to_dict("records") == [{"setting": "model.summarizer_dtype", "A": "float32",
                                                       "B": "bfloat16"}]
@@ -101,8 +110,10 @@ def test_a_changed_setting_is_found_where_it_acts(tmp_path):
     lines = judge.reading(tables)
     assert ("hierarchical: 35 of 40 users' final summaries are identical; 0.80 s per new LLM call in A (10 new "
             "calls), 0.40 in B (10).") in lines
-    assert any(line.startswith("1 of 8 audit measures differ between A and B after Holm: hierarchical coverage")
-               for line in lines)
+    assert any(line.startswith("1 of the 1 audit measures that moved at all differ between A and B after Holm (7 are "
+                               "equal for every user): hierarchical coverage") for line in lines)
+    assert ("Negative control (tallrec, reads no summary, and only the summarizer's settings differ): every user's "
+            "rank is the same in both runs.") in lines
     assert any(line.startswith("hierarchical (") and "shown" in line for line in lines)
     assert "# Judging one setting" in judge.page(a, b, tables)
 
@@ -111,10 +122,28 @@ def test_the_negative_control_says_when_it_moves(tmp_path):
     base = BASE
     moved = base.copy()
     moved[0] = 22 - moved[0] if moved[0] != 11 else 1
-    tables = judge.judge(judge.Run(make_run(tmp_path / "a")), judge.Run(make_run(tmp_path / "b", tallrec_rank=moved)),
-                         n_resamples=999)
-    assert any(line.startswith("Negative control (tallrec, reads no summary): 1 users' ranks changed")
-               for line in judge.reading(tables))
+    a = judge.Run(make_run(tmp_path / "a"))
+    tables = judge.judge(a, judge.Run(make_run(tmp_path / "b", dtype="bfloat16", tallrec_rank=moved)), n_resamples=999)
+    assert any(line.startswith("Negative control (tallrec, reads no summary, and only the summarizer's settings "
+                               "differ): 1 users' ranks changed") for line in judge.reading(tables))
+    # a setting on the recommender's side may move TALLRec too: then it is not a control
+    assert judge.negative_controls(pd.DataFrame({"setting": ["model.scoring_dtype"]})) == []
+
+
+def test_several_seeds_are_averaged_per_user_and_a_missing_stage_is_named(tmp_path):
+    worse = np.full(len(USERS), 21)
+    a = judge.Run(make_run(tmp_path / "a", second_seed=BASE))
+    b_dir = make_run(tmp_path / "b", second_seed=worse)
+    ranking = judge.judge(a, judge.Run(b_dir), n_resamples=999)["ranking"].set_index("system")
+    # seed 0 is equal, seed 1 pushes every positive to the bottom: the mean over seeds moves by half of that
+    assert ranking.loc["hierarchical", "diff"] == pytest.approx(-float(np.mean(BASE <= 10)) / 2)
+    assert ranking.loc["hierarchical", "users_rank_changed"] == int((BASE != 21).sum())
+    for f in (b_dir / "07_eval" / "f").iterdir():
+        f.unlink()
+    (b_dir / "07_eval" / "f").rmdir()
+    tables = judge.judge(a, judge.Run(b_dir), n_resamples=999)
+    assert "ranking" not in tables
+    assert f"Not compared: ranking (no 07_eval result in {b_dir})." in judge.reading(tables)
 
 
 def test_a_directory_that_is_not_a_run_is_named(tmp_path):

@@ -26,10 +26,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.method import metrics, significance
 
 AUDIT_MEASURES = ("coverage", "faithfulness", "named", "invented")
 NOTEBOOK_STAGES = {"03_hierarchical": "hierarchical", "04_recurrent": "recurrent"}
+# Settings that change only what the summarizer writes: when every differing setting is one of these, the rows that
+# read no summary (TALLRec) are the negative control.
+SUMMARIZER_SIDE = ("model.summarizer", "summary.", "chunking.")
 
 
 class Run:
@@ -49,7 +53,12 @@ class Run:
         self.manifest_path = manifest
         self.manifest: dict[str, Any] = json.loads(manifest.read_text())
         self.name = str(path)
-        self.folders = {stage: Path(rec["folder"]) for stage, rec in self.manifest.get("stages", {}).items()}
+        # A stage folder as the manifest names it, or under this directory (a run copied or moved elsewhere).
+        root = manifest.parent.parent.parent if manifest.parent.parent.name == "variants" else manifest.parent
+        self.folders = {}
+        for stage, rec in self.manifest.get("stages", {}).items():
+            named = Path(rec["folder"])
+            self.folders[stage] = named if named.is_dir() else root / stage / named.name
 
     def folder(self, stage: str) -> Path:
         if stage not in self.folders or not self.folders[stage].is_dir():
@@ -64,6 +73,7 @@ class Run:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def seconds(self) -> dict[str, float]:
+        """The seconds each notebook took in this run's last pass (with whatever it found in its caches)."""
         return {Path(nb["notebook"]).stem: nb.get("seconds") for nb in self.manifest.get("notebooks", [])}
 
 
@@ -141,7 +151,7 @@ def _paired(frame_a: pd.DataFrame, frame_b: pd.DataFrame, keys: Sequence[str], v
 
 
 def audit(a: Run, b: Run, n_resamples: int = 9999) -> pd.DataFrame:
-    """05's audit measures per method, B - A paired over users (Holm over methods x measures)."""
+    """05's audit measures per method, B - A paired over users (Holm over the methods x measures that moved)."""
     ta, tb = (pd.read_parquet(r.folder("05_compare") / "audit.parquet") for r in (a, b))
     long = [t.melt(id_vars=["method", "user_id"], value_vars=list(AUDIT_MEASURES), var_name="measure")
             for t in (ta, tb)]
@@ -160,21 +170,28 @@ def ranking(a: Run, b: Run, margin: float, metric: str = "recall@10", n_resample
     """07's systems scored in both runs: B - A paired over the test users (Holm over the systems whose ranks
     moved), a TOST at ``margin`` and the decision sentence; ``moved`` is False where every user's rank is equal."""
     ra, rb = (pd.read_parquet(r.folder("07_eval") / "ranks.parquet") for r in (a, b))
-    if "seed" in ra:  # several SFT seeds: compare the first seed's ranks (one rank per system and user)
-        ra, rb = (r[r["seed"].fillna(0) == r["seed"].fillna(0).min()] for r in (ra, rb))
+
+    def per_user(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        """Each user's metric, averaged over SFT seeds where a row has several (as notebook 07 compares them), and
+        each user's ranks as a tuple over the seeds (to say whether any moved)."""
+        frame = frame.assign(value=metrics.per_user(frame["rank"], metric))
+        order = ["user_id", "seed"] if "seed" in frame else ["user_id"]
+        frame = frame.sort_values(order)
+        return frame.groupby("user_id")["value"].mean(), frame.groupby("user_id")["rank"].agg(tuple)
+
     rows, values = [], {}
     for s in [s for s in ra["system"].unique() if s in set(rb["system"])]:
-        x = ra[ra["system"] == s].set_index("user_id")["rank"]
-        y = rb[rb["system"] == s].set_index("user_id")["rank"]
-        if set(x.index) != set(y.index):
+        (va, ka), (vb, kb) = per_user(ra[ra["system"] == s]), per_user(rb[rb["system"] == s])
+        if set(va.index) != set(vb.index):
             raise ValueError(f"{s}: the runs ranked different users; a paired test needs the same users")
-        y = y.reindex(x.index)
-        va, vb = (np.asarray(metrics.per_user(r, metric), dtype=float) for r in (x, y))
-        test = significance.paired_difference(vb, va, n_resamples)
-        values[s] = (va, vb)
-        rows.append({"system": s, "users": len(x), "A": float(va.mean()), "B": float(vb.mean()), "diff": test["diff"],
-                     "p": test["p"], "moved": bool((x.to_numpy() != y.to_numpy()).any()),
-                     "users_rank_changed": int((x.to_numpy() != y.to_numpy()).sum())})
+        vb, kb = vb.reindex(va.index), kb.reindex(va.index)
+        changed = int((ka != kb).sum())
+        test = significance.paired_difference(vb.to_numpy(), va.to_numpy(), n_resamples)
+        values[s] = (va.to_numpy(), vb.to_numpy())
+        rows.append({"system": s, "users": len(va), "A": float(va.mean()), "B": float(vb.mean()), "diff": test["diff"],
+                     "p": test["p"], "moved": changed > 0, "users_rank_changed": changed})
+    if not rows:
+        return pd.DataFrame()
     table = _holm_over_moved(pd.DataFrame(rows))
     tosts = [significance.equivalence(values[s][1], values[s][0], margin) for s in table["system"]]
     table["tost_p"] = [t["p"] for t in tosts]
@@ -188,13 +205,13 @@ def findings(a: Run, b: Run) -> pd.DataFrame:
     rows = []
     for method in sorted(set(ra.get("summary_effect", {})) & set(rb.get("summary_effect", {}))):
         ea, eb = ra["summary_effect"][method], rb["summary_effect"][method]
-        rows.append({"finding": f"summary effect over TALLRec: {method}", "A": ea["diff"], "p_A": ea["p"],
-                     "B": eb["diff"], "p_B": eb["p"], "A says": ea["decision"].split(":")[0],
+        rows.append({"finding": f"summary effect over TALLRec: {method}", "A": ea["diff"], "Holm p A": ea["p_holm"],
+                     "B": eb["diff"], "Holm p B": eb["p_holm"], "A says": ea["decision"].split(":")[0],
                      "B says": eb["decision"].split(":")[0]})
     for name in [c for c in ra.get("controls", {}) if c in rb.get("controls", {})]:
         ca, cb = ra["controls"][name], rb["controls"][name]
         say = lambda c: "differs" if c["significant"] else "not shown"  # noqa: E731
-        rows.append({"finding": name, "A": ca["diff"], "p_A": ca["p_holm"], "B": cb["diff"], "p_B": cb["p_holm"],
+        rows.append({"finding": name, "A": ca["diff"], "Holm p A": ca["p_holm"], "B": cb["diff"], "Holm p B": cb["p_holm"],
                      "A says": say(ca), "B says": say(cb)})
     return pd.DataFrame(rows)
 
@@ -213,18 +230,35 @@ def judge(a: Run, b: Run, margin: float | None = None, n_resamples: int = 9999) 
     the permutation tests and bootstrap intervals."""
     margin = margin or _flat(a.manifest.get("config", {})).get("eval.equivalence_margin") or 0.05
     out = {"settings": setting_differences(a, b), "summaries": summaries(a, b), "times": times(a, b)}
-    if a.has("05_compare") and b.has("05_compare"):
-        out["audit"], out["predictiveness"] = audit(a, b, n_resamples), predictiveness(a, b, n_resamples)
-    if a.has("07_eval") and b.has("07_eval"):
-        out["ranking"] = ranking(a, b, margin, n_resamples=n_resamples)
+    missing = []
+    for stage, what in (("05_compare", "audit and summary-as-query"), ("07_eval", "ranking")):
+        lacking = [r.name for r in (a, b) if not r.has(stage)]
+        if lacking:
+            missing.append({"comparison": what, "why": f"no {stage} result in {', '.join(lacking)}"})
+        elif stage == "05_compare":
+            out["audit"], out["predictiveness"] = audit(a, b, n_resamples), predictiveness(a, b, n_resamples)
+        else:
+            out["ranking"] = ranking(a, b, margin, n_resamples=n_resamples)
     out["findings"] = findings(a, b)
+    out["not_compared"] = pd.DataFrame(missing, columns=["comparison", "why"])
     return out
 
 
-def reading(tables: Mapping[str, pd.DataFrame], no_summary: Sequence[str] = ("tallrec",)) -> list[str]:
+def negative_controls(settings: pd.DataFrame) -> list[str]:
+    """The 07 rows that must not move: those that read no summary, when every differing setting is on the
+    summarizer's side (a change of the recommender or its scoring moves them too, so then there are none)."""
+    if len(settings) and all(str(k).startswith(SUMMARIZER_SIDE) for k in settings["setting"]):
+        return [row for row, method in LLM_ROWS.items() if method == "none"]
+    return []
+
+
+def reading(tables: Mapping[str, pd.DataFrame], no_summary: Sequence[str] | None = None) -> list[str]:
     """Plain sentences derived from the tables: what the change did to the summaries, the audit, the rankings
-    (with the negative control: systems that read no summary) and the findings."""
-    out = []
+    (with the negative control: by default :func:`negative_controls` of the differing settings) and the findings."""
+    if no_summary is None:
+        no_summary = negative_controls(tables.get("settings", pd.DataFrame(columns=["setting"])))
+    out = [f"Not compared: {r['comparison']} ({r['why']})." for _, r in
+           tables.get("not_compared", pd.DataFrame(columns=["comparison", "why"])).iterrows()]
     s = tables.get("summaries", pd.DataFrame())
     for _, r in s.iterrows():
         speed = (f"; {r['s_per_call_A']:.2f} s per new LLM call in A ({r['new_calls_A']} new calls), "
@@ -237,15 +271,16 @@ def reading(tables: Mapping[str, pd.DataFrame], no_summary: Sequence[str] = ("ta
             moved = t[t["differs"]]
             what = ", ".join(f"{' '.join(str(r[k]) for k in t.columns[:t.columns.get_loc('users')])} "
                              f"({r['diff']:+.3f}, Holm p {r['p_holm']:.3f})" for _, r in moved.iterrows())
-            out.append(f"{len(moved)} of {len(t)} {label} differ between A and B after Holm"
-                       + (f": {what}." if len(moved) else f" (smallest Holm p {t['p_holm'].min():.3f})."))
+            out.append(f"{len(moved)} of the {int(t['moved'].sum())} {label} that moved at all differ between A and "
+                       f"B after Holm ({int((~t['moved']).sum())} are equal for every user)"
+                       + (f": {what}." if len(moved) else f"; smallest Holm p {t['p_holm'].min():.3f}."))
     t = tables.get("ranking")
     if t is not None and len(t):
         for _, r in t[t["system"].isin(no_summary)].iterrows():
-            out.append(f"Negative control ({r['system']}, reads no summary): "
-                       + ("every user's rank is the same in both runs." if not r["moved"] else
-                          f"{r['users_rank_changed']} users' ranks changed: something besides the summaries "
-                          "differs between the runs."))
+            out.append(f"Negative control ({r['system']}, reads no summary, and only the summarizer's settings "
+                       "differ): " + ("every user's rank is the same in both runs." if not r["moved"] else
+                                      f"{r['users_rank_changed']} users' ranks changed: something besides the "
+                                      "summaries differs between the runs."))
         rest = t[~t["system"].isin(no_summary)]
         same = rest[~rest["moved"]]
         if len(same):
@@ -275,7 +310,9 @@ def page(a: Run, b: Run, tables: Mapping[str, pd.DataFrame]) -> str:
               "findings": "Notebook 08's findings in each run"}
     for key, title in titles.items():
         if key in tables and len(tables[key]):
-            parts.append(f"## {title}\n\n{tables[key].to_markdown(index=False, floatfmt='.4g')}\n")
+            note = ("\nEach run's last pass, with whatever it found in its caches (03/04's LLM calls, stored "
+                    "adapters and scores): compare runs made from scratch.\n" if key == "times" else "")
+            parts.append(f"## {title}\n\n{tables[key].to_markdown(index=False, floatfmt='.4g')}\n{note}")
     return "\n".join(parts)
 
 
