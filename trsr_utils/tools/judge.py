@@ -211,8 +211,8 @@ def findings(a: Run, b: Run) -> pd.DataFrame:
     for name in [c for c in ra.get("controls", {}) if c in rb.get("controls", {})]:
         ca, cb = ra["controls"][name], rb["controls"][name]
         say = lambda c: "differs" if c["significant"] else "not shown"  # noqa: E731
-        rows.append({"finding": name, "A": ca["diff"], "Holm p A": ca["p_holm"], "B": cb["diff"], "Holm p B": cb["p_holm"],
-                     "A says": say(ca), "B says": say(cb)})
+        rows.append({"finding": name, "A": ca["diff"], "Holm p A": ca["p_holm"], "B": cb["diff"],
+                     "Holm p B": cb["p_holm"], "A says": say(ca), "B says": say(cb)})
     return pd.DataFrame(rows)
 
 
