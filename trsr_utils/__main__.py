@@ -43,7 +43,8 @@ from trsr_utils.tools import bench, bench_page, judge, pipeline, plan, preflight
 PIPELINE = ("run", "status", "list", "report", "handout", "strip")  # subcommands of tools.pipeline
 TOOLS: dict[str, Callable[..., int]] = {"preflight": preflight.main, "plan": plan.main, "bench": bench.main,
                                         "results-page": bench_page.main, "site": site.main,
-                                        "download": download.main, "layers": lambda argv: layers.main(), "judge": judge.main}
+                                        "download": download.main, "layers": lambda argv: layers.main(),
+                                        "judge": judge.main}
 # Stage commands: the stage module's ``command(cfg, args)`` and, where it has options of its own, ``arguments``.
 STAGE_COMMANDS = {"summarize": summarize, "sft": sft, "evaluation": evaluation, "ablation": ablation,
                   "beyond": beyond}

@@ -28,6 +28,7 @@ import pandas as pd
 
 from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.method import metrics, significance
+from trsr_utils.tools.results_page import flat
 
 AUDIT_MEASURES = ("coverage", "faithfulness", "named", "invented")
 NOTEBOOK_STAGES = {"03_hierarchical": "hierarchical", "04_recurrent": "recurrent"}
@@ -77,19 +78,9 @@ class Run:
         return {Path(nb["notebook"]).stem: nb.get("seconds") for nb in self.manifest.get("notebooks", [])}
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def setting_differences(a: Run, b: Run) -> pd.DataFrame:
     """The configuration values that differ between the runs (their run directories aside)."""
-    fa, fb = _flat(a.manifest.get("config", {})), _flat(b.manifest.get("config", {}))
+    fa, fb = flat(a.manifest.get("config", {})), flat(b.manifest.get("config", {}))
     keys = sorted(k for k in set(fa) | set(fb) if k != "run_dir" and fa.get(k) != fb.get(k))
     # str(): None (a setting left to its default, e.g. summarizer_dtype None = model.dtype) stays visible
     return pd.DataFrame([{"setting": k, "A": str(fa.get(k)), "B": str(fb.get(k))} for k in keys],
@@ -228,7 +219,7 @@ def times(a: Run, b: Run) -> pd.DataFrame:
 def judge(a: Run, b: Run, margin: float | None = None, n_resamples: int = 9999) -> dict[str, pd.DataFrame]:
     """Every comparison both runs have results for (a stage either run lacks is left out); ``n_resamples`` for
     the permutation tests and bootstrap intervals."""
-    margin = margin or _flat(a.manifest.get("config", {})).get("eval.equivalence_margin") or 0.05
+    margin = margin or flat(a.manifest.get("config", {})).get("eval.equivalence_margin") or 0.05
     out = {"settings": setting_differences(a, b), "summaries": summaries(a, b), "times": times(a, b)}
     missing = []
     for stage, what in (("05_compare", "audit and summary-as-query"), ("07_eval", "ranking")):

@@ -79,12 +79,12 @@ def markdown_table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
     return out
 
 
-def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts of scalars as one level of dotted keys."""
     out: dict[str, Any] = {}
     for k, v in value.items():
         if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -93,9 +93,9 @@ def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _records(value: Any) -> bool:
     """A dict of dicts (one row per key) or a list of dicts: shown as one table."""
     if isinstance(value, dict) and value and all(isinstance(v, dict) and v for v in value.values()):
-        return all(all(is_scalar(x) for x in _flat(v).values()) for v in value.values())
+        return all(all(is_scalar(x) for x in flat(v).values()) for v in value.values())
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return all(all(is_scalar(x) for x in _flat(v).values()) for v in value)
+        return all(all(is_scalar(x) for x in flat(v).values()) for v in value)
     return False
 
 
@@ -112,12 +112,12 @@ def results_tables(results: dict[str, Any], title: str = "") -> list[str]:
         name = f"{title}{key}"
         if _records(value):
             rows = value.items() if isinstance(value, dict) else enumerate(value)
-            flat = [(k, _flat(v)) for k, v in rows]
-            columns = list(dict.fromkeys(c for _, row in flat for c in row))
+            flattened = [(k, flat(v)) for k, v in rows]
+            columns = list(dict.fromkeys(c for _, row in flattened for c in row))
             first = [] if isinstance(value, list) else [""]
             out += [f"**{name}**", ""]
             out += markdown_table(first + columns, [([k] if isinstance(value, dict) else []) + [row.get(c) for c in columns]
-                                            for k, row in flat]) + [""]
+                                            for k, row in flattened]) + [""]
         elif isinstance(value, dict):
             simple = {k: v for k, v in value.items() if is_scalar(v)}
             if simple:
