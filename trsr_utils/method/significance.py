@@ -142,6 +142,13 @@ def decision(difference: Mapping[str, float], tost: Mapping[str, float], metric:
             f"{tost['low']:+.3f} to {tost['high']:+.3f} is not within ±{m:.2f}) on {n} users{more}")
 
 
+def user_values(ranks: pd.Series, metric: str) -> pd.Series:
+    """Each user's ``metric`` from the positive's ranks (a Series indexed by user id), averaged over the user's rows
+    where there are several (its SFT seeds): one value per user, the unit of every paired test here."""
+    values = pd.Series(metrics.per_user(ranks.to_numpy(), metric), index=ranks.index)
+    return values.groupby(level=0).mean()
+
+
 def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names: Sequence[str] = METRICS,
             n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
     """Paired comparison of systems ``a`` vs ``b`` for each pair and metric, Holm-corrected per metric.
@@ -153,11 +160,6 @@ def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names:
     """
     # A user's rows are its seeds (one row without a seed column): their metric is averaged per user below.
     by_system = {s: g.set_index("user_id")["rank"] for s, g in ranks.groupby("system", sort=False)}
-
-    def values(rank: pd.Series, metric: str, users: pd.Index) -> np.ndarray:
-        v = pd.Series(metrics.per_user(rank, metric), index=rank.index)
-        return v.groupby(level=0).mean().reindex(users).to_numpy()
-
     rows = []
     for a, b in pairs:
         for name in (a, b):
@@ -168,7 +170,7 @@ def compare(ranks: pd.DataFrame, pairs: Sequence[tuple[str, str]], metric_names:
             raise ValueError(f"{a} and {b} ranked different users: a paired test needs the same users")
         users = ra.index.unique()
         for metric in metric_names:
-            va, vb = values(ra, metric, users), values(rb, metric, users)
+            va, vb = (user_values(r, metric).reindex(users).to_numpy() for r in (ra, rb))
             rows.append({"a": a, "b": b, "metric": metric, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
                          **paired_difference(va, vb, n_resamples, seed)})
     table = pd.DataFrame(rows)

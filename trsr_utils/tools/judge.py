@@ -165,10 +165,10 @@ def ranking(a: Run, b: Run, margin: float, metric: str = "recall@10", n_resample
     def per_user(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         """Each user's metric, averaged over SFT seeds where a row has several (as notebook 07 compares them), and
         each user's ranks as a tuple over the seeds (to say whether any moved)."""
-        frame = frame.assign(value=metrics.per_user(frame["rank"], metric))
         order = ["user_id", "seed"] if "seed" in frame else ["user_id"]
         frame = frame.sort_values(order)
-        return frame.groupby("user_id")["value"].mean(), frame.groupby("user_id")["rank"].agg(tuple)
+        ranks = frame.set_index("user_id")["rank"]
+        return significance.user_values(ranks, metric), ranks.groupby(level=0).agg(tuple)
 
     rows, values = [], {}
     for s in [s for s in ra["system"].unique() if s in set(rb["system"])]:
