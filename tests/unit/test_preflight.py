@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from trsr_utils.tools import plan, preflight
+from trsr_utils.tools import pipeline, plan, preflight
 from trsr_utils.core.config import resolve_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -214,3 +215,11 @@ def test_more_gpus_asked_for_than_visible_fails_before_the_launch(monkeypatch):
     assert preflight.check_gpus(4) == []
     problems = preflight.check_gpus(8)
     assert len(problems) == 1 and "--gpus 8 but this process sees 4" in problems[0] and "--gpus 4" in problems[0]
+
+
+def test_run_directory_is_spelled_either_way_by_stages_and_run(tmp_path, capsys):
+    # Stage commands said --run-dir and `run` said --out: a user who typed the other one got an argparse error.
+    stage = preflight.stage_arguments(argparse.ArgumentParser())
+    assert stage.parse_args(["--out", "runs/a"]).run_dir == stage.parse_args(["--run-dir", "runs/a"]).run_dir == "runs/a"
+    assert pipeline.main(["status", "--profile", "smoke", "--run-dir", str(tmp_path / "r")]) == 0
+    assert str(tmp_path / "r") in capsys.readouterr().out

@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute notebooks with a profile")
     p_run.add_argument("--profile", default="demo")
-    p_run.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
+    p_run.add_argument("--out", "--run-dir", dest="out", default=None,
+                       help="run directory (default runs/<profile>); --run-dir as the stage commands spell it")
     p_run.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,03")
     p_run.add_argument("--from", dest="start", default=None, help="start at this notebook number")
     p_run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -337,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     p_status = sub.add_parser("status", help="per stage: up to date, or what changed and would be recomputed")
     p_status.add_argument("--profile", default="demo")
-    p_status.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
+    p_status.add_argument("--out", "--run-dir", dest="out", default=None,
+                          help="run directory (default runs/<profile>); --run-dir as the stage commands spell it")
     p_status.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p_handout = sub.add_parser("handout", help="pack a run directory for students (without training checkpoints)")
     p_handout.add_argument("--out", required=True, help="the run directory to pack, e.g. runs/demo")

@@ -329,7 +329,8 @@ def require(cfg: Config) -> None:
 def stage_arguments(parser: Any) -> Any:
     """The options every stage's command line takes (``python -m trsr_utils summarize`` etc.)."""
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--run-dir", "--out", dest="run_dir", default=None,
+                        help="run directory (default runs/<profile>); --out as `run` spells it")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     return parser
 
