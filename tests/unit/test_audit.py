@@ -112,6 +112,9 @@ def test_drift_per_step():
     assert list(by.index) == [1, 2] and by.loc[1, "unchanged"] == 1.0 and list(by["brings_new"]) == [1, 0]
     text = " ".join(audit.drift_reading(d.reset_index()))
     assert "50.0% of 2 updates" in text and "Of the 1 updates that changed" in text and "0 of the 1 updates" in text
+    assert "(step 1: 100%, step 2: 0%)" in text
+    one_step = audit.drift_reading(d.reset_index().query("step == 1"))  # two-block histories: one update each
+    assert "(all at step 1)" in one_step[0] and one_step[0].count("step 1") == 1
 
 
 def test_query_ranks_and_kept_share():

@@ -112,4 +112,8 @@ def test_comparison_reading():
                           "overlap_hierarchical_recurrent": [0.2, 0.4]})
     text = "\n".join(compare.reading(table, ["hierarchical", "recurrent", "template"]))
     assert "hierarchical: names the user's most frequent category in 50% of 2 users." in text
-    assert "share 30% of their content words" in text and "ceiling" in text
+    assert "share 30% of their content words" in text and "ceiling" in text and "same content words" not in text
+    table["overlap_hierarchical_recurrent"] = [1.0, 0.2]  # one user whose two summaries say the same words
+    text = "\n".join(compare.reading(table, ["hierarchical", "recurrent"]))
+    assert "share 60%" in text and "For 1 of 2 users the two summaries have the same content words" in text
+    assert "without them the mean is 20%" in text

@@ -213,7 +213,12 @@ def test_summary_checks_retry_repeated_clauses_and_flag_unchanged_merges(tmp_pat
     assert report["degeneracy"]["flag_rates"]["unchanged"] == pytest.approx(1 / len(steps))
     assert summarize.read_summaries(cfg, "hierarchical").set_index("user_id").loc["u2", "checks"] == "unchanged"
     table = summarizer.check_table(report)
-    assert table.loc[0, "problem: repeated_clause"] == 1 and table.loc[0, "flagged: unchanged"].endswith("%")
+    assert table.loc[0, "problem: repeated_clause"] == 1
+    assert table.loc[0, f"flagged: unchanged (of {len(steps)} calls)"] == f"{1 / len(steps):.1%}"
+    # with the steps: a share of the two merges (u0's and u2's), the only calls that can return an input unchanged
+    table = summarizer.check_table(report, summarize.read_steps(cfg, "hierarchical"))
+    assert table.loc[0, "flagged: unchanged (of 2 merges)"] == "50.0%"
+    assert table.loc[0, f"flagged: prompt_copy (of {len(steps)} calls)"].endswith("%")
 
 
 def test_rerun_costs_nothing_and_recurrent_reuses_block_zero(tmp_path, scripted, smol_tokenizer):
@@ -375,7 +380,15 @@ def test_reading_counts_fallbacks_and_flags():
     text = "\n".join(summarizer.reading(report, summaries))
     assert "3 of 10 first attempts (30.0%) were degenerate; the retry fixed 2, and 1 became the template" in text
     assert "For 1 of 2 users the final summary is the template's" in text
-    assert "1 of 2 final summaries are a merge that returned one of its inputs" in text
+    assert "1 of 2 final summaries are a merge that returned one of its inputs" in text and "first block's" not in text
+    summaries["user_id"] = ["a", "b"]
+    steps = pd.DataFrame({"user_id": ["a", "b", "b", "b"], "level": [0, 0, 0, 1], "index": [0, 0, 1, 0],
+                          "summary": ["This user likes drama.", "This user likes war films a lot.", "Other.",
+                                      "This user likes war films a lot."]})
+    text = "\n".join(summarizer.reading(report, summaries, steps))  # b's merge returned its first block's summary
+    assert "Of those 1, 1 are word for word the first block's summary" in text and "later input" not in text
+    steps.loc[1, "summary"] = "Something else."
+    assert "Of those 1, 0 are" in "\n".join(summarizer.reading(report, summaries, steps))
 
 
 def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):

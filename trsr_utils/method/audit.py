@@ -314,8 +314,11 @@ def drift_reading(table: pd.DataFrame, k: int = 2) -> list[str]:
     by = drift_by_step(table)
     changed = table[~table["unchanged"]]
     took = table["took_new"].dropna()
+    # One update per user (two blocks) has one step: "step 1: 13%, step 1: 13%" would say it twice.
+    steps = (f"all at step {by.index[0]}" if len(by) == 1 else
+             f"step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%}")
     out = [f"{table['unchanged'].mean():.1%} of {len(table)} updates return the previous summary word for word "
-           f"(step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%})."]
+           f"({steps})."]
     if len(changed):
         both, some = (changed["new_block_coverage"] == 1).mean(), (changed["new_block_coverage"] > 0).mean()
         out.append(f"Of the {len(changed)} updates that changed the summary, {both:.0%} name all of the new block's "

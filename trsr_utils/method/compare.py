@@ -110,7 +110,14 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
     for a, b in zip(llm, llm[1:]):
         col = f"overlap_{a}_{b}"
         if col in table:
-            out.append(f"{a} and {b} share {float(table[col].mean()):.0%} of their content words on average: "
-                       + ("they mostly say the same thing." if table[col].mean() >= 0.5 else
-                          "they often describe the same user differently."))
+            same = table[col] == 1.0
+            mean = float(table[col].mean())
+            line = (f"{a} and {b} share {mean:.0%} of their content words on average: "
+                    + ("they mostly say the same thing." if mean >= 0.5 else
+                       "they often describe the same user differently."))
+            if same.any() and not same.all():  # a spike at 1 (the histogram) would carry the mean alone
+                rest = float(table.loc[~same, col].mean())
+                line += (f" For {int(same.sum())} of {n} users the two summaries have the same content words (the "
+                         f"spike at 1 in the histogram); without them the mean is {rest:.0%}.")
+            out.append(line)
     return out

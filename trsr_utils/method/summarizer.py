@@ -360,18 +360,28 @@ def degeneracy_report(steps: Any) -> dict[str, Any]:
     }
 
 
-def check_table(report: Mapping[str, Any]) -> Any:
-    """One row: the degeneracy counts, each degenerate problem's count and each kept-but-flagged check's rate."""
+def check_table(report: Mapping[str, Any], steps: Any = None) -> Any:
+    """One row: the degeneracy counts, each degenerate problem's count and each kept-but-flagged check's rate,
+    each column naming its denominator. With the run's ``steps``, "unchanged" is a share of the merges or updates
+    (level > 0), the only calls that have an input to return: over every call it reads as a smaller, other number
+    than the reading's count of final summaries."""
     import pandas as pd
 
     deg = dict(report["degeneracy"])
     by_problem, rates = deg.pop("by_problem"), deg.pop("flag_rates")
-    return pd.DataFrame([{**deg, **{f"problem: {k}": v for k, v in by_problem.items()},
-                          **{f"flagged: {k}": f"{v:.1%}" for k, v in rates.items()}}])
+    flagged = {f"flagged: {k} (of {deg['calls']} calls)": f"{v:.1%}" for k, v in rates.items()}
+    if steps is not None and "unchanged" in rates:
+        later = steps[steps["level"] > 0]
+        kind = "merges" if report.get("method") == "hierarchical" else "updates"
+        del flagged[f"flagged: unchanged (of {deg['calls']} calls)"]
+        share = later["checks"].fillna("").str.split(",").map(lambda c: "unchanged" in c).mean() if len(later) else 0.0
+        flagged[f"flagged: unchanged (of {len(later)} {kind})"] = f"{share:.1%}"
+    return pd.DataFrame([{**deg, **{f"problem: {k}": v for k, v in by_problem.items()}, **flagged}])
 
 
-def reading(report: Mapping[str, Any], summaries: Any) -> list[str]:
-    """What a summarization run shows, in sentences computed from its report and final summaries."""
+def reading(report: Mapping[str, Any], summaries: Any, steps: Any = None) -> list[str]:
+    """What a summarization run shows, in sentences computed from its report and final summaries; with the run's
+    ``steps``, how many of the unchanged final summaries are the first block's summary (the newest items lost)."""
     deg, users = report["degeneracy"], len(summaries)
     fallback_users = int((summaries["flag"] == "fallback").sum())
     out = [f"{deg['degenerate_first']} of {deg['calls']} first attempts ({deg['degenerate_rate']:.1%}) were degenerate; "
@@ -387,6 +397,14 @@ def reading(report: Mapping[str, Any], summaries: Any) -> list[str]:
                               if report["method"] == "hierarchical" else
                               "are an update that returned the previous summary unchanged, ignoring the new block")}
         out += [f"{n} of {users} final summaries {what[c]}." for c, n in kept.items() if n]
+        copied = checks.str.contains("unchanged")
+        if steps is not None and copied.any():
+            first = steps[(steps["level"] == 0) & (steps["index"] == 0)].set_index("user_id")["summary"]
+            same = summaries[copied]
+            oldest = int((same["summary"].to_numpy() == first.reindex(same["user_id"]).to_numpy()).sum())
+            out.append(f"Of those {int(copied.sum())}, {oldest} are word for word the first block's summary: for them "
+                       "the newest items are the ones lost" + (" (the rest copy a later input)." if oldest < copied.sum()
+                                                                else "."))
     words = summaries["summary"].str.split().map(len)
     out.append(f"Final summaries have {words.mean():.0f} words on average ({words.min()}-{words.max()}); they are "
                "what the recommender reads, so their faults reach notebooks 06-08.")

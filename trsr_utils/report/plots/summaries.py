@@ -104,11 +104,12 @@ def drift_by_step(by_step: pd.DataFrame):
     """Recurrent updates per step: the share returned unchanged, naming the new block's top attributes, and
     taking in an attribute the new block brings."""
     fig, ax = plt.subplots(figsize=(8.6, 3.2))
-    for col, label, style in (("unchanged", "share returned unchanged", "-"),
-                              ("new_block_coverage", "new block's top 2 named (mean share)", "-"),
-                              ("previous_coverage", "... already named before the update", ":"),
-                              ("took_new", "share naming what the block brings new", "-")):
-        ax.plot(by_step.index, by_step[col], marker="o", ls=style, label=label)
+    # A marker shape per series, smaller in drawing order: shares that coincide (one update step) all stay visible.
+    for col, label, style, marker, size in (("unchanged", "share returned unchanged", "-", "o", 11),
+                                            ("new_block_coverage", "new block's top 2 named (mean share)", "-", "s", 8),
+                                            ("previous_coverage", "... already named before the update", ":", "D", 6),
+                                            ("took_new", "share naming what the block brings new", "-", "^", 4)):
+        ax.plot(by_step.index, by_step[col], marker=marker, ms=size, ls=style, label=label)
     ax.set_xlabel("update step (block)")
     ax.set_ylabel("share")
     ax.set_ylim(-0.05, 1.05)
