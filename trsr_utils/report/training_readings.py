@@ -24,7 +24,10 @@ def reading(report: dict[str, Any], valid_users: int, random_recall10: float | N
         out.append(f"The last logged loss is {last:.3f}; {named} = {prior:.3f} is the loss of answering Yes with "
                    f"probability {q:.2f} every time (the share of positives among the training candidates), which "
                    "is all a model that learned only that prior can do"
-                   + (": this adapter is near it, so it has learned little beyond the prior." if abs(last - prior) < 0.1
+                   + (": this adapter's loss is near it, so the loss alone does not show that it learned more than "
+                      "the prior (a real but modest separation of positives from negatives barely moves a mean "
+                      "cross-entropy); the validation ranks below and the AUC section say whether it did."
+                      if abs(last - prior) < 0.1
                       else (": below it, so the adapter separates positives from negatives on the training data."
                             if last < prior - 0.1 else ".")))
     zero, best = report.get("zero_shot"), report["best"]
