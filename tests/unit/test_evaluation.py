@@ -8,7 +8,7 @@ import pytest
 
 from trsr_utils.stages import evaluation
 from trsr_utils.stages import protocols, table_rows
-from trsr_utils.method import score_store
+from trsr_utils.method import metrics, score_store
 from trsr_utils.core.config import resolve_config
 
 
@@ -111,18 +111,36 @@ def test_reading_says_what_the_table_can_and_cannot_show():
     assert "Fine-tuning against zero-shot (0.800 Recall@10): 0 of 1 fine-tuned rows at or above it, below it: " \
            "LLM-TRSR hierarchical" in text
     assert "Best LLM row: LLM zero-shot (Recall@10 0.800); best other row: TF-IDF (0.700)" in text
+    assert "tied on Recall@10" not in text
+    rows += [{"system": "item_cf", "label": "Item-CF", "recall@10": 0.7, "recall@10_low": 0.5, "recall@10_high": 0.9}]
+    text = "\n".join(evaluation.reading(pd.DataFrame(rows), 20, 21, unseen=10))
+    assert "best other row: TF-IDF (0.700, tied on Recall@10 with Item-CF and chosen by MRR@10)" in text
 
 
-def test_the_papers_table_2_has_one_impossible_row_and_it_is_said():
-    """Amazon-M2 CORE: Recall@5 .4632 below Recall@3 .5230 (a recall can only grow with K): a misprint."""
+def test_the_papers_table_2_has_impossible_rows_and_they_are_said():
+    """Amazon-M2 CORE: Recall@5 .4632 below Recall@3 .5230 (a recall can only grow with K); and two MRR@10 - MRR@5
+    gaps below what the users entering the top 10 add (1/10 each at least): MIND's hierarchical row grows MRR by
+    .0008 while .028 of its users sit at ranks 6-10 (at least .0028)."""
     found = evaluation.impossible_rows(evaluation.paper_table())
     assert found == ["CORE, Amazon-M2 (paper): recall@5 0.4632 is below recall@3 0.5230, which cannot be right "
-                     "for a recall"]
+                     "for a recall",
+                     "CORE, Amazon-M2 (paper): mrr@10 - mrr@5 = 0.0096, but the 0.1818 of users ranked 6-10 "
+                     "(recall@10 - recall@5) add between 0.0182 and 0.0303, which cannot be right",
+                     "LLM-TRSR hierarchical, MIND (paper): mrr@10 - mrr@5 = 0.0008, but the 0.0280 of users ranked "
+                     "6-10 (recall@10 - recall@5) add between 0.0028 and 0.0047, which cannot be right"]
     import pandas as pd
 
     ok = pd.DataFrame([{"label": "x", "dataset": "d", "recall@3": 0.2, "recall@5": 0.2, "recall@10": 0.3,
                         "mrr@3": 0.1, "mrr@5": 0.09, "mrr@10": 0.1}])
     assert evaluation.impossible_rows(ok) == ["x, d: mrr@5 0.0900 is below mrr@3 0.1000, which cannot be right for a mrr"]
+    # every row our own metrics compute from ranks passes: the bounds hold for any ranks
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = metrics.metrics_from_ranks(rng.integers(1, 22, size=rng.integers(1, 40)))
+        assert evaluation.impossible_rows(pd.DataFrame([{"label": "ours", "dataset": "d", **m}]), tolerance=1e-12) == []
+    high = pd.DataFrame([{"label": "y", "dataset": "d", "recall@3": 0.2, "recall@5": 0.3, "recall@10": 0.4,
+                          "mrr@3": 0.25, "mrr@5": 0.27, "mrr@10": 0.28}])
+    assert any("mrr@3 0.2500 is above recall@3 0.2000" in line for line in evaluation.impossible_rows(high))
 
 
 def test_full_catalogue_candidates_are_every_item_the_user_has_not_seen():
@@ -233,6 +251,12 @@ def test_recency_compares_positives_with_the_sampled_negatives():
     share = "released 1997 or later"
     assert table.loc["positives", share] == 1.0 and table.loc["negatives", "n"] == 3  # "unknown" has no year
     assert table.loc["history items", share] == pytest.approx(2 / 3) and table.loc["negatives", share] == 0.0
-    assert "100% of the positives" in evaluation.recency_reading(table) and "is the check" in \
-        evaluation.recency_reading(table)
+    # 2 positives against 3 negatives: 100% against 0% is no evidence (Fisher p = .1), whatever the gap
+    assert "100% of the positives" in evaluation.recency_reading(table) and "p = 0.1)" in \
+        evaluation.recency_reading(table) and "no edge" in evaluation.recency_reading(table)
+    # the course profile's shares: 32% of 100 positives against 18% of 1996 negatives is an edge (a gap of .14)
+    course = pd.DataFrame({"n": [100, 1000, 1996], share: [0.32, 0.25, 0.176]},
+                          index=["positives", "history items", "negatives"])
+    text = evaluation.recency_reading(course)
+    assert "1.8 times as often" in text and "is the check" in text
     assert evaluation.recency(samples, {"a": {"title": "x"}}) is None  # MIND, Amazon-M2: no year

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from trsr_utils import baselines
 from trsr_utils.core import distributed, io
@@ -255,8 +256,11 @@ def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
         a = by_system.loc[significance.best_row(llm)]
         b = by_system.loc[significance.best_row(other, ["random"])]  # the row notebook 07's paired tests name
         overlap = a["recall@10_low"] <= b["recall@10_high"] and b["recall@10_low"] <= a["recall@10_high"]
+        rest = other[(other["system"] != "random") & (other["system"] != b.name)]
+        tied = rest[np.isclose(rest["recall@10"], b["recall@10"])]["label"].tolist()
+        tie = f", tied on Recall@10 with {', '.join(tied)} and chosen by MRR@10" if tied else ""
         out.append(f"Best LLM row: {a['label']} (Recall@10 {a['recall@10']:.3f}); best other row: {b['label']} "
-                   f"({b['recall@10']:.3f}). Their intervals "
+                   f"({b['recall@10']:.3f}{tie}). Their intervals "
                    + ("overlap, which alone does not decide it: see the paired comparison below." if overlap
                       else "do not overlap; that is not a test either (an interval from 0 or from every user hit "
                       "has no width): the paired comparison below decides."))
@@ -295,31 +299,55 @@ def recency(samples: pd.DataFrame, catalog: Any, recent_years: int = 2) -> pd.Da
     return pd.DataFrame(rows).set_index("items")
 
 
-def recency_reading(table: pd.DataFrame) -> str:
-    """One sentence from :func:`recency`'s table: whether positives are more recent than the negatives."""
+def recency_reading(table: pd.DataFrame, alpha: float = 0.05) -> str:
+    """One sentence from :func:`recency`'s table: whether positives are more recent than the negatives, decided by
+    Fisher's exact test on the two shares (``scipy.stats.fisher_exact``), not by the size of the gap alone."""
     share = table.columns[1]
     pos, hist, neg = (table.loc[k, share] for k in ("positives", "history items", "negatives"))
-    gap = pos - neg
+    n_pos, n_neg = int(table.loc["positives", "n"]), int(table.loc["negatives", "n"])
+    k_pos, k_neg = round(pos * n_pos), round(neg * n_neg)
+    p = float(stats.fisher_exact([[k_pos, n_pos - k_pos], [k_neg, n_neg - k_neg]]).pvalue)
+    ratio = f", {pos / neg:.1f} times as often" if neg > 0 else ""
+    test = f" (Fisher's exact test over {n_pos} positives and {n_neg} negatives: p = {p:.2g}{ratio if p < alpha else ''})"
     return (f"{pos:.0%} of the positives and {hist:.0%} of the history items were {share}, against {neg:.0%} of the "
-            "sampled negatives" + (
+            "sampled negatives" + test + (
                 ": a text that carries the year (the item line does) points at the positive, whatever it says about "
                 "taste. The sampled protocol is easier than it looks through recency; section 7's whole-catalogue "
-                "protocol, where every recent item competes, is the check." if gap > 0.2 else
-                ": recency gives the positives no clear edge here."))
+                "protocol, where every recent item competes, is the check." if pos > neg and p < alpha else
+                ": recency gives the positives no edge these users can show."))
 
 
-def impossible_rows(table: pd.DataFrame) -> list[str]:
-    """Rows whose Recall@K or MRR@K falls as K grows: impossible for these metrics (a positive within the top 3 is
-    within the top 5), so a misprint of the source, said rather than silently used."""
+def impossible_rows(table: pd.DataFrame, tolerance: float = 2e-4) -> list[str]:
+    """Rows that cannot be right, so a misprint of the source, said rather than silently used:
+
+    - Recall@K or MRR@K falling as K grows (a positive within the top 3 is within the top 5);
+    - MRR@K above Recall@K (a user adds at most 1/rank <= 1 to MRR, and 1 to Recall, only when within the top K);
+    - MRR growing by more or less than the users who entered the top K can add: the share
+      ``Recall@L - Recall@S`` of users ranked S+1..L adds between 1/L and 1/(S+1) each.
+
+    ``tolerance`` allows for published values rounded to four decimals (two roundings per difference)."""
     found = []
     for values in table.to_dict(orient="records"):
+        where = f"{values['label']}, {values['dataset']}"
         for kind in ("recall", "mrr"):
             ks = [k for k in (3, 5, 10) if f"{kind}@{k}" in values]
             for small, large in zip(ks, ks[1:]):
                 if values[f"{kind}@{large}"] < values[f"{kind}@{small}"]:
-                    found.append(f"{values['label']}, {values['dataset']}: {kind}@{large} "
-                                 f"{values[f'{kind}@{large}']:.4f} is below {kind}@{small} "
+                    found.append(f"{where}: {kind}@{large} {values[f'{kind}@{large}']:.4f} is below {kind}@{small} "
                                  f"{values[f'{kind}@{small}']:.4f}, which cannot be right for a {kind}")
+        ks = [k for k in (3, 5, 10) if f"recall@{k}" in values and f"mrr@{k}" in values]
+        for k in ks:
+            if values[f"mrr@{k}"] > values[f"recall@{k}"] + tolerance:
+                found.append(f"{where}: mrr@{k} {values[f'mrr@{k}']:.4f} is above recall@{k} "
+                             f"{values[f'recall@{k}']:.4f}, which cannot be right")
+        for small, large in zip(ks, ks[1:]):
+            entered = values[f"recall@{large}"] - values[f"recall@{small}"]
+            grew = values[f"mrr@{large}"] - values[f"mrr@{small}"]
+            low, high = entered / large, entered / (small + 1)
+            if entered >= 0 and grew >= 0 and not low - tolerance <= grew <= high + tolerance:
+                found.append(f"{where}: mrr@{large} - mrr@{small} = {grew:.4f}, but the {entered:.4f} of users ranked "
+                             f"{small + 1}-{large} (recall@{large} - recall@{small}) add between {low:.4f} and "
+                             f"{high:.4f}, which cannot be right")
     return found
 
 
