@@ -387,6 +387,10 @@ def test_reading_counts_fallbacks_and_flags():
                                       "This user likes war films a lot."]})
     text = "\n".join(summarizer.reading(report, summaries, steps))  # b's merge returned its first block's summary
     assert "Of those 1, 1 are word for word the first block's summary" in text and "later input" not in text
+    report["method"] = "recurrent"
+    text = "\n".join(summarizer.reading(report, summaries, steps))
+    assert "Of those 1, 1 are still word for word the first block's summary: no update after it" in text
+    report["method"] = "hierarchical"
     steps.loc[1, "summary"] = "Something else."
     assert "Of those 1, 0 are" in "\n".join(summarizer.reading(report, summaries, steps))
 

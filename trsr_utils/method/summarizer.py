@@ -402,9 +402,13 @@ def reading(report: Mapping[str, Any], summaries: Any, steps: Any = None) -> lis
             first = steps[(steps["level"] == 0) & (steps["index"] == 0)].set_index("user_id")["summary"]
             same = summaries[copied]
             oldest = int((same["summary"].to_numpy() == first.reindex(same["user_id"]).to_numpy()).sum())
-            out.append(f"Of those {int(copied.sum())}, {oldest} are word for word the first block's summary: for them "
-                       "the newest items are the ones lost" + (" (the rest copy a later input)." if oldest < copied.sum()
-                                                                else "."))
+            if report["method"] == "hierarchical":
+                out.append(f"Of those {int(copied.sum())}, {oldest} are word for word the first block's summary: for "
+                           "them the newest items are the ones lost" + (" (the rest copy a later input)."
+                                                                        if oldest < copied.sum() else "."))
+            else:  # every unchanged last update lost the newest block; these never took in any block after the first
+                out.append(f"Of those {int(copied.sum())}, {oldest} are still word for word the first block's summary: "
+                           "no update after it changed anything.")
     words = summaries["summary"].str.split().map(len)
     out.append(f"Final summaries have {words.mean():.0f} words on average ({words.min()}-{words.max()}); they are "
                "what the recommender reads, so their faults reach notebooks 06-08.")
