@@ -355,9 +355,13 @@ def degeneracy_report(steps: Any) -> dict[str, Any]:
         "fallbacks": int((steps["flag"] == "fallback").sum()),
         "trimmed": int(steps["edits"].str.contains("trimmed").sum()),
         # kept but flagged (see trsr_utils.method.summary_checks): how often each marked check failed
-        "flag_rates": {name: float(steps["checks"].str.split(",").map(lambda c: name in c).mean()) if n else 0.0
-                       for name in summary_checks.MARKED},
+        "flag_rates": {name: flag_share(steps["checks"], name) for name in summary_checks.MARKED},
     }
+
+
+def flag_share(checks: Any, name: str) -> float:
+    """The share of steps whose comma-separated ``checks`` include ``name`` (0 where there are no steps)."""
+    return float(checks.fillna("").str.split(",").map(lambda c: name in c).mean()) if len(checks) else 0.0
 
 
 def check_table(report: Mapping[str, Any], steps: Any = None) -> Any:
@@ -369,13 +373,14 @@ def check_table(report: Mapping[str, Any], steps: Any = None) -> Any:
 
     deg = dict(report["degeneracy"])
     by_problem, rates = deg.pop("by_problem"), deg.pop("flag_rates")
-    flagged = {f"flagged: {k} (of {deg['calls']} calls)": f"{v:.1%}" for k, v in rates.items()}
-    if steps is not None and "unchanged" in rates:
-        later = steps[steps["level"] > 0]
-        kind = "merges" if report.get("method") == "hierarchical" else "updates"
-        del flagged[f"flagged: unchanged (of {deg['calls']} calls)"]
-        share = later["checks"].fillna("").str.split(",").map(lambda c: "unchanged" in c).mean() if len(later) else 0.0
-        flagged[f"flagged: unchanged (of {len(later)} {kind})"] = f"{share:.1%}"
+    flagged = {}
+    for k, v in rates.items():
+        if k == "unchanged" and steps is not None:
+            later = steps[steps["level"] > 0]
+            kind = "merges" if report.get("method") == "hierarchical" else "updates"
+            flagged[f"flagged: unchanged (of {len(later)} {kind})"] = f"{flag_share(later['checks'], k):.1%}"
+        else:
+            flagged[f"flagged: {k} (of {deg['calls']} calls)"] = f"{v:.1%}"
     return pd.DataFrame([{**deg, **{f"problem: {k}": v for k, v in by_problem.items()}, **flagged}])
 
 
