@@ -7,7 +7,8 @@ import pytest
 
 from trsr_utils.stages import ablation
 from trsr_utils.stages import grid
-from trsr_utils.core.config import resolve_config
+from trsr_utils.core.config import ConfigError, resolve_config
+from trsr_utils.store import stages
 
 
 def test_grid_is_one_factor_at_a_time_around_the_profile(tmp_path):
@@ -59,6 +60,21 @@ def test_the_profiles_own_cells_follow_its_summary(tmp_path, main):
 def test_finetuned_cells_can_be_switched_off(tmp_path):
     cfg = resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False})
     assert not any(c.finetuned for c in grid.grid(cfg))
+
+
+def test_the_summary_axis_can_leave_out_the_zero_shot_cells(tmp_path):
+    both = resolve_config("smoke", tmp_path)
+    cfg = resolve_config("smoke", tmp_path, {"eval.ablation_zero_shot": False})
+    summary = [c for c in grid.grid(cfg) if c.axis == "summary"]
+    assert [c.method for c in summary] == ["none", "hierarchical", "recurrent"] and all(c.finetuned for c in summary)
+    # every other cell as before, and the fine-tuned reference is still there to compare against
+    assert [c.name for c in grid.grid(both) if c.axis != "summary" or c.finetuned] == [c.name for c in grid.grid(cfg)]
+    assert grid.reference(cfg, True) in {c.name for c in summary}
+    # the default keeps earlier fingerprints (a setting added later); the other value is a new result
+    assert stages.fingerprint(both, ablation.STAGE) != stages.fingerprint(cfg, ablation.STAGE)
+    assert "eval.ablation_zero_shot" not in stages.parts(both, ablation.STAGE)["settings"]
+    with pytest.raises(ConfigError, match="ablation_zero_shot"):
+        resolve_config("smoke", tmp_path, {"eval.ablation_zero_shot": False, "eval.ablation_finetuned": False})
 
 
 def test_reading_puts_each_axis_spread_in_users():

@@ -10,6 +10,7 @@ from trsr_utils.stages import evaluation
 from trsr_utils.stages import protocols, table_rows
 from trsr_utils.method import metrics, score_store
 from trsr_utils.core.config import resolve_config
+from trsr_utils.store import stages
 
 
 def _samples(n: int = 4) -> pd.DataFrame:
@@ -260,3 +261,14 @@ def test_recency_compares_positives_with_the_sampled_negatives():
     text = evaluation.recency_reading(course)
     assert "1.8 times as often" in text and "is the check" in text
     assert evaluation.recency(samples, {"a": {"title": "x"}}) is None  # MIND, Amazon-M2: no year
+
+
+def test_the_upstream_negatives_check_can_be_left_out(tmp_path):
+    on = resolve_config("smoke", tmp_path)
+    off = resolve_config("smoke", tmp_path, {"eval.upstream_check": False})
+    # left out before anything is read or scored (prepared None would fail at once otherwise)
+    assert protocols.upstream_check(off, None, pd.DataFrame(), {"popularity": pd.DataFrame()}) is None
+    with pytest.raises(Exception):
+        protocols.upstream_check(on, None, pd.DataFrame(), {"popularity": pd.DataFrame()})
+    assert stages.fingerprint(on, evaluation.STAGE) != stages.fingerprint(off, evaluation.STAGE)
+    assert "eval.upstream_check" not in stages.parts(on, evaluation.STAGE)["settings"]  # earlier results kept

@@ -63,7 +63,8 @@ EXPECTED: dict[str, set[str]] = {
     # 09 trains SASRec as a retriever with 07's RecBole settings.
     "eval.recbole_epochs": {"07_eval", "09_beyond"}, "eval.recbole_embedding_size": {"07_eval", "09_beyond"},
     "eval.recbole_max_seq_length": {"07_eval", "09_beyond"}, "eval.recbole_learning_rate": {"07_eval", "09_beyond"},
-    "eval.bootstrap": {"07_eval", "09_beyond"}, "eval.full_catalogue": {"07_eval"}, "eval.all_interactions": {"07_eval"},
+    "eval.bootstrap": {"07_eval", "09_beyond"}, "eval.full_catalogue": {"07_eval"},
+    "eval.upstream_check": {"07_eval"}, "eval.ablation_zero_shot": {"08_ablations"}, "eval.all_interactions": {"07_eval"},
     "eval.recbole_epochs_all": {"07_eval"}, "eval.sft_seeds": {"07_eval"},
     "eval.ablation_recent_items": {"08_ablations"}, "eval.ablation_items_per_block": {"08_ablations"},
     "eval.ablation_summarizers": {"08_ablations"}, "eval.ablation_finetuned": {"08_ablations"},
@@ -152,7 +153,9 @@ def test_a_setting_added_later_keeps_earlier_fingerprints_at_its_old_behaviour(t
     before = cfg.to_dict()
     for key in ("run_dir", "profile", "description"):
         before.pop(key)
-    del before["data"]["mind_sequence"], before["eval"]["protocol"]
+    for key in [*stages.ADDED, *stages.ADDED_OUTSIDE_FINGERPRINTS]:
+        section, _, name = key.partition(".")
+        del before[section][name]
     assert stages.config_digest(cfg) == stages.digest(before)[:stages.DIGEST_CHARS]
     assert stages.config_digest(with_overrides(cfg, {"eval.protocol": "upstream"})) != stages.config_digest(cfg)
 

@@ -216,6 +216,9 @@ class EvalConfig:
     ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
     ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare
     ablation_finetuned: bool = True  # False: the whole grid zero-shot (no adapters needed)
+    # The summary axis zero-shot too (beside the fine-tuned cells); False leaves it to the fine-tuned model (with
+    # ablation_finetuned), for a profile that asks only whether the summary helps the fine-tuned recommender.
+    ablation_zero_shot: bool = True
     # Does the summary matter? (notebook 08, section 4.) Reliance controls: the profile's fine-tuned recommender
     # scored with its summary replaced at inference (no training): another test user's summary (a seeded
     # derangement), an empty summary, the no-LLM template summary.
@@ -232,6 +235,9 @@ class EvalConfig:
     # answer). upstream: what the official LLM-TRSR code does instead (UPSTREAM below sets it; notebook 07 shows
     # what its negatives change on the same users).
     protocol: str = "ours"
+    # Notebook 07 ranks the baselines and the main fine-tuned row again among the official code's negatives (the
+    # LLM row costs one more scoring pass over every test user); False leaves that check out.
+    upstream_check: bool = True
 
 
 @dataclass

@@ -22,8 +22,8 @@ from trsr_utils.stages import sft  # noqa: F401  (06)
 from trsr_utils.stages import evaluation  # noqa: F401  (07)
 from trsr_utils.stages import ablation  # noqa: F401  (08)
 from trsr_utils.stages import beyond  # noqa: F401  (09)
-from trsr_utils.store.stages import (ADDED, CODE, DIGEST_CHARS, INACTIVE, RECORD, STAGES,  # noqa: F401
-                                     MissingResult, Stage, closest, command, config_digest, diff, finish, fingerprint,
-                                     for_notebook, format_status, get, home, inputs, is_complete, parts, record,
-                                     record_results, require, result_dir, settings, status)
+from trsr_utils.store.stages import (ADDED, ADDED_OUTSIDE_FINGERPRINTS, CODE, DIGEST_CHARS, INACTIVE,  # noqa: F401
+                                     RECORD, STAGES, MissingResult, Stage, closest, command, config_digest, diff,
+                                     finish, fingerprint, for_notebook, format_status, get, home, inputs, is_complete,
+                                     parts, record, record_results, require, result_dir, settings, status)
 from trsr_utils.core.hashing import canonical, digest, file_digest  # noqa: F401

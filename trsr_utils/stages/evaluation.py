@@ -61,7 +61,7 @@ STAGE = stages.register(stages.Stage(
     "07_eval", "07_evaluation", (prepare.STAGE, summarize.HIERARCHICAL, summarize.RECURRENT, sft.STAGE),
     ("seed", "eval", "prompt", "text", "model.device", "model.scoring_dtype"),
     exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
-             "eval.ablation_finetuned", "eval.reliance_controls", "eval.positive_controls", "eval.order_test",
+             "eval.ablation_finetuned", "eval.ablation_zero_shot", "eval.reliance_controls", "eval.positive_controls", "eval.order_test",
              "eval.equivalence_margin", "eval.protocol"),  # the protocol acts through the data/text/sft fields
     models=("model.recommender",), code=prompts.code_parts("recommendation"), inputs=_inputs,
     version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the upstream negatives beside
@@ -143,7 +143,8 @@ def run(cfg: Any, log: Callable[[str], None] = print, llm_only: bool = False) ->
     try:
         # Both protocols below draw from the raw catalogue (MIND-large: read once, not twice).
         whole = (preparation.with_whole_catalogue(cfg, prepared)
-                 if cfg.eval.full_catalogue or cfg.data.negative_source != "upstream" else None)
+                 if cfg.eval.full_catalogue or (cfg.data.negative_source != "upstream" and cfg.eval.upstream_check)
+                 else None)
         upstream = upstream_check(cfg, prepared, samples, frames, log, base, tokenizer, whole)
         if upstream is not None:
             io.write_parquet(out / "upstream_ranks.parquet", upstream.pop("ranks"))

@@ -64,8 +64,8 @@ def grid(cfg: Any) -> list[Cell]:
     main = main_summary(cfg)
     # The summary axis is shown zero-shot and fine-tuned (does a summary help a model never taught to use one?);
     # the other axes with one model, the fine-tuned one by default, as in the paper's ablations.
-    cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent")
-             for tuned in ((False, True) if ft else (False,))]
+    states = ((False, True) if e.ablation_zero_shot else (True,)) if ft else (False,)
+    cells = [Cell("summary", m, tuned, m) for m in ("none", "hierarchical", "recurrent") for tuned in states]
     cells += [Cell("recent_items", str(k), ft, main, {"prompt.recent_items": int(k)}) for k in e.ablation_recent_items]
     # A block-size cell keeps the history the profile covers (items_per_block x max_blocks items): with blocks
     # of 3 and the profile's 5 blocks, 15 of 25 items would be dropped and the cell would measure truncation.
