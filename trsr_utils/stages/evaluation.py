@@ -61,8 +61,8 @@ STAGE = stages.register(stages.Stage(
     "07_eval", "07_evaluation", (prepare.STAGE, summarize.HIERARCHICAL, summarize.RECURRENT, sft.STAGE),
     ("seed", "eval", "prompt", "text", "model.device", "model.scoring_dtype"),
     exclude=("eval.ablation_recent_items", "eval.ablation_items_per_block", "eval.ablation_summarizers",
-             "eval.ablation_finetuned", "eval.ablation_zero_shot", "eval.reliance_controls", "eval.positive_controls", "eval.order_test",
-             "eval.equivalence_margin", "eval.protocol"),  # the protocol acts through the data/text/sft fields
+             "eval.ablation_finetuned", "eval.ablation_zero_shot", "eval.reliance_controls",
+             "eval.positive_controls", "eval.order_test", "eval.equivalence_margin", "eval.protocol"),  # the protocol acts through the data/text/sft fields
     models=("model.recommender",), code=prompts.code_parts("recommendation"), inputs=_inputs,
     version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the upstream negatives beside
 COLUMNS = ["recall@3", "recall@5", "recall@10", "mrr@3", "mrr@5", "mrr@10"]

@@ -56,10 +56,10 @@ def upstream_check(cfg: Any, prepared: Any, samples: pd.DataFrame, frames: dict[
     user's own items, and every non-LLM row and the main fine-tuned LLM row (the profile's ``sft.summary``) ranked
     again among them, paired against our candidates (sign-flip test, Holm). TF-IDF changes by more than the
     negatives: it fits its vocabulary and IDF on the items it ranks (now the whole catalogue). (Random scores by
-    candidate position, so it cannot move.) None when the profile already draws them (``data.negative_source: upstream``),
-    leaves the check out (``eval.upstream_check: false``) or nothing is to be
-    ranked. ``base``/``tokenizer``: :func:`trsr_utils.stages.evaluation.run`'s, re-used; ``whole``: ``prepared`` with every catalogue item
-    (default: read from the raw files)."""
+    candidate position, so it cannot move.) None when the profile already draws them
+    (``data.negative_source: upstream``), leaves the check out (``eval.upstream_check: false``) or nothing is to be
+    ranked. ``base``/``tokenizer``: :func:`trsr_utils.stages.evaluation.run`'s, re-used; ``whole``: ``prepared``
+    with every catalogue item (default: read from the raw files)."""
     if cfg.data.negative_source == "upstream" or not cfg.eval.upstream_check:
         return None
     main = main_row(cfg, frames)
