@@ -82,8 +82,8 @@ STAGE = stages.register(stages.Stage(
                                      sft.STAGE),
     ("seed", "eval.test_users", "eval.ablation_recent_items", "eval.ablation_items_per_block",
      "eval.ablation_summarizers", "eval.ablation_finetuned", "eval.ablation_zero_shot", "eval.reliance_controls",
-     "eval.positive_controls", "eval.order_test", "eval.equivalence_margin", "prompt", "text", "chunking", "summary", "sft.summary",
-     "model.device", "model.scoring_dtype"),
+     "eval.positive_controls", "eval.order_test", "eval.equivalence_margin", "prompt", "text", "chunking",
+     "summary", "sft.summary", "model.device", "model.scoring_dtype"),
     exclude=("summary.batch_size",), models=("model.recommender", "model.summarizer"),
     code=prompts.code_parts("block", "merge", "update", "recommendation"),
     inputs=_inputs, version=3))  # 2: BOS where the tokenizer adds one; the float64 p(yes); 3: the controls of section 4
