@@ -302,7 +302,7 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
     return out
 
 
-# The recorded control results of the runs that decide (course, course-long), shipped with the repository so that
+# The recorded control results of the runs that decide (DECIDING below), shipped with the repository so that
 # notebook 08 on the demo prints them beside its own cells. Written by `python -m trsr_utils ablation --record`.
 SHIPPED = REPO_ROOT / "docs" / "results" / "controls.json"
 
@@ -343,7 +343,9 @@ def shipped_controls(path: Path = SHIPPED) -> dict[str, Any] | None:
     return io.read_json(path) if Path(path).exists() else None
 
 
-DECIDING = ("course-long", "course")  # the profiles whose recorded findings notebook 08 prints beside the demo's
+# The profiles whose recorded findings notebook 08 prints beside the demo's: the long histories, the course, and the
+# course with every free user as a test user (sized to decide).
+DECIDING = ("course-long", "course", "course-all")
 
 
 def _record_command(profile: str) -> str:
