@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from trsr_utils.stages import ablation
-from trsr_utils.stages import grid
+from trsr_utils.stages import grid, sft
+from trsr_utils.core import io
 from trsr_utils.core.config import ConfigError, resolve_config
 from trsr_utils.store import stages
 
@@ -261,3 +262,22 @@ def test_a_stale_shipped_result_names_what_changed():
     text = ablation.shipped_reading(stale, {"smoke": fp})
     assert f"stage version: {old['version']} -> {fp.parts['version']}" in text and "finding of commit abc" in text
     assert "- hierarchical: undecided." in text  # the record is kept beside, not dropped
+
+
+def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_different_steps(tmp_path):
+    import pandas as pd
+
+    cfg = resolve_config("smoke", tmp_path)
+    for method, step in (("none", 50), ("hierarchical", 75)):
+        folder = stages.result_dir(sft.adapter_config(cfg, method), sft.STAGE, create=True)
+        io.write_json(folder / "report.json", {"best": {"step": step}, "global_step": 75})
+    assert grid.selected_step(cfg, "none") == (50, 75) and grid.selected_step(cfg, "recurrent") == (None, None)
+    table = pd.DataFrame(columns=["cell", "users", "axis", "value", "method", "control", "finetuned", "recall@10"])
+    effect = pd.DataFrame([{"method": "hierarchical", "decision": "bounded", "step": 75, "reference_step": 50,
+                            "steps": 75}])
+    lines = ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect)
+    assert lines[0] == "hierarchical: bounded."
+    assert "chosen at different steps (TALLRec at step 50; hierarchical at step 75; of 75)" in lines[1]
+    # the same step, or a record without steps (made before they were recorded): nothing to say
+    assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect.assign(step=50)) == lines[:1]
+    assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect[["method", "decision"]]) == lines[:1]

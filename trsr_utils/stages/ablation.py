@@ -248,6 +248,14 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
     the summary (reliance), can it learn from one at all (positive controls), does the summarizer use the order,
     and the decision on the summary's effect over TALLRec."""
     out = [f"{r.method}: {r.decision}." for r in effect.itertuples()] if len(effect) else []
+    chosen = effect.dropna(subset=["step", "reference_step"]) if "step" in effect else effect.iloc[0:0]
+    if len(chosen) and (chosen["step"] != chosen["reference_step"]).any():
+        steps = "; ".join(f"{r.method} at step {r.step:.0f}" for r in chosen.itertuples())
+        out.append(f"Each fine-tuned recommender is its best validation checkpoint, and they were chosen at different "
+                   f"steps (TALLRec at step {chosen['reference_step'].iloc[0]:.0f}; {steps}"
+                   + (f"; of {chosen['steps'].iloc[0]:.0f}" if pd.notna(chosen["steps"].iloc[0]) else "")
+                   + "): a difference between them is the summary's together with that choice, not the summary's "
+                   "alone (notebook 06's validation curves show every checkpoint).")
     n = int(table["users"].iloc[0]) if len(table) else 0
     by_cell = table.set_index("cell")
     refs = {c for c in (paired["b"] if len(paired) else [])}
@@ -323,7 +331,8 @@ def control_results(cfg: Any, table: pd.DataFrame) -> dict[str, Any]:
     return {"profile": cfg.profile, "fingerprint": fp.digest, "parts": fp.parts, "git": rec.get("git"),
             "users": int(table["users"].iloc[0]), "equivalence_margin": cfg.eval.equivalence_margin,
             "effect": _records(effect, ["method", "diff", "low", "high", "p", "p_holm", "tost_p", "low90", "high90",
-                                        "equivalent", "users_to_bound", "decision"]),
+                                        "equivalent", "users_to_bound", "decision", "step", "reference_step",
+                                        "steps"]),
             "controls": _records(rows, ["a", "b", "mean_a", "mean_b", "diff", "low", "high", "p", "p_holm",
                                         "significant"]),
             "shift": _records(shift, ["cell", "mean_abs_dp", "rank_changed", "reference_spread"]),

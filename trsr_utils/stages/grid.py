@@ -14,7 +14,8 @@ import pandas as pd
 from trsr_utils.core import io
 from trsr_utils.method import audit, metrics, significance
 from trsr_utils.method.user_prompts import main_summary
-from trsr_utils.stages import summarize
+from trsr_utils.stages import sft, summarize
+from trsr_utils.store import stages
 
 
 @dataclass
@@ -186,10 +187,24 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
                      "margin": t["margin"], "users_to_bound": significance.users_needed_equivalence(d["sd"], t["margin"]),
                      "tost": t})
     out = pd.DataFrame(rows)
+    # Each fine-tuned recommender is its best validation checkpoint: say which, so a difference that is partly the
+    # choice of checkpoint (a few validation users) is not read as the summary's alone.
+    steps = {m: selected_step(cfg, m) for m in ("none", *out["method"])}
+    out["step"] = [steps[m][0] for m in out["method"]]
+    out["reference_step"] = steps["none"][0]
+    out["steps"] = steps["none"][1]
     out["p_holm"] = significance.holm(out["p"])
     out["decision"] = [significance.decision({**r, "p_holm": r["p_holm"]}, r["tost"], metric)
                        for r in out.to_dict(orient="records")]
     return out.drop(columns=["tost"])
+
+
+def selected_step(cfg: Any, method: str) -> tuple[int | None, int | None]:
+    """The checkpoint step the fine-tuned recommender with summary ``method`` was chosen at (its best validation
+    score) and the steps it trained for, from its training report; (None, None) where the report lacks them."""
+    report = stages.result_dir(sft.adapter_config(cfg, method), sft.STAGE) / "report.json"
+    data = io.read_json(report) if report.exists() else {}
+    return (data.get("best") or {}).get("step"), data.get("global_step")
 
 
 def read_ranks(table: pd.DataFrame) -> pd.DataFrame:
