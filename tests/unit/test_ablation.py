@@ -8,7 +8,7 @@ import pytest
 from trsr_utils.stages import ablation
 from trsr_utils.stages import grid, sft
 from trsr_utils.core import io
-from trsr_utils.core.config import ConfigError, resolve_config
+from trsr_utils.core.config import resolve_config
 from trsr_utils.store import stages
 
 
@@ -74,8 +74,10 @@ def test_the_summary_axis_can_leave_out_the_zero_shot_cells(tmp_path):
     # the default keeps earlier fingerprints (a setting added later); the other value is a new result
     assert stages.fingerprint(both, ablation.STAGE) != stages.fingerprint(cfg, ablation.STAGE)
     assert "eval.ablation_zero_shot" not in stages.parts(both, ablation.STAGE)["settings"]
-    with pytest.raises(ConfigError, match="ablation_zero_shot"):
-        resolve_config("smoke", tmp_path, {"eval.ablation_zero_shot": False, "eval.ablation_finetuned": False})
+    # ignored when the whole grid is zero-shot (notebook 08's exercises switch ablation_finetuned off on any profile)
+    zero = resolve_config("smoke", tmp_path, {"eval.ablation_zero_shot": False, "eval.ablation_finetuned": False})
+    assert [c.name for c in grid.grid(zero)] == [
+        c.name for c in grid.grid(resolve_config("smoke", tmp_path, {"eval.ablation_finetuned": False}))]
 
 
 def test_reading_puts_each_axis_spread_in_users():
@@ -197,6 +199,12 @@ def test_probability_shift_and_summary_effect(tmp_path):
     assert shift.loc["reliance=other_user-ft", "reference_spread"] == pytest.approx(0.4)  # std of [.9, .1]
     effect = grid.summary_effect(table, cfg)
     assert list(effect["method"]) == ["hierarchical"] and effect["diff"].iloc[0] == 0
+    assert effect[["step", "reference_step", "steps"]].isna().all().all()  # no adapters trained here: no steps
+    for method, step in (("none", 50), ("hierarchical", 75)):  # each method's own report; the reference is TALLRec's
+        folder = stages.result_dir(sft.adapter_config(cfg, method), sft.STAGE, create=True)
+        io.write_json(folder / "report.json", {"best": {"step": step}, "global_step": 80 + step})
+    steps = grid.summary_effect(table, cfg).iloc[0]
+    assert (steps["step"], steps["reference_step"], steps["steps"]) == (75, 50, 130)
     assert bool(effect["equivalent"].iloc[0]) and effect["decision"].iloc[0].startswith("bounded")
     lines = ablation.controls_reading(
         table.assign(value=["hierarchical", "none", "other_user"], method="hierarchical",
@@ -277,7 +285,7 @@ def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_differe
                             "steps": 75}])
     lines = ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect)
     assert lines[0] == "hierarchical: bounded."
-    assert "chosen at different steps (TALLRec at step 50; hierarchical at step 75; of 75)" in lines[1]
+    assert "chosen at different steps (TALLRec at step 50; hierarchical at step 75; of 75 trained)" in lines[1]
     # the same step, or a record without steps (made before they were recorded): nothing to say
     assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect.assign(step=50)) == lines[:1]
     assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect[["method", "decision"]]) == lines[:1]

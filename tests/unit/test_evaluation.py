@@ -268,7 +268,7 @@ def test_the_upstream_negatives_check_can_be_left_out(tmp_path):
     off = resolve_config("smoke", tmp_path, {"eval.upstream_check": False})
     # left out before anything is read or scored (prepared None would fail at once otherwise)
     assert protocols.upstream_check(off, None, pd.DataFrame(), {"popularity": pd.DataFrame()}) is None
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # switched on, it goes on to read the prepared data (None here)
         protocols.upstream_check(on, None, pd.DataFrame(), {"popularity": pd.DataFrame()})
     assert stages.fingerprint(on, evaluation.STAGE) != stages.fingerprint(off, evaluation.STAGE)
     assert "eval.upstream_check" not in stages.parts(on, evaluation.STAGE)["settings"]  # earlier results kept

@@ -240,10 +240,6 @@ def _validate(cfg: Config, control: bool = False) -> None:
         raise ConfigError("sft: lora_r, batch_size and grad_accum must be >= 1 and learning_rate > 0")
     if s.merge_fan_in < 2:
         raise ConfigError("summary.merge_fan_in must be at least 2 (a merge reads several summaries)")
-    if not cfg.eval.ablation_zero_shot and not cfg.eval.ablation_finetuned:
-        raise ConfigError("eval.ablation_zero_shot: false leaves the summary axis to the fine-tuned model, and "
-                          "eval.ablation_finetuned: false makes the grid zero-shot: together there is no grid; set "
-                          "one of them true")
     if cfg.eval.sft_seeds < 1 or t.seed_offset < 0:
         raise ConfigError("eval.sft_seeds must be >= 1 and sft.seed_offset >= 0")
     if t.shared_prefix and (t.loss == "whole" or t.gradient_checkpointing):

@@ -216,8 +216,9 @@ class EvalConfig:
     ablation_items_per_block: list[int] = field(default_factory=lambda: [3, 5, 10])
     ablation_summarizers: list[str] = field(default_factory=list)  # extra summarizer models to compare
     ablation_finetuned: bool = True  # False: the whole grid zero-shot (no adapters needed)
-    # The summary axis zero-shot too (beside the fine-tuned cells); False leaves it to the fine-tuned model (with
-    # ablation_finetuned), for a profile that asks only whether the summary helps the fine-tuned recommender.
+    # The summary axis zero-shot too (beside the fine-tuned cells); False leaves it to the fine-tuned model, for a
+    # profile that asks only whether the summary helps the fine-tuned recommender. Ignored when ablation_finetuned
+    # is False (the whole grid is zero-shot then).
     ablation_zero_shot: bool = True
     # Does the summary matter? (notebook 08, section 4.) Reliance controls: the profile's fine-tuned recommender
     # scored with its summary replaced at inference (no training): another test user's summary (a seeded

@@ -253,9 +253,10 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
         steps = "; ".join(f"{r.method} at step {r.step:.0f}" for r in chosen.itertuples())
         out.append(f"Each fine-tuned recommender is its best validation checkpoint, and they were chosen at different "
                    f"steps (TALLRec at step {chosen['reference_step'].iloc[0]:.0f}; {steps}"
-                   + (f"; of {chosen['steps'].iloc[0]:.0f}" if pd.notna(chosen["steps"].iloc[0]) else "")
+                   + (f"; of {chosen['steps'].iloc[0]:.0f} trained" if pd.notna(chosen["steps"].iloc[0]) else "")
                    + "): a difference between them is the summary's together with that choice, not the summary's "
-                   "alone (notebook 06's validation curves show every checkpoint).")
+                   "alone (each adapter's training report, 06_sft/<fingerprint>/report.json, lists every "
+                   "checkpoint's validation; notebook 06 plots the profile's own adapter).")
     n = int(table["users"].iloc[0]) if len(table) else 0
     by_cell = table.set_index("cell")
     refs = {c for c in (paired["b"] if len(paired) else [])}
