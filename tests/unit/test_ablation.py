@@ -201,7 +201,7 @@ def test_probability_shift_and_summary_effect(tmp_path):
     assert list(effect["method"]) == ["hierarchical"] and effect["diff"].iloc[0] == 0
     assert effect[["step", "reference_step", "steps"]].isna().all().all()  # no adapters trained here: no steps
     for method, step in (("none", 50), ("hierarchical", 75)):  # each method's own report; the reference is TALLRec's
-        folder = stages.result_dir(sft.adapter_config(cfg, method), sft.STAGE, create=True)
+        folder = stages.finish(sft.adapter_config(cfg, method), sft.STAGE)  # a complete adapter's record
         io.write_json(folder / "report.json", {"best": {"step": step}, "global_step": 80 + step})
     steps = grid.summary_effect(table, cfg).iloc[0]
     assert (steps["step"], steps["reference_step"], steps["steps"]) == (75, 50, 130)
@@ -277,9 +277,12 @@ def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_differe
 
     cfg = resolve_config("smoke", tmp_path)
     for method, step in (("none", 50), ("hierarchical", 75)):
-        folder = stages.result_dir(sft.adapter_config(cfg, method), sft.STAGE, create=True)
+        folder = stages.finish(sft.adapter_config(cfg, method), sft.STAGE)  # a complete adapter's record
         io.write_json(folder / "report.json", {"best": {"step": step}, "global_step": 75})
     assert grid.selected_step(cfg, "none") == (50, 75) and grid.selected_step(cfg, "recurrent") == (None, None)
+    stale = stages.result_dir(sft.adapter_config(cfg, "template"), sft.STAGE, create=True)  # unfinished: no record
+    io.write_json(stale / "report.json", {"best": {"step": 25}, "global_step": 75})
+    assert grid.selected_step(cfg, "template") == (None, None)
     table = pd.DataFrame(columns=["cell", "users", "axis", "value", "method", "control", "finetuned", "recall@10"])
     effect = pd.DataFrame([{"method": "hierarchical", "decision": "bounded", "step": 75, "reference_step": 50,
                             "steps": 75}])

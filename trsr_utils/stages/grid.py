@@ -201,9 +201,12 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
 
 def selected_step(cfg: Any, method: str) -> tuple[int | None, int | None]:
     """The checkpoint step the fine-tuned recommender with summary ``method`` was chosen at (its best validation
-    score) and the steps it trained for, from its training report; (None, None) where the report lacks them."""
-    report = stages.result_dir(sft.adapter_config(cfg, method), sft.STAGE) / "report.json"
-    data = io.read_json(report) if report.exists() else {}
+    score) and the steps it trained for, from its training report; (None, None) where it has no complete
+    adapter under these settings or the report lacks them."""
+    try:
+        data = sft.read_report(sft.adapter_config(cfg, method))
+    except stages.MissingResult:
+        return None, None
     return (data.get("best") or {}).get("step"), data.get("global_step")
 
 
