@@ -195,6 +195,10 @@ def test_users_needed_for_equivalence_and_decision():
         {"diff": 0.05, "p": 0.5}, tost)
     assert significance.decision({"diff": 0.2, "p": 0.01, "p_holm": 0.02}, tost).startswith("shown")
     assert significance.decision({"diff": 0.0, "p": 1.0}, {**tost, "equivalent": True}).startswith("bounded")
+    # a permutation p is never 0: below .001 the sentence says so instead of printing 0.000
+    assert "(Holm p < 0.001)" in significance.decision({"diff": 0.2, "p": 0.0001, "p_holm": 0.0004}, tost)
+    assert "(p = 0.500; TOST p = 0.400," in significance.decision({"diff": 0.05, "p": 0.5}, tost)
+    assert significance.p_text(0.0009, "Holm") == "Holm < 0.001" and significance.p_text(0.001) == "p = 0.001"
 
 
 def test_the_oracle_is_refused_as_a_setting_outside_its_control_cell(tmp_path):

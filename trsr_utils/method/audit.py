@@ -341,7 +341,7 @@ def reading(summary: pd.DataFrame, spec: pd.DataFrame, k: int = TOP_K) -> list[s
         cov = spec[(spec["method"] == method) & (spec["measure"] == "coverage")].iloc[0]
         verdict = ("describes its own user better than other users" if cov["specific"] else
                    "is not shown to describe its own user better than other users")
-        p = "no test" if np.isnan(cov["p"]) else "p < 0.001" if cov["p"] < 0.001 else f"p = {cov['p']:.3f}"
+        p = "no test" if np.isnan(cov["p"]) else significance.p_text(cov["p"])
         fb = int(row.get("fallbacks", 0))
         out.append(f"{method}: names {row['named']:.1f} attributes per summary (of them {row['invented']:.2f} on "
                    f"average not in the history; {row['names_nothing']:.0%} of summaries name none); covers "

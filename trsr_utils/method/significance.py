@@ -125,20 +125,26 @@ def users_needed_equivalence(sd: float, margin: float, true_diff: float = 0.0, a
     return max(2, math.ceil(((stats.norm.ppf(1 - alpha) + z_beta) * sd / gap) ** 2))
 
 
+def p_text(p: float, name: str = "p") -> str:
+    """A p-value as the readings print it: "p = 0.034", or "p < 0.001" where three decimals would print 0.000
+    (a permutation or sign-flip p is never 0)."""
+    return f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}"
+
+
 def decision(difference: Mapping[str, float], tost: Mapping[str, float], metric: str = "recall@10") -> str:
     """The answer to "does A differ from B?" in one sentence: shown (Holm p < alpha), bounded (TOST p < alpha:
     within the margin), or undecided, with the users a decision would need."""
     d, m, n = difference["diff"], tost["margin"], int(tost["users"])
     if difference.get("p_holm", difference["p"]) < ALPHA:
-        return (f"shown: {d:+.3f} {metric} (Holm p = {difference.get('p_holm', difference['p']):.3f}) on {n} users")
+        return f"shown: {d:+.3f} {metric} ({p_text(difference.get('p_holm', difference['p']), 'Holm p')}) on {n} users"
     if tost["equivalent"]:
-        return (f"bounded: the difference {d:+.3f} {metric} lies within ±{m:.2f} (TOST p = {tost['p']:.3f}, 90% "
+        return (f"bounded: the difference {d:+.3f} {metric} lies within ±{m:.2f} ({p_text(tost['p'], 'TOST p')}, 90% "
                 f"interval {tost['low']:+.3f} to {tost['high']:+.3f}) on {n} users")
     detect = users_needed(tost["sd"], d) if d else None
     bound = users_needed_equivalence(tost["sd"], m)
     more = "".join([f"; about {detect} users would detect a difference of {d:+.3f} (power .8)" if detect else "",
                     f"; about {bound} would bound it within ±{m:.2f} if the true difference were 0" if bound else ""])
-    return (f"undecided: {d:+.3f} {metric} (p = {difference['p']:.3f}; TOST p = {tost['p']:.3f}, 90% interval "
+    return (f"undecided: {d:+.3f} {metric} ({p_text(difference['p'])}; {p_text(tost['p'], 'TOST p')}, 90% interval "
             f"{tost['low']:+.3f} to {tost['high']:+.3f} is not within ±{m:.2f}) on {n} users{more}")
 
 
@@ -217,7 +223,7 @@ def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: s
     for r in rows.itertuples():
         verdict = "a real difference" if r.significant else "not distinguishable after the correction"
         lines.append(f"{name(r.a)} - {name(r.b)}: {r.diff:+.3f} {metric} (95% interval {r.low:+.3f} to "
-                     f"{r.high:+.3f}; p = {r.p:.3f}, Holm {r.p_holm:.3f}): {verdict} on these {r.users} users.")
+                     f"{r.high:+.3f}; {p_text(r.p)}, {p_text(r.p_holm, 'Holm')}): {verdict} on these {r.users} users.")
     n_sig = int(rows["significant"].sum())
     lines.append(f"{n_sig} of {len(rows)} comparisons on {metric} survive Holm's correction at the 5% level.")
     others = table[table["metric"] != metric]
@@ -225,7 +231,7 @@ def reading(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: s
         sig = group[group["significant"]]
         where = "the forest plot's other panels, " if forest else ""
         lines.append(f"On {m} ({where}Holm within {m}): {len(sig)} of {len(group)} survive"
-                     + (": " + "; ".join(f"{name(r.a)} - {name(r.b)} {r.diff:+.3f} (Holm p {r.p_holm:.3f})"
+                     + (": " + "; ".join(f"{name(r.a)} - {name(r.b)} {r.diff:+.3f} ({p_text(r.p_holm, 'Holm p')})"
                                          for r in sig.itertuples()) if len(sig) else "") + ".")
     narrow = table[((table["low"] > 0) | (table["high"] < 0)) & (table["p"] >= 0.05)]
     if len(narrow):

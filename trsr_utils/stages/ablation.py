@@ -285,7 +285,8 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
                 "positive_control": f"fine-tuned and scored with the {cell.value} summary",
                 "order": "with summaries of the histories in a shuffled order"}[cell.axis]
         out.append(f"{what}: {main_row['diff']:+.3f} {main_row['metric']} against the profile's setting "
-                   f"(p = {main_row['p']:.3f}, Holm {main_row['p_holm']:.3f}; {sig}){change}.")
+                   f"({significance.p_text(main_row['p'])}, {significance.p_text(main_row['p_holm'], 'Holm')}; {sig})"
+                   f"{change}.")
         if cell.control == "other_user":
             if worse:
                 out.append(f"The recommender reads whose summary it is: another user's summary costs it "
@@ -295,7 +296,7 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
                            "not help this recommender; what it reads in a summary acts as noise.")
             else:
                 out.append("The recommender is not shown to use whose summary it reads: another user's summary is not "
-                           f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, p = {main_row['p']:.3f} "
+                           f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, {significance.p_text(main_row['p'])} "
                            f"on {n} users: a difference these users cannot separate from chance, not equal ranking)"
                            + (" and it moves the scores (the text acts as noise)." if cell.cell in moved.index
                               and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
