@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trsr_utils.stages import ablation
-from trsr_utils.stages import grid, sft
+from trsr_utils.stages import evaluation, grid, sft, table_rows
 from trsr_utils.core import io
 from trsr_utils.core.config import resolve_config
 from trsr_utils.store import stages
@@ -279,10 +279,14 @@ def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_differe
     for method, step in (("none", 50), ("hierarchical", 75)):
         folder = stages.finish(sft.adapter_config(cfg, method), sft.STAGE)  # a complete adapter's record
         io.write_json(folder / "report.json", {"best": {"step": step}, "global_step": 75})
-    assert grid.selected_step(cfg, "none") == (50, 75) and grid.selected_step(cfg, "recurrent") == (None, None)
+    assert sft.selected_step(cfg, "none") == (50, 75) and sft.selected_step(cfg, "recurrent") == (None, None)
     stale = stages.result_dir(sft.adapter_config(cfg, "template"), sft.STAGE, create=True)  # unfinished: no record
     io.write_json(stale / "report.json", {"best": {"step": 25}, "global_step": 75})
-    assert grid.selected_step(cfg, "template") == (None, None)
+    assert sft.selected_step(cfg, "template") == (None, None)
+    # notebook 07's table names each fine-tuned row's checkpoint; zero-shot has none, an untrained adapter "-"
+    assert evaluation.checkpoints(cfg) == {table_rows.label("tallrec"): "step 50 of 75",
+                                           table_rows.label("hierarchical"): "step 75 of 75",
+                                           table_rows.label("recurrent"): "-"}
     table = pd.DataFrame(columns=["cell", "users", "axis", "value", "method", "control", "finetuned", "recall@10"])
     effect = pd.DataFrame([{"method": "hierarchical", "decision": "bounded", "step": 75, "reference_step": 50,
                             "steps": 75}])

@@ -164,6 +164,32 @@ def test_bfloat16_on_a_gpu_without_it_is_caught_before_hours_of_summarization(pa
     assert preflight.check_bfloat16(resolve_config("paper-mind", None, {"model.dtype": "float16"})) == []
 
 
+def test_bfloat16_on_a_cpu_that_emulates_it_is_named_with_the_settings_that_avoid_it(tmp_path, monkeypatch):
+    """course-long-all asks for bfloat16 summaries and scoring, measured faster on an AVX512-BF16 CPU; an AVX2-only
+    CPU emulates bfloat16 and summarized 4.3x slower than in float32: the run says so (a warning: it still runs)."""
+    import torch
+
+    from trsr_utils.method import llm
+
+    cfg = resolve_config("course-long-all", tmp_path)
+    monkeypatch.setattr(llm, "cpu_bfloat16_native", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    text = preflight.cpu_bfloat16(cfg)
+    assert text.startswith("model.summarizer_dtype, model.scoring_dtype ask for bfloat16, which this CPU")
+    assert preflight.cpu_bfloat16(resolve_config("course-long", tmp_path)).startswith("model.scoring_dtype asks")
+    assert "--set model.summarizer_dtype=null --set model.scoring_dtype=null" in text
+    assert preflight.cpu_bfloat16(resolve_config("course", tmp_path)) == ""  # float32 throughout: nothing to say
+    with pytest.warns(llm.EmulatedPrecisionWarning, match="emulates in software"):
+        llm.load_model(llm.TINY, "bfloat16", device="cpu")
+    monkeypatch.setattr(llm, "cpu_bfloat16_native", lambda: True)  # AVX512-BF16 or AMX: the profile's case
+    assert preflight.cpu_bfloat16(cfg) == ""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", llm.EmulatedPrecisionWarning)
+        llm.load_model(llm.TINY, "bfloat16", device="cpu")
+
+
 def test_a_bitsandbytes_binary_that_imports_but_cannot_multiply_is_caught(paper, monkeypatch):
     import sys
     import types

@@ -231,6 +231,18 @@ def unseen_positives(cfg: Any, samples: pd.DataFrame, every_interaction: bool = 
     return int(sum(p not in seen for p in samples["positive"]))
 
 
+def checkpoints(cfg: Config) -> dict[str, str]:
+    """Each fine-tuned row's checkpoint (its first SFT seed's), by the table's label: "step 25 of 75" where its
+    adapter was chosen at its best validation score (notebook 06). Rows compared at different checkpoints differ
+    in training as well as in their input, which the table alone would hide."""
+    out = {}
+    for name in cfg.eval.llm:
+        if name != "zero_shot":
+            step, steps = sft.selected_step(cfg, LLM_ROWS[name])
+            out[label(name)] = f"step {step} of {steps}" if step is not None else "-"
+    return out
+
+
 def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
             unseen_all: int | None = None) -> list[str]:
     """What the table shows and how sure one can be, in sentences computed from the run."""

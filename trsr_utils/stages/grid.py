@@ -189,7 +189,7 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
     out = pd.DataFrame(rows)
     # Each fine-tuned recommender is its best validation checkpoint: say which, so a difference that is partly the
     # choice of checkpoint (a few validation users) is not read as the summary's alone.
-    steps = {m: selected_step(cfg, m) for m in ("none", *out["method"])}
+    steps = {m: sft.selected_step(cfg, m) for m in ("none", *out["method"])}
     out["step"] = [steps[m][0] for m in out["method"]]
     out["reference_step"] = steps["none"][0]
     out["steps"] = steps["none"][1]
@@ -197,17 +197,6 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
     out["decision"] = [significance.decision({**r, "p_holm": r["p_holm"]}, r["tost"], metric)
                        for r in out.to_dict(orient="records")]
     return out.drop(columns=["tost"])
-
-
-def selected_step(cfg: Any, method: str) -> tuple[int | None, int | None]:
-    """The checkpoint step the fine-tuned recommender with summary ``method`` was chosen at (its best validation
-    score) and the steps it trained for, from its training report; (None, None) where it has no complete
-    adapter under these settings or the report lacks them."""
-    try:
-        data = sft.read_report(sft.adapter_config(cfg, method))
-    except stages.MissingResult:
-        return None, None
-    return (data.get("best") or {}).get("step"), data.get("global_step")
 
 
 def read_ranks(table: pd.DataFrame) -> pd.DataFrame:

@@ -258,6 +258,17 @@ def read_report(cfg: Any) -> dict[str, Any]:
     return io.read_json(stages.require(cfg, STAGE) / "report.json")
 
 
+def selected_step(cfg: Any, method: str) -> tuple[int | None, int | None]:
+    """The checkpoint step the fine-tuned recommender with summary ``method`` was chosen at (its best validation
+    score) and the steps it trained for, from its training report; (None, None) where it has no complete
+    adapter under these settings or the report lacks them."""
+    try:
+        data = read_report(adapter_config(cfg, method))
+    except stages.MissingResult:
+        return None, None
+    return (data.get("best") or {}).get("step"), data.get("global_step")
+
+
 # ----------------------------------------------------------------- command line
 def adapters_for_table(cfg: Any) -> list[Any]:
     """The settings of every adapter notebook 07's table scores with (each fine-tuned row of ``eval.llm`` for

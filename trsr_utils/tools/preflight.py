@@ -141,6 +141,15 @@ def check_bfloat16(cfg: Config) -> list[str]:
             "recommender trains with fp16 mixed precision), or use a newer GPU"]
 
 
+def cpu_bfloat16(cfg: Config) -> str:
+    """On a CPU-only run, what bfloat16 settings this CPU would emulate (slowly), as a warning; "" when none."""
+    m = cfg.model
+    wanted = [k for k in uses_bfloat16(cfg) if k != "sft.mixed_precision"]
+    if not wanted or needs_gpu(cfg) or llm.resolve_device(m.device) != "cpu" or llm.cpu_bfloat16_native():
+        return ""
+    return llm.emulated_bfloat16_message(wanted)
+
+
 def check_bitsandbytes(cfg: Config) -> list[str]:
     quantized = sorted({q for r in ("summarizer", "recommender") if (q := cfg.model.precision(r)[1])})
     if not quantized:
