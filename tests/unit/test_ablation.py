@@ -296,3 +296,28 @@ def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_differe
     # the same step, or a record without steps (made before they were recorded): nothing to say
     assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect.assign(step=50)) == lines[:1]
     assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect[["method", "decision"]]) == lines[:1]
+
+
+def test_the_decision_on_recall_at_10_is_checked_at_the_other_cutoffs(tmp_path):
+    """Every user's positive at rank 4 with the summary, at rank 1 without: no difference at Recall@5 or @10 (the
+    decision bounds it), all of it at Recall@3 and MRR: the reading says the answer depends on the cut-off."""
+    import pandas as pd
+
+    cfg = resolve_config("smoke", tmp_path, {"eval.equivalence_margin": 0.05})
+    n = 60  # .95^60 < .05: no user changing at Recall@10 bounds it
+    table = pd.DataFrame([
+        {"cell": "summary=hierarchical-ft", "finetuned": True, "axis": "summary", "users": n,
+         "scores": _scores(tmp_path, "h", [(4, [0.1] * 5) for _ in range(n)])},
+        {"cell": "summary=none-ft", "finetuned": True, "axis": "summary", "users": n,
+         "scores": _scores(tmp_path, "n", [(1, [0.9] * 5) for _ in range(n)])},
+    ])
+    assert grid.summary_effect(table, cfg)["decision"].iloc[0].startswith("bounded")
+    others = grid.effect_at_cutoffs(table, cfg).set_index("metric")
+    assert list(others.index) == ["recall@3", "recall@5", "mrr@10", "ndcg@10"]
+    assert others.loc["recall@3", "diff"] == -1 and others.loc["recall@5", "diff"] == 0
+    assert others.loc["mrr@10", "diff"] == pytest.approx(0.25 - 1)
+    line, = ablation.cutoffs_reading(others.reset_index())
+    assert line.startswith("hierarchical at the other metrics (recall@3 -1.000, recall@5 +0.000, mrr@10 -0.750")
+    assert "shown on recall@3 (Holm p < 0.001), mrr@10 (Holm p < 0.001), ndcg@10" in line
+    assert "recall@5 (" not in line.split("shown on")[1]
+    assert ablation.cutoffs_reading(pd.DataFrame()) == []

@@ -114,7 +114,7 @@ def test_drift_per_step():
     assert "50.0% of 2 updates" in text and "Of the 1 updates that changed" in text and "0 of the 1 updates" in text
     assert "(step 1: 100%, step 2: 0%)" in text
     one_step = audit.drift_reading(d.reset_index().query("step == 1"))  # two-block histories: one update each
-    assert "(all at step 1)" in one_step[0] and one_step[0].count("step 1") == 1
+    assert "(each user's only update is step 1)" in one_step[0] and one_step[0].count("step 1") == 1
 
 
 def test_query_ranks_and_kept_share():

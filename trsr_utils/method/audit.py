@@ -315,7 +315,7 @@ def drift_reading(table: pd.DataFrame, k: int = 2) -> list[str]:
     changed = table[~table["unchanged"]]
     took = table["took_new"].dropna()
     # One update per user (two blocks) has one step: "step 1: 13%, step 1: 13%" would say it twice.
-    steps = (f"all at step {by.index[0]}" if len(by) == 1 else
+    steps = (f"each user's only update is step {by.index[0]}" if len(by) == 1 else
              f"step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%}")
     out = [f"{table['unchanged'].mean():.1%} of {len(table)} updates return the previous summary word for word "
            f"({steps})."]

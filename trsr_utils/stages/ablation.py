@@ -312,6 +312,22 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
     return out
 
 
+def cutoffs_reading(others: pd.DataFrame) -> list[str]:
+    """Whether the decision on Recall@10 (the margin's metric) holds at the other metrics (:func:`effect_at_cutoffs`):
+    per method, the metrics where the difference is shown after Holm, with their sign."""
+    out = []
+    for method, group in (others.groupby("method", sort=False) if len(others) else []):
+        shown = group[group["p_holm"] < significance.ALPHA]
+        diffs = ", ".join(f"{r.metric} {r.diff:+.3f}" for r in group.itertuples())
+        if len(shown):
+            out.append(f"{method} at the other metrics ({diffs}): the difference is shown on "
+                       + ", ".join(f"{r.metric} ({significance.p_text(r.p_holm, 'Holm p')})" for r in shown.itertuples())
+                       + "; the decision above is on recall@10 only, where the margin is set.")
+        else:
+            out.append(f"{method} at the other metrics ({diffs}): none is shown to differ after Holm.")
+    return out
+
+
 # The recorded control results of the runs that decide (DECIDING below), shipped with the repository so that
 # notebook 08 on the demo prints them beside its own cells. Written by `python -m trsr_utils ablation --record`.
 SHIPPED = REPO_ROOT / "docs" / "results" / "controls.json"
@@ -354,9 +370,9 @@ def shipped_controls(path: Path = SHIPPED) -> dict[str, Any] | None:
     return io.read_json(path) if Path(path).exists() else None
 
 
-# The profiles whose recorded findings notebook 08 prints beside the demo's: the long histories, the course, and the
-# course with every free user as a test user (sized to decide).
-DECIDING = ("course-long", "course", "course-all")
+# The profiles whose recorded findings notebook 08 prints beside the demo's: the long histories, the course, and each
+# with every free user as a test user (sized to decide).
+DECIDING = ("course-long", "course", "course-all", "course-long-all")
 
 
 def _record_command(profile: str) -> str:

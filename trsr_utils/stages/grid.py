@@ -199,6 +199,14 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
     return out.drop(columns=["tost"])
 
 
+def effect_at_cutoffs(table: pd.DataFrame, cfg: Any,
+                      metrics_: tuple[str, ...] = ("recall@3", "recall@5", "mrr@10", "ndcg@10")) -> pd.DataFrame:
+    """:func:`summary_effect` at the metrics other than the margin's (Holm over the methods within each): whether
+    the answer on Recall@10 depends on the cut-off."""
+    frames = [f for f in (summary_effect(table, cfg, m) for m in metrics_) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def read_ranks(table: pd.DataFrame) -> pd.DataFrame:
     """Every cell's per-user ranks (``system`` = the cell's name), from the score store the table points at."""
     frames = [io.read_parquet(row.scores)[["user_id", "rank"]].assign(system=row.cell) for row in table.itertuples()]
