@@ -351,3 +351,19 @@ def test_every_trainer_is_pinned_to_one_gpu_when_one_process_sees_several(monkey
     with pytest.raises(Stop):  # the listwise trainer's arguments came through the pin before it was built
         listwise.train(cfg, model, tok, [{"input_ids": [1, 2, 3], "labels": [-100, -100, 3]}], tmp_path / "lw", log=lambda *_: None)
     assert seen == ["cuda"]
+
+
+def test_select_last_keeps_the_final_checkpoint_whatever_validation_says(tmp_path, prepared_run, tok):
+    """sft.select: last is a fixed training budget (the best on a few validation users is partly chance): the
+    adapter is the last checkpoint's, the report says so, and it is another result than the paper's rule."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(prepared_run, run)
+    settings = {"sft.max_steps": 4, "sft.save_steps": 2, "sft.learning_rate": 5e-3}
+    last = cfg_at(run, **settings, **{"sft.select": "last"})
+    assert stages.fingerprint(last, sft.STAGE).digest != stages.fingerprint(cfg_at(run, **settings), sft.STAGE).digest
+    report = sft.train(last, model=llm.load_model(llm.TINY, device="cpu"), tokenizer=tok, log=lambda *_: None)
+    assert report["select"] == "last" and report["best"]["step"] == 4 == report["global_step"]
+    assert [v["step"] for v in report["validation"]] == [0, 2, 4]  # validated all the same: the curve is drawn
+    assert sft.selected_step(last, "none") == (4, 4)  # BASE trains without a summary (TALLRec)

@@ -56,7 +56,7 @@ EXPECTED: dict[str, set[str]] = {
     **{f"sft.{f}": RECOMMENDER for f in ("loss", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
                                          "learning_rate", "batch_size", "grad_accum", "epochs", "max_steps",
                                          "save_steps", "warmup_ratio", "weight_decay", "gradient_checkpointing",
-                                         "mixed_precision", "shared_prefix", "seed_offset", "valid_users")},
+                                         "mixed_precision", "shared_prefix", "seed_offset", "valid_users", "select")},
     "sft.logging_steps": set(), "sft.validate_zero_shot": set(), "sft.score_batch_users": set(),
     "eval.baselines": {"07_eval"}, "eval.llm": {"07_eval"},
     "eval.test_users": {"07_eval", "08_ablations", "09_beyond"},
@@ -83,6 +83,7 @@ CHANGED = {
     "model.summarizer_dtype": "bfloat16", "model.summarizer_quantization": "8bit",
     "model.device": "cuda", "prompt.domain": "news",
     "sft.summary": "recurrent", "sft.loss": "whole", "sft.mixed_precision": "bfloat16", "sft.target_modules": ["q_proj"],
+    "sft.select": "last",
     "eval.baselines": ["popularity"], "eval.all_interactions": ["popularity"], "eval.llm": ["zero_shot"], "eval.ablation_summarizers": ["tiny-random"],
     "eval.ablation_recent_items": [2], "eval.ablation_items_per_block": [4], "summary.do_sample": True,
     "beyond.rerank_order": "shuffled",
@@ -154,7 +155,7 @@ def test_a_setting_added_later_keeps_earlier_fingerprints_at_its_old_behaviour(t
     for key in ("run_dir", "profile", "description"):
         before.pop(key)
     del before["data"]["mind_sequence"], before["eval"]["protocol"]
-    del before["eval"]["upstream_check"], before["eval"]["ablation_zero_shot"]
+    del before["eval"]["upstream_check"], before["eval"]["ablation_zero_shot"], before["sft"]["select"]
     assert stages.config_digest(cfg) == stages.digest(before)[:stages.DIGEST_CHARS]
     assert stages.config_digest(with_overrides(cfg, {"eval.protocol": "upstream"})) != stages.config_digest(cfg)
 

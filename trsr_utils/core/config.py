@@ -45,6 +45,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     # in a profile or --set, see _validate)
     "sft.summary": ("hierarchical", "recurrent", "none", "template", "oracle"),
     "sft.loss": ("answer", "yes_no", "whole"),
+    "sft.select": ("best", "last"),
     "sft.mixed_precision": (None, "bfloat16"),
     "beyond.rerank_order": ("retriever", "shuffled"),
 }

@@ -160,6 +160,10 @@ class SFTSettings:
     mixed_precision: str | None = None
     logging_steps: int = 5
     valid_users: int = 0  # validation users scored per checkpoint (0: all)
+    # Which checkpoint becomes the adapter. best: the highest validation selection score (Recall@3+5+10, the
+    # paper's rule); last: the final one (a fixed training budget). With a few validation users the best is partly
+    # chance, and two recommenders chosen at different steps differ in training as well as in their input.
+    select: str = "best"
     validate_zero_shot: bool = True  # rank the validation users before training too (step 0 of the curve)
     score_batch_users: int = 4  # users whose candidates are scored in one batch
 

@@ -207,9 +207,11 @@ def cpu_bfloat16_native() -> bool:
 def emulated_bfloat16_message(settings: Sequence[str]) -> str:
     import torch
 
-    return (f"{', '.join(settings)} ask{'s' if len(settings) == 1 else ''} for bfloat16, which this CPU (torch: {torch.backends.cpu.get_cpu_capability()}, "
-            "no AVX512/AMX bf16) emulates in software: expect it to be several times *slower* than float32 here "
-            "(summaries 4.3x on a 2-core AVX2 EPYC). On this machine run with --set model.summarizer_dtype=null "
+    verb = "asks" if len(settings) == 1 else "ask"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (f"{', '.join(settings)} {verb} for bfloat16, which this CPU (torch: {capability}, no AVX512/AMX "
+            "bf16) emulates in software: expect it to be several times *slower* than float32 here (summaries 4.3x "
+            "on a 2-core AVX2 EPYC). On this machine run with --set model.summarizer_dtype=null "
             "--set model.scoring_dtype=null (the results then carry their own fingerprints, kept beside the "
             "profile's); the profile's times were measured on a CPU with AVX512-BF16")
 

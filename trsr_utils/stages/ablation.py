@@ -256,7 +256,8 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
                    + (f"; of {chosen['steps'].iloc[0]:.0f} trained" if pd.notna(chosen["steps"].iloc[0]) else "")
                    + "): a difference between them is the summary's together with that choice, not the summary's "
                    "alone (each adapter's training report, 06_sft/<fingerprint>/report.json, lists every "
-                   "checkpoint's validation; notebook 06 plots the profile's own adapter).")
+                   "checkpoint's validation; notebook 06 plots the profile's own adapter; --set sft.select=last "
+                   "compares them all at the final step).")
     n = int(table["users"].iloc[0]) if len(table) else 0
     by_cell = table.set_index("cell")
     refs = {c for c in (paired["b"] if len(paired) else [])}
@@ -296,8 +297,8 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
                            "not help this recommender; what it reads in a summary acts as noise.")
             else:
                 out.append("The recommender is not shown to use whose summary it reads: another user's summary is not "
-                           f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, {significance.p_text(main_row['p'])} "
-                           f"on {n} users: a difference these users cannot separate from chance, not equal ranking)"
+                           f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, "
+                           f"{significance.p_text(main_row['p'])} on {n} users: a difference these users cannot separate from chance, not equal ranking)"
                            + (" and it moves the scores (the text acts as noise)." if cell.cell in moved.index
                               and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
         if cell.method == "oracle":
@@ -321,7 +322,8 @@ def cutoffs_reading(others: pd.DataFrame) -> list[str]:
         diffs = ", ".join(f"{r.metric} {r.diff:+.3f}" for r in group.itertuples())
         if len(shown):
             out.append(f"{method} at the other metrics ({diffs}): the difference is shown on "
-                       + ", ".join(f"{r.metric} ({significance.p_text(r.p_holm, 'Holm p')})" for r in shown.itertuples())
+                       + ", ".join(f"{r.metric} ({significance.p_text(r.p_holm, 'Holm p')})"
+                                   for r in shown.itertuples())
                        + "; the decision above is on recall@10 only, where the margin is set.")
         else:
             out.append(f"{method} at the other metrics ({diffs}): none is shown to differ after Holm.")

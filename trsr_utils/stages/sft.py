@@ -185,7 +185,9 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     trained = [r for r in validator.records if r["step"] > 0 and r["checkpoint"]]
     if not trained:
         raise RuntimeError("training wrote no checkpoint: check sft.save_steps and sft.max_steps")
-    best = max(trained, key=lambda r: (r["selection"], -r["step"]))
+    # sft.select: the best validation score (ties: the earlier step), or the last checkpoint (a fixed budget).
+    best = (max(trained, key=lambda r: (r["selection"], -r["step"])) if cfg.sft.select == "best"
+            else max(trained, key=lambda r: r["step"]))
     adapter = out / "adapter"
     tmp = out / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -218,13 +220,13 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
         if seconds and steps_run else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1), "train_loss": result.training_loss,
         "loss_history": [{"step": h["step"], "loss": h["loss"], "epoch": h.get("epoch")} for h in history],
-        "validation": sorted(validator.records, key=lambda r: r["step"]), "best": best,
+        "validation": sorted(validator.records, key=lambda r: r["step"]), "best": best, "select": cfg.sft.select,
         "zero_shot": validator.done(0), "adapter": str(adapter), "reused": False,
     }
     io.write_json(out / "report.json", report)
     stages.finish(cfg, STAGE, round(seconds, 2), adapter_sha256=adapter_digest(adapter))
-    log(f"best checkpoint: step {best['step']} (selection score {best['selection']:.3f} of 3); adapter saved to "
-        f"{io.shown_path(adapter, cfg.run_dir)}")
+    log(f"{cfg.sft.select} checkpoint: step {best['step']} (selection score {best['selection']:.3f} of 3); adapter "
+        f"saved to {io.shown_path(adapter, cfg.run_dir)}")
     distributed.barrier()  # the other ranks wait here for the files just written
     return report
 
@@ -260,8 +262,9 @@ def read_report(cfg: Any) -> dict[str, Any]:
 
 def selected_step(cfg: Any, method: str) -> tuple[int | None, int | None]:
     """The checkpoint step the fine-tuned recommender with summary ``method`` was chosen at (its best validation
-    score) and the steps it trained for, from its training report; (None, None) where it has no complete
-    adapter under these settings or the report lacks them."""
+    score, or the last with ``sft.select: last``; the report keeps it under "best") and the steps it trained for,
+    from its training report; (None, None) where it has no complete adapter under these settings or the report
+    lacks them."""
     try:
         data = read_report(adapter_config(cfg, method))
     except stages.MissingResult:

@@ -104,7 +104,7 @@ INACTIVE: dict[str, tuple[str, Any]] = {"summary.temperature": ("summary.do_samp
 # Settings added after results were stored, at the value that does what was done before they existed: left out
 # of the fingerprint at that value, so earlier results keep their folders; any other value counts as usual.
 ADDED: dict[str, Any] = {"data.mind_sequence": "history+clicks", "eval.upstream_check": True,
-                         "eval.ablation_zero_shot": True}
+                         "eval.ablation_zero_shot": True, "sft.select": "best"}
 # The same for settings no stage's fingerprint lists (they act through others), left out of the config digest only.
 ADDED_OUTSIDE_FINGERPRINTS: dict[str, Any] = {"eval.protocol": "ours"}
 
