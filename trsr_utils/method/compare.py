@@ -118,6 +118,7 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
             if same.any() and not same.all():  # a spike at 1 (the histogram) would carry the mean alone
                 rest = float(table.loc[~same, col].mean())
                 line += (f" For {int(same.sum())} of {n} users the two summaries have the same content words (the "
-                         f"bar at 1.0 of the '{a} vs {b}' curve in the overlap histogram); without them the mean is {rest:.0%}.")
+                         f"bar at 1.0 of the '{a} vs {b}' curve in the overlap histogram); without them the mean "
+                         f"is {rest:.0%}.")
             out.append(line)
     return out

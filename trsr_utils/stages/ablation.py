@@ -298,7 +298,8 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
             else:
                 out.append("The recommender is not shown to use whose summary it reads: another user's summary is not "
                            f"shown to rank worse ({main_row['diff']:+.3f} {main_row['metric']}, "
-                           f"{significance.p_text(main_row['p'])} on {n} users: a difference these users cannot separate from chance, not equal ranking)"
+                           f"{significance.p_text(main_row['p'])} on {n} users: a difference these users cannot "
+                           "separate from chance, not equal ranking)"
                            + (" and it moves the scores (the text acts as noise)." if cell.cell in moved.index
                               and moved.loc[cell.cell, "rank_changed"] > 0 else "."))
         if cell.method == "oracle":
