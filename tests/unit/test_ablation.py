@@ -8,7 +8,7 @@ import pytest
 from trsr_utils.stages import ablation
 from trsr_utils.stages import evaluation, grid, sft, table_rows
 from trsr_utils.core import io
-from trsr_utils.core.config import resolve_config
+from trsr_utils.core.config import resolve_config, with_overrides
 from trsr_utils.store import stages
 
 
@@ -230,9 +230,14 @@ def test_probability_shift_and_summary_effect(tmp_path):
 def test_shipped_control_results_are_printed_or_missing_said(tmp_path):
     assert "No recorded results" in ablation.shipped_reading(None)
     shipped = {"runs": {"course": {"users": 100, "fingerprint": "f" * 64, "git": {"commit": "abc"},
-                                   "reading": ["hierarchical: undecided."]}}}
+                                   "reading": ["hierarchical: undecided.",
+                                               "recurrent: shown: -0.151 recall@10 (Holm p = 0.000) on 773 users.",
+                                               "oracle: +0.210 (p = 0.000, Holm 0.001; ...)"]}}}
     text = ablation.shipped_reading(shipped)
     assert "**course** (100 test users" in text and "- hierarchical: undecided." in text
+    # records written before significance.p_text: a p below .0005 printed as 0.000 reads as the readings do now
+    assert "(Holm p < 0.001) on 773 users" in text and "(p < 0.001, Holm 0.001;" in text and "0.000" not in text
+    assert "profiles/course-long-all.yaml" in text  # where an unrecorded profile's time and CPU are
     assert "**course-long**: not recorded in this copy; make it once with `python -m trsr_utils run " \
            "--profile course-long" in text and "**course**: not recorded" not in text
     assert ablation.shipped_controls(tmp_path / "none.json") is None
@@ -287,6 +292,9 @@ def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_differe
     assert evaluation.checkpoints(cfg) == {table_rows.label("tallrec"): "step 50 of 75",
                                            table_rows.label("hierarchical"): "step 75 of 75",
                                            table_rows.label("recurrent"): "-"}
+    assert evaluation.checkpoint_reading(cfg)[0].startswith(  # the table's reading says they differ
+        f"The fine-tuned rows were chosen at different checkpoints ({table_rows.label('tallrec')}: step 50 of 75; ")
+    assert evaluation.checkpoint_reading(with_overrides(cfg, {"eval.llm": ["tallrec", "recurrent"]})) == []
     table = pd.DataFrame(columns=["cell", "users", "axis", "value", "method", "control", "finetuned", "recall@10"])
     effect = pd.DataFrame([{"method": "hierarchical", "decision": "bounded", "step": 75, "reference_step": 50,
                             "steps": 75}])

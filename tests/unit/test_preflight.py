@@ -166,7 +166,7 @@ def test_bfloat16_on_a_gpu_without_it_is_caught_before_hours_of_summarization(pa
 
 def test_bfloat16_on_a_cpu_that_emulates_it_is_named_with_the_settings_that_avoid_it(tmp_path, monkeypatch):
     """course-long-all asks for bfloat16 summaries and scoring, measured faster on an AVX512-BF16 CPU; an AVX2-only
-    CPU emulates bfloat16 and summarized 4.3x slower than in float32: the run says so (a warning: it still runs)."""
+    CPU emulates bfloat16 and summarized 3.8x slower than in float32: the run says so (a warning: it still runs)."""
     import torch
 
     from trsr_utils.method import llm

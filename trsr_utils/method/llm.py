@@ -197,7 +197,7 @@ class EmulatedPrecisionWarning(UserWarning):
 
 def cpu_bfloat16_native() -> bool:
     """Whether this CPU runs bfloat16 matrix products in hardware (oneDNN's check: AVX512 or AMX). On an
-    AVX2-only CPU bfloat16 is emulated: SmolLM2's summaries took 3.45 s per call there against 0.80 s in
+    AVX2-only CPU bfloat16 is emulated: SmolLM2's summaries took 3.03 s per call there against 0.80 s in
     float32 (2-core AMD EPYC, batches of 32, 2026-12-07), where an AVX512-BF16 EPYC made them 2.3x *faster*."""
     import torch
 
@@ -210,7 +210,7 @@ def emulated_bfloat16_message(settings: Sequence[str]) -> str:
     verb = "asks" if len(settings) == 1 else "ask"
     capability = torch.backends.cpu.get_cpu_capability()
     return (f"{', '.join(settings)} {verb} for bfloat16, which this CPU (torch: {capability}, no AVX512/AMX "
-            "bf16) emulates in software: expect it to be several times *slower* than float32 here (summaries 4.3x "
+            "bf16) emulates in software: expect it to be several times *slower* than float32 here (summaries 3.8x "
             "on a 2-core AVX2 EPYC). On this machine run with --set model.summarizer_dtype=null "
             "--set model.scoring_dtype=null (the results then carry their own fingerprints, kept beside the "
             "profile's); the profile's times were measured on a CPU with AVX512-BF16")

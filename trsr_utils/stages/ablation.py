@@ -40,6 +40,7 @@ candidates (the shared prefix once, plus every candidate suffix).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -266,8 +267,8 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
             r10, chance = float(by_cell.loc[ref, "recall@10"]), random["recall@10"]
             width = 1.96 * (chance * (1 - chance) / n) ** 0.5
             out.append(f"The reference ({ref}) reaches {r10:.3f} Recall@10 where a random order reaches {chance:.3f}"
-                       + (f": within the ±{width:.2f} that {n} users' chance alone spans, so no summary effect can "
-                          "show here." if abs(r10 - chance) <= width else "."))
+                       + (f": within the ±{width:.2f} that {n} users' chance alone spans, so no summary effect on "
+                          "Recall@10 can be told from chance here." if abs(r10 - chance) <= width else "."))
     moved = shift.set_index("cell") if len(shift) else pd.DataFrame()
     for cell in table[table["axis"].isin(CONTROL_AXES)].itertuples():
         rows = paired[paired["a"] == cell.cell] if len(paired) else pd.DataFrame()
@@ -389,6 +390,13 @@ def fingerprints_now(shipped: dict[str, Any] | None) -> dict[str, stages.Fingerp
     return {p: stages.fingerprint(resolve_config(p), STAGE) for p in ((shipped or {}).get("runs") or {})}
 
 
+def _p_as_now(line: str) -> str:
+    """A recorded reading's p-values as the readings print them now (:func:`significance.p_text`): records made
+    before it print a p below .0005 as 0.000, which a permutation p never is."""
+    line = re.sub(r"\b(p|Holm p|TOST p) = 0\.000\b", r"\1 < 0.001", line)
+    return re.sub(r"\bHolm 0\.000\b", "Holm < 0.001", line)
+
+
 def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fingerprint] | None = None) -> str:
     """The shipped results as notebook 08 prints them (Markdown), and for each deciding profile not recorded in
     them, what to run (course-long took about 4 hours on 2 cores, docs/results/course-long.md). With ``now``
@@ -412,9 +420,9 @@ def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fin
                 f"). The lines below are the finding of commit {str(commit)[:10]}, in that commit's wording; to have "
                 "this copy's, run "
                 f"{_record_command(profile)}.")
-        out += [f"- {line}" for line in run["reading"]]
-    out += [f"\n**{p}**: not recorded in this copy; make it once with {_record_command(p)}."
-            for p in DECIDING if p not in runs]
+        out += [f"- {_p_as_now(line)}" for line in run["reading"]]
+    out += [f"\n**{p}**: not recorded in this copy; make it once with {_record_command(p)} (how long it takes, and on "
+            f"which CPU, is in the comment at the top of profiles/{p}.yaml)." for p in DECIDING if p not in runs]
     return "\n".join(out)
 
 

@@ -243,6 +243,17 @@ def checkpoints(cfg: Config) -> dict[str, str]:
     return out
 
 
+def checkpoint_reading(cfg: Config) -> list[str]:
+    """A sentence when the fine-tuned rows' adapters were chosen at different checkpoints (:func:`checkpoints`)."""
+    chosen = {k: v for k, v in checkpoints(cfg).items() if v != "-"}
+    if len(set(chosen.values())) < 2:
+        return []
+    steps = "; ".join(f"{k}: {v}" for k, v in chosen.items())
+    return [f"The fine-tuned rows were chosen at different checkpoints ({steps}; sft.select: {cfg.sft.select}): "
+            "a difference between them is in training as well as in what they read (--set sft.select=last compares "
+            "them at the final step; each adapter's validations are in 06_sft/<fingerprint>/report.json)."]
+
+
 def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,
             unseen_all: int | None = None) -> list[str]:
     """What the table shows and how sure one can be, in sentences computed from the run."""
