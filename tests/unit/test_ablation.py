@@ -236,7 +236,7 @@ def test_shipped_control_results_are_printed_or_missing_said(tmp_path):
     text = ablation.shipped_reading(shipped)
     assert "**course** (100 test users" in text and "- hierarchical: undecided." in text
     # records written before significance.p_text: a p below .0005 printed as 0.000 reads as the readings do now
-    assert "(Holm p < 0.001) on 773 users" in text and "(p < 0.001, Holm 0.001;" in text and "0.000" not in text
+    assert "(Holm p < 0.001) on 773 users" in text and "(p < 0.001, Holm = 0.001;" in text and "0.000" not in text
     assert "profiles/course-long-all.yaml" in text  # where an unrecorded profile's time and CPU are
     assert "**course-long**: not recorded in this copy; make it once with `python -m trsr_utils run " \
            "--profile course-long" in text and "**course**: not recorded" not in text

@@ -179,7 +179,7 @@ def test_bfloat16_on_a_cpu_that_emulates_it_is_named_with_the_settings_that_avoi
     assert preflight.cpu_bfloat16(resolve_config("course-long", tmp_path)).startswith("model.scoring_dtype asks")
     assert "--set model.summarizer_dtype=null --set model.scoring_dtype=null" in text
     assert preflight.cpu_bfloat16(resolve_config("course", tmp_path)) == ""  # float32 throughout: nothing to say
-    with pytest.warns(llm.EmulatedPrecisionWarning, match="emulates in software"):
+    with pytest.warns(llm.EmulatedPrecisionWarning, match="is loaded in bfloat16, which this CPU .* emulates"):
         llm.load_model(llm.TINY, "bfloat16", device="cpu")
     monkeypatch.setattr(llm, "cpu_bfloat16_native", lambda: True)  # AVX512-BF16 or AMX: the profile's case
     assert preflight.cpu_bfloat16(cfg) == ""

@@ -204,16 +204,15 @@ def cpu_bfloat16_native() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def emulated_bfloat16_message(settings: Sequence[str]) -> str:
+def emulated_bfloat16_message(what: str) -> str:
+    """``what`` (e.g. "model.summarizer_dtype asks for bfloat16") and why that is slow on this CPU, with the fix."""
     import torch
 
-    verb = "asks" if len(settings) == 1 else "ask"
-    capability = torch.backends.cpu.get_cpu_capability()
-    return (f"{', '.join(settings)} {verb} for bfloat16, which this CPU (torch: {capability}, no AVX512/AMX "
-            "bf16) emulates in software: expect it to be several times *slower* than float32 here (summaries 3.8x "
-            "on a 2-core AVX2 EPYC). On this machine run with --set model.summarizer_dtype=null "
-            "--set model.scoring_dtype=null (the results then carry their own fingerprints, kept beside the "
-            "profile's); the profile's times were measured on a CPU with AVX512-BF16")
+    return (f"{what}, which this CPU (torch: {torch.backends.cpu.get_cpu_capability()}, no AVX512/AMX bf16) emulates "
+            "in software: expect it to be several times *slower* than float32 here (summaries 3.8x on a 2-core AVX2 "
+            "EPYC). On this machine run with --set model.summarizer_dtype=null --set model.scoring_dtype=null (the "
+            "results then carry their own fingerprints, kept beside the profile's); the profile's times were "
+            "measured on a CPU with AVX512-BF16")
 
 
 def load_model(name: str, dtype: str = "float32", quantization: str | None = None, device: str = "auto"):
@@ -225,7 +224,8 @@ def load_model(name: str, dtype: str = "float32", quantization: str | None = Non
     quiet_libraries()
     target = placement(device)
     if dtype == "bfloat16" and target.type == "cpu" and not cpu_bfloat16_native():
-        warnings.warn(emulated_bfloat16_message([f"{name} in bfloat16"]), EmulatedPrecisionWarning, stacklevel=2)
+        warnings.warn(emulated_bfloat16_message(f"{name} is loaded in bfloat16"), EmulatedPrecisionWarning,
+                      stacklevel=2)
     if quantization is not None:
         if target.type != "cuda":
             raise ModelNotAvailable(f"quantization={quantization!r} needs a CUDA GPU (bitsandbytes): set "

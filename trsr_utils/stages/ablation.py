@@ -392,9 +392,10 @@ def fingerprints_now(shipped: dict[str, Any] | None) -> dict[str, stages.Fingerp
 
 def _p_as_now(line: str) -> str:
     """A recorded reading's p-values as the readings print them now (:func:`significance.p_text`): records made
-    before it print a p below .0005 as 0.000, which a permutation p never is."""
+    before it print a p below .0005 as 0.000, which a permutation p never is, and "Holm 0.654" without "="."""
     line = re.sub(r"\b(p|Holm p|TOST p) = 0\.000\b", r"\1 < 0.001", line)
-    return re.sub(r"\bHolm 0\.000\b", "Holm < 0.001", line)
+    line = re.sub(r"\b(Holm|Holm p) 0\.000\b", r"\1 < 0.001", line)
+    return re.sub(r"\b(Holm|Holm p) (\d\.\d{3})\b", r"\1 = \2", line)  # "Holm 0.654" as now: "Holm = 0.654"
 
 
 def shipped_reading(shipped: dict[str, Any] | None, now: Mapping[str, stages.Fingerprint] | None = None) -> str:

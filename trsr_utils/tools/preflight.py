@@ -147,7 +147,7 @@ def cpu_bfloat16(cfg: Config) -> str:
     wanted = [k for k in uses_bfloat16(cfg) if k != "sft.mixed_precision"]
     if not wanted or needs_gpu(cfg) or llm.resolve_device(m.device) != "cpu" or llm.cpu_bfloat16_native():
         return ""
-    return llm.emulated_bfloat16_message(wanted)
+    return llm.emulated_bfloat16_message(f"{', '.join(wanted)} ask{'s' if len(wanted) == 1 else ''} for bfloat16")
 
 
 def check_bitsandbytes(cfg: Config) -> list[str]:
