@@ -232,9 +232,9 @@ def unseen_positives(cfg: Any, samples: pd.DataFrame, every_interaction: bool = 
 
 
 def checkpoints(cfg: Config) -> dict[str, str]:
-    """Each fine-tuned row's checkpoint (its first SFT seed's), by the table's label: "step 25 of 75" where its
-    adapter was chosen at its best validation score (notebook 06). Rows compared at different checkpoints differ
-    in training as well as in their input, which the table alone would hide."""
+    """Each fine-tuned row's checkpoint (its first SFT seed's), by the table's label: "step 25 of 75", the step its
+    adapter was chosen at (``sft.select``: its best validation score, or the last). Rows compared at different
+    checkpoints differ in training as well as in their input, which the table alone would hide."""
     out = {}
     for name in cfg.eval.llm:
         if name != "zero_shot":
