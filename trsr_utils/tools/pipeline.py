@@ -203,8 +203,8 @@ def run(
     # minute is spent (01, 02 and 10 run anywhere).
     if preflight.needs_gpu(cfg) and any("03" <= p.name[:2] <= "08" for p in notebooks):
         preflight.require(cfg)
-    elif preflight.cpu_bfloat16(cfg) and any("03" <= p.name[:2] <= "09" for p in notebooks):
-        print(f"[{cfg.profile}] warning: {preflight.cpu_bfloat16(cfg)}", flush=True)  # slow, not wrong: it runs
+    elif (slow := preflight.cpu_bfloat16(cfg)) and any("03" <= p.name[:2] <= "09" for p in notebooks):
+        print(f"[{cfg.profile}] warning: {slow}", flush=True)  # slow, not wrong: it runs
 
     manifest_path = home / "manifest.json"
     manifest = _load_manifest(manifest_path)
