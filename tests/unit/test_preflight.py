@@ -165,13 +165,13 @@ def test_bfloat16_on_a_gpu_without_it_is_caught_before_hours_of_summarization(pa
 
 
 def test_bfloat16_on_a_cpu_that_emulates_it_is_named_with_the_settings_that_avoid_it(tmp_path, monkeypatch):
-    """course-long-all asks for bfloat16 summaries and scoring, measured faster on an AVX512-BF16 CPU; an AVX2-only
+    """bfloat16 summaries and scoring are faster on an AVX512-BF16 CPU; an AVX2-only
     CPU emulates bfloat16 and summarized 3.8x slower than in float32: the run says so (a warning: it still runs)."""
     import torch
 
     from trsr_utils.method import llm
 
-    cfg = resolve_config("course-long-all", tmp_path)
+    cfg = resolve_config("course-long", tmp_path, {"model.summarizer_dtype": "bfloat16"})
     monkeypatch.setattr(llm, "cpu_bfloat16_native", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     text = preflight.cpu_bfloat16(cfg)
@@ -179,6 +179,7 @@ def test_bfloat16_on_a_cpu_that_emulates_it_is_named_with_the_settings_that_avoi
     assert preflight.cpu_bfloat16(resolve_config("course-long", tmp_path)).startswith("model.scoring_dtype asks")
     assert "--set model.summarizer_dtype=null --set model.scoring_dtype=null" in text
     assert preflight.cpu_bfloat16(resolve_config("course", tmp_path)) == ""  # float32 throughout: nothing to say
+    assert preflight.cpu_bfloat16(resolve_config("course-long-all", tmp_path)) == ""
     with pytest.warns(llm.EmulatedPrecisionWarning, match="is loaded in bfloat16, which this CPU .* emulates"):
         llm.load_model(llm.TINY, "bfloat16", device="cpu")
     monkeypatch.setattr(llm, "cpu_bfloat16_native", lambda: True)  # AVX512-BF16 or AMX: the profile's case
