@@ -43,7 +43,10 @@ def test_parameters_cell_must_hold_literals(tmp_path):
 
 
 @pytest.mark.notebook
-def test_failure_stops_the_chain_and_keeps_the_notebook(tmp_path, capsys):
+def test_failure_stops_the_chain_and_keeps_the_notebook(tmp_path, capsys, monkeypatch):
+    # Each notebook's record holds the tree at its own start (a commit made while a long run goes on shows there).
+    states = iter([{"commit": c * 40, "dirty": c == "c"} for c in "abc"])
+    monkeypatch.setattr(pipeline, "git_state", lambda: next(states))
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     make_nb(nbs / "01_ok.ipynb", ["x = 1", "print('first ran', profile)"])
@@ -59,6 +62,9 @@ def test_failure_stops_the_chain_and_keeps_the_notebook(tmp_path, capsys):
     status = {r["notebook"]: r["status"] for r in manifest["notebooks"]}
     assert status == {"01_ok.ipynb": "ok", "02_fails.ipynb": "failed"}
     assert manifest["notebooks"][1]["error"]["ename"] == "ValueError"
+    assert manifest["git"]["commit"] == "a" * 40  # the invocation's start
+    assert [r["git"] for r in manifest["notebooks"]] == [{"commit": "b" * 40, "dirty": False},
+                                                          {"commit": "c" * 40, "dirty": True}]
     assert (out / "notebooks" / "02_fails.ipynb").exists() and not (out / "notebooks" / "03_never.ipynb").exists()
     assert manifest["packages"]["torch"].startswith("2.13") and manifest["config"]["profile"] == "smoke"
     executed = nbformat.read(out / "notebooks" / "01_ok.ipynb", as_version=4)

@@ -243,7 +243,9 @@ def run(
         began, wall = time.perf_counter(), time.time()
         record = {"notebook": path.name, "status": "running", "output": str(output),
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "git": manifest["git"]}  # this notebook's own commit: the top level is the last invocation's
+                  # The tree at this notebook's own start: a commit (or an edit) made while an hours-long run goes on
+                  # shows here, where the top level holds only the invocation's start.
+                  "git": git_state()}
         records[path.name] = record
         save()
         try:
