@@ -304,6 +304,18 @@ def test_the_decision_says_when_the_compared_recommenders_were_chosen_at_differe
     # the same step, or a record without steps (made before they were recorded): nothing to say
     assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect.assign(step=50)) == lines[:1]
     assert ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect[["method", "decision"]]) == lines[:1]
+    # sft.select: last with different training lengths: the length differs, not a validation choice
+    last = ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(), effect.assign(select="last"))[1]
+    assert "its last checkpoint, and they trained for different numbers of steps (TALLRec 50; hierarchical at step " \
+        "75)" in last and "best validation" not in last and "sft.select=last" not in last
+    assert "sft.select=last" in ablation.controls_reading(table, pd.DataFrame(), pd.DataFrame(),
+                                                           effect.assign(select="best"))[1]
+    last_cfg = with_overrides(cfg, {"sft.select": "last"})  # other adapters (select is in their fingerprint)
+    for method, step in (("none", 50), ("hierarchical", 75)):
+        folder = stages.finish(sft.adapter_config(last_cfg, method), sft.STAGE)
+        io.write_json(folder / "report.json", {"best": {"step": step}, "global_step": step})
+    assert "--set sft.select=last" not in evaluation.checkpoint_reading(last_cfg)[0]
+    assert "--set sft.select=last" in evaluation.checkpoint_reading(cfg)[0]
 
 
 def test_the_decision_on_recall_at_10_is_checked_at_the_other_cutoffs(tmp_path):

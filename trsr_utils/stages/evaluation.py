@@ -249,9 +249,10 @@ def checkpoint_reading(cfg: Config) -> list[str]:
     if len(set(chosen.values())) < 2:
         return []
     steps = "; ".join(f"{k}: {v}" for k, v in chosen.items())
+    hint = "" if cfg.sft.select == "last" else "--set sft.select=last compares them at the final step; "
     return [f"The fine-tuned rows were chosen at different checkpoints ({steps}; sft.select: {cfg.sft.select}): "
-            "a difference between them is in training as well as in what they read (--set sft.select=last compares "
-            "them at the final step; each adapter's validations are in 06_sft/<fingerprint>/report.json)."]
+            f"a difference between them is in training as well as in what they read ({hint}each adapter's "
+            "validations are in 06_sft/<fingerprint>/report.json)."]
 
 
 def reading(table: pd.DataFrame, n_users: int, n_candidates: int, unseen: int,

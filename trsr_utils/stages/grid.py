@@ -187,12 +187,13 @@ def summary_effect(table: pd.DataFrame, cfg: Any, metric: str = "recall@10", n_r
                      "margin": t["margin"], "users_to_bound": significance.users_needed_equivalence(d["sd"], t["margin"]),
                      "tost": t})
     out = pd.DataFrame(rows)
-    # Each fine-tuned recommender is its best validation checkpoint: say which, so a difference that is partly the
-    # choice of checkpoint (a few validation users) is not read as the summary's alone.
+    # Each fine-tuned recommender is its best validation checkpoint (or its last): say which, so a difference that is
+    # partly the choice of checkpoint (a few validation users) is not read as the summary's alone.
     steps = {m: sft.selected_step(cfg, m) for m in ("none", *out["method"])}
     out["step"] = [steps[m][0] for m in out["method"]]
     out["reference_step"] = steps["none"][0]
     out["steps"] = steps["none"][1]
+    out["select"] = cfg.sft.select  # best on validation or last: what the sentence on differing steps says
     out["p_holm"] = significance.holm(out["p"])
     out["decision"] = [significance.decision({**r, "p_holm": r["p_holm"]}, r["tost"], metric)
                        for r in out.to_dict(orient="records")]
