@@ -112,7 +112,12 @@ def test_drift_per_step():
     assert list(by.index) == [1, 2] and by.loc[1, "unchanged"] == 1.0 and list(by["brings_new"]) == [1, 0]
     text = " ".join(audit.drift_reading(d.reset_index()))
     assert "50.0% of 2 updates" in text and "Of the 1 updates that changed" in text and "0 of the 1 updates" in text
-    assert "(step 1: 100%, step 2: 0%)" in text
+    assert "(step 1: 100% of 1, step 2: 0% of 1)" in text  # every step, with its number of updates
+    many = pd.DataFrame({"user_id": "u", "step": range(1, 11), "unchanged": [False] * 4 + [True] + [False] * 5,
+                         "overlap_with_previous": 0.5,
+                         "new_block_coverage": 0.5, "previous_coverage": 0.5, "took_new": np.nan, "kept": 0.5})
+    assert "(step 1: 0% of 1, step 5: 100% of 1, step 10: 0% of 1; 10 steps in the table)" in \
+        audit.drift_reading(many)[0]  # past eight steps: the first, the highest, the last
     one_step = audit.drift_reading(d.reset_index().query("step == 1"))  # two-block histories: one update each
     assert "(each user's only update is step 1)" in one_step[0] and one_step[0].count("step 1") == 1
 

@@ -314,9 +314,13 @@ def drift_reading(table: pd.DataFrame, k: int = 2) -> list[str]:
     by = drift_by_step(table)
     changed = table[~table["unchanged"]]
     took = table["took_new"].dropna()
-    # One update per user (two blocks) has one step: "step 1: 13%, step 1: 13%" would say it twice.
+    # Every step with its number of updates (later steps have fewer: only the users with that many blocks); past
+    # eight steps the first, the highest and the last. One update per user (two blocks) has one step to name.
+    shown = list(by.index) if len(by) <= 8 else list(dict.fromkeys([by.index[0], by["unchanged"].idxmax(),
+                                                                     by.index[-1]]))
     steps = (f"each user's only update is step {by.index[0]}" if len(by) == 1 else
-             f"step {by.index[0]}: {by['unchanged'].iloc[0]:.0%}, step {by.index[-1]}: {by['unchanged'].iloc[-1]:.0%}")
+             ", ".join(f"step {s}: {by.loc[s, 'unchanged']:.0%} of {by.loc[s, 'updates']}" for s in shown)
+             + ("" if len(shown) == len(by) else f"; {len(by)} steps in the table"))
     out = [f"{table['unchanged'].mean():.1%} of {len(table)} updates return the previous summary word for word "
            f"({steps})."]
     if len(changed):
