@@ -116,4 +116,7 @@ def test_comparison_reading():
     table["overlap_hierarchical_recurrent"] = [1.0, 0.2]  # one user whose two summaries say the same words
     text = "\n".join(compare.reading(table, ["hierarchical", "recurrent"]))
     assert "share 60%" in text and "For 1 of 2 users the two summaries have the same content words" in text
-    assert "without them the mean is 20%" in text
+    assert "without them the mean is 20%" in text and "fallback" not in text
+    table["overlap_recurrent_template"] = [0.3, 1.0]  # the second user's recurrent summary is the template
+    text = "\n".join(compare.reading(table, ["hierarchical", "recurrent", "template"]))
+    assert "1 of 2 recurrent summaries have every content word of the template's" in text and "fallback" in text

@@ -121,4 +121,13 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
                          f"bar at 1.0 of the '{a} vs {b}' curve in the overlap histogram); without them the mean "
                          f"is {rest:.0%}.")
             out.append(line)
+    # An LLM summary with every content word of the template's is the template itself: the fallback that replaces
+    # a summary still degenerate after its retry (notebooks 03-04 count them). Its bar at 1.0 would else read as
+    # an LLM summary that happens to match.
+    for m in llm:
+        col = f"overlap_{m}_template"
+        if col in table and (same := int((table[col] == 1.0).sum())):
+            out.append(f"{same} of {n} {m} summaries have every content word of the template's (the bar at 1.0 of "
+                       f"the '{m} vs template' curve): the template fallback, which replaces a summary that failed "
+                       "its checks after a retry.")
     return out
