@@ -251,19 +251,22 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
     out = [f"{r.method}: {r.decision}." for r in effect.itertuples()] if len(effect) else []
     chosen = effect.dropna(subset=["step", "reference_step"]) if "step" in effect else effect.iloc[0:0]
     if len(chosen) and (chosen["step"] != chosen["reference_step"]).any():
-        steps = "; ".join(f"{r.method} at step {r.step:.0f}" for r in chosen.itertuples())
+        ref = f"{chosen['reference_step'].iloc[0]:.0f}"
         # Records made before sft.select existed carry no "select": they were best-on-validation.
-        last = "select" in chosen and (chosen["select"] == "last").all()
-        out.append((f"Each fine-tuned recommender is its last checkpoint, and they trained for different numbers of "
-                    f"steps (TALLRec {chosen['reference_step'].iloc[0]:.0f}; {steps}): a difference between them is "
-                    "the summary's together with the training length, not the summary's alone." if last else
-                    f"Each fine-tuned recommender is its best validation checkpoint, and they were chosen at different "
-                    f"steps (TALLRec at step {chosen['reference_step'].iloc[0]:.0f}; {steps}"
-                    + (f"; of {chosen['steps'].iloc[0]:.0f} trained" if pd.notna(chosen["steps"].iloc[0]) else "")
-                    + "): a difference between them is the summary's together with that choice, not the summary's "
-                    "alone (each adapter's training report, 06_sft/<fingerprint>/report.json, lists every "
-                    "checkpoint's validation; notebook 06 plots the profile's own adapter; --set sft.select=last "
-                    "compares them all at the final step)."))
+        if "select" in chosen and (chosen["select"] == "last").all():
+            lengths = "; ".join(f"{r.method} {r.step:.0f}" for r in chosen.itertuples())
+            out.append(f"Each fine-tuned recommender is its last checkpoint, and they trained for different numbers "
+                       f"of steps (TALLRec {ref}; {lengths}): a difference between them is the summary's together "
+                       "with the training length, not the summary's alone.")
+        else:
+            steps = "; ".join(f"{r.method} at step {r.step:.0f}" for r in chosen.itertuples())
+            out.append(f"Each fine-tuned recommender is its best validation checkpoint, and they were chosen at "
+                       f"different steps (TALLRec at step {ref}; {steps}"
+                       + (f"; of {chosen['steps'].iloc[0]:.0f} trained" if pd.notna(chosen["steps"].iloc[0]) else "")
+                       + "): a difference between them is the summary's together with that choice, not the "
+                       "summary's alone (each adapter's training report, 06_sft/<fingerprint>/report.json, lists "
+                       "every checkpoint's validation; notebook 06 plots the profile's own adapter; --set "
+                       "sft.select=last compares them all at the final step).")
     n = int(table["users"].iloc[0]) if len(table) else 0
     by_cell = table.set_index("cell")
     refs = {c for c in (paired["b"] if len(paired) else [])}
