@@ -119,4 +119,4 @@ def test_comparison_reading():
     assert "without them the mean is 20%" in text and "fallback" not in text
     table["overlap_recurrent_template"] = [0.3, 1.0]  # the second user's recurrent summary is the template
     text = "\n".join(compare.reading(table, ["hierarchical", "recurrent", "template"]))
-    assert "1 of 2 recurrent summaries have every content word of the template's" in text and "fallback" in text
+    assert "1 of 2 recurrent summaries has every content word of the template's" in text and "fallback" in text

@@ -260,6 +260,9 @@ def test_recency_compares_positives_with_the_sampled_negatives():
                           index=["positives", "history items", "negatives"])
     text = evaluation.recency_reading(course)
     assert "1.8 times as often" in text and "is the check" in text
+    demo = course.assign(n=[20, 413, 400]).astype({"n": int})
+    demo.loc["negatives", share] = sum([True] * 66 + [False] * 334) / 400 - 1e-17  # 0.16499...: a mean's rounding
+    assert "against 17% of the sampled negatives" in evaluation.recency_reading(demo)  # 66/400, as the table's 0.165
     assert evaluation.recency(samples, {"a": {"title": "x"}}) is None  # MIND, Amazon-M2: no year
 
 

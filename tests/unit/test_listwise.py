@@ -194,3 +194,8 @@ def test_beyond_reading_says_when_a_listwise_row_only_reads_the_first_letter_and
     assert "the best pipeline is summary + no re-ranker (Recall@10 0.100, NDCG@10 0.050; tied on Recall@10 with " \
            "SASRec + no re-ranker" in text and "in their top 20 for SASRec 17%, summary 17%, union 0% of users" in text
     assert "{" not in text  # every placeholder filled
+    # every pipeline at 0: none is called best
+    zero = two.assign(**{"recall@10": 0.0, "ndcg@10": 0.0})
+    text = "\n".join(beyond.reading({"table": table, "bias": bias, "two_stage": zero, "timing": timing,
+                                     "record": {"n_users": 6, "retrieve": 20}}))
+    assert "none of the 3 pipelines puts a user's positive in its top 10" in text and "best pipeline" not in text

@@ -160,6 +160,13 @@ def test_ablation_axes_says_what_each_panel_compares():
     assert ticks[0] == "k = 1" and "profile's setting" in ticks[1]
     assert any(plots.RANDOM_LABEL in t for t in legend_texts(fig))
     assert_legends_off_the_data(fig)
+    # a grid without zero-shot cells (the demo's) names no zero-shot model, in the legend or the cost plot's title
+    tuned = ablation_table().query("finetuned").assign(llm_tokens_per_user=1000.0, cell="c")
+    assert not any("zero-shot" in t for t in legend_texts(plots.ablation_axes(tuned, "recall@10")))
+    title = plots.cost_vs_quality(tuned).axes[0].get_title()
+    assert "ft: fine-tuned" in title and "zero-shot" not in title
+    assert "zs: zero-shot, ft: fine-tuned" in plots.cost_vs_quality(
+        ablation_table().assign(llm_tokens_per_user=1000.0)).axes[0].get_title()
 
 
 def test_summary_cost_legend_lies_off_the_scatter():

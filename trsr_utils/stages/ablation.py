@@ -275,8 +275,9 @@ def controls_reading(table: pd.DataFrame, paired: pd.DataFrame, shift: pd.DataFr
             r10, chance = float(by_cell.loc[ref, "recall@10"]), random["recall@10"]
             width = 1.96 * (chance * (1 - chance) / n) ** 0.5
             out.append(f"The reference ({ref}) reaches {r10:.3f} Recall@10 where a random order reaches {chance:.3f}"
-                       + (f": within the ±{width:.2f} that {n} users' chance alone spans, so no summary effect on "
-                          "Recall@10 can be told from chance here." if abs(r10 - chance) <= width else "."))
+                       + (f": within the ±{width:.2f} that {n} users' chance alone spans, so on Recall@10 the "
+                          "reference is not told apart from a random ranker here, and the paired tests below may "
+                          "compare rankers that are all at chance." if abs(r10 - chance) <= width else "."))
     moved = shift.set_index("cell") if len(shift) else pd.DataFrame()
     for cell in table[table["axis"].isin(CONTROL_AXES)].itertuples():
         rows = paired[paired["a"] == cell.cell] if len(paired) else pd.DataFrame()

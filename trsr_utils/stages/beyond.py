@@ -322,10 +322,14 @@ def reading(results: dict[str, Any]) -> list[str]:
         return f"{r['retriever']} + " + ("no re-ranker" if r["reranker"] == "none" else r["reranker"] + " LLM")
 
     tied = [name(r) for _, r in ranked.iloc[1:].iterrows() if r["recall@10"] == best["recall@10"]]
-    out.append(f"Over the whole catalogue the best pipeline is {name(best)} (Recall@10 {best['recall@10']:.3f}, "
-               f"NDCG@10 {best['ndcg@10']:.3f}" + (f"; tied on Recall@10 with {', '.join(tied)}, ahead on NDCG@10 or "
-                                                   "level" if tied else "")
-               + f"); the retrievers find the positive in their top {k} for "
+    if best["recall@10"] == 0 and best["ndcg@10"] == 0:  # nothing to call best: every pipeline at 0
+        lead = (f"Over the whole catalogue none of the {len(two)} pipelines puts a user's positive in its top 10 "
+                "(Recall@10 and NDCG@10 0.000 for each)")
+    else:
+        lead = (f"Over the whole catalogue the best pipeline is {name(best)} (Recall@10 {best['recall@10']:.3f}, "
+                f"NDCG@10 {best['ndcg@10']:.3f}" + (f"; tied on Recall@10 with {', '.join(tied)}, ahead on NDCG@10 "
+                                                    "or level" if tied else "") + ")")
+    out.append(lead + f"; the retrievers find the positive in their top {k} for "
                + ", ".join(f"{r['retriever']} {r[f'retrieved@{k}']:.0%}"
                            for r in two[two["reranker"] == "none"].to_dict(orient="records"))
                + " of users: no re-ranker can do better than that.")

@@ -331,11 +331,16 @@ def recency_reading(table: pd.DataFrame, alpha: float = 0.05) -> str:
     pos, hist, neg = (table.loc[k, share] for k in ("positives", "history items", "negatives"))
     n_pos, n_neg = int(table.loc["positives", "n"]), int(table.loc["negatives", "n"])
     k_pos, k_neg = round(pos * n_pos), round(neg * n_neg)
+    n_hist = int(table.loc["history items", "n"])
+    # Percentages from the counts, a half rounded up as the table's 0.165 reads: "{:.0%}" rounds 66/400 to 16%
+    # (half to even) and a mean of booleans can land just below the half anyway.
+    pct = {k: f"{(200 * c + n) // (2 * n)}%" if n else "-" for k, c, n in
+           (("pos", k_pos, n_pos), ("hist", round(hist * n_hist), n_hist), ("neg", k_neg, n_neg))}
     p = float(stats.fisher_exact([[k_pos, n_pos - k_pos], [k_neg, n_neg - k_neg]]).pvalue)
     ratio = f", {pos / neg:.1f} times as often" if neg > 0 else ""
     test = f" (Fisher's exact test over {n_pos} positives and {n_neg} negatives: p = {p:.2g}{ratio if p < alpha else ''})"
-    return (f"{pos:.0%} of the positives and {hist:.0%} of the history items were {share}, against {neg:.0%} of the "
-            "sampled negatives" + test + (
+    return (f"{pct['pos']} of the positives and {pct['hist']} of the history items were {share}, against "
+            f"{pct['neg']} of the sampled negatives" + test + (
                 ": a text that carries the year (the item line does) points at the positive, whatever it says about "
                 "taste. The sampled protocol is easier than it looks through recency; section 7's whole-catalogue "
                 "protocol, where every recent item competes, is the check." if pos > neg and p < alpha else

@@ -206,7 +206,8 @@ def ablation_axes(table: pd.DataFrame, metric: str = "recall@10", random: float 
         ax.set_xlabel(AXIS_WORDS.get(name, name))
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel(metric)
-    handles = [Patch(color=colour, label=model) for model, colour in MODELS.values()]
+    present = set(frame["finetuned"])  # a legend entry only for a model the grid has (the demo: fine-tuned only)
+    handles = [Patch(color=colour, label=model) for t, (model, colour) in MODELS.items() if t in present]
     if random is not None:
         handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8, label=RANDOM_LABEL))
     _legend_outside(axes[0][-1], handles)
@@ -227,7 +228,8 @@ def cost_vs_quality(table: pd.DataFrame, metric: str = "recall@10"):
     ax.margins(x=0.1, y=0.12)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xlabel("LLM tokens per user (summary + scoring 21 candidates)")
-    ax.set_title(f"Cost against {metric} (zs: zero-shot, ft: fine-tuned)")
+    marks = ", ".join(m for t, m in ((False, "zs: zero-shot"), (True, "ft: fine-tuned")) if (frame["finetuned"] == t).any())
+    ax.set_title(f"Cost against {metric} ({marks})")
     fig.tight_layout()
     points: dict[tuple[float, float], list[str]] = {}
     for _, r in frame.iterrows():
