@@ -128,7 +128,6 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
         col = f"overlap_{m}_template"
         if col in table and (same := int((table[col] == 1.0).sum())):
             out.append(f"{same} of {n} {m} summaries {'has' if same == 1 else 'have'} every content word of the "
-                       f"template's (the bar at 1.0 of "
-                       f"the '{m} vs template' curve): the template fallback, which replaces a summary that failed "
-                       "its checks after a retry.")
+                       f"template's (the bar at 1.0 of the '{m} vs template' curve): the template fallback, which "
+                       "replaces a summary that failed its checks after a retry.")
     return out

@@ -228,7 +228,8 @@ def cost_vs_quality(table: pd.DataFrame, metric: str = "recall@10"):
     ax.margins(x=0.1, y=0.12)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xlabel("LLM tokens per user (summary + scoring 21 candidates)")
-    marks = ", ".join(m for t, m in ((False, "zs: zero-shot"), (True, "ft: fine-tuned")) if (frame["finetuned"] == t).any())
+    present = set(frame["finetuned"])
+    marks = ", ".join(m for t, m in ((False, "zs: zero-shot"), (True, "ft: fine-tuned")) if t in present)
     ax.set_title(f"Cost against {metric} ({marks})")
     fig.tight_layout()
     points: dict[tuple[float, float], list[str]] = {}
