@@ -151,8 +151,13 @@ def test_demo_workload_counts(demo):
     # two adapters trained in 07 (no summary, recurrent); notebook 06 trained the hierarchical one
     trained = [w.label for w in work if w.stage == "07" and w.kind == "train"]
     assert len(trained) == 2 and any("none" in t for t in trained) and any("recurrent" in t for t in trained)
-    # 08: the cells notebook 07 did not score (three new grid cells on the demo, and one reliance control)
-    assert len([w for w in work if w.stage == "08" and w.kind == "score"]) == 4
+    # 08: the cells notebook 07 did not score (one new grid cell on the demo, k = 1, and one reliance control)
+    assert len([w for w in work if w.stage == "08" and w.kind == "score"]) == 2
+    # the demo leaves the official-negatives check to the course profile (eval.upstream_check: false)
+    assert not [w for w in work if w.label.startswith("upstream negatives")]
+    course = plan.workload(resolve_config("course", demo.run_dir), st)
+    assert [w.label for w in course if w.label.startswith("upstream negatives")] == [
+        "upstream negatives (main row again)"]
     assert not [w for w in work if w.stage == "08" and w.kind == "train"]  # the demo trains no positive control
     sft = next(w for w in work if w.stage == "06" and w.kind == "train")
     assert sft.sequences == 24 and sft.suffixes == 2 and sft.passes == pytest.approx(1.0)  # shared prefix, 1 epoch

@@ -175,7 +175,7 @@ def workload(cfg: Config, st: Stats | None = None, ov: dict[str, float] | None =
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
                          longest=prefix + suffix))
     main = protocols.main_row(cfg, e.llm)
-    if main and d.negative_source != "upstream":
+    if main and d.negative_source != "upstream" and e.upstream_check:  # as protocols.upstream_check decides
         prefix, suffix = _prompt_tokens(cfg, st, ov, True)
         work.append(Work("07", "upstream negatives (main row again)", "recommender", "score", test, prefix,
                          batch=cfg.sft.score_batch_users, suffixes=1 + d.eval_negatives, suffix_tokens=suffix,
