@@ -11,6 +11,7 @@ import pytest
 from trsr_utils.stages import evaluation
 from trsr_utils.stages import table_rows
 from trsr_utils import stages
+from trsr_utils.core import io
 from trsr_utils.core.config import Config, resolve_config, with_overrides
 from trsr_utils.data import preparation
 from trsr_utils.method import compare
@@ -260,6 +261,24 @@ def test_a_killed_stage_is_never_accepted_as_finished(tmp_path):
     (folder / stages.RECORD).write_text("{\"stage\": \"01_data\", \"fing")  # killed while writing it
     assert not stages.is_complete(cfg, "01_data")
     prepare.write(cfg, preparation.prepare(cfg))
+    assert stages.is_complete(cfg, "01_data")
+
+
+def test_writing_a_result_again_keeps_its_first_record(tmp_path, monkeypatch):
+    """A pass over the caches writes the record again: the first write's time, seconds and commit stay."""
+    cfg = resolve_config("smoke", tmp_path)
+    states = iter([{"commit": "aaa", "dirty": False}, {"commit": "bbb", "dirty": True}, {"commit": "ccc", "dirty": False}])
+    monkeypatch.setattr(io, "git_state", lambda: next(states))
+    folder = stages.finish(cfg, "01_data", 12.5)
+    first = stages.record(folder)
+    assert "first" not in first and first["seconds"] == 12.5
+    stages.finish(cfg, "01_data", 0.4)
+    again = stages.record(folder)
+    assert again["seconds"] == 0.4 and again["git"]["commit"] == "bbb" and again["writes"] == 2
+    assert again["first"] == {"created": first["created"], "seconds": 12.5, "git": {"commit": "aaa", "dirty": False}}
+    stages.finish(cfg, "01_data", 0.3)
+    third = stages.record(folder)
+    assert third["writes"] == 3 and third["first"]["seconds"] == 12.5 and third["first"]["git"]["commit"] == "aaa"
     assert stages.is_complete(cfg, "01_data")
 
 

@@ -296,13 +296,22 @@ def is_complete(cfg: Config, name: str | Stage) -> bool:
 
 
 def finish(cfg: Config, name: str | Stage, seconds: float | None = None, **extra: Any) -> Path:
-    """Mark ``name``'s result under ``cfg`` complete (after every output file is written); returns its folder."""
+    """Mark ``name``'s result under ``cfg`` complete (after every output file is written); returns its folder.
+
+    A result written again under the same fingerprint (a notebook run again over its caches) keeps the first
+    write's time, seconds and commit under ``first`` and counts the writes: the record of when and how long the
+    result took to make is never overwritten by a pass that re-used it.
+    """
     name = _name(name)
 
     fp = fingerprint(cfg, name)
     folder = result_dir(cfg, name, create=True)
-    io.write_json(folder / RECORD, {"stage": name, "fingerprint": fp.digest, "created": time.time(),
-                                    "seconds": seconds, "git": io.git_state(), "parts": fp.parts, **extra})
+    now = {"created": time.time(), "seconds": seconds, "git": io.git_state()}
+    earlier = record(folder)
+    if earlier is not None and earlier.get("fingerprint") == fp.digest:
+        first = earlier.get("first") or {k: earlier.get(k) for k in now}
+        now.update(first=first, writes=int(earlier.get("writes", 1)) + 1)
+    io.write_json(folder / RECORD, {"stage": name, "fingerprint": fp.digest, **now, "parts": fp.parts, **extra})
     return folder
 
 
