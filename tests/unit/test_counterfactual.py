@@ -216,6 +216,7 @@ def test_widget_ranks_are_metrics_positive_rank(inputs):
     ui.score()
     assert calls == [("fine-tuned", "Only cartoons."), ("zero-shot", "Only cartoons.")]
     assert "Only cartoons." in ui.static_html() and ui.table.value in ui.static_html()
+    assert "(an edited summary (2 words))" in ui.static_html()
 
 
 def test_widget_summary_choices(inputs):
@@ -226,6 +227,9 @@ def test_widget_summary_choices(inputs):
     assert ui.text.value == SUMMARIES["u3"] and ui.summary == SUMMARIES["u3"]
     ui.score()
     assert ui.last["summary"] == SUMMARIES["u3"] and ("fine-tuned", SUMMARIES["u3"]) in calls
+    # whose summary it is, in the status and the static copy (a student reading an export sees no dropdown)
+    assert "user u3's summary (another test user's)" in ui.status.value
+    assert "summary in the prompt (user u3&#x27;s summary (another test user&#x27;s))" in ui.static_html()
     ui.text.value = SUMMARIES["u3"] + " And musicals."  # edited: no longer u3's summary
     assert ui.source.value == ""
     ui.none_button.click()

@@ -118,7 +118,7 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
             if same.any() and not same.all():  # a spike at 1 (the histogram) would carry the mean alone
                 rest = float(table.loc[~same, col].mean())
                 line += (f" For {int(same.sum())} of {n} users the two summaries have the same content words (the "
-                         f"bar at 1.0 of the '{a} vs {b}' curve in the overlap histogram); without them the mean "
+                         f"'{a} vs {b}' bar at 1.0 in the overlap histogram); without them the mean "
                          f"is {rest:.0%}.")
             out.append(line)
     # An LLM summary with every content word of the template's is the template itself: the fallback that replaces
@@ -128,6 +128,6 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
         col = f"overlap_{m}_template"
         if col in table and (same := int((table[col] == 1.0).sum())):
             out.append(f"{same} of {n} {m} summaries {'has' if same == 1 else 'have'} every content word of the "
-                       f"template's (the bar at 1.0 of the '{m} vs template' curve): the template fallback, which "
+                       f"template's (the '{m} vs template' bar at 1.0): the template fallback, which "
                        "replaces a summary that failed its checks after a retry.")
     return out

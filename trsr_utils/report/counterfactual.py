@@ -237,6 +237,20 @@ class Counterfactual:
         self.status.value = f"<i>{n} candidates; press score to rank them with the text in the box</i>"
         self.table.value = ""
 
+    def provenance(self) -> str:
+        """Whose text the box holds: no summary section, the user's own summary, another test user's (named), or
+        an edited text."""
+        summary, user = self.summary, self.user.value
+        if summary is None:
+            return "no summary section"
+        if summary == self.inputs[user].summary:
+            return "the own summary"
+        owners = [u for u, parts in self.inputs.items() if u != user and parts.summary == summary]
+        if owners:  # two users can share one summary (e.g. the template fallback): name the first and count
+            more = f" and {len(owners) - 1} other user(s)" if len(owners) > 1 else ""
+            return f"user {owners[0]}'s summary{more} (another test user's)"
+        return f"an edited summary ({len(summary.split())} words)"
+
     # ------------------------------------------------------------------ scoring
     def score(self) -> dict[str, Any]:
         """Score the current user with the own summary (cached) and with the box's text; fills the table."""
@@ -260,8 +274,7 @@ class Counterfactual:
                             "rank_edited": metrics.positive_rank(edited)}
         self.last = {"user": user, "summary": summary, "scores": result}
         self.table.value = table_html(parts, result)
-        what = ("no summary section" if summary is None else "the own summary" if summary == parts.summary
-                else f"an edited summary ({len(summary.split())} words)")
+        what = self.provenance()
         ranks = "; ".join(f"{html.escape(n)} {r['rank_own']} &rarr; {r['rank_edited']}" for n, r in result.items())
         self.status.value = (f"user {html.escape(user)}, {what}: positive's rank {ranks} "
                              f"<small>({time.perf_counter() - began:.1f} s)</small>")
@@ -288,5 +301,5 @@ class Counterfactual:
         shown = ("<i>(no summary section)</i>" if self.summary is None
                  else html.escape(self.summary) or "<i>(empty)</i>")
         return (f"<div style='{_PANE}'><b>user {html.escape(str(self.user.value))}</b><br>"
-                f"<small>summary in the prompt:</small> {shown}</div>"
+                f"<small>summary in the prompt ({html.escape(self.provenance())}):</small> {shown}</div>"
                 f"<div style='{_PANE}'>{self.status.value}</div>{self.table.value}")

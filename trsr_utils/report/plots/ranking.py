@@ -84,6 +84,9 @@ def rank_distribution(ranks: pd.DataFrame, n_candidates: int = 21):
     ax.axhline((n_candidates + 1) / 2, color="grey", linestyle="--", linewidth=0.8,
                label=f"{RANDOM_LABEL}: mean rank {(n_candidates + 1) / 2:g}")
     ax.set_ylim(n_candidates + 0.5, 0.5)
+    # rank 1 (the top) and the top-10 cut labelled: matplotlib's own ticks (0, 5, ...) missed both
+    step = 5 * max(1, round(n_candidates / 25))
+    ax.set_yticks([1, *range(step, n_candidates - step // 2, step), n_candidates])  # no tick crowding the last
     ax.set_xlabel("")
     _slanted_labels(ax)
     ax.set_title("Rank of the positive (1 = top; dashed: a random ranker's mean)")

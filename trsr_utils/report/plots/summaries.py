@@ -67,7 +67,8 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
     overlaps = [c for c in table.columns if c.startswith("overlap_")]
     long = table[overlaps].melt(var_name="pair", value_name="overlap")
     long["pair"] = long["pair"].str.removeprefix("overlap_").str.replace("_", " vs ")
-    sns.histplot(long, x="overlap", hue="pair", bins=20, binrange=(0, 1), element="step", ax=axes[1])
+    # side by side: layered steps hid a pair whose bar had the same height as another's (e.g. two 1s at 1.0)
+    sns.histplot(long, x="overlap", hue="pair", bins=20, binrange=(0, 1), multiple="dodge", shrink=0.9, ax=axes[1])
     axes[1].set_title("Content-word overlap (Jaccard)")
     rates = pd.Series({m: table[f"{m}_mentions_top"].mean() for m in methods})
     sns.barplot(x=rates.index, y=rates.values, ax=axes[2])
