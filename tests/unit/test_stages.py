@@ -15,7 +15,7 @@ from trsr_utils.core import io
 from trsr_utils.core.config import Config, resolve_config, with_overrides
 from trsr_utils.data import preparation
 from trsr_utils.method import compare
-from trsr_utils.stages import prepare
+from trsr_utils.stages import chunking, prepare
 
 ALL = set(stages.STAGES)
 AFTER_TEXT = ALL - {"01_data"}
@@ -280,6 +280,25 @@ def test_writing_a_result_again_keeps_its_first_record(tmp_path, monkeypatch):
     third = stages.record(folder)
     assert third["writes"] == 3 and third["first"]["seconds"] == 12.5 and third["first"]["git"]["commit"] == "aaa"
     assert stages.is_complete(cfg, "01_data")
+
+
+def test_blocks_under_other_chunking_settings_are_cut_and_stored_beside_the_profiles(tmp_path):
+    """ensure_blocks: the stored blocks when complete; else cut as notebook 02 cuts them, in their own folder."""
+    cfg = resolve_config("smoke", tmp_path)
+    prepared = preparation.prepare(cfg)
+    prepare.write(cfg, prepared)
+    prepared = prepare.read(cfg)
+    three = with_overrides(cfg, {"chunking.items_per_block": 3})
+    blocks = chunking.ensure_blocks(three, prepared)
+    assert stages.is_complete(three, "02_text") and not stages.is_complete(cfg, "02_text")
+    assert blocks["item_ids"].map(len).max() == 3
+    assert sorted(blocks["user_id"].unique()) == sorted(prepared.samples["user_id"].unique())
+    # the same blocks as every sample's history cut item by item, oldest first, three at a time
+    history = prepared.samples.set_index("user_id")["history"]
+    for user, own in blocks.groupby("user_id", sort=False):
+        assert [i for ids in own["item_ids"] for i in ids] == list(history[user])[-sum(own["item_ids"].map(len)):]
+    again = chunking.ensure_blocks(three, prepared)  # stored: read back, not cut again
+    assert again.equals(blocks) and len(list((tmp_path / "02_text").iterdir())) == 1
 
 
 def test_registry_names_notebooks_and_upstream_stages():

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from trsr_utils.core import io
+from trsr_utils.method import chunks, llm
+from trsr_utils.method.text import ItemTexter
 from trsr_utils.stages import prepare
 from trsr_utils.store import stages
 
@@ -28,3 +30,14 @@ def read_blocks(cfg: Any) -> Any:
     for column in ("item_ids", "lines"):
         blocks[column] = blocks[column].map(list)
     return blocks
+
+
+def ensure_blocks(cfg: Any, prepared: Any) -> Any:
+    """The blocks under these settings: the stored ones, else every sample's history cut now and stored exactly as
+    notebook 02 stores them (an exercise that changes ``chunking.*`` needs blocks notebook 02 never made)."""
+    if not stages.is_complete(cfg, STAGE):
+        tokenizer = llm.load_tokenizer(cfg.model.summarizer)
+        texter = ItemTexter.from_config(cfg, prepared.catalog, tokenizer)
+        blocks, report = chunks.chunk_samples(prepared.samples, texter, chunks.Chunker.from_config(cfg, tokenizer))
+        write_blocks(cfg, blocks, {"chunking": cfg.to_dict()["chunking"], **report})
+    return read_blocks(cfg)
