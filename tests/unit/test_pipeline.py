@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -10,7 +12,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from trsr_utils.tools import pipeline
-from trsr_utils.core.config import ConfigError
+from trsr_utils.store import stages
+from trsr_utils.core.config import ConfigError, resolve_config
 
 
 def make_nb(path: Path, body: list[str], params: str = 'profile = "demo"\nrun_dir = ""\noverrides = {}\n') -> Path:
@@ -112,3 +115,23 @@ def test_set_values_are_yaml_parsed():
         "data.n_train": 5, "model.quantization": None, "text.attributes": ["title", "year"]}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_sets(["oops"])
+
+
+def test_stage_record_tells_computed_reused_and_recomputed(tmp_path):
+    """A notebook's stage: made by this run, there before it, or made again under a fingerprint made earlier."""
+    cfg = resolve_config("smoke", tmp_path)
+    notebook = "01_data_filtering.ipynb"
+    assert pipeline.stage_record(cfg, notebook, time.time())["result"] == "none"
+    assert pipeline.stage_record(cfg, "10_scaling_plan.ipynb", time.time()) is None
+    began = time.time() - 1
+    stages.finish(cfg, "01_data", 3.0)
+    first = pipeline.stage_record(cfg, notebook, began)
+    assert first["result"] == "computed" and "first_made" not in first
+    assert pipeline.stage_record(cfg, notebook, time.time() + 1)["result"] == "re-used"
+    made = stages.record(stages.result_dir(cfg, "01_data"))["created"]
+    again = time.time()
+    time.sleep(0.01)
+    stages.finish(cfg, "01_data", 0.5)  # a later pass writes the same result again
+    second = pipeline.stage_record(cfg, notebook, again)
+    assert second["result"] == "recomputed" and second["fingerprint"] == first["fingerprint"]
+    assert second["first_made"] == datetime.fromtimestamp(made, timezone.utc).isoformat(timespec="seconds")

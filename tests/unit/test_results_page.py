@@ -118,6 +118,16 @@ def _tiny_run(root: Path) -> Path:
     return run
 
 
+def test_a_recomputed_stage_says_when_it_was_first_made(tmp_path):
+    run = _tiny_run(tmp_path)
+    manifest = io.read_json(run / "manifest.json")
+    manifest["notebooks"][0]["stage"].update(result="recomputed", first_made="2026-12-05T10:00:00+00:00")
+    io.write_json(run / "manifest.json", manifest)
+    to = tmp_path / "page.md"
+    assert pipeline.main(["report", "--run", str(run), "--to", str(to)]) == 0
+    assert "| recomputed (first made 2026-12-05T10:00:00+00:00) |" in to.read_text()
+
+
 def test_report_writes_the_page_its_json_and_its_figures_from_a_run(tmp_path, capsys):
     run = _tiny_run(tmp_path)
     to = tmp_path / "docs" / "results" / "demo.md"

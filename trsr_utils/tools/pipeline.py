@@ -162,7 +162,8 @@ def _kernel_manager_class() -> type:
 
 
 def stage_record(cfg: Any, notebook: str, began: float) -> dict[str, Any] | None:
-    """The stage a notebook computes: its fingerprint, folder, and whether its result was computed or re-used."""
+    """The stage a notebook computes: its fingerprint, folder, and whether its result was computed, re-used, or
+    recomputed (written again under a fingerprint an earlier run had made: ``first_made`` says when, UTC)."""
     stage = stages.for_notebook(notebook)
     if stage is None:
         return None
@@ -171,8 +172,13 @@ def stage_record(cfg: Any, notebook: str, began: float) -> dict[str, Any] | None
     if rec is None:
         return {"stage": stage.name, "fingerprint": None, "folder": str(folder), "result": "none"}
     created = rec.get("created", 0)
-    return {"stage": stage.name, "fingerprint": rec["fingerprint"], "folder": str(folder),
-            "result": "computed" if created >= began else "re-used"}
+    first = (rec.get("first") or {}).get("created")
+    out = {"stage": stage.name, "fingerprint": rec["fingerprint"], "folder": str(folder),
+           "result": "re-used" if created < began else "recomputed" if first is not None and first < began
+           else "computed"}
+    if out["result"] == "recomputed":
+        out["first_made"] = datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds")
+    return out
 
 
 def run(

@@ -192,7 +192,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         entry = {"notebook": stem, "status": rec.get("status"), "started": rec.get("started"),
                  "seconds": rec.get("seconds"), "commit": git.get("commit"), "dirty": git.get("dirty"),
                  "stage": stage.get("stage"), "fingerprint": stage.get("fingerprint"),
-                 "stage_result": stage.get("result"),
+                 "stage_result": (f"recomputed (first made {stage['first_made']})" if stage.get("first_made")
+                                  else stage.get("result")),
                  "results": io.read_json(results_path) if results_path.exists() else None,
                  "results_sha256": _sha256(results_path) if results_path.exists() else None,
                  "readings": readings(executed) if executed.exists() else [], "figures": []}
@@ -285,7 +286,9 @@ def render_run(data: dict[str, Any], figures_dir: str) -> str:
         "## Time per notebook and stage fingerprints",
         "",
         "A stage's fingerprint names everything its result depends on (settings, inputs, models, prompts); "
-        "`computed` means the run made it, `re-used` that it was already there. Each notebook's start and commit "
+        "`computed` means the run made it, `re-used` that it was already there, `recomputed` that the run made it "
+        "again under a fingerprint an earlier run had made (from the caches where they hold its calls), the first "
+        "time on the date shown. Each notebook's start and commit "
         "are those its own record in the manifest holds.",
         "",
     ]
