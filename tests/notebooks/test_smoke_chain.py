@@ -66,6 +66,9 @@ def test_03_hierarchical_summary(smoke_run):
     assert res["cache_misses"] > 0 and res["llm_calls"] >= res["summaries"]
     # The tiny random model never writes a usable sentence: everything must be flagged, nothing passed on silently.
     assert res["degenerate_rate"] == 1.0 and res["fallbacks"] == res["summaries"]
+    steps = pd.read_parquet(stage_dir(out, "03_hierarchical") / "steps.parquet")
+    merges = steps[steps["level"] > 0]  # the unchanged share of the merges, as 03's check table shows it
+    assert res["merges_unchanged"] == pytest.approx(merges["checks"].fillna("").str.contains("unchanged").mean())
     final = pd.read_parquet(stage_dir(out, "03_hierarchical") / "summaries.parquet")
     assert len(final) == 22 and final["summary"].str.startswith("This user").all()
     assert (out / "cache" / "llm_calls.sqlite").exists()

@@ -386,13 +386,40 @@ def test_reading_counts_fallbacks_and_flags():
                           "summary": ["This user likes drama.", "This user likes war films a lot.", "Other.",
                                       "This user likes war films a lot."]})
     text = "\n".join(summarizer.reading(report, summaries, steps))  # b's merge returned its first block's summary
-    assert "Of those 1, 1 are word for word the first block's summary" in text and "later input" not in text
+    assert "Of those 1, 1 is word for word the final merge's oldest input (for them the newest items are the " \
+           "ones lost) and 0 its newest (the older items lost)." in text
+    assert "first block's summary itself" not in text  # one merge level: the oldest input is the first block
     report["method"] = "recurrent"
     text = "\n".join(summarizer.reading(report, summaries, steps))
-    assert "Of those 1, 1 are still word for word the first block's summary: no update after it" in text
+    assert "Of those 1, 1 is still word for word the first block's summary: no update after it" in text
     report["method"] = "hierarchical"
     steps.loc[1, "summary"] = "Something else."
-    assert "Of those 1, 0 are" in "\n".join(summarizer.reading(report, summaries, steps))
+    text = "\n".join(summarizer.reading(report, summaries, steps))
+    assert "Of those 1, 0 are word for word the final merge's oldest input" in text
+    assert "1 match none of the final merge's inputs" in text
+
+
+def test_reading_names_the_input_a_deeper_merge_copied():
+    """Merges of merges (8 blocks, fan-in 5, as on course-long): an unchanged final summary is the final merge's
+    oldest or newest input, compared as the check compares (case aside); and some are the first block's summary."""
+    report = {"method": "hierarchical", "degeneracy": {"degenerate_first": 0, "calls": 13, "degenerate_rate": 0.0,
+                                                       "fixed_by_retry": 0, "fallbacks": 0}}
+    rows = []
+    for user, (old, new, final) in {"a": ("Likes Drama.", "Likes war.", "likes drama."),  # the oldest, case aside
+                                    "b": ("Likes comedy.", "Likes horror.", "Likes horror."),  # the newest
+                                    "c": ("Block one.", "Likes crime.", "Block one.")}.items():  # first block too
+        rows += [{"user_id": user, "level": 0, "index": 0, "summary": "Block one." if user == "c" else "b0"},
+                 {"user_id": user, "level": 0, "index": 1, "summary": "b1"},
+                 {"user_id": user, "level": 1, "index": 0, "summary": old},
+                 {"user_id": user, "level": 1, "index": 1, "summary": new},
+                 {"user_id": user, "level": 2, "index": 0, "summary": final}]
+    steps = pd.DataFrame(rows)
+    summaries = pd.DataFrame({"user_id": ["a", "b", "c"], "summary": ["likes drama.", "Likes horror.", "Block one."],
+                              "flag": ["", "", ""], "checks": ["unchanged"] * 3})
+    text = "\n".join(summarizer.reading(report, summaries, steps))
+    assert "Of those 3, 2 are word for word the final merge's oldest input (for them the newest items are the ones " \
+           "lost) and 1 its newest (the older items lost). 1 is the first block's summary itself" in text
+    assert "match none" not in text
 
 
 def test_only_rank_0_opens_the_call_cache(tmp_path, monkeypatch):

@@ -359,6 +359,13 @@ def degeneracy_report(steps: Any) -> dict[str, Any]:
     }
 
 
+def later_unchanged(steps: Any) -> tuple[float, int]:
+    """(share flagged unchanged, how many) of the merges or updates (level > 0): the only calls that have an input
+    to return, so the share a reader compares with the final summaries' count (``flag_rates`` is over every call)."""
+    later = steps[steps["level"] > 0]
+    return flag_share(later["checks"], "unchanged"), len(later)
+
+
 def flag_share(checks: Any, name: str) -> float:
     """The share of steps whose comma-separated ``checks`` include ``name`` (0 where there are no steps)."""
     return float(checks.fillna("").str.split(",").map(lambda c: name in c).mean()) if len(checks) else 0.0
@@ -376,17 +383,46 @@ def check_table(report: Mapping[str, Any], steps: Any = None) -> Any:
     flagged = {}
     for k, v in rates.items():
         if k == "unchanged" and steps is not None:
-            later = steps[steps["level"] > 0]
+            share, n = later_unchanged(steps)
             kind = "merges" if report.get("method") == "hierarchical" else "updates"
-            flagged[f"flagged: unchanged (of {len(later)} {kind})"] = f"{flag_share(later['checks'], k):.1%}"
+            flagged[f"flagged: unchanged (of {n} {kind})"] = f"{share:.1%}"
         else:
             flagged[f"flagged: {k} (of {deg['calls']} calls)"] = f"{v:.1%}"
     return pd.DataFrame([{**deg, **{f"problem: {k}": v for k, v in by_problem.items()}, **flagged}])
 
 
+def copied_inputs(same: Any, steps: Any, first_block: int) -> str:
+    """Which input of the final merge each unchanged final hierarchical summary (``same``: user_id, summary) is:
+    the oldest (the newest items lost) or the newest (the oldest lost). ``first_block``: how many are the first
+    block's summary itself, said where the final merge's inputs are merges (only its oldest items kept)."""
+    top = steps.groupby("user_id")["level"].transform("max")
+    inputs = steps[steps["level"] == top - 1].sort_values(["user_id", "index"]).groupby("user_id")["summary"]
+    inputs = inputs.agg(list)
+    where = {"oldest": 0, "newest": 0, "middle": 0, "none": 0}
+    for user, text in zip(same["user_id"], same["summary"]):
+        # word for word as the "unchanged" check compares (summary_checks.words: case and punctuation aside)
+        texts = [summary_checks.words(t) for t in inputs.get(user, [])]
+        mine = summary_checks.words(text)
+        at = texts.index(mine) if mine in texts else None
+        where["none" if at is None else "oldest" if at == 0 else "newest" if at == len(texts) - 1 else "middle"] += 1
+    def are(n: int) -> str:
+        return f"{n} {'is' if n == 1 else 'are'}"
+
+    line = (f"Of those {len(same)}, {are(where['oldest'])} word for word the final merge's oldest input (for them "
+            f"the newest items are the ones lost) and {where['newest']} its newest (the older items lost)")
+    if where["middle"]:
+        line += f"; {are(where['middle'])} a middle input"
+    if where["none"]:  # cannot happen while the flag and this count compare alike; said, not hidden, if it does
+        line += f"; {where['none']} match none of the final merge's inputs"
+    if int(steps["level"].max()) > 1 and first_block:  # with merges of merges, the oldest input covers many blocks
+        line += f". {are(first_block)} the first block's summary itself: only the oldest block's items are kept"
+    return line + "."
+
+
 def reading(report: Mapping[str, Any], summaries: Any, steps: Any = None) -> list[str]:
     """What a summarization run shows, in sentences computed from its report and final summaries; with the run's
-    ``steps``, how many of the unchanged final summaries are the first block's summary (the newest items lost)."""
+    ``steps``, which input each unchanged final summary copies (hierarchical: the final merge's oldest or newest
+    input, and how many are the first block's summary alone; recurrent: how many are still the first block's)."""
     deg, users = report["degeneracy"], len(summaries)
     fallback_users = int((summaries["flag"] == "fallback").sum())
     out = [f"{deg['degenerate_first']} of {deg['calls']} first attempts ({deg['degenerate_rate']:.1%}) were degenerate; "
@@ -398,21 +434,21 @@ def reading(report: Mapping[str, Any], summaries: Any, steps: Any = None) -> lis
         kept = {c: int(checks.str.contains(c).sum()) for c in summary_checks.MARKED}
         what = {"unknown_title": "quote a title found in none of their items",
                 "prompt_copy": "repeat the prompt's own wording",
-                "unchanged": ("are a merge that returned one of its inputs word for word, ignoring the other period"
-                              if report["method"] == "hierarchical" else
+                "unchanged": ("are a merge that returned one of its inputs word for word, ignoring what the others "
+                              "said" if report["method"] == "hierarchical" else
                               "are an update that returned the previous summary unchanged, ignoring the new block")}
         out += [f"{n} of {users} final summaries {what[c]}." for c, n in kept.items() if n]
         copied = checks.str.contains("unchanged")
         if steps is not None and copied.any():
-            first = steps[(steps["level"] == 0) & (steps["index"] == 0)].set_index("user_id")["summary"]
             same = summaries[copied]
-            oldest = int((same["summary"].to_numpy() == first.reindex(same["user_id"]).to_numpy()).sum())
+            first = steps[(steps["level"] == 0) & (steps["index"] == 0)].set_index("user_id")["summary"]
+            oldest = sum(summary_checks.words(a) == summary_checks.words(b)
+                         for a, b in zip(same["summary"], first.reindex(same["user_id"]).fillna("")))
             if report["method"] == "hierarchical":
-                out.append(f"Of those {int(copied.sum())}, {oldest} are word for word the first block's summary: for "
-                           "them the newest items are the ones lost" + (" (the rest copy a later input)."
-                                                                        if oldest < copied.sum() else "."))
+                out.append(copied_inputs(same, steps, oldest))
             else:  # every unchanged last update lost the newest block; these never took in any block after the first
-                out.append(f"Of those {int(copied.sum())}, {oldest} are still word for word the first block's summary: "
+                out.append(f"Of those {int(copied.sum())}, {oldest} {'is' if oldest == 1 else 'are'} still word for "
+                           "word the first block's summary: "
                            "no update after it changed anything.")
     words = summaries["summary"].str.split().map(len)
     out.append(f"Final summaries have {words.mean():.0f} words on average ({words.min()}-{words.max()}); they are "
