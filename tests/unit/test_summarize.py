@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -240,6 +241,23 @@ def test_rerun_costs_nothing_and_recurrent_reuses_block_zero(tmp_path, scripted,
     u0 = steps[steps.user_id == "u0"].reset_index()
     last_prompt = [t for t in step1 if u0.loc[1, "summary"] in t]
     assert last_prompt, "step 2 did not receive step 1's summary"
+
+
+def test_a_resumed_request_says_how_many_calls_the_cache_answered(tmp_path, scripted, smol_tokenizer, capsys,
+                                                                  monkeypatch):
+    """The progress line counts the new calls only; a request the cache partly answered says how much of it."""
+    monkeypatch.setenv("TRSR_HEADLESS", "1")  # one line per request, as in a pipeline run's log
+    monkeypatch.setenv("TRSR_PROGRESS", "1")
+    cfg = cfg_for(tmp_path)
+    kw = dict(model=object(), tokenizer=smol_tokenizer, log=lambda *_: None)
+    first, more = make_blocks(2, 2), make_blocks(4, 2)  # the second adds two users to the first's
+    summarize.summarize(cfg, "hierarchical", first, CATALOG, **kw)
+    assert "from the cache" not in capsys.readouterr().out  # a fresh cache answers nothing
+    summarize.summarize(cfg, "hierarchical", more, CATALOG, **kw)
+    found = re.search(r"blocks \((\d+) of (\d+) from the cache\): (\d+) calls? in", capsys.readouterr().out)
+    assert found, "the block request's progress line does not say what the cache answered"
+    hits, asked, new = map(int, found.groups())
+    assert (hits, asked, new) == (len(first), len(more), len(more) - len(first))
 
 
 def test_asker_makes_one_call_as_the_batched_stage_does(tmp_path, scripted, smol_tokenizer):

@@ -62,7 +62,8 @@ class LLMCaller:
         keys = [call_key(self.model_id, t, params) for t in texts]
         # Rank 0 reads the cache; under a launcher the others receive what it found (they never open the file).
         done = distributed.broadcast(self.cache.get_many(keys) if distributed.is_main() else None)
-        self.stats.hits += sum(k in done for k in keys)
+        hits = sum(k in done for k in keys)
+        self.stats.hits += hits
         todo = list(dict.fromkeys(k for k in keys if k not in done))
         self.stats.misses += len(todo)
         if todo:
@@ -71,7 +72,9 @@ class LLMCaller:
             prompt_of = {k: t for k, t in zip(keys, texts)}
             todo_texts = [prompt_of[k] for k in todo]
             gen_args = {k: v for k, v in params.items() if k not in ("seed", "bos")}
-            with bar(total=len(todo), desc=desc, unit="call", quiet=self.quiet) as progress_bar:
+            # the bar counts the new calls only: say how many of the request the cache answered (a resumed run)
+            cached = f" ({hits} of {len(keys)} from the cache)" if hits else ""
+            with bar(total=len(todo), desc=f"{desc}{cached}", unit="call", quiet=self.quiet) as progress_bar:
                 def persist(generations: list[llm.Generation], indices: list[int]) -> None:
                     rows = []
                     for g, i in zip(generations, indices):
