@@ -36,7 +36,7 @@ import pandas as pd
 from trsr_utils.method import metrics, prompts, significance
 from trsr_utils.method.compare import jaccard, mentions
 from trsr_utils.core.schema import RELIANCE_CONTROLS
-from trsr_utils.method.summary_checks import unknown_titles
+from trsr_utils.method.summary_checks import unchanged, unknown_titles
 from trsr_utils.method.text import category_counts, item_categories
 
 TOP_K = 3  # the history's dominant attributes a summary should name (the template names its top 3 too)
@@ -180,7 +180,8 @@ def drift(steps: pd.DataFrame, blocks: pd.DataFrame, catalog: Mapping[str, Mappi
             block = history_attributes(items.get((user, step), []), catalog)
             new = set(block) - set(seen)
             now, before = named_attributes(texts[step], attrs), named_attributes(texts[step - 1], attrs)
-            rows.append({"user_id": user, "step": step, "unchanged": texts[step] == texts[step - 1],
+            # as the "unchanged" check compares (summary_checks.unchanged), so 04, 05 and the flags agree
+            rows.append({"user_id": user, "step": step, "unchanged": unchanged(texts[step], [texts[step - 1]]),
                          "overlap_with_previous": jaccard(texts[step], texts[step - 1]),
                          "new_block_coverage": coverage(now, block, k),
                          "previous_coverage": coverage(before, block, k),

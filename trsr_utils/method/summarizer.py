@@ -335,7 +335,8 @@ def update_uptake(steps: Any) -> Any:
     for user, mine in steps.sort_values(["user_id", "level"]).groupby("user_id", sort=False):
         texts = mine["summary"].tolist()
         for k in range(1, len(texts)):
-            rows.append({"user_id": user, "step": k, "unchanged": texts[k] == texts[k - 1],
+            # word for word as the "unchanged" check compares (case and punctuation aside): one definition
+            rows.append({"user_id": user, "step": k, "unchanged": summary_checks.unchanged(texts[k], [texts[k - 1]]),
                          "overlap_with_previous": jaccard(texts[k], texts[k - 1])})
     return pd.DataFrame(rows, columns=["user_id", "step", "unchanged", "overlap_with_previous"])
 
