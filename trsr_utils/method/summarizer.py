@@ -406,6 +406,7 @@ def copied_inputs(same: Any, steps: Any, first_block: int) -> str:
         mine = summary_checks.words(text)
         at = texts.index(mine) if mine in texts else None
         where["none" if at is None else "oldest" if at == 0 else "newest" if at == len(texts) - 1 else "middle"] += 1
+
     def are(n: int) -> str:
         return f"{n} {'is' if n == 1 else 'are'}"
 
@@ -443,7 +444,7 @@ def reading(report: Mapping[str, Any], summaries: Any, steps: Any = None) -> lis
         if steps is not None and copied.any():
             same = summaries[copied]
             first = steps[(steps["level"] == 0) & (steps["index"] == 0)].set_index("user_id")["summary"]
-            oldest = sum(summary_checks.words(a) == summary_checks.words(b)
+            oldest = sum(summary_checks.unchanged(a, [b])  # as the flag compares: case and punctuation aside
                          for a, b in zip(same["summary"], first.reindex(same["user_id"]).fillna("")))
             if report["method"] == "hierarchical":
                 out.append(copied_inputs(same, steps, oldest))

@@ -54,10 +54,8 @@ from trsr_utils.stages import table_rows
 from trsr_utils.method import score_store
 from trsr_utils.store import stages
 from trsr_utils.core.config import REPO_ROOT, Config, resolve_config, with_overrides
-from trsr_utils.method import chunks
 from trsr_utils.stages import chunking, prepare, sft, summarize
 from trsr_utils.store.stages import Inputs
-from trsr_utils.method.text import ItemTexter
 from trsr_utils.method.user_prompts import build
 from trsr_utils.stages.grid import (CONTROL_AXES, RELIANCE_WORDS, Cell, grid, is_profile_setting, probability_shift,
                                     read_ranks, reference_pairs, same_as_evaluation, shuffled_histories,
@@ -109,11 +107,9 @@ def prepare_summaries(cfg: Any, cell: Cell, prepared: Any, samples: pd.DataFrame
         return sub, summary_id
     if cell.control == "shuffled":
         samples = shuffled_histories(samples, cfg.seed)
-    tokenizer = llm.load_tokenizer(sub.model.summarizer)
-    texter = ItemTexter.from_config(sub, prepared.catalog, tokenizer)
-    blocks, report = chunks.chunk_samples(samples, texter, chunks.Chunker.from_config(sub, tokenizer))
+    blocks, meta = chunking.cut_blocks(sub, samples, prepared.catalog)
     if distributed.is_main():
-        chunking.write_blocks(sub, blocks, {"chunking": sub.to_dict()["chunking"], **report})
+        chunking.write_blocks(sub, blocks, meta)
     log(f"{cell.name}: summarizing {len(samples)} test users ({len(blocks)} blocks)")
     summarize.summarize(sub, "hierarchical", blocks, prepared.catalog, log=log, cache_from=cfg)
     return sub, summary_id

@@ -32,12 +32,18 @@ def read_blocks(cfg: Any) -> Any:
     return blocks
 
 
+def cut_blocks(cfg: Any, samples: Any, catalog: Any) -> tuple[Any, dict[str, Any]]:
+    """(blocks, the meta :func:`write_blocks` stores) of ``samples``' histories under ``cfg``'s text and chunking
+    settings, cut as notebook 02 cuts them (its summarizer's tokenizer counts the tokens)."""
+    tokenizer = llm.load_tokenizer(cfg.model.summarizer)
+    texter = ItemTexter.from_config(cfg, catalog, tokenizer)
+    blocks, report = chunks.chunk_samples(samples, texter, chunks.Chunker.from_config(cfg, tokenizer))
+    return blocks, {"chunking": cfg.to_dict()["chunking"], **report}
+
+
 def ensure_blocks(cfg: Any, prepared: Any) -> Any:
     """The blocks under these settings: the stored ones, else every sample's history cut now and stored exactly as
     notebook 02 stores them (an exercise that changes ``chunking.*`` needs blocks notebook 02 never made)."""
     if not stages.is_complete(cfg, STAGE):
-        tokenizer = llm.load_tokenizer(cfg.model.summarizer)
-        texter = ItemTexter.from_config(cfg, prepared.catalog, tokenizer)
-        blocks, report = chunks.chunk_samples(prepared.samples, texter, chunks.Chunker.from_config(cfg, tokenizer))
-        write_blocks(cfg, blocks, {"chunking": cfg.to_dict()["chunking"], **report})
+        write_blocks(cfg, *cut_blocks(cfg, prepared.samples, prepared.catalog))
     return read_blocks(cfg)
