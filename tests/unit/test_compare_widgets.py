@@ -68,7 +68,8 @@ def test_browser_shows_the_selected_user():
     assert '<mark class="shared" style="background:#c8ecc8">comedy</mark>' in left
     assert '<mark class="unique" style="background:#fde2c4">war.</mark>' in left
     assert "romance" in right and "[fallback]" in right and "[fallback: loop]" in right
-    assert "level 1, part 1" in left and "step 1 (" in right  # intermediate steps listed
+    assert "level 1, part 0" in left and "step 1 (" in right  # intermediate steps listed, counted from 0 as blocks are
+    assert "level 0, part 0" in left and "<ol" not in left  # level 0's part 0 is block 0; no second 1-based count
     assert "level 0.0" not in left and "step 1.0" not in right  # not a decimal number
     assert "block 1: 1 items" in ui.history.value and "&lt;b&gt;" in ui.history.value  # escaped history
     assert "content words shared 1" in ui.stats.value
@@ -116,7 +117,11 @@ def test_comparison_reading():
     table["overlap_hierarchical_recurrent"] = [1.0, 0.2]  # one user whose two summaries say the same words
     text = "\n".join(compare.reading(table, ["hierarchical", "recurrent"]))
     assert "share 60%" in text and "For 1 of 2 users the two summaries have the same content words" in text
-    assert "without them the mean is 20%" in text and "fallback" not in text
+    assert "without that user the mean is 20%" in text and "fallback" not in text
+    table2 = pd.DataFrame({"hierarchical_mentions_top": [True] * 300, "recurrent_mentions_top": [True] * 300,
+                           "overlap_hierarchical_recurrent": [1.0] + [0.1] * 299})
+    text = "\n".join(compare.reading(table2, ["hierarchical", "recurrent"]))  # 1 of 300 at 1.0: the mean stays 10%
+    assert "For 1 of 300 users" in text and "without" not in text  # no "without it" that changes nothing
     table["overlap_recurrent_template"] = [0.3, 1.0]  # the second user's recurrent summary is the template
     text = "\n".join(compare.reading(table, ["hierarchical", "recurrent", "template"]))
     assert "1 of 2 recurrent summaries has every content word of the template's" in text and "fallback" in text

@@ -15,11 +15,13 @@ def _steps_html(steps: Any, label: str) -> str:
     rows = []
     for r in steps.itertuples(index=False):
         flag = f' <b style="color:#b35900">[{r.flag}{": " + r.problem if r.problem else ""}]</b>' if r.flag else ""
-        # "level 1, part 2" for the hierarchical method (several summaries per level), "step 1" for the recurrent one
-        where = f"{label} {r.level}" + (f", part {r.index + 1}" if label == "level" else "")
+        # "level 1, part 0" for the hierarchical method (several summaries per level), "step 1" for the recurrent one;
+        # parts count from 0 as blocks and steps do, so level 0's part i is block i's summary
+        where = f"{label} {r.level}" + (f", part {r.index}" if label == "level" else "")
         rows.append(f"<li><small>{where} ({len(r.item_ids)} item{'s' if len(r.item_ids) != 1 else ''}){flag}</small><br>"
                     f"{html.escape(r.summary)}</li>")
-    return "<ol style='padding-left:1.2em'>" + "".join(rows) + "</ol>"
+    # unnumbered: a list's own 1, 2, 3 would be a second count beside the 0-based levels and steps
+    return "<ul style='padding-left:1.2em'>" + "".join(rows) + "</ul>"
 
 
 def _pct(x: float) -> str:
@@ -92,7 +94,7 @@ class SummaryComparison:
         if mine.empty:
             return ""
         rows = "".join(
-            f"<tr><td>{html.escape(r.method)}</td><td>{r.named}</td><td>{html.escape(r.invented_names) or '-'}</td>"
+            f"<tr><td>{html.escape(r.method)}</td><td>{r.named}</td><td>{html.escape(r.invented_names) or 'none'}</td>"
             f"<td>{_pct(r.coverage)}</td><td>{_pct(r.coverage_others)}</td><td>{_pct(r.faithfulness)}</td>"
             f"<td>{r.invented_titles}</td></tr>" for r in mine.itertuples(index=False))
         return (f"<br><b>Audit</b> (history's top attributes: {html.escape(mine['top'].iloc[0])})"
