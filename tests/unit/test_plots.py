@@ -49,6 +49,10 @@ def test_compare_summaries_labels_every_x_axis():
     fig = plots.compare_summaries(table, ["a", "b"])
     labels = [ax.get_xlabel() for ax in fig.axes]
     assert "None" not in labels and all(labels)
+    assert legend_texts(fig) == ["a vs b"]
+    # identical pairs at 1.0 may be one user beside hundreds: the legend counts them
+    fig = plots.compare_summaries(table.assign(overlap_a_b=[1.0, 0.5]), ["a", "b"])
+    assert legend_texts(fig) == ["a vs b (1 at 1.0)"]
 
 
 def test_protocols_draws_each_protocol_on_its_own_scale():
@@ -175,6 +179,12 @@ def test_summary_cost_legend_lies_off_the_scatter():
     fig = plots.summary_cost(summaries)
     assert_legends_off_the_data(fig)
     assert "False" not in legend_texts(fig)
+    # one history length (course-long's 40 items): the spread as a histogram, not a scatter stacked in one column
+    fig = plots.summary_cost(summaries.assign(n_items=40))
+    ax = fig.axes[1]
+    assert ax.get_xlabel() == "LLM tokens (prompt + generated)" and ax.get_ylabel() == "users"
+    assert "(40 items each)" in ax.get_title() and not ax.collections  # bars, no scatter points
+    assert_legends_off_the_data(fig)
 
 
 def test_drift_and_sft_legends_lie_off_the_data():

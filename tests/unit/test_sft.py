@@ -244,6 +244,13 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
                               {"step": 24, "selection": 1.5}])
     text = "\n".join(training_readings.reading(report, 6))
     assert "steps 12, 24 tie at 1.500; the earliest, step 12, is kept" in text and "below zero-shot" in text
+    # sft.select: last keeps the final checkpoint: said so, not "the earliest" (course-long-all's 06 read that)
+    last = dict(report, select="last", best={"step": 24, "selection": 1.5},
+                validation=report["validation"] + [{"step": 36, "selection": 2.0}, {"step": 48, "selection": 1.5}])
+    last["best"] = {"step": 48, "selection": 1.5}
+    text = "\n".join(training_readings.reading(last, 6))
+    assert "keeps the last checkpoint (`sft.select: last`), step 48" in text and "earliest" not in text
+    assert "the same as steps 12, 24" in text and "the best was 2.000 at step 36" in text
     # against chance: only the rows below a random order's Recall@10 are named
     report.update(zero_shot={"selection": 2.5, "recall@10": 0.5}, best={"step": 12, "selection": 1.5,
                                                                        "recall@10": 1 / 3})

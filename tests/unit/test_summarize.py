@@ -215,6 +215,7 @@ def test_summary_checks_retry_repeated_clauses_and_flag_unchanged_merges(tmp_pat
     assert summarize.read_summaries(cfg, "hierarchical").set_index("user_id").loc["u2", "checks"] == "unchanged"
     table = summarizer.check_table(report)
     assert table.loc[0, "problem: repeated_clause"] == 1
+    assert table.loc[0, f"degenerate_rate (of {len(steps)} calls)"].endswith("%")  # a percentage, as the flags are
     assert table.loc[0, f"flagged: unchanged (of {len(steps)} calls)"] == f"{1 / len(steps):.1%}"
     # with the steps: a share of the two merges (u0's and u2's), the only calls that can return an input unchanged
     table = summarizer.check_table(report, summarize.read_steps(cfg, "hierarchical"))

@@ -117,9 +117,11 @@ def reading(table: Any, methods: Sequence[str]) -> list[str]:
                        "they often describe the same user differently."))
             if same.any() and not same.all():  # a spike at 1 (the histogram) would carry the mean alone
                 rest = float(table.loc[~same, col].mean())
-                line += (f" For {int(same.sum())} of {n} users the two summaries have the same content words (the "
-                         f"'{a} vs {b}' bar at 1.0 in the overlap histogram); without them the mean "
-                         f"is {rest:.0%}.")
+                k = int(same.sum())
+                line += (f" For {k} of {n} user{'s' if n != 1 else ''} the two summaries have the same content "
+                         f"words (the '{a} vs {b}' bar at 1.0 in the overlap histogram, counted in its legend)"
+                         + (f"; without {'them' if k > 1 else 'that user'} the mean is {rest:.0%}."
+                            if f"{rest:.0%}" != f"{mean:.0%}" else "."))
             out.append(line)
     # An LLM summary with every content word of the template's is the template itself: the fallback that replaces
     # a summary still degenerate after its retry (notebooks 03-04 count them). Its bar at 1.0 would else read as

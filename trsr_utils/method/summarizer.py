@@ -381,6 +381,9 @@ def check_table(report: Mapping[str, Any], steps: Any = None) -> Any:
 
     deg = dict(report["degeneracy"])
     by_problem, rates = deg.pop("by_problem"), deg.pop("flag_rates")
+    # a percentage as the flag columns are (a raw 0.089912 beside "5.3%" reads as another kind of number)
+    deg = {(f"degenerate_rate (of {deg['calls']} calls)" if k == "degenerate_rate" else k):
+           (f"{v:.1%}" if k == "degenerate_rate" else v) for k, v in deg.items()}
     flagged = {}
     for k, v in rates.items():
         if k == "unchanged" and steps is not None:

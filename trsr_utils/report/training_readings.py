@@ -34,9 +34,20 @@ def reading(report: dict[str, Any], valid_users: int, random_recall10: float | N
     out.append(f"{valid_users} validation users: one user moves each Recall@K by {1 / valid_users:.3f}, and the "
                f"selection score (R@3 + R@5 + R@10, at most 3) by up to {3 / valid_users:.3f}.")
     tied = [v["step"] for v in report.get("validation", []) if v["step"] and v["selection"] == best["selection"]]
-    if len(tied) > 1:
+    if report.get("select", "best") == "last":
+        # a fixed training budget: the kept checkpoint is the last, whatever the validation users say of it
+        scored = [v for v in report.get("validation", []) if v["step"]]
+        top = max(scored, key=lambda v: (v["selection"], -v["step"])) if scored else best
+        others = [s for s in tied if s != best["step"]]
+        out.append(f"This profile keeps the last checkpoint (`sft.select: last`), step {best['step']}, whatever its "
+                   f"validation score ({best['selection']:.3f}"
+                   + (f", the same as step{'s' if len(others) > 1 else ''} {', '.join(map(str, others))}"
+                      if others else "")
+                   + (f"; the best was {top['selection']:.3f} at step {top['step']}"
+                      if top["selection"] > best["selection"] else "") + ").")
+    elif len(tied) > 1:
         out.append(f"Checkpoints at steps {', '.join(map(str, tied))} tie at {best['selection']:.3f}; the earliest, "
-                   f"step {best['step']}, is kept.")
+                   f"step {best['step']}, is kept (`sft.select: best`: the best score, the earlier step on a tie).")
     if zero is not None:
         gain = best["selection"] - zero["selection"]
         crossings = round(abs(gain) * valid_users)

@@ -45,12 +45,19 @@ def summary_cost(summaries: pd.DataFrame, title: str = "LLM tokens spent per use
     axes[0].set_title("Summary length")
     frame = summaries.assign(flagged=np.where(summaries["fallbacks"] > 0, "a step fell back to the template",
                                               "no fallback"))
-    sns.scatterplot(frame, x="n_items", y="llm_tokens", hue="flagged", style="flagged", ax=axes[1], alpha=0.7,
-                    hue_order=["no fallback", "a step fell back to the template"],
-                    style_order=["no fallback", "a step fell back to the template"])
-    axes[1].set_xlabel("history items summarised")
-    axes[1].set_ylabel("LLM tokens (prompt + generated)")
-    axes[1].set_title(title)
+    order = ["no fallback", "a step fell back to the template"]
+    if summaries["n_items"].nunique() == 1:
+        # one history length: a scatter would stack every user in one column, so show the spread itself
+        sns.histplot(frame, x="llm_tokens", hue="flagged", hue_order=order, multiple="stack", bins=30, ax=axes[1])
+        axes[1].set_xlabel("LLM tokens (prompt + generated)")
+        axes[1].set_ylabel("users")
+        axes[1].set_title(f"{title} ({summaries['n_items'].iloc[0]} items each)")
+    else:
+        sns.scatterplot(frame, x="n_items", y="llm_tokens", hue="flagged", style="flagged", ax=axes[1], alpha=0.7,
+                        hue_order=order, style_order=order)
+        axes[1].set_xlabel("history items summarised")
+        axes[1].set_ylabel("LLM tokens (prompt + generated)")
+        axes[1].set_title(title)
     sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title=None, fontsize=8,
                     frameon=False)
     fig.tight_layout()
@@ -67,6 +74,10 @@ def compare_summaries(table: pd.DataFrame, methods: Sequence[str]):
     overlaps = [c for c in table.columns if c.startswith("overlap_")]
     long = table[overlaps].melt(var_name="pair", value_name="overlap")
     long["pair"] = long["pair"].str.removeprefix("overlap_").str.replace("_", " vs ")
+    # identical pairs (overlap 1.0) can be a handful of users beside bins of hundreds: the legend counts them
+    same = {p: int((long.loc[long["pair"] == p, "overlap"] >= 1.0).sum()) for p in long["pair"].unique()}
+    if any(same.values()):
+        long["pair"] = long["pair"].map(lambda p: f"{p} ({same[p]} at 1.0)")
     # side by side: layered steps hid a pair whose bar had the same height as another's (e.g. two 1s at 1.0)
     sns.histplot(long, x="overlap", hue="pair", bins=20, binrange=(0, 1), multiple="dodge", shrink=0.9, ax=axes[1])
     axes[1].set_title("Content-word overlap (Jaccard)")
