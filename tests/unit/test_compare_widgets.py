@@ -14,6 +14,7 @@ CATALOG = {"1": {"genres": "Comedy, Romance"}, "2": {"genres": "Comedy"}, "3": {
 
 def test_measures():
     assert compare.content_words("This user likes comedies and Sci-Fi movies.") == {"comedies", "sci-fi"}
+    assert compare.content_words("Dramas like 1995's Babe") == {"dramas", "babe"}  # no "s" from "1995's"
     assert compare.jaccard("likes comedy and war", "likes comedy") == 0.5
     assert compare.jaccard("", "") == 1.0
     assert compare.mentions("They love science fiction.", "Sci-Fi")
@@ -71,7 +72,7 @@ def test_browser_shows_the_selected_user():
     assert "level 1, part 0" in left and "step 1 (" in right  # intermediate steps listed, counted from 0 as blocks are
     assert "level 0, part 0" in left and "<ol" not in left  # level 0's part 0 is block 0; no second 1-based count
     assert "level 0.0" not in left and "step 1.0" not in right  # not a decimal number
-    assert "block 1: 1 items" in ui.history.value and "&lt;b&gt;" in ui.history.value  # escaped history
+    assert "block 1: 1 item," in ui.history.value and "&lt;b&gt;" in ui.history.value  # escaped history
     assert "content words shared 1" in ui.stats.value
 
     ui.user.value = "u2"  # what a student's click does

@@ -244,6 +244,11 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
                               {"step": 24, "selection": 1.5}])
     text = "\n".join(training_readings.reading(report, 6))
     assert "steps 12, 24 tie at 1.500; the earliest, step 12, is kept" in text and "below zero-shot" in text
+    # no tie: the rule is said all the same (the demo's best and last are one step)
+    one = dict(report, validation=report["validation"][:2])
+    text = "\n".join(training_readings.reading(one, 6))
+    assert "keeps the best-scoring checkpoint (`sft.select: best`): step 12, at 1.500" in text
+    assert "step 0, the zero-shot model at 2.500, is never chosen" in text
     # sft.select: last keeps the final checkpoint: said so, not "the earliest" (course-long-all's 06 read that)
     last = dict(report, select="last", best={"step": 24, "selection": 1.5},
                 validation=report["validation"] + [{"step": 36, "selection": 2.0}, {"step": 48, "selection": 1.5}])

@@ -31,8 +31,9 @@ MENTION_ALIASES = {
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-case words of a summary that can carry a taste (stopwords removed)."""
-    return {w.strip("'-") for w in _WORD.findall(text.lower())} - STOPWORDS - {""}
+    """Lower-case words of a summary that can carry a taste (stopwords and single letters removed: the "s" of
+    "1995's", where the regex starts a word after the digits, is no word of the summary)."""
+    return {w for w in (w.strip("'-") for w in _WORD.findall(text.lower())) if len(w) > 1} - STOPWORDS
 
 
 def jaccard(a: str, b: str) -> float:

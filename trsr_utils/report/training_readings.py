@@ -48,6 +48,11 @@ def reading(report: dict[str, Any], valid_users: int, random_recall10: float | N
     elif len(tied) > 1:
         out.append(f"Checkpoints at steps {', '.join(map(str, tied))} tie at {best['selection']:.3f}; the earliest, "
                    f"step {best['step']}, is kept (`sft.select: best`: the best score, the earlier step on a tie).")
+    else:
+        zero_part = (f"; step 0, the zero-shot model at {zero['selection']:.3f}, is never chosen"
+                     if zero is not None and zero["selection"] > best["selection"] else "")
+        out.append(f"This profile keeps the best-scoring checkpoint (`sft.select: best`): step {best['step']}, at "
+                   f"{best['selection']:.3f}{zero_part}.")
     if zero is not None:
         gain = best["selection"] - zero["selection"]
         crossings = round(abs(gain) * valid_users)
@@ -94,6 +99,6 @@ def auc_reading(auc: Any, p_zero: Sequence[Any], p_tuned: Sequence[Any], margin:
                    "than the base model did.")
     else:
         out.append(f"The mean AUC moved by less than {margin:.2f} while single users' AUCs moved both ways: the "
-                   f"adapter reshuffled each user's candidates without ranking the positives higher on average; the "
+                   f"adapter reshuffled some users' candidates without ranking the positives higher on average; the "
                    f"change shared by all is how often it says Yes{yes_rate}.")
     return out

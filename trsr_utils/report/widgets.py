@@ -80,7 +80,8 @@ class SummaryComparison:
             f"only {a} {len(wa - wb)}, only {b} {len(wb - wa)}{self._audit_html(user)}</div>")
         mine = self.blocks[self.blocks["user_id"] == user].sort_values("block")
         self.history.value = "".join(
-            f"<div style='{_PANE}'><small>block {r.block}: {r.n_items} items, {r.n_tokens} tokens</small>"
+            f"<div style='{_PANE}'><small>block {r.block}: {r.n_items} item{'s' if r.n_items != 1 else ''}, "
+            f"{r.n_tokens} tokens</small>"
             f"<pre style='white-space:pre-wrap;margin:0'>{html.escape(r.text)}</pre></div>"
             for r in mine.itertuples(index=False))
         if self.user.value != user:
