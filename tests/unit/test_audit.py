@@ -203,6 +203,13 @@ def test_users_needed_for_equivalence_and_decision():
     # a permutation p is never 0: below .001 the sentence says so instead of printing 0.000
     assert "(Holm p < 0.001)" in significance.decision({"diff": 0.2, "p": 0.0001, "p_holm": 0.0004}, tost)
     assert "(p = 0.500; TOST p = 0.400," in significance.decision({"diff": 0.05, "p": 0.5}, tost)
+    # the Holm p beside the raw one where there is one (course-long-all's recurrent row: p .037, Holm .073)
+    assert "(p = 0.037, Holm p = 0.073; TOST p = 0.400," in significance.decision(
+        {"diff": -0.053, "p": 0.037, "p_holm": 0.073}, tost)
+    # a bound says how far inside the margin it lies, in users (course-long-all: -.047 on 546 users)
+    bounded = significance.decision({"diff": -0.007, "p": 0.85}, {**tost, "users": 546, "equivalent": True,
+                                                                  "low": -0.047, "high": 0.033, "p": 0.039})
+    assert "lies 0.003 inside the margin, about 1.6 users' hits" in bounded
     assert significance.p_text(0.0009, "Holm") == "Holm < 0.001" and significance.p_text(0.001) == "p = 0.001"
 
 

@@ -138,13 +138,18 @@ def decision(difference: Mapping[str, float], tost: Mapping[str, float], metric:
     if difference.get("p_holm", difference["p"]) < ALPHA:
         return f"shown: {d:+.3f} {metric} ({p_text(difference.get('p_holm', difference['p']), 'Holm p')}) on {n} users"
     if tost["equivalent"]:
+        # how far inside the margin the interval's nearer end lies, in users' hits (one user moves a mean by 1/n):
+        # a bound that a couple of users' answers would undo is a bound, but a fragile one
+        room = m - max(abs(tost["low"]), abs(tost["high"]))
         return (f"bounded: the difference {d:+.3f} {metric} lies within ±{m:.2f} ({p_text(tost['p'], 'TOST p')}, 90% "
-                f"interval {tost['low']:+.3f} to {tost['high']:+.3f}) on {n} users")
+                f"interval {tost['low']:+.3f} to {tost['high']:+.3f}) on {n} users; the interval's nearer end lies "
+                f"{room:.3f} inside the margin, about {room * n:.1f} users' hits")
     detect = users_needed(tost["sd"], d) if d else None
     bound = users_needed_equivalence(tost["sd"], m)
     more = "".join([f"; about {detect} users would detect a difference of {d:+.3f} (power .8)" if detect else "",
                     f"; about {bound} would bound it within ±{m:.2f} if the true difference were 0" if bound else ""])
-    return (f"undecided: {d:+.3f} {metric} ({p_text(difference['p'])}; {p_text(tost['p'], 'TOST p')}, 90% interval "
+    holm = f", {p_text(difference['p_holm'], 'Holm p')}" if "p_holm" in difference else ""
+    return (f"undecided: {d:+.3f} {metric} ({p_text(difference['p'])}{holm}; {p_text(tost['p'], 'TOST p')}, 90% interval "
             f"{tost['low']:+.3f} to {tost['high']:+.3f} is not within ±{m:.2f}) on {n} users{more}")
 
 
