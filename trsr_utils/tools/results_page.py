@@ -428,7 +428,9 @@ def provenance(data: dict[str, Any]) -> list[str]:
              json.dumps(data.get("overrides")) if data.get("overrides") else None,
              m.get("platform"), m.get("python"), m.get("torch"), m.get("transformers")]
     for n in data.get("notebooks", []):
-        found += [n.get("notebook"), n.get("stage"), n.get("started"), n.get("fingerprint"), *n.get("figures", [])]
+        # a recomputed stage's "(first made <timestamp>)" is provenance too, not a measured number
+        found += [n.get("notebook"), n.get("stage"), n.get("started"), n.get("fingerprint"), n.get("stage_result"),
+                  *n.get("figures", [])]
     return sorted({str(x) for x in found if x}, key=len, reverse=True)
 
 
