@@ -42,7 +42,7 @@ WEBSITE = REPO_ROOT / "website"
 VENDOR = WEBSITE / "vendor"
 # The docs pages in the site's navigation after the notebooks, in this order (those that exist).
 RESULT_PAGES = ["docs/results/demo.md", "docs/results/course-long.md", "docs/results/course.md",
-                "docs/results/course-all.md", "docs/results/demo-2026-12-05.md", "docs/benchmarks.md"]
+                "docs/results/course-all.md", "docs/results/course-long-all.md", "docs/results/demo-2026-12-05.md", "docs/benchmarks.md"]
 OTHER_PAGES = [("How each stage works", "docs/methods.md"), ("Design", "docs/design.md"),
                ("On a GPU cluster", "docs/cluster.md"), ("Extending", "docs/extending.md"),
                ("Tests", "tests/README.md"), ("Data", "data/README.md")]
