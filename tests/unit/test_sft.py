@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import hostile_hf_home
-from trsr_utils.method import llm, prompts, scoring
+from trsr_utils.method import llm, metrics, prompts, scoring
 from trsr_utils import stages
 from trsr_utils.stages.sft import for_split
 from trsr_utils.core.config import resolve_config
@@ -256,6 +256,10 @@ def test_reading_relates_the_loss_to_the_prior_and_users_to_the_scores():
     text = "\n".join(training_readings.reading(last, 6))
     assert "keeps the last checkpoint (`sft.select: last`), step 48" in text and "earliest" not in text
     assert "the same as steps 12, 24" in text and "the best was 2.000 at step 36" in text
+    # the rule itself, as sft.train applies it: best (ties: the earlier step) or last
+    records = last["validation"][1:]
+    assert metrics.chosen_checkpoint(records)["step"] == 36 and metrics.chosen_checkpoint(records, "last")["step"] == 48
+    assert metrics.chosen_checkpoint(records[:2])["step"] == 12  # 12 and 24 tie: the earlier
     # against chance: only the rows below a random order's Recall@10 are named
     report.update(zero_shot={"selection": 2.5, "recall@10": 0.5}, best={"step": 12, "selection": 1.5,
                                                                        "recall@10": 1 / 3})

@@ -19,7 +19,7 @@ Notebook 07 teaches them.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -86,6 +86,14 @@ def prior_loss(q: float) -> tuple[str, float]:
 def selection_score(m: dict[str, float]) -> float:
     """What the paper selected checkpoints by: Recall@3 + Recall@5 + Recall@10 on validation."""
     return m["recall@3"] + m["recall@5"] + m["recall@10"]
+
+
+def chosen_checkpoint(records: Sequence[dict[str, Any]], select: str = "best") -> dict[str, Any]:
+    """The validation record of the checkpoint ``sft.select`` keeps: the best selection score (ties: the earlier
+    step), or with ``"last"`` the last step (a fixed training budget)."""
+    if select == "best":
+        return max(records, key=lambda r: (r["selection"], -r["step"]))
+    return max(records, key=lambda r: r["step"])
 
 
 def random_expectation(n_candidates: int, ks: Sequence[int] = KS) -> dict[str, float]:

@@ -37,7 +37,7 @@ def reading(report: dict[str, Any], valid_users: int, random_recall10: float | N
     if report.get("select", "best") == "last":
         # a fixed training budget: the kept checkpoint is the last, whatever the validation users say of it
         scored = [v for v in report.get("validation", []) if v["step"]]
-        top = max(scored, key=lambda v: (v["selection"], -v["step"])) if scored else best
+        top = metrics.chosen_checkpoint(scored) if scored else best  # what sft.select: best would have kept
         others = [s for s in tied if s != best["step"]]
         out.append(f"This profile keeps the last checkpoint (`sft.select: last`), step {best['step']}, whatever its "
                    f"validation score ({best['selection']:.3f}"

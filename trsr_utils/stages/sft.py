@@ -22,7 +22,7 @@ from trsr_utils.core.config import Config, with_overrides
 from trsr_utils.core.schema import LLM_ROWS
 from trsr_utils.core.distributed import world
 from trsr_utils.core.hashing import file_digest
-from trsr_utils.method import llm, lora, prompts
+from trsr_utils.method import llm, lora, metrics, prompts
 from trsr_utils.method.prompts import UserPrompts
 from trsr_utils.method.user_prompts import build
 from trsr_utils.method.lora import (DEEPSPEED_ZERO2, Validator, accumulation, callback, check_launch,
@@ -186,8 +186,7 @@ def train(cfg: Any, model: Any = None, tokenizer: Any = None, log: Callable[[str
     if not trained:
         raise RuntimeError("training wrote no checkpoint: check sft.save_steps and sft.max_steps")
     # sft.select: the best validation score (ties: the earlier step), or the last checkpoint (a fixed budget).
-    best = (max(trained, key=lambda r: (r["selection"], -r["step"])) if cfg.sft.select == "best"
-            else max(trained, key=lambda r: r["step"]))
+    best = metrics.chosen_checkpoint(trained, cfg.sft.select)
     adapter = out / "adapter"
     tmp = out / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
